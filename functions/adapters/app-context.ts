@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { type Config, parseConfig } from '../core/config';
+import type { Clock } from '../core/ports';
+import { createDocumentClient, requireEnv } from './dynamodb';
+import { DynamoLedger } from './ledger-store';
+import { DynamoQuarantine } from './quarantine-store';
+import { CONFIG_FILE_ENV, TABLES } from './resources';
+import { DynamoRollups } from './rollup-store';
+import { DynamoSubjects } from './subject-store';
+
+/**
+ * Everything handlers depend on, built once per process on first use from the environment.
+ * Each piece is built lazily, so a function only needs the variables of what it touches.
+ */
+
+function once<T>(build: () => T): () => T {
+  let value: T | undefined;
+  let built = false;
+  return () => {
+    if (!built) {
+      value = build();
+      built = true;
+    }
+    return value as T;
+  };
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read configuration file ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return parseConfig(text, path);
+}
+
+const documentClient = once(() => createDocumentClient());
+
+let clock: Clock = { now: () => new Date() };
+
+export const appContext = {
+  config: once(() => loadConfigFile(requireEnv(CONFIG_FILE_ENV))),
+  ledger: once(() => new DynamoLedger(documentClient(), requireEnv(TABLES.ledger.envVar))),
+  rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar))),
+  subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
+  quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
+  clock: () => clock,
+};
+
+/** The local runtime replaces the wall clock with its own; in AWS it stays the system clock. */
+export function useClock(replacement: Clock): void {
+  clock = replacement;
+}

@@ -1,0 +1,75 @@
+import { type DynamoDBDocumentClient, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import type { Quarantine, QuarantineRecord } from '../core/ports';
+import { batchPut } from './batch-write';
+import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
+
+const NO_SUBJECT = '-';
+/** DynamoDB items stop at 400 KB; a quarantined body is kept whole up to this size. */
+const MAX_BODY_CHARS = 300_000;
+
+/**
+ * Quarantined events: pk = subject (or "-"), sk = sentAt#messageId#index. The key depends only on
+ * the message, so a redelivered message rewrites its records instead of adding new ones.
+ */
+export class DynamoQuarantine implements Quarantine {
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async putAll(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
+    const items = records.map((record) => ({ item: toItem(record), record }));
+    const bySk = new Map(items.map(({ item, record }) => [`${item.pk}\u0000${item.sk}`, record]));
+    const keyNames = [TABLES.quarantine.partitionKey.name, TABLES.quarantine.sortKey.name];
+    const { failed } = await batchPut(this.client, this.tableName, keyNames, items.map((i) => i.item));
+    return { failed: failed.map((item) => bySk.get(`${item.pk}\u0000${item.sk}`)).filter((r): r is QuarantineRecord => r !== undefined) };
+  }
+
+  async list({ subject, limit }: { subject?: string; limit: number }): Promise<QuarantineRecord[]> {
+    const items: Record<string, unknown>[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = subject
+        ? await this.client.send(
+            new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ScanIndexForward: false, Limit: limit - items.length, ExclusiveStartKey }),
+          )
+        : await this.client.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey }));
+      items.push(...(page.Items ?? []));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey && (!subject || items.length < limit));
+    return items
+      .map(toRecord)
+      .sort((a, b) => (a.sentAt === b.sentAt ? a.messageId.localeCompare(b.messageId) || a.index - b.index : a.sentAt < b.sentAt ? 1 : -1))
+      .slice(0, limit);
+  }
+}
+
+function toItem(record: QuarantineRecord) {
+  const truncated = record.body.length > MAX_BODY_CHARS;
+  return {
+    pk: record.subject ?? NO_SUBJECT,
+    sk: `${record.sentAt}#${record.messageId}#${String(record.index).padStart(6, '0')}`,
+    reason: record.reason,
+    detail: record.detail,
+    messageId: record.messageId,
+    index: record.index,
+    sentAt: record.sentAt,
+    receivedAt: record.receivedAt,
+    body: truncated ? record.body.slice(0, MAX_BODY_CHARS) : record.body,
+    ...(truncated ? { bodyTruncated: true } : {}),
+    expiresAt: Math.floor(Date.parse(record.receivedAt) / 1000) + QUARANTINE_RETENTION_DAYS * 86_400,
+  };
+}
+
+function toRecord(item: Record<string, unknown>): QuarantineRecord {
+  return {
+    reason: item.reason as QuarantineRecord['reason'],
+    detail: String(item.detail),
+    messageId: String(item.messageId),
+    index: Number(String(item.index)),
+    ...(item.pk !== NO_SUBJECT ? { subject: String(item.pk) } : {}),
+    sentAt: String(item.sentAt),
+    receivedAt: String(item.receivedAt),
+    body: String(item.body),
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * The one definition of every table, queue and event source mapping, and of the environment
+ * variables that name them. The CDK stacks and the local runtime both build from this file.
+ */
+
+export type AttributeType = 'S' | 'N';
+
+export interface TableDefinition {
+  /** Logical name (CDK construct id, local table name prefix). */
+  name: string;
+  /** Environment variable that carries the physical table name to handlers. */
+  envVar: string;
+  partitionKey: { name: string; type: AttributeType };
+  sortKey?: { name: string; type: AttributeType };
+  timeToLiveAttribute?: string;
+  stream?: 'NEW_AND_OLD_IMAGES';
+  pointInTimeRecovery: boolean;
+}
+
+export const TABLES = {
+  /** One item per event identity (CloudEvents source + id); its stream feeds the aggregator. */
+  ledger: {
+    name: 'Ledger',
+    envVar: 'LEDGER_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    timeToLiveAttribute: 'expiresAt',
+    stream: 'NEW_AND_OLD_IMAGES',
+    pointInTimeRecovery: true,
+  },
+  /** Day items (with hour counters), cycle items (with day counters), and per-shard checkpoints. */
+  rollups: {
+    name: 'Rollups',
+    envVar: 'ROLLUPS_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    sortKey: { name: 'sk', type: 'S' },
+    timeToLiveAttribute: 'expiresAt',
+    pointInTimeRecovery: true,
+  },
+  /** Workspaces: plan, billing anchor, time zone, contacts. */
+  subjects: {
+    name: 'Subjects',
+    envVar: 'SUBJECTS_TABLE',
+    partitionKey: { name: 'id', type: 'S' },
+    pointInTimeRecovery: true,
+  },
+  /** Rejected events with their reason, kept for inspection and replay. */
+  quarantine: {
+    name: 'Quarantine',
+    envVar: 'QUARANTINE_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    sortKey: { name: 'sk', type: 'S' },
+    timeToLiveAttribute: 'expiresAt',
+    pointInTimeRecovery: true,
+  },
+} as const satisfies Record<string, TableDefinition>;
+
+export const QUEUES = {
+  usageEvents: {
+    name: 'UsageEvents',
+    envVar: 'USAGE_QUEUE_URL',
+    /** Six times the ingest timeout, as Lambda recommends for SQS sources. */
+    visibilityTimeoutSeconds: 360,
+    retentionDays: 14,
+    /** Receives before a message moves to the dead-letter queue. */
+    maxReceiveCount: 5,
+  },
+  deadLetter: {
+    name: 'UsageEventsDlq',
+    envVar: 'USAGE_DLQ_URL',
+    retentionDays: 14,
+  },
+} as const;
+
+export const FUNCTIONS = {
+  ingest: { timeoutSeconds: 60, memoryMb: 1024 },
+  aggregate: { timeoutSeconds: 120, memoryMb: 1024 },
+  api: { timeoutSeconds: 29, memoryMb: 512 },
+} as const;
+
+/** Event source mappings; the local pollers read the same numbers. */
+export const EVENT_SOURCES = {
+  ingest: { batchSize: 1000, maxBatchingWindowSeconds: 1 },
+  aggregate: {
+    batchSize: 10000,
+    maxBatchingWindowSeconds: 1,
+    /** A tumbling window is what makes Lambda put `shardId` in the event; the window state stays empty. */
+    tumblingWindowSeconds: 60,
+    parallelizationFactor: 1,
+    bisectBatchOnError: true,
+    retryAttempts: 10000,
+    startingPosition: 'TRIM_HORIZON',
+  },
+} as const;
+
+/** Checkpoints of closed shards outlive the stream's 24-hour retention by a few days, then expire. */
+export const CHECKPOINT_RETENTION_DAYS = 7;
+/** Quarantined events are kept this long for inspection and replay. */
+export const QUARANTINE_RETENTION_DAYS = 90;
+
+/** Path of the JSON configuration file inside the function bundle (or on disk locally). */
+export const CONFIG_FILE_ENV = 'USAGE_CONFIG_FILE';

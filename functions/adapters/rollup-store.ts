@@ -1,0 +1,123 @@
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, NumberValue, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import type { CommitResult, RollupReader, RollupRow, RollupWriter } from '../core/ports';
+import { toDecimalString } from '../core/quantity';
+import { type Chunk, type RollupKind, type RollupUpdate, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { backoff, writeMeter } from './dynamodb';
+import { CHECKPOINT_RETENTION_DAYS } from './resources';
+
+const CHECKPOINT_SK = 'checkpoint';
+const checkpointKey = (shardId: string) => ({ pk: `shard#${shardId}`, sk: CHECKPOINT_SK });
+const KIND_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C' };
+const COUNTER = /^[hd]#/;
+const MAX_CONFLICT_RETRIES = 6;
+
+/**
+ * Rollup items: pk = subject, sk = D#day#usageType (with hour counters) or C#cycleStart#usageType
+ * (with day counters). Counters change only inside a transaction that also advances the shard's checkpoint.
+ */
+export class DynamoRollups implements RollupWriter, RollupReader {
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async readCheckpoint(shardId: string): Promise<string | undefined> {
+    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: checkpointKey(shardId), ConsistentRead: true }));
+    return typeof Item?.sequenceNumber === 'string' ? Item.sequenceNumber : undefined;
+  }
+
+  async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
+    const expiresAt = Math.floor(Date.now() / 1000) + CHECKPOINT_RETENTION_DAYS * 86_400;
+    const command = new TransactWriteCommand({
+      ReturnConsumedCapacity: 'TOTAL',
+      TransactItems: [
+        ...chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update) } })),
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: checkpointKey(shardId),
+            // Applied only if no later record of this shard has been committed: a retried chunk finds this false.
+            ConditionExpression: 'attribute_not_exists(sequenceNumber) OR sequenceNumber < :first',
+            UpdateExpression: 'SET sequenceNumber = :last, expiresAt = :expiresAt',
+            ExpressionAttributeValues: {
+              ':first': padSequenceNumber(chunk.firstSequenceNumber),
+              ':last': padSequenceNumber(chunk.lastSequenceNumber),
+              ':expiresAt': expiresAt,
+            },
+          },
+        },
+      ],
+    });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const response = await this.client.send(command);
+        writeMeter.record(response.ConsumedCapacity);
+        return 'committed';
+      } catch (error) {
+        const reasons = error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
+        if (reasons.at(-1)?.Code === 'ConditionalCheckFailed') return 'already-applied';
+        const transient = reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
+        if (!transient || attempt >= MAX_CONFLICT_RETRIES) throw error;
+        await backoff(attempt);
+      }
+    }
+  }
+
+  async query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
+    const prefix = KIND_PREFIX[kind];
+    const rows: RollupRow[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+          ExpressionAttributeValues: { ':pk': subject, ':from': `${prefix}#${fromPeriod}`, ':to': `${prefix}#${toPeriod}\uffff` },
+          ExclusiveStartKey,
+        }),
+      );
+      for (const item of page.Items ?? []) rows.push(toRow(item, kind));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return rows;
+  }
+}
+
+function toUpdate(update: RollupUpdate) {
+  const names: Record<string, string> = { '#total': 'total', '#usageType': 'usageType', '#period': 'period' };
+  const values: Record<string, unknown> = {
+    ':usageType': update.usageType,
+    ':period': update.period,
+    ':total': NumberValue.from(toDecimalString(update.total)),
+  };
+  const adds = ['#total :total'];
+  let i = 0;
+  for (const [counter, delta] of update.counters) {
+    if (delta === 0n) continue;
+    names[`#c${i}`] = counter;
+    values[`:c${i}`] = NumberValue.from(toDecimalString(delta));
+    adds.push(`#c${i} :c${i}`);
+    i++;
+  }
+  return {
+    Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType) },
+    UpdateExpression: `SET #usageType = :usageType, #period = :period ADD ${adds.join(', ')}`,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
+}
+
+function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
+  const counters: Record<string, string> = {};
+  for (const [name, value] of Object.entries(item)) if (COUNTER.test(name)) counters[name] = numberText(value);
+  return { usageType: String(item.usageType), kind, period: String(item.period), total: numberText(item.total), counters };
+}
+
+/** Numbers are read wrapped (exact decimal text), never through a float. */
+function numberText(value: unknown): string {
+  if (value instanceof NumberValue) return value.value;
+  if (typeof value === 'number' || typeof value === 'string') return String(value);
+  if (value && typeof value === 'object' && 'value' in value) return String((value as { value: unknown }).value);
+  return '0';
+}

@@ -1,0 +1,74 @@
+import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import type { Subject, SubjectStore } from '../core/ports';
+
+const CACHE_TTL_MS = 60_000;
+const MAX_BATCH_GET = 100;
+
+/**
+ * Subjects (workspaces). Known subjects are cached for a minute per process, since every ingest
+ * batch asks; unknown ones are not cached, so a subject added a moment ago is found at once.
+ */
+export class DynamoSubjects implements SubjectStore {
+  private readonly cache = new Map<string, { subject: Subject; until: number }>();
+
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async get(id: string): Promise<Subject | undefined> {
+    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: { id } }));
+    return Item ? toSubject(Item) : undefined;
+  }
+
+  async getMany(ids: readonly string[]): Promise<Map<string, Subject>> {
+    const now = Date.now();
+    const found = new Map<string, Subject>();
+    const missing: string[] = [];
+    for (const id of ids) {
+      const cached = this.cache.get(id);
+      if (cached && cached.until > now) found.set(id, cached.subject);
+      else missing.push(id);
+    }
+    for (let i = 0; i < missing.length; i += MAX_BATCH_GET) {
+      let keys: Record<string, unknown>[] | undefined = missing.slice(i, i + MAX_BATCH_GET).map((id) => ({ id }));
+      while (keys && keys.length > 0) {
+        const response: BatchGetCommandOutput = await this.client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }));
+        for (const item of response.Responses?.[this.tableName] ?? []) {
+          const subject = toSubject(item);
+          found.set(subject.id, subject);
+          this.cache.set(subject.id, { subject, until: now + CACHE_TTL_MS });
+        }
+        keys = response.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return found;
+  }
+
+  async put(subject: Subject): Promise<void> {
+    await this.client.send(new PutCommand({ TableName: this.tableName, Item: { ...subject } }));
+    this.cache.delete(subject.id);
+  }
+
+  async list(): Promise<Subject[]> {
+    const subjects: Subject[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey }));
+      subjects.push(...(page.Items ?? []).map(toSubject));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return subjects.sort((a, b) => a.id.localeCompare(b.id));
+  }
+}
+
+function toSubject(item: Record<string, unknown>): Subject {
+  return {
+    id: String(item.id),
+    plan: String(item.plan),
+    billingAnchorDay: Number(String(item.billingAnchorDay)),
+    timeZone: typeof item.timeZone === 'string' ? item.timeZone : 'UTC',
+    contacts: Array.isArray(item.contacts) ? item.contacts.map(String) : [],
+    ...(typeof item.name === 'string' ? { name: item.name } : {}),
+  };
+}

@@ -1,0 +1,40 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { appContext } from './adapters/app-context';
+import { ledgerImageFromStream } from './adapters/ledger-store';
+import { logger, metrics } from './adapters/observability';
+import { aggregateChanges } from './core/aggregate';
+import type { LedgerChange } from './core/rollups';
+
+/** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
+export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
+export type LedgerStreamResponse = DynamoDBBatchResponse & { state: Record<string, string> };
+
+/** Ledger stream → fold into rollups, exactly once per shard through the checkpoint. */
+async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse> {
+  if (!event.shardId) throw new Error('stream event has no shardId: the event source mapping needs a tumbling window');
+  const result = await aggregateChanges(event.shardId, event.Records.flatMap(toChange), { rollups: appContext.rollups() });
+  metrics.addMetric('RecordsApplied', MetricUnit.Count, result.applied);
+  metrics.addMetric('RecordsSkippedAsApplied', MetricUnit.Count, result.skipped);
+  metrics.addMetric('RollupTransactions', MetricUnit.Count, result.chunks);
+  if (result.failedSequenceNumber) {
+    logger.error('rollup commit failed; the batch resumes from the failed chunk', { error: result.error as Error, sequenceNumber: result.failedSequenceNumber });
+  }
+  return { state: {}, batchItemFailures: result.failedSequenceNumber ? [{ itemIdentifier: result.failedSequenceNumber }] : [] };
+}
+
+function toChange(record: DynamoDBRecord): LedgerChange[] {
+  const sequenceNumber = record.dynamodb?.SequenceNumber;
+  if (!sequenceNumber) return [];
+  const oldImage = ledgerImageFromStream(record.dynamodb?.OldImage as Record<string, AttributeValue> | undefined);
+  const newImage = ledgerImageFromStream(record.dynamodb?.NewImage as Record<string, AttributeValue> | undefined);
+  // TTL deletions are made by the DynamoDB service principal; the event ages out, its counts stay.
+  const expired = record.eventName === 'REMOVE' && record.userIdentity?.type === 'Service' && record.userIdentity?.principalId === 'dynamodb.amazonaws.com';
+  return [{ sequenceNumber, ...(oldImage ? { oldImage } : {}), ...(newImage ? { newImage } : {}), ...(expired ? { expired } : {}) }];
+}
+
+export const handler = middy(aggregate).use(injectLambdaContext(logger)).use(logMetrics(metrics));

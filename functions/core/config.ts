@@ -1,0 +1,123 @@
+import { z } from 'zod';
+
+/**
+ * The configuration file: usage types, plans and the subjects that seed the subjects table.
+ * Validated once at start; an invalid file stops start-up with the path of the bad key.
+ */
+
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 _ . : - and start with a letter or digit');
+const timeZone = z.string().refine(isTimeZone, 'must be an IANA time zone such as "UTC" or "Europe/Berlin"');
+
+export const usageTypeSchema = z.strictObject({
+  id,
+  unit: z.string().min(1),
+  /** Whether a quantity may have a fractional part (at most 9 decimal places). */
+  allowFractions: z.boolean().default(false),
+});
+
+export const quotaSchema = z.strictObject({
+  monthlyLimit: z.number().int().nonnegative(),
+  dailyLimit: z.number().int().nonnegative().optional(),
+});
+
+export const planSchema = z.strictObject({
+  id,
+  quotas: z.record(z.string(), quotaSchema),
+});
+
+export const subjectSchema = z.strictObject({
+  id,
+  plan: id,
+  billingAnchorDay: z.number().int().min(1).max(31),
+  timeZone: timeZone.default('UTC'),
+  contacts: z.array(z.email()).default([]),
+  name: z.string().max(200).optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    usageTypes: z.array(usageTypeSchema).min(1),
+    plans: z.array(planSchema).min(1),
+    subjects: z.array(subjectSchema).default([]),
+    ingest: z
+      .strictObject({
+        /** Events whose `time` is further ahead of the clock than this are rejected as future_time. */
+        maxFutureSeconds: z.number().int().nonnegative().default(300),
+        /** Events older than this are rejected as too_old; ledger items expire this long after their time. */
+        retentionDays: z.number().int().min(1).max(3650).default(400),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const usageTypes = new Set(config.usageTypes.map((u) => u.id));
+    const plans = new Set(config.plans.map((p) => p.id));
+    reportDuplicates(config.usageTypes, 'usageTypes', ctx);
+    reportDuplicates(config.plans, 'plans', ctx);
+    reportDuplicates(config.subjects, 'subjects', ctx);
+    config.plans.forEach((plan, i) => {
+      for (const usageType of Object.keys(plan.quotas)) {
+        if (!usageTypes.has(usageType)) {
+          ctx.addIssue({ code: 'custom', path: ['plans', i, 'quotas', usageType], message: `unknown usage type "${usageType}"` });
+        }
+      }
+    });
+    config.subjects.forEach((subject, i) => {
+      if (!plans.has(subject.plan)) {
+        ctx.addIssue({ code: 'custom', path: ['subjects', i, 'plan'], message: `unknown plan "${subject.plan}"` });
+      }
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type UsageTypeConfig = z.infer<typeof usageTypeSchema>;
+export type PlanConfig = z.infer<typeof planSchema>;
+export type SubjectConfig = z.infer<typeof subjectSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`${source}: ${key || '(root)'}: ${reason}`);
+  }
+}
+
+/** Validates raw JSON text; throws ConfigError naming the first bad key. */
+export function parseConfig(text: string, source = 'config'): Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(source, '', `not valid JSON (${(error as Error).message})`);
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new ConfigError(source, formatPath(issue?.path ?? []), issue?.message ?? 'invalid');
+  }
+  return result.data;
+}
+
+/** `['plans', 0, 'quotas', 'tokens']` → `plans[0].quotas.tokens` */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${String(part)}` : String(part)), '');
+}
+
+function reportDuplicates(items: { id: string }[], key: string, ctx: z.RefinementCtx): void {
+  const seen = new Set<string>();
+  items.forEach((item, i) => {
+    if (seen.has(item.id)) ctx.addIssue({ code: 'custom', path: [key, i, 'id'], message: `duplicate id "${item.id}"` });
+    seen.add(item.id);
+  });
+}
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,177 @@
+import { z } from 'zod';
+import { toDecimalString, toNanoUnits } from './quantity';
+
+/**
+ * CloudEvents 1.0 structured-mode usage events: what a valid one is, and for an invalid one
+ * the machine-readable reason it is quarantined with.
+ */
+
+export const REJECTION_REASONS = [
+  'not_json',
+  'payload_too_large',
+  'invalid_envelope',
+  'missing_id',
+  'missing_source',
+  'missing_subject',
+  'unknown_subject',
+  'unknown_usage_type',
+  'invalid_quantity',
+  'invalid_time',
+  'future_time',
+  'too_old',
+  'invalid_dimension',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+export interface Rejection {
+  reason: RejectionReason;
+  detail: string;
+}
+
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+
+export interface Dimensions {
+  userId?: string;
+  groupId?: string;
+  channel?: string;
+  feature?: string;
+}
+
+/** A validated event, normalized: time in UTC ISO with milliseconds, quantity as an exact decimal string. */
+export interface UsageEvent {
+  source: string;
+  id: string;
+  type: string;
+  subject: string;
+  time: string;
+  usageType: string;
+  quantity: string;
+  dimensions: Dimensions;
+}
+
+/** What validation needs to know about usage types and the clock. */
+export interface EnvelopeRules {
+  usageTypes: ReadonlyMap<string, { allowFractions: boolean }>;
+  now: Date;
+  maxFutureSeconds: number;
+  retentionDays: number;
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+const text = (max: number) => z.string().trim().min(1).max(max);
+const dimension = z.string().min(1).max(256).optional();
+
+const envelopeSchema = z.object({
+  specversion: z.literal('1.0'),
+  id: text(256),
+  source: text(1024),
+  type: text(256),
+  subject: text(128),
+  time: z.string().regex(RFC3339),
+  data: z.object({
+    usageType: z.string().min(1).max(128),
+    quantity: z.number(),
+    userId: dimension,
+    groupId: dimension,
+    channel: dimension,
+    feature: dimension,
+  }),
+});
+
+/** The first schema problem decides the reason; the path says which field. */
+const REASON_BY_FIELD: Record<string, RejectionReason> = {
+  id: 'missing_id',
+  source: 'missing_source',
+  subject: 'missing_subject',
+  time: 'invalid_time',
+  'data.usageType': 'unknown_usage_type',
+  'data.quantity': 'invalid_quantity',
+  'data.userId': 'invalid_dimension',
+  'data.groupId': 'invalid_dimension',
+  'data.channel': 'invalid_dimension',
+  'data.feature': 'invalid_dimension',
+};
+
+export type Validated = { ok: true; event: UsageEvent } | { ok: false; rejection: Rejection };
+
+/** Validates one event against the envelope, the usage types and the clock. */
+export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
+  const parsed = envelopeSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = (issue?.path ?? []).map(String).join('.');
+    const reason = REASON_BY_FIELD[field] ?? 'invalid_envelope';
+    return reject(reason, field ? `${field}: ${issue?.message ?? 'invalid'}` : (issue?.message ?? 'invalid'));
+  }
+  const { data, ...envelope } = parsed.data;
+
+  const usageType = rules.usageTypes.get(data.usageType);
+  if (!usageType) return reject('unknown_usage_type', `usage type "${data.usageType}" is not configured`);
+
+  const quantityProblem = checkQuantity(data.quantity, usageType.allowFractions);
+  if (quantityProblem) return reject('invalid_quantity', quantityProblem);
+
+  const millis = Date.parse(envelope.time);
+  if (Number.isNaN(millis)) return reject('invalid_time', `time "${envelope.time}" is not a valid RFC 3339 instant`);
+  const now = rules.now.getTime();
+  if (millis > now + rules.maxFutureSeconds * 1000) {
+    return reject('future_time', `time ${envelope.time} is more than ${rules.maxFutureSeconds}s ahead of ${rules.now.toISOString()}`);
+  }
+  if (millis < now - rules.retentionDays * 86_400_000) {
+    return reject('too_old', `time ${envelope.time} is older than the ${rules.retentionDays}-day retention window`);
+  }
+
+  const dimensions: Dimensions = {};
+  for (const key of ['userId', 'groupId', 'channel', 'feature'] as const) {
+    const value = data[key];
+    if (value !== undefined) dimensions[key] = value;
+  }
+  return {
+    ok: true,
+    event: {
+      source: envelope.source,
+      id: envelope.id,
+      type: envelope.type,
+      subject: envelope.subject,
+      time: new Date(millis).toISOString(),
+      usageType: data.usageType,
+      quantity: toDecimalString(toNanoUnits(data.quantity) ?? 0n),
+      dimensions,
+    },
+  };
+}
+
+/** An SQS message body holds one event or a JSON array of events. */
+export function parseMessageBody(body: string): { ok: true; events: unknown[] } | { ok: false; rejection: Rejection } {
+  const bytes = Buffer.byteLength(body, 'utf8');
+  if (bytes > MAX_MESSAGE_BYTES) return reject('payload_too_large', `message is ${bytes} bytes; the limit is ${MAX_MESSAGE_BYTES}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch (error) {
+    return reject('not_json', (error as Error).message);
+  }
+  if (Array.isArray(parsed)) {
+    if (parsed.length === 0) return reject('invalid_envelope', 'empty array of events');
+    return { ok: true, events: parsed };
+  }
+  return { ok: true, events: [parsed] };
+}
+
+/** The event's identity: CloudEvents `source` + `id`, unambiguous whatever characters they hold. */
+export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
+  return JSON.stringify([event.source, event.id]);
+}
+
+function checkQuantity(quantity: number, allowFractions: boolean): string | undefined {
+  if (!Number.isFinite(quantity)) return 'quantity must be a finite number';
+  if (quantity <= 0) return `quantity must be positive, got ${quantity}`;
+  if (quantity > Number.MAX_SAFE_INTEGER) return `quantity must be at most ${Number.MAX_SAFE_INTEGER}`;
+  if (!allowFractions && !Number.isInteger(quantity)) return `quantity must be an integer for this usage type, got ${quantity}`;
+  if (toNanoUnits(quantity) === undefined) return `quantity may have at most 9 decimal places, got ${quantity}`;
+  return undefined;
+}
+
+function reject(reason: RejectionReason, detail: string): { ok: false; rejection: Rejection } {
+  return { ok: false, rejection: { reason, detail } };
+}

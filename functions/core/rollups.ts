@@ -1,0 +1,134 @@
+import type { UsageEvent } from './envelope';
+import { type NanoUnits, toNanoUnits } from './quantity';
+
+/**
+ * Rollup keys and the fold from ledger changes to counter deltas.
+ *
+ * A chunk touches two items per subject and usage type: the day item (its total and its hour
+ * counters) and the cycle item (its total and its day counters). Periods are keys, so a new
+ * hour, day or cycle starts at zero without any write.
+ */
+
+/** Where an event's quantity is counted; computed once at ingest and stored in the ledger item. */
+export interface Buckets {
+  /** UTC hour, 'YYYY-MM-DDTHH'. */
+  hour: string;
+  /** Date in the subject's time zone, 'YYYY-MM-DD'. */
+  day: string;
+  /** UTC ISO instant at which the event's billing cycle starts. */
+  cycleStart: string;
+}
+
+/** The part of a ledger item that rollups depend on. */
+export interface LedgerImage extends Buckets {
+  subject: string;
+  usageType: string;
+  quantity: string;
+}
+
+export type LedgerEntry = UsageEvent & Buckets & { expiresAt: number };
+
+/** One record of the ledger's stream, as the aggregator sees it. */
+export interface LedgerChange {
+  sequenceNumber: string;
+  oldImage?: LedgerImage;
+  newImage?: LedgerImage;
+  /** A removal by the table's TTL: the event ages out, its counts stay. */
+  expired?: boolean;
+}
+
+export type RollupKind = 'day' | 'cycle';
+
+export interface RollupUpdate {
+  subject: string;
+  usageType: string;
+  kind: RollupKind;
+  /** 'YYYY-MM-DD' for a day item, the cycle start instant for a cycle item. */
+  period: string;
+  total: NanoUnits;
+  /** hour counters of a day item ('h#YYYY-MM-DDTHH'), day counters of a cycle item ('d#YYYY-MM-DD'). */
+  counters: Map<string, NanoUnits>;
+}
+
+export interface Chunk {
+  firstSequenceNumber: string;
+  lastSequenceNumber: string;
+  updates: RollupUpdate[];
+  records: number;
+}
+
+export const hourCounter = (hour: string) => `h#${hour}`;
+export const dayCounter = (day: string) => `d#${day}`;
+export const rollupSortKey = (kind: RollupKind, period: string, usageType: string) =>
+  `${kind === 'day' ? 'D' : 'C'}#${period}#${usageType}`;
+
+/** Sequence numbers are decimal strings of varying length; padded, they compare as strings. */
+export const padSequenceNumber = (sequenceNumber: string) => sequenceNumber.padStart(40, '0');
+
+/** The counter deltas of one change: −old image, +new image; nothing for a TTL expiry. */
+export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 1n | -1n }[] {
+  if (change.expired) return [];
+  const deltas: { image: LedgerImage; sign: 1n | -1n }[] = [];
+  if (change.oldImage) deltas.push({ image: change.oldImage, sign: -1n });
+  if (change.newImage) deltas.push({ image: change.newImage, sign: 1n });
+  return deltas;
+}
+
+/**
+ * Splits changes, in order, into chunks that each touch at most `maxItems` rollup items, folding
+ * every change into its chunk. Items whose deltas cancel out are dropped.
+ */
+export function planChunks(changes: readonly LedgerChange[], maxItems: number): Chunk[] {
+  const chunks: Chunk[] = [];
+  let current: Map<string, RollupUpdate> = new Map();
+  let first: string | undefined;
+  let last = '';
+  let records = 0;
+
+  const flush = () => {
+    if (first === undefined) return;
+    const updates = [...current.values()].filter((u) => u.total !== 0n || [...u.counters.values()].some((c) => c !== 0n));
+    chunks.push({ firstSequenceNumber: first, lastSequenceNumber: last, updates, records });
+    current = new Map();
+    first = undefined;
+    records = 0;
+  };
+
+  for (const change of changes) {
+    const deltas = changeDeltas(change);
+    const touched = new Set(deltas.flatMap(({ image }) => itemKeys(image)));
+    const fresh = [...touched].filter((key) => !current.has(key)).length;
+    if (current.size + fresh > maxItems) flush();
+    first ??= change.sequenceNumber;
+    last = change.sequenceNumber;
+    records += 1;
+    for (const { image, sign } of deltas) {
+      const quantity = toNanoUnits(image.quantity);
+      if (quantity === undefined) throw new Error(`ledger item holds an invalid quantity "${image.quantity}"`);
+      const delta = sign * quantity;
+      add(current, image, 'day', image.day, hourCounter(image.hour), delta);
+      add(current, image, 'cycle', image.cycleStart, dayCounter(image.day), delta);
+    }
+  }
+  flush();
+  return chunks;
+}
+
+function itemKeys(image: LedgerImage): string[] {
+  return [itemKey(image, 'day', image.day), itemKey(image, 'cycle', image.cycleStart)];
+}
+
+function itemKey(image: LedgerImage, kind: RollupKind, period: string): string {
+  return `${image.subject}\u0000${rollupSortKey(kind, period, image.usageType)}`;
+}
+
+function add(items: Map<string, RollupUpdate>, image: LedgerImage, kind: RollupKind, period: string, counter: string, delta: NanoUnits) {
+  const key = itemKey(image, kind, period);
+  let item = items.get(key);
+  if (!item) {
+    item = { subject: image.subject, usageType: image.usageType, kind, period, total: 0n, counters: new Map() };
+    items.set(key, item);
+  }
+  item.total += delta;
+  item.counters.set(counter, (item.counters.get(counter) ?? 0n) + delta);
+}

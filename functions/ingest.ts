@@ -1,0 +1,35 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { appContext } from './adapters/app-context';
+import { logger, metrics } from './adapters/observability';
+import { ingestMessages } from './core/ingest';
+
+/** SQS → validate → ledger (or quarantine). Only messages whose writes failed are redelivered. */
+async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {
+  const result = await ingestMessages(event.Records.map(toQueueMessage), {
+    config: appContext.config(),
+    subjects: appContext.subjects(),
+    ledger: appContext.ledger(),
+    quarantine: appContext.quarantine(),
+    clock: appContext.clock(),
+  });
+  metrics.addMetric('EventsAccepted', MetricUnit.Count, result.accepted);
+  metrics.addMetric('DuplicatesInBatch', MetricUnit.Count, result.duplicatesInBatch);
+  metrics.addMetric('EventsQuarantined', MetricUnit.Count, result.quarantined.length);
+  for (const record of result.quarantined) {
+    // The reason and where it came from, never the payload.
+    logger.warn('event quarantined', { reason: record.reason, messageId: record.messageId, index: record.index });
+  }
+  if (result.failedMessageIds.length > 0) logger.warn('messages left for redelivery', { count: result.failedMessageIds.length });
+  return { batchItemFailures: result.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
+}
+
+function toQueueMessage(record: SQSRecord) {
+  const sent = Number(record.attributes.SentTimestamp);
+  return { messageId: record.messageId, body: record.body, sentAt: new Date(Number.isFinite(sent) ? sent : Date.now()).toISOString() };
+}
+
+export const handler = middy(ingest).use(injectLambdaContext(logger)).use(logMetrics(metrics));

@@ -1,0 +1,86 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { CONFIG_FILE_ENV, FUNCTIONS, type TableDefinition } from '../functions/adapters/resources';
+
+export type FunctionName = keyof typeof FUNCTIONS;
+export type TableAccess = 'read' | 'write' | 'readWrite';
+export type QueueAccess = 'send' | 'consume';
+
+export interface UsageFunctionProps {
+  /** The handler file `functions/<name>.ts`; also picks timeout and memory from FUNCTIONS. */
+  readonly name: FunctionName;
+  /** Absolute path of the configuration file, already validated; it ships inside the bundle. */
+  readonly configFile: string;
+}
+
+const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where Lambda unpacks the bundle. */
+const TASK_ROOT = '/var/task';
+/** Bundled CommonJS dependencies call `require`, which an ES module does not have. */
+const REQUIRE_SHIM = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
+
+/** A handler of this project with the defaults every function shares, and one-call bindings. */
+export class UsageFunction extends NodejsFunction {
+  constructor(scope: Construct, id: string, { name, configFile }: UsageFunctionProps) {
+    const { timeoutSeconds, memoryMb } = FUNCTIONS[name];
+    super(scope, id, {
+      entry: join(projectRoot, 'functions', `${name}.ts`),
+      projectRoot,
+      depsLockFilePath: join(projectRoot, 'package-lock.json'),
+      runtime: Runtime.NODEJS_22_X,
+      architecture: Architecture.ARM_64,
+      timeout: Duration.seconds(timeoutSeconds),
+      memorySize: memoryMb,
+      tracing: Tracing.ACTIVE,
+      // Created here (not by Lambda on first write) so that retention is set and the group is part of the stack.
+      logGroup: new LogGroup(scope, `${id}Logs`, { retention: RetentionDays.ONE_MONTH }),
+      environment: {
+        NODE_OPTIONS: '--enable-source-maps',
+        POWERTOOLS_SERVICE_NAME: 'usage-pipeline',
+        [CONFIG_FILE_ENV]: `${TASK_ROOT}/config.json`,
+      },
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node22',
+        minify: true,
+        sourceMap: true,
+        banner: REQUIRE_SHIM,
+        mainFields: ['module', 'main'],
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          // The bundle carries its configuration, so a config change is a code change (new asset hash).
+          afterBundling: (_inputDir, outputDir) => [`cp ${shellQuote(configFile)} ${shellQuote(`${outputDir}/config.json`)}`],
+        },
+      },
+    });
+  }
+
+  /** Passes the table name in `definition.envVar` and grants exactly the requested access. */
+  bindTable(table: ITable, definition: TableDefinition, access: TableAccess): this {
+    this.addEnvironment(definition.envVar, table.tableName);
+    if (access === 'read') table.grantReadData(this);
+    else if (access === 'write') table.grantWriteData(this);
+    else table.grantReadWriteData(this);
+    return this;
+  }
+
+  /** Passes the queue URL in `envVar` and grants sending or consuming. */
+  bindQueue(queue: IQueue, envVar: string, access: QueueAccess): this {
+    this.addEnvironment(envVar, queue.queueUrl);
+    if (access === 'send') queue.grantSendMessages(this);
+    else queue.grantConsumeMessages(this);
+    return this;
+  }
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

@@ -1,0 +1,56 @@
+import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
+
+/** Creates the tables and queues from the same definitions the CDK stacks use. */
+
+export const localTableName = (definition: TableDefinition) => `usage-pipeline-${definition.name.toLowerCase()}`;
+
+export async function createTables(client: DynamoDBClient): Promise<{ names: Record<keyof typeof TABLES, string>; ledgerStreamArn: string }> {
+  const names = {} as Record<keyof typeof TABLES, string>;
+  for (const [key, definition] of Object.entries(TABLES) as [keyof typeof TABLES, TableDefinition][]) {
+    const TableName = localTableName(definition);
+    names[key] = TableName;
+    const keys = [definition.partitionKey, ...(definition.sortKey ? [definition.sortKey] : [])];
+    const input: CreateTableCommandInput = {
+      TableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
+      KeySchema: keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+      ...(definition.stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: definition.stream } } : {}),
+    };
+    try {
+      await client.send(new CreateTableCommand(input));
+      if (definition.timeToLiveAttribute) {
+        await client.send(new UpdateTimeToLiveCommand({ TableName, TimeToLiveSpecification: { Enabled: true, AttributeName: definition.timeToLiveAttribute } }));
+      }
+    } catch (error) {
+      if (!(error instanceof ResourceInUseException)) throw error; // kept from a persisted run
+    }
+  }
+  const ledger = await client.send(new DescribeTableCommand({ TableName: names.ledger }));
+  const ledgerStreamArn = ledger.Table?.LatestStreamArn;
+  if (!ledgerStreamArn) throw new Error(`table ${names.ledger} has no stream`);
+  return { names, ledgerStreamArn };
+}
+
+export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {
+  const retention = (days: number) => String(days * 86_400);
+  const { QueueUrl: dlqUrl } = await client.send(
+    new CreateQueueCommand({ QueueName: `usage-pipeline-${QUEUES.deadLetter.name}`, Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays) } }),
+  );
+  if (!dlqUrl) throw new Error('dead-letter queue was not created');
+  const { Attributes } = await client.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }));
+  const { QueueUrl: queueUrl } = await client.send(
+    new CreateQueueCommand({
+      QueueName: `usage-pipeline-${QUEUES.usageEvents.name}`,
+      Attributes: {
+        VisibilityTimeout: String(visibilityTimeoutSeconds),
+        MessageRetentionPeriod: retention(QUEUES.usageEvents.retentionDays),
+        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: Attributes?.QueueArn, maxReceiveCount: QUEUES.usageEvents.maxReceiveCount }),
+      },
+    }),
+  );
+  if (!queueUrl) throw new Error('usage-events queue was not created');
+  return { queueUrl, dlqUrl };
+}

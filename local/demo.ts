@@ -1,0 +1,143 @@
+import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { writeMeter } from '../functions/adapters/dynamodb';
+import { cycleContaining } from '../functions/core/cycles';
+import type { LocalStack } from './runtime';
+import { progressBar } from './progress';
+import { LOCAL_CREDENTIALS } from './stand-ins';
+
+/**
+ * The demo: a realistic stream for the example workspaces (tokens and images over UI, API and
+ * CLI; duplicates, arrays, a correction, malformed events), then the cycle totals read back from
+ * the API beside what was sent, the quarantine, and the write units spent per event.
+ */
+
+interface DemoEvent {
+  specversion: '1.0';
+  id: string;
+  source: string;
+  type: string;
+  subject: string;
+  time: string;
+  data: { usageType: string; quantity: number; userId: string; channel: string; feature?: string };
+}
+
+const CHANNELS = ['ui', 'api', 'cli', 'mcp'];
+
+/** A small deterministic generator, so every demo run sends the same stream. */
+function random(seed: number) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state * 1664525 + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+export async function runDemo(stack: LocalStack, out: (line: string) => void, eventCount = 3000): Promise<boolean> {
+  const rand = random(42);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T;
+  const now = Date.now();
+  const subjects = stack.config.subjects;
+  const events: DemoEvent[] = [];
+  for (let i = 0; i < eventCount; i++) {
+    const subject = pick(subjects);
+    const image = rand() < 0.2;
+    events.push({
+      specversion: '1.0',
+      id: `evt-${i.toString().padStart(6, '0')}`,
+      source: image ? '//demo/image-studio' : '//demo/chat',
+      type: 'com.example.usage.recorded',
+      subject: subject.id,
+      // Spread over the last 40 days, so the stream crosses days and billing cycles.
+      time: new Date(now - Math.floor(rand() * 40 * 86_400_000)).toISOString(),
+      data: image
+        ? { usageType: 'images', quantity: 1 + Math.floor(rand() * 4), userId: `user-${1 + Math.floor(rand() * 6)}`, channel: pick(CHANNELS), feature: pick(['generate', 'remove-background']) }
+        : { usageType: 'tokens', quantity: 50 + Math.floor(rand() * 2000), userId: `user-${1 + Math.floor(rand() * 6)}`, channel: pick(CHANNELS) },
+    });
+  }
+  const duplicates = events.filter(() => rand() < 0.1);
+  const malformed = [
+    'this is not json',
+    JSON.stringify({ ...events[0], id: 'bad-1', data: { usageType: 'tokens', quantity: -5 } }),
+    JSON.stringify({ ...events[0], id: 'bad-2', data: { usageType: 'video-minutes', quantity: 3 } }),
+    JSON.stringify({ ...events[0], id: 'bad-3', subject: 'ws_unknown' }),
+    JSON.stringify({ ...events[0], id: undefined }),
+    JSON.stringify({ ...events[0], id: 'bad-5', time: new Date(now + 3_600_000).toISOString() }),
+  ];
+
+  // Bodies: mostly one event per message, some arrays of up to five; duplicates mixed in.
+  const bodies: string[] = [];
+  const queue = [...events, ...duplicates];
+  while (queue.length > 0) {
+    const take = rand() < 0.2 ? 1 + Math.floor(rand() * 5) : 1;
+    const group = queue.splice(Math.floor(rand() * queue.length), 1).concat(queue.splice(0, take - 1));
+    bodies.push(JSON.stringify(group.length === 1 ? group[0] : group));
+  }
+  bodies.splice(Math.floor(bodies.length / 2), 0, ...malformed);
+
+  const sqs = new SQSClient({ region: stack.ready.region, endpoint: stack.ready.sqs.endpoint, credentials: LOCAL_CREDENTIALS });
+  writeMeter.reset();
+  const bar = progressBar('sending', events.length + duplicates.length);
+  let sent = 0;
+  for (let i = 0; i < bodies.length; i += 10) {
+    const entries = bodies.slice(i, i + 10);
+    await sqs.send(new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: entries.map((MessageBody, j) => ({ Id: String(j), MessageBody })) }));
+    sent += entries.reduce((n, body) => n + (body.startsWith('[') ? (JSON.parse(body) as unknown[]).length : 1), 0);
+    bar.tick(Math.min(sent, events.length + duplicates.length));
+  }
+  bar.end();
+
+  // A correction after the fact: the first event's quantity was wrong.
+  const corrected = events[1];
+  if (corrected) {
+    await stack.settle();
+    corrected.data = { ...corrected.data, quantity: corrected.data.quantity + 1000 };
+    await sqs.send(new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: [{ Id: '0', MessageBody: JSON.stringify(corrected) }] }));
+  }
+  await stack.settle();
+  sqs.destroy();
+
+  // What the API says, beside what was sent.
+  const expected = new Map<string, number>();
+  for (const event of events) {
+    const subject = subjects.find((s) => s.id === event.subject);
+    if (!subject) continue;
+    const cycle = cycleContaining(event.time, subject).start;
+    const key = `${event.subject}|${event.data.usageType}|${cycle}`;
+    expected.set(key, (expected.get(key) ?? 0) + event.data.quantity);
+  }
+  const from = new Date(now - 80 * 86_400_000).toISOString();
+  const to = new Date(now + 86_400_000).toISOString();
+  const rows: string[][] = [];
+  let allMatch = true;
+  for (const subject of subjects) {
+    const response = await fetch(`${stack.ready.api}/v1/workspaces/${subject.id}/usage?granularity=cycle&from=${from}&to=${to}`);
+    const body = (await response.json()) as { buckets: { start: string; usageType: string; quantity: number }[] };
+    for (const bucket of body.buckets) {
+      const want = expected.get(`${subject.id}|${bucket.usageType}|${bucket.start}`) ?? 0;
+      allMatch &&= want === bucket.quantity;
+      rows.push([subject.id, bucket.usageType, bucket.start.slice(0, 10), String(bucket.quantity), want === bucket.quantity ? 'yes' : `NO (sent ${want})`]);
+    }
+    const seen = body.buckets.length;
+    const wanted = [...expected.keys()].filter((k) => k.startsWith(`${subject.id}|`)).length;
+    allMatch &&= seen === wanted;
+  }
+  const quarantine = (await (await fetch(`${stack.ready.api}/v1/quarantine?limit=1000`)).json()) as { items: { reason: string }[] };
+  const reasons = new Map<string, number>();
+  for (const item of quarantine.items) reasons.set(item.reason, (reasons.get(item.reason) ?? 0) + 1);
+
+  out('');
+  out(table(['workspace', 'usage type', 'cycle start', 'total', 'matches what was sent'], rows));
+  out('');
+  out(`events sent: ${events.length} unique + ${duplicates.length} duplicates + 1 correction + ${malformed.length} malformed`);
+  out(`quarantined: ${quarantine.items.length} (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})`);
+  const perEvent = writeMeter.writeUnits / (events.length + 1);
+  out(`DynamoDB write units: ${writeMeter.writeUnits} in ${writeMeter.requests} requests = ${perEvent.toFixed(3)} per unique event written (floor: 1.000)`);
+  out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
+  return allMatch;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}

@@ -1,0 +1,171 @@
+import { resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import { loadConfigFile } from '../functions/adapters/app-context';
+import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, TABLES } from '../functions/adapters/resources';
+import type { Config } from '../functions/core/config';
+import { type ApiHandler, startApiServer } from './api-server';
+import { createQueues, createTables } from './bootstrap';
+import { lambdaContext } from './lambda-context';
+import { SqsPoller, sleep } from './sqs-poller';
+import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSqsStandIn } from './stand-ins';
+import { StreamPoller } from './stream-poller';
+
+/**
+ * The whole pipeline on one machine: DynamoDB Local and the SQS stand-in, resources from the
+ * shared definitions, and the same handler modules driven by pollers that act like Lambda's
+ * event source mappings.
+ */
+
+export const DEFAULT_CONFIG = 'config/example.json';
+export const REGION = 'us-east-1';
+
+export interface LocalOptions {
+  configPath?: string;
+  port?: number;
+  persistDir?: string;
+  /** Shorter than in AWS so that a redelivery shows within seconds. */
+  visibilityTimeoutSeconds?: number;
+  logLevel?: string;
+  /** Wraps each handler invocation; tests inject crashes here. */
+  wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
+  wrapAggregate?: (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>) => Invoke<LedgerStreamEvent, LedgerStreamResponse>;
+  onError?: (source: string, error: unknown) => void;
+}
+
+export type Invoke<E, R> = (event: E) => Promise<R>;
+
+export interface ReadyInfo {
+  api: string;
+  region: string;
+  sqs: { endpoint: string; queueUrl: string; dlqUrl: string };
+  dynamodb: { endpoint: string };
+}
+
+export interface LocalStack {
+  ready: ReadyInfo;
+  config: Config;
+  tables: Record<keyof typeof TABLES, string>;
+  /** Resolves once the queue is empty and the stream has been applied, stable for a moment. */
+  settle(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startLocal(options: LocalOptions = {}): Promise<LocalStack> {
+  const configPath = resolve(options.configPath ?? DEFAULT_CONFIG);
+  const config = loadConfigFile(configPath); // fails fast, naming the bad key
+
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    stops.length = 0;
+  };
+  try {
+    const [dynamo, sqsStandIn] = await Promise.all([startDynamoDbLocal({ persistDir: options.persistDir, region: REGION }), startSqsStandIn({ region: REGION })]);
+    stops.push(dynamo.stop, sqsStandIn.stop);
+
+    // The SDK reads these, so handler modules build their clients against the stand-ins unchanged.
+    Object.assign(process.env, {
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
+      AWS_ENDPOINT_URL_SQS: sqsStandIn.endpoint,
+      [CONFIG_FILE_ENV]: configPath,
+      POWERTOOLS_DEV: 'true',
+      POWERTOOLS_LOG_LEVEL: options.logLevel ?? process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR',
+    });
+
+    const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
+    const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: dynamo.endpoint });
+    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint });
+    const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint });
+    stops.push(async () => [dynamodb, sqs, streams].forEach((c) => c.destroy()));
+
+    const { names, ledgerStreamArn } = await createTables(dynamodb);
+    for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
+    const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
+    Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
+    await seedSubjects(DynamoDBDocumentClient.from(dynamodb), names.subjects, config);
+
+    const [{ handler: ingest }, { handler: aggregate }, { handler: api }] = await Promise.all([
+      import('../functions/ingest'),
+      import('../functions/aggregate'),
+      import('../functions/api'),
+    ]);
+    const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
+
+    const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));
+    const invokeAggregate: Invoke<LedgerStreamEvent, LedgerStreamResponse> = (event) => aggregate(event, lambdaContext('aggregate', FUNCTIONS.aggregate.timeoutSeconds));
+    const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }));
+
+    const sqsPoller = new SqsPoller({
+      sqs,
+      queueUrl,
+      queueArn: Attributes?.QueueArn ?? queueUrl,
+      batchSize: EVENT_SOURCES.ingest.batchSize,
+      maxBatchingWindowMs: EVENT_SOURCES.ingest.maxBatchingWindowSeconds * 1000,
+      concurrency: 2,
+      invoke: options.wrapIngest ? options.wrapIngest(invokeIngest) : invokeIngest,
+      onError: (error) => onError('ingest', error),
+    });
+    const streamPoller = new StreamPoller({
+      streams,
+      streamArn: ledgerStreamArn,
+      batchSize: EVENT_SOURCES.aggregate.batchSize,
+      maxBatchingWindowMs: EVENT_SOURCES.aggregate.maxBatchingWindowSeconds * 1000,
+      tumblingWindowSeconds: EVENT_SOURCES.aggregate.tumblingWindowSeconds,
+      invoke: options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate,
+      onError: (error) => onError('aggregate', error),
+    });
+    sqsPoller.start();
+    streamPoller.start();
+    stops.push(() => sqsPoller.stop(), () => streamPoller.stop());
+
+    const server = await startApiServer({ port: options.port ?? 0, handler: api as ApiHandler, context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds) });
+    stops.push(server.stop);
+
+    const queueDepth = async () => {
+      const { Attributes: a } = await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
+      );
+      return Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
+    };
+
+    return {
+      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint } },
+      config,
+      tables: names,
+      settle: async (timeoutMs = 120_000) => {
+        const deadline = Date.now() + timeoutMs;
+        let quiet = 0;
+        while (quiet < 5) {
+          if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
+          await sleep(200);
+          quiet = sqsPoller.idle && streamPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+        }
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** The config's subjects seed the table; a subject already there (changed since) is left alone. */
+async function seedSubjects(client: DynamoDBDocumentClient, tableName: string, config: Config): Promise<void> {
+  for (const subject of config.subjects) {
+    try {
+      await client.send(new PutCommand({ TableName: tableName, Item: { ...subject }, ConditionExpression: 'attribute_not_exists(id)' }));
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+  }
+}

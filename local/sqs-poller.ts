@@ -1,0 +1,131 @@
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+
+/**
+ * Behaves like Lambda's SQS event source mapping: gathers up to `batchSize` messages or until the
+ * batching window closes, invokes the handler, deletes what succeeded. Failed messages stay
+ * invisible until the visibility timeout ends, and the queue's redrive policy moves a message to
+ * the dead-letter queue after maxReceiveCount receives.
+ */
+export interface SqsPollerOptions {
+  sqs: SQSClient;
+  queueUrl: string;
+  queueArn: string;
+  batchSize: number;
+  maxBatchingWindowMs: number;
+  /** Concurrent batches, as Lambda runs several pollers per queue. */
+  concurrency: number;
+  invoke: (event: SQSEvent) => Promise<SQSBatchResponse>;
+  onError: (error: unknown) => void;
+}
+
+export class SqsPoller {
+  private running = false;
+  private busy = 0;
+  private emptyPolls = 0;
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly options: SqsPollerOptions) {}
+
+  start(): void {
+    this.running = true;
+    this.loops = Array.from({ length: this.options.concurrency }, () => this.loop());
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.allSettled(this.loops);
+  }
+
+  /** True when no batch is in flight and every loop's last receive came back empty. */
+  get idle(): boolean {
+    return this.busy === 0 && this.emptyPolls >= this.options.concurrency;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      try {
+        const messages = await this.gather();
+        if (messages.length === 0) continue;
+        this.busy += 1;
+        try {
+          await this.deliver(messages);
+        } finally {
+          this.busy -= 1;
+        }
+      } catch (error) {
+        this.options.onError(error);
+        await sleep(500);
+      }
+    }
+  }
+
+  private async gather(): Promise<Message[]> {
+    const { sqs, queueUrl, batchSize, maxBatchingWindowMs } = this.options;
+    const messages: Message[] = [];
+    let closesAt = Number.POSITIVE_INFINITY; // the window opens with the first message
+    while (this.running && messages.length < batchSize && Date.now() < closesAt) {
+      const { Messages = [] } = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: Math.min(10, batchSize - messages.length),
+          WaitTimeSeconds: messages.length === 0 ? 1 : 0,
+          MessageSystemAttributeNames: ['All'],
+        }),
+      );
+      if (messages.length === 0 && Messages.length === 0) {
+        this.emptyPolls = Math.min(this.emptyPolls + 1, this.options.concurrency);
+        return messages;
+      }
+      if (messages.length === 0) closesAt = Date.now() + maxBatchingWindowMs;
+      this.emptyPolls = 0;
+      messages.push(...Messages);
+      if (Messages.length === 0) await sleep(Math.min(50, Math.max(0, closesAt - Date.now())));
+    }
+    return messages;
+  }
+
+  private async deliver(messages: Message[]): Promise<void> {
+    const event: SQSEvent = { Records: messages.map((m) => this.toRecord(m)) };
+    let failed: Set<string>;
+    try {
+      const response = await this.options.invoke(event);
+      failed = new Set((response?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
+    } catch (error) {
+      // A thrown invocation fails the whole batch, as in Lambda.
+      this.options.onError(error);
+      return;
+    }
+    const done = messages.filter((m) => m.MessageId && !failed.has(m.MessageId));
+    for (let i = 0; i < done.length; i += 10) {
+      await this.options.sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: this.options.queueUrl,
+          Entries: done.slice(i, i + 10).map((m, j) => ({ Id: String(j), ReceiptHandle: m.ReceiptHandle })),
+        }),
+      );
+    }
+  }
+
+  private toRecord(message: Message): SQSRecord {
+    const a = message.Attributes ?? {};
+    return {
+      messageId: message.MessageId ?? '',
+      receiptHandle: message.ReceiptHandle ?? '',
+      body: message.Body ?? '',
+      attributes: {
+        ApproximateReceiveCount: a.ApproximateReceiveCount ?? '1',
+        SentTimestamp: a.SentTimestamp ?? String(Date.now()),
+        SenderId: a.SenderId ?? 'local',
+        ApproximateFirstReceiveTimestamp: a.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
+      },
+      messageAttributes: {},
+      md5OfBody: message.MD5OfBody ?? '',
+      eventSource: 'aws:sqs',
+      eventSourceARN: this.options.queueArn,
+      awsRegion: 'local',
+    };
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,208 @@
+import {
+  DescribeStreamCommand,
+  type DynamoDBStreamsClient,
+  ExpiredIteratorException,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type _Record,
+  type Shard,
+  TrimmedDataAccessException,
+} from '@aws-sdk/client-dynamodb-streams';
+import type { DynamoDBRecord } from 'aws-lambda';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import { sleep } from './sqs-poller';
+
+/**
+ * Behaves like Lambda's DynamoDB stream event source mapping with a tumbling window: one batch
+ * per shard at a time, in order; a child shard starts after its parent is finished; a reported
+ * failure retries from the failed record; a thrown error retries with the batch bisected.
+ */
+export interface StreamPollerOptions {
+  streams: DynamoDBStreamsClient;
+  streamArn: string;
+  batchSize: number;
+  maxBatchingWindowMs: number;
+  tumblingWindowSeconds: number;
+  invoke: (event: LedgerStreamEvent) => Promise<LedgerStreamResponse>;
+  onError: (error: unknown) => void;
+}
+
+const POLL_MS = 100;
+
+export class StreamPoller {
+  private running = false;
+  private readonly finished = new Set<string>();
+  private readonly started = new Set<string>();
+  private readonly workers: Promise<void>[] = [];
+  private readonly caughtUp = new Map<string, boolean>();
+  private discovery: Promise<void> | undefined;
+
+  constructor(private readonly options: StreamPollerOptions) {}
+
+  start(): void {
+    this.running = true;
+    this.discovery = this.discover();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.discovery;
+    await Promise.allSettled(this.workers);
+  }
+
+  /** True when every open shard's last read was empty and nothing is being delivered. */
+  get idle(): boolean {
+    return this.started.size > 0 && [...this.caughtUp.values()].every(Boolean);
+  }
+
+  private async discover(): Promise<void> {
+    while (this.running) {
+      try {
+        const shards = await this.listShards();
+        const known = new Set(shards.map((s) => s.ShardId));
+        for (const shard of shards) {
+          const id = shard.ShardId;
+          if (!id || this.started.has(id)) continue;
+          const parent = shard.ParentShardId;
+          if (parent && known.has(parent) && !this.finished.has(parent)) continue; // parent first, as Lambda does
+          this.started.add(id);
+          this.caughtUp.set(id, false);
+          this.workers.push(this.consume(id));
+        }
+      } catch (error) {
+        this.options.onError(error);
+      }
+      await sleep(500);
+    }
+  }
+
+  private async listShards(): Promise<Shard[]> {
+    const shards: Shard[] = [];
+    let ExclusiveStartShardId: string | undefined;
+    do {
+      const { StreamDescription } = await this.options.streams.send(new DescribeStreamCommand({ StreamArn: this.options.streamArn, ExclusiveStartShardId }));
+      shards.push(...(StreamDescription?.Shards ?? []));
+      ExclusiveStartShardId = StreamDescription?.LastEvaluatedShardId;
+    } while (ExclusiveStartShardId);
+    return shards;
+  }
+
+  private async iterator(shardId: string, after?: string): Promise<string | undefined> {
+    const { ShardIterator } = await this.options.streams.send(
+      new GetShardIteratorCommand({
+        StreamArn: this.options.streamArn,
+        ShardId: shardId,
+        ShardIteratorType: after ? 'AFTER_SEQUENCE_NUMBER' : 'TRIM_HORIZON',
+        ...(after ? { SequenceNumber: after } : {}),
+      }),
+    );
+    return ShardIterator;
+  }
+
+  private async consume(shardId: string): Promise<void> {
+    let iterator = await this.iterator(shardId);
+    let lastRead: string | undefined;
+    let buffer: _Record[] = [];
+    let windowClosesAt = Number.POSITIVE_INFINITY;
+    while (this.running) {
+      try {
+        if (iterator && buffer.length < this.options.batchSize) {
+          const page = await this.options.streams.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: Math.min(1000, this.options.batchSize - buffer.length) }));
+          const records = page.Records ?? [];
+          if (records.length > 0 && buffer.length === 0) windowClosesAt = Date.now() + this.options.maxBatchingWindowMs;
+          buffer.push(...records);
+          lastRead = buffer.at(-1)?.dynamodb?.SequenceNumber ?? lastRead;
+          iterator = page.NextShardIterator;
+          this.caughtUp.set(shardId, buffer.length === 0);
+          if (buffer.length === 0) {
+            if (!iterator) break; // a closed shard, fully read
+            await sleep(POLL_MS);
+            continue;
+          }
+          // Keep filling while records flow and the batching window is open.
+          if (records.length > 0 && iterator && buffer.length < this.options.batchSize && Date.now() < windowClosesAt) continue;
+        }
+        if (buffer.length === 0) break;
+        buffer = await this.deliver(shardId, buffer);
+        windowClosesAt = Number.POSITIVE_INFINITY;
+      } catch (error) {
+        if (error instanceof ExpiredIteratorException || error instanceof TrimmedDataAccessException) {
+          iterator = await this.iterator(shardId, lastRead);
+          continue;
+        }
+        this.options.onError(error);
+        await sleep(500);
+      }
+    }
+    if (this.running) this.finished.add(shardId);
+    this.caughtUp.delete(shardId);
+  }
+
+  /** Delivers the buffer until it is empty, retrying failures like Lambda; returns what is left if stopped. */
+  private async deliver(shardId: string, buffer: _Record[]): Promise<_Record[]> {
+    let pending = buffer;
+    let size = pending.length; // shrinks by bisection after a thrown error
+    let attempt = 0;
+    while (pending.length > 0 && this.running) {
+      const batch = pending.slice(0, size);
+      const event: LedgerStreamEvent = {
+        Records: batch.map((r) => toLambdaRecord(r, this.options.streamArn)),
+        shardId,
+        state: {},
+        ...tumblingWindow(this.options.tumblingWindowSeconds),
+      };
+      try {
+        const response = await this.options.invoke(event);
+        const failed = response?.batchItemFailures?.[0]?.itemIdentifier;
+        const failedAt = failed ? batch.findIndex((r) => r.dynamodb?.SequenceNumber === failed) : -1;
+        if (failedAt >= 0) {
+          pending = pending.slice(failedAt);
+          attempt += 1;
+          await sleep(Math.min(5000, 100 * 2 ** attempt));
+          continue;
+        }
+        pending = pending.slice(batch.length);
+        size = pending.length;
+        attempt = 0;
+      } catch (error) {
+        this.options.onError(error);
+        size = Math.max(1, Math.floor(size / 2));
+        attempt += 1;
+        await sleep(Math.min(5000, 100 * 2 ** attempt));
+      }
+    }
+    return pending;
+  }
+}
+
+function tumblingWindow(seconds: number) {
+  const length = seconds * 1000;
+  const start = Math.floor(Date.now() / length) * length;
+  return {
+    window: { start: new Date(start).toISOString(), end: new Date(start + length).toISOString() },
+    isFinalInvokeForWindow: false,
+    isWindowTerminatedEarly: false,
+  };
+}
+
+function toLambdaRecord(record: _Record, streamArn: string): DynamoDBRecord {
+  const d = record.dynamodb;
+  return {
+    eventID: record.eventID,
+    eventName: record.eventName,
+    eventVersion: record.eventVersion ?? '1.1',
+    eventSource: 'aws:dynamodb',
+    awsRegion: record.awsRegion ?? 'local',
+    eventSourceARN: streamArn,
+    ...(record.userIdentity ? { userIdentity: { type: record.userIdentity.Type, principalId: record.userIdentity.PrincipalId } } : {}),
+    dynamodb: {
+      ApproximateCreationDateTime: d?.ApproximateCreationDateTime ? Math.floor(d.ApproximateCreationDateTime.getTime() / 1000) : undefined,
+      Keys: d?.Keys as never,
+      NewImage: d?.NewImage as never,
+      OldImage: d?.OldImage as never,
+      SequenceNumber: d?.SequenceNumber,
+      SizeBytes: d?.SizeBytes,
+      StreamViewType: d?.StreamViewType,
+    },
+  };
+}
