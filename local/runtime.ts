@@ -94,11 +94,10 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
     await seedSubjects(DynamoDBDocumentClient.from(dynamodb), names.subjects, config);
 
-    const [{ handler: ingest }, { handler: aggregate }, { handler: api }] = await Promise.all([
-      import('../functions/ingest'),
-      import('../functions/aggregate'),
-      import('../functions/api'),
-    ]);
+    // Imported only now, after the environment names the stand-ins; one at a time (Jest's ESM loader needs it).
+    const { handler: ingest } = await import('../functions/ingest');
+    const { handler: aggregate } = await import('../functions/aggregate');
+    const { handler: api } = await import('../functions/api');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));

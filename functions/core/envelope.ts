@@ -112,7 +112,7 @@ export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
   if (quantityProblem) return reject('invalid_quantity', quantityProblem);
 
   const millis = Date.parse(envelope.time);
-  if (Number.isNaN(millis)) return reject('invalid_time', `time "${envelope.time}" is not a valid RFC 3339 instant`);
+  if (Number.isNaN(millis) || !isCalendarTime(envelope.time)) return reject('invalid_time', `time "${envelope.time}" is not a valid RFC 3339 instant`);
   const now = rules.now.getTime();
   if (millis > now + rules.maxFutureSeconds * 1000) {
     return reject('future_time', `time ${envelope.time} is more than ${rules.maxFutureSeconds}s ahead of ${rules.now.toISOString()}`);
@@ -161,6 +161,14 @@ export function parseMessageBody(body: string): { ok: true; events: unknown[] } 
 /** The event's identity: CloudEvents `source` + `id`, unambiguous whatever characters they hold. */
 export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
   return JSON.stringify([event.source, event.id]);
+}
+
+/** Date.parse rolls 2026-02-30 over into March; an event time must name a real calendar instant. */
+function isCalendarTime(time: string): boolean {
+  const [year, month, day, hour, minute, second] = (time.match(/\d+/g) ?? []).map(Number) as number[];
+  if (year === undefined || month === undefined || day === undefined) return false;
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && (hour ?? 0) < 24 && (minute ?? 0) < 60 && (second ?? 0) < 60;
 }
 
 function checkQuantity(quantity: number, allowFractions: boolean): string | undefined {

@@ -1,0 +1,138 @@
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import { HttpApi, HttpMethod, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Alarm, ComparisonOperator, type IMetric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { EVENT_SOURCES, QUEUES, TABLES } from '../functions/adapters/resources';
+import type { TableName } from './stateful-stack';
+import { type FunctionName, UsageFunction } from './usage-function';
+
+export interface StatelessStackProps extends StackProps {
+  readonly tables: Readonly<Record<TableName, ITable>>;
+  readonly usageQueue: IQueue;
+  readonly deadLetterQueue: IQueue;
+  /** Absolute path of the validated configuration file that every function bundles. */
+  readonly configFile: string;
+}
+
+/** Per-account guard rails for the HTTP API; producers with real volume use SQS directly. */
+const API_THROTTLE = { rateLimit: 50, burstLimit: 100 };
+/** Aggregation more than this far behind the ledger means rollups and alerts are stale. */
+const MAX_ITERATOR_AGE = Duration.minutes(5);
+
+/** Functions, their event sources, the HTTP API and the alarms: nothing here holds data. */
+export class StatelessStack extends Stack {
+  readonly functions: Readonly<Record<FunctionName, UsageFunction>>;
+  /** Where the aggregate mapping records batches it gave up on (shard and sequence range, not the data). */
+  readonly aggregateFailures: Queue;
+  readonly api: HttpApi;
+
+  constructor(scope: Construct, id: string, props: StatelessStackProps) {
+    super(scope, id, props);
+    const { tables, configFile } = props;
+
+    const ingest = new UsageFunction(this, 'Ingest', { name: 'ingest', configFile })
+      .bindTable(tables.ledger, TABLES.ledger, 'write')
+      .bindTable(tables.quarantine, TABLES.quarantine, 'write')
+      .bindTable(tables.subjects, TABLES.subjects, 'read');
+    const aggregate = new UsageFunction(this, 'Aggregate', { name: 'aggregate', configFile })
+      .bindTable(tables.rollups, TABLES.rollups, 'readWrite');
+    const api = new UsageFunction(this, 'Api', { name: 'api', configFile })
+      .bindTable(tables.rollups, TABLES.rollups, 'read')
+      .bindTable(tables.subjects, TABLES.subjects, 'read')
+      .bindTable(tables.quarantine, TABLES.quarantine, 'read');
+    this.functions = { ingest, aggregate, api };
+
+    ingest.addEventSource(
+      new SqsEventSource(props.usageQueue, {
+        batchSize: EVENT_SOURCES.ingest.batchSize,
+        maxBatchingWindow: Duration.seconds(EVENT_SOURCES.ingest.maxBatchingWindowSeconds),
+        reportBatchItemFailures: true,
+      }),
+    );
+
+    // Stream positions expire after 24 h, so this queue holds pointers, not events: it may go with the stack.
+    this.aggregateFailures = new Queue(this, 'AggregateFailures', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+    });
+    const stream = EVENT_SOURCES.aggregate;
+    aggregate.addEventSource(
+      new DynamoEventSource(tables.ledger, {
+        startingPosition: StartingPosition[stream.startingPosition],
+        batchSize: stream.batchSize,
+        maxBatchingWindow: Duration.seconds(stream.maxBatchingWindowSeconds),
+        tumblingWindow: Duration.seconds(stream.tumblingWindowSeconds),
+        parallelizationFactor: stream.parallelizationFactor,
+        bisectBatchOnError: stream.bisectBatchOnError,
+        retryAttempts: stream.retryAttempts,
+        reportBatchItemFailures: true,
+        onFailure: new SqsDlq(this.aggregateFailures),
+      }),
+    );
+
+    this.api = new HttpApi(this, 'HttpApi', {
+      description: 'Usage pipeline read API (IAM-signed requests)',
+      defaultAuthorizer: new HttpIamAuthorizer(),
+      // The default stage is added below, because only an explicit stage takes throttling and access logs.
+      createDefaultStage: false,
+    });
+    const integration = new HttpLambdaIntegration('ApiIntegration', api);
+    for (const path of ['/v1/workspaces/{id}/usage', '/v1/quarantine']) {
+      this.api.addRoutes({ path, methods: [HttpMethod.GET], integration });
+    }
+    const accessLogs = new LogGroup(this, 'ApiAccessLogs', { retention: RetentionDays.ONE_MONTH });
+    const stage = this.api.addStage('DefaultStage', {
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: API_THROTTLE,
+      accessLogSettings: { destination: new LogGroupLogDestination(accessLogs), format: accessLogFormat() },
+    });
+
+    this.alarm('UsageDeadLetters', props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'Usage events moved to the dead-letter queue');
+    this.alarm('AggregateFailures', this.aggregateFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The aggregate mapping gave up on a ledger stream batch');
+    this.alarm('AggregateIteratorAge', aggregate.metric('IteratorAge', { statistic: 'Maximum' }), MAX_ITERATOR_AGE.toMilliseconds(), 'Aggregation lags the ledger stream');
+    for (const [name, fn] of Object.entries(this.functions)) {
+      this.alarm(`${fn.node.id}Errors`, fn.metricErrors({ statistic: 'Sum' }), 0, `The ${name} function failed`);
+    }
+
+    new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'HTTP API base URL (SigV4-signed requests)' });
+  }
+
+  private alarm(id: string, metric: IMetric, threshold: number, description: string): Alarm {
+    return new Alarm(this, `${id}Alarm`, {
+      metric,
+      threshold,
+      alarmDescription: description,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      // No data means nothing happened (no dead letters, no invocations), which is healthy.
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+  }
+}
+
+/** JSON access log lines with HTTP API context variables (the REST API presets name fields HTTP APIs lack). */
+function accessLogFormat(): AccessLogFormat {
+  return AccessLogFormat.custom(
+    JSON.stringify({
+      requestId: '$context.requestId',
+      ip: '$context.identity.sourceIp',
+      caller: '$context.identity.userArn',
+      requestTime: '$context.requestTime',
+      routeKey: '$context.routeKey',
+      status: '$context.status',
+      responseLength: '$context.responseLength',
+      latencyMs: '$context.responseLatency',
+      integrationError: '$context.integrationErrorMessage',
+    }),
+  );
+}
