@@ -24,7 +24,7 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
   const app = new App(props);
   const fromContext: unknown = app.node.tryGetContext('config');
   const configFile = resolve(configPath ?? (typeof fromContext === 'string' ? fromContext : DEFAULT_CONFIG));
-  parseConfig(readFileSync(configFile, 'utf8'), configFile);
+  parseConfig(readConfigText(configFile), configFile);
 
   // No account or region: the templates are environment-agnostic and synth needs no credentials.
   const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', { description: 'Usage pipeline: tables and queues' });
@@ -39,6 +39,14 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
   acknowledgeNagFindings(stateless);
   return { app, stateful, stateless };
+}
+
+function readConfigText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(path, '', `cannot read the file (${(error as Error).message})`);
+  }
 }
 
 function isMain(): boolean {

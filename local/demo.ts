@@ -130,8 +130,12 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   out('');
   out(`events sent: ${events.length} unique + ${duplicates.length} duplicates + 1 correction + ${malformed.length} malformed`);
   out(`quarantined: ${quarantine.items.length} (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})`);
-  const perEvent = writeMeter.writeUnits / (events.length + 1);
-  out(`DynamoDB write units: ${writeMeter.writeUnits} in ${writeMeter.requests} requests = ${perEvent.toFixed(3)} per unique event written (floor: 1.000)`);
+  const unique = events.length;
+  for (const [name, table] of writeMeter.tables) {
+    out(`  ${name.padEnd(28)} ${String(table.units).padStart(6)} write units in ${table.requests} requests${table.transactional ? ' (transactions: 2 per item)' : ''}`);
+  }
+  const billed = writeMeter.totalUnits();
+  out(`DynamoDB write units: ${billed} for ${unique} unique events = ${(billed / unique).toFixed(3)} per unique event (floor 1.000; duplicates, the correction and the quarantine cost one each)`);
   out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
   return allMatch;
 }

@@ -12,17 +12,31 @@ export function createDocumentClient(client = new DynamoDBClient({ maxAttempts: 
   });
 }
 
-/** Write units and requests consumed by this process, from ReturnConsumedCapacity. */
+/**
+ * Write units and requests this process consumed, per table. Standard writes use what
+ * ReturnConsumedCapacity reports. Transactions are counted as AWS bills them, two units per item
+ * (every rollup item stays under 1 KB), because DynamoDB Local reports 2 per transaction
+ * whatever its size.
+ */
 export const writeMeter = {
-  writeUnits: 0,
-  requests: 0,
+  tables: new Map<string, { units: number; requests: number; transactional: boolean }>(),
   record(consumed: ConsumedCapacity[] | ConsumedCapacity | undefined): void {
-    this.requests += 1;
-    for (const c of [consumed ?? []].flat()) this.writeUnits += c.WriteCapacityUnits ?? c.CapacityUnits ?? 0;
+    for (const c of [consumed ?? []].flat()) this.add(c.TableName ?? '?', c.WriteCapacityUnits ?? c.CapacityUnits ?? 0, false);
+  },
+  recordTransaction(tableName: string, items: number): void {
+    this.add(tableName, 2 * items, true);
+  },
+  add(tableName: string, units: number, transactional: boolean): void {
+    const entry = this.tables.get(tableName) ?? { units: 0, requests: 0, transactional };
+    entry.units += units;
+    entry.requests += 1;
+    this.tables.set(tableName, entry);
+  },
+  totalUnits(): number {
+    return [...this.tables.values()].reduce((sum, t) => sum + t.units, 0);
   },
   reset(): void {
-    this.writeUnits = 0;
-    this.requests = 0;
+    this.tables.clear();
   },
 };
 

@@ -1,0 +1,163 @@
+/**
+ * In-memory fakes of the ports that functions/core declares, for unit tests.
+ * They keep the semantics that core relies on (DESIGN.md) and nothing more.
+ */
+import { eventKey } from '../../functions/core/envelope';
+import type {
+  Clock,
+  CommitResult,
+  Ledger,
+  Quarantine,
+  QuarantineRecord,
+  RollupReader,
+  RollupRow,
+  RollupWriter,
+  Subject,
+  SubjectDirectory,
+} from '../../functions/core/ports';
+import type { Chunk, LedgerEntry, RollupKind } from '../../functions/core/rollups';
+
+/** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
+export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart(40, '0');
+
+/**
+ * Flat counter key, shared with the independent rollup model in test/unit/rollup-model.ts:
+ *   'subject|usageType|day|2026-11-22'                    the day item's total
+ *   'subject|usageType|day|2026-11-22|h#2026-11-22T10'    one hour counter of that day item
+ *   'subject|usageType|cycle|2026-11-15T00:00:00.000Z'    the cycle item's total
+ *   'subject|usageType|cycle|…|d#2026-11-22'              one day counter of that cycle item
+ */
+export const flatKey = (subject: string, usageType: string, kind: RollupKind, period: string, counter?: string): string =>
+  [subject, usageType, kind, period, ...(counter === undefined ? [] : [counter])].join('|');
+
+/** Adds `delta` to `key`, dropping the key when it returns to zero. */
+export function addTo(totals: Map<string, bigint>, key: string, delta: bigint): void {
+  const next = (totals.get(key) ?? 0n) + delta;
+  if (next === 0n) totals.delete(key);
+  else totals.set(key, next);
+}
+
+export interface CommitAttempt {
+  shardId: string;
+  firstSequenceNumber: string;
+  lastSequenceNumber: string;
+  result: CommitResult | 'threw';
+}
+
+/**
+ * A rollup table with a checkpoint per shard. `commitChunk` applies a chunk and moves the checkpoint
+ * to its last record only if the stored checkpoint is below the chunk's padded first record, exactly
+ * like the TransactWriteItems condition in DESIGN.md; otherwise it changes nothing and says so.
+ */
+export class InMemoryRollupWriter implements RollupWriter {
+  readonly totals = new Map<string, bigint>();
+  readonly checkpoints = new Map<string, string>();
+  readonly attempts: CommitAttempt[] = [];
+  /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
+  beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
+
+  async readCheckpoint(shardId: string): Promise<string | undefined> {
+    return this.checkpoints.get(shardId);
+  }
+
+  async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
+    const attempt = this.attempts.length;
+    const record: CommitAttempt = { shardId, firstSequenceNumber: chunk.firstSequenceNumber, lastSequenceNumber: chunk.lastSequenceNumber, result: 'threw' };
+    this.attempts.push(record);
+    await this.beforeCommit?.(shardId, chunk, attempt);
+    const stored = this.checkpoints.get(shardId);
+    if (stored !== undefined && !(stored < pad40(chunk.firstSequenceNumber))) {
+      record.result = 'already-applied';
+      return 'already-applied';
+    }
+    for (const update of chunk.updates) {
+      addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, update.period), update.total);
+      for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, update.period, counter), delta);
+    }
+    this.checkpoints.set(shardId, pad40(chunk.lastSequenceNumber));
+    record.result = 'committed';
+    return 'committed';
+  }
+}
+
+export class InMemorySubjectDirectory implements SubjectDirectory {
+  readonly requests: string[][] = [];
+  private readonly subjects: Map<string, Subject>;
+
+  constructor(subjects: readonly Subject[]) {
+    this.subjects = new Map(subjects.map((s) => [s.id, s]));
+  }
+
+  async getMany(ids: readonly string[]): Promise<Map<string, Subject>> {
+    this.requests.push([...ids]);
+    const found = new Map<string, Subject>();
+    for (const id of ids) {
+      const subject = this.subjects.get(id);
+      if (subject) found.set(id, subject);
+    }
+    return found;
+  }
+}
+
+/** The events ledger: one entry per event identity. `failWhen` makes chosen puts fail (after retries). */
+export class InMemoryLedger implements Ledger {
+  readonly items = new Map<string, LedgerEntry>();
+  readonly calls: LedgerEntry[][] = [];
+
+  constructor(private readonly failWhen: (entry: LedgerEntry) => boolean = () => false) {}
+
+  async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }> {
+    this.calls.push([...entries]);
+    const failed: LedgerEntry[] = [];
+    for (const entry of entries) {
+      if (this.failWhen(entry)) failed.push(entry);
+      else this.items.set(eventKey(entry), entry);
+    }
+    return { failed };
+  }
+}
+
+export class InMemoryQuarantine implements Quarantine {
+  readonly records: QuarantineRecord[] = [];
+
+  constructor(private readonly failWhen: (record: QuarantineRecord) => boolean = () => false) {}
+
+  async putAll(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
+    const failed: QuarantineRecord[] = [];
+    for (const record of records) {
+      if (this.failWhen(record)) failed.push(record);
+      else this.records.push(record);
+    }
+    return { failed };
+  }
+
+  async list(filter: { subject?: string; limit: number }): Promise<QuarantineRecord[]> {
+    return this.records.filter((r) => filter.subject === undefined || r.subject === filter.subject).slice(0, filter.limit);
+  }
+}
+
+export class FixedClock implements Clock {
+  constructor(private readonly instant: string) {}
+
+  now(): Date {
+    return new Date(this.instant);
+  }
+}
+
+/** Rollup items by subject and kind; `query` returns those whose period is in [from, to] in string order, like a key range. */
+export class InMemoryRollupReader implements RollupReader {
+  readonly queries: { subject: string; kind: RollupKind; fromPeriod: string; toPeriod: string }[] = [];
+  private readonly rows: { subject: string; row: RollupRow }[] = [];
+
+  add(subject: string, ...rows: RollupRow[]): this {
+    for (const row of rows) this.rows.push({ subject, row });
+    return this;
+  }
+
+  async query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
+    this.queries.push({ subject, kind, fromPeriod, toPeriod });
+    return this.rows
+      .filter((r) => r.subject === subject && r.row.kind === kind && r.row.period >= fromPeriod && r.row.period <= toPeriod)
+      .map((r) => r.row);
+  }
+}
