@@ -95,6 +95,8 @@ export function parseConfig(text: string, source = 'config'): Config {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
+    // An unknown key is reported on its object; name the key itself.
+    if (issue?.code === 'unrecognized_keys') throw new ConfigError(source, formatPath([...issue.path, issue.keys[0] ?? '']), 'unknown key');
     throw new ConfigError(source, formatPath(issue?.path ?? []), issue?.message ?? 'invalid');
   }
   return result.data;

@@ -58,7 +58,8 @@ export interface EnvelopeRules {
 }
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
-const text = (max: number) => z.string().trim().min(1).max(max);
+// Identities are compared exactly, so they are not trimmed; a blank one is missing.
+const text = (max: number) => z.string().min(1).max(max).regex(/\S/, 'must not be blank');
 const dimension = z.string().min(1).max(256).optional();
 
 const envelopeSchema = z.object({

@@ -59,10 +59,14 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
   const from = query.from.toISOString();
   const to = query.to.toISOString();
   const wanted = (row: RollupRow) => !query.usageType || row.usageType === query.usageType;
-  const buckets: UsageBucket[] = [];
+  // Summed by (start, usage type): in a zone with a half-hour offset, one UTC hour spans two local days.
+  const sums = new Map<string, { start: string; usageType: string; units: bigint }>();
   const push = (start: string, usageType: string, quantity: string) => {
-    const units = toNanoUnits(quantity) ?? 0n;
-    if (start >= from && start < to && units !== 0n) buckets.push({ start, usageType, quantity: Number(toDecimalString(units)) });
+    if (start < from || start >= to) return;
+    const key = `${start}|${usageType}`;
+    const bucket = sums.get(key) ?? { start, usageType, units: 0n };
+    bucket.units += toNanoUnits(quantity) ?? 0n;
+    sums.set(key, bucket);
   };
 
   if (query.granularity === 'cycle') {
@@ -84,6 +88,9 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
       }
     }
   }
+  const buckets: UsageBucket[] = [...sums.values()]
+    .filter((b) => b.units !== 0n)
+    .map((b) => ({ start: b.start, usageType: b.usageType, quantity: Number(toDecimalString(b.units)) }));
   buckets.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.usageType < b.usageType ? -1 : a.usageType > b.usageType ? 1 : 0));
   return { subject: subject.id, granularity: query.granularity, buckets };
 }

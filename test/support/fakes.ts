@@ -50,6 +50,9 @@ export interface CommitAttempt {
  * like the TransactWriteItems condition in DESIGN.md; otherwise it changes nothing and says so.
  */
 export class InMemoryRollupWriter implements RollupWriter {
+  /** A use case that loops forever on awaited fakes starves jest's timers; fail loudly instead. */
+  static readonly MAX_CALLS = 10_000;
+  private calls = 0;
   readonly totals = new Map<string, bigint>();
   readonly checkpoints = new Map<string, string>();
   readonly attempts: CommitAttempt[] = [];
@@ -57,10 +60,12 @@ export class InMemoryRollupWriter implements RollupWriter {
   beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
 
   async readCheckpoint(shardId: string): Promise<string | undefined> {
+    this.guard();
     return this.checkpoints.get(shardId);
   }
 
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
+    this.guard();
     const attempt = this.attempts.length;
     const record: CommitAttempt = { shardId, firstSequenceNumber: chunk.firstSequenceNumber, lastSequenceNumber: chunk.lastSequenceNumber, result: 'threw' };
     this.attempts.push(record);
@@ -77,6 +82,10 @@ export class InMemoryRollupWriter implements RollupWriter {
     this.checkpoints.set(shardId, pad40(chunk.lastSequenceNumber));
     record.result = 'committed';
     return 'committed';
+  }
+
+  private guard(): void {
+    if (++this.calls > InMemoryRollupWriter.MAX_CALLS) throw new Error(`runaway loop: more than ${InMemoryRollupWriter.MAX_CALLS} calls to the rollup writer`);
   }
 }
 

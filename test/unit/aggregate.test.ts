@@ -188,7 +188,7 @@ describe('aggregateChanges', () => {
 
   describe('when a commit fails', () => {
     const changes = generateChanges(60, 31);
-    const FAILING_COMMIT = 2;
+    const FAILING_COMMIT = 3; // a chunk of several records, so its first and last records differ
 
     async function failingRun() {
       const rollups = new InMemoryRollupWriter();
@@ -208,6 +208,7 @@ describe('aggregateChanges', () => {
       const failedChunk = rollups.attempts[FAILING_COMMIT];
       expect(rollups.attempts).toHaveLength(FAILING_COMMIT + 1);
       expect(failedChunk?.result).toBe('threw');
+      expect(failedChunk?.firstSequenceNumber).not.toBe(failedChunk?.lastSequenceNumber);
       expect(result.failedSequenceNumber).toBe(failedChunk?.firstSequenceNumber);
       expect(result.error).toBe(failure);
       const failedAt = changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber);

@@ -115,11 +115,11 @@ describe('parseConfig reports the first bad key with its path', () => {
   });
 
   test.each([
-    ['at the root', (c: ReturnType<typeof valid>) => (c.owner = 'me'), ''],
-    ['in a subject', (c: ReturnType<typeof valid>) => ((c.subjects[1] as Json).colour = 'blue'), 'subjects[1]'],
-    ['in a plan quota', (c: ReturnType<typeof valid>) => ((c.plans[0] as { quotas: { tokens: Json } }).quotas.tokens.weeklyLimit = 5), 'plans[0].quotas.tokens'],
-    ['in ingest', (c: ReturnType<typeof valid>) => (c.ingest = { maxFutureSecs: 5 }), 'ingest'],
-  ])('an unknown extra key %s is rejected (strict objects) with the enclosing path and the key', (_label, breakIt, path) => {
+    ['at the root', (c: ReturnType<typeof valid>) => (c.owner = 'me'), 'owner'],
+    ['in a subject', (c: ReturnType<typeof valid>) => ((c.subjects[1] as Json).colour = 'blue'), 'subjects[1].colour'],
+    ['in a plan quota', (c: ReturnType<typeof valid>) => ((c.plans[0] as { quotas: { tokens: Json } }).quotas.tokens.weeklyLimit = 5), 'plans[0].quotas.tokens.weeklyLimit'],
+    ['in ingest', (c: ReturnType<typeof valid>) => (c.ingest = { maxFutureSecs: 5 }), 'ingest.maxFutureSecs'],
+  ])('an unknown extra key %s is rejected (strict objects), named by its full path', (_label, breakIt, path) => {
     // Arrange
     const raw = valid();
     breakIt(raw);
@@ -127,9 +127,9 @@ describe('parseConfig reports the first bad key with its path', () => {
     // Act
     const error = configError(raw);
 
-    // Assert: zod reports unrecognized keys on the enclosing object and names the key in the reason.
+    // Assert
     expect(error.key).toBe(path);
-    expect(error.message).toMatch(new RegExp(`^config: ${(path || '(root)').replace(/[[\]().]/g, '\\$&')}: Unrecognized key: "\\w+"$`));
+    expect(error.message).toBe(`config: ${path}: unknown key`);
   });
 
   test.each([['{"usageTypes": ['], [''], ['usageTypes: []'], ["{'a': 1}"]])('text that is not JSON (%p) is reported at the root', (text) => {

@@ -212,10 +212,8 @@ describe('queryUsage', () => {
   });
 
   test('a UTC hour that straddles local midnight in a half-hour zone is one bucket', async () => {
-    // BUG (functions/core/usage.ts, queryUsage, the hour loop over `row.counters`, line 82): in Asia/Kolkata
-    // (UTC+05:30) the UTC hour 2026-11-22T18 runs from 23:30 on the 22nd to 00:30 on the 23rd local time, so
-    // both local day items carry an 'h#2026-11-22T18' counter. queryUsage pushes one bucket per day item
-    // instead of summing them: expected one bucket of 5, actual two buckets (2 and 3) with the same start.
+    // In Asia/Kolkata (UTC+05:30) the UTC hour 2026-11-22T18 runs from 23:30 on the 22nd to 00:30 on the
+    // 23rd local time, so both local day items carry an 'h#2026-11-22T18' counter; the API sums them.
     // Arrange
     const rollups = new InMemoryRollupReader().add(
       'ws_kolkata',
