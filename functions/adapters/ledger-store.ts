@@ -1,14 +1,20 @@
-import { type DynamoDBDocumentClient, NumberValue } from '@aws-sdk/lib-dynamodb';
+import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
 import type { LedgerEntry, LedgerImage } from '../core/rollups';
-import { batchPut } from './batch-write';
-import { TABLES } from './resources';
+import { writeMeter } from './dynamodb';
+
+const CONCURRENCY = 32;
 
 /**
- * The events ledger: one item per event identity. The item holds only what the event says (no
- * arrival time), so an identical redelivery writes identical content and the stream stays silent.
+ * The events ledger: one item per event identity. A put lands only if the identity is new, or if
+ * its message was sent no earlier than the stored one and says something different. So a
+ * duplicate changes nothing (and the stream stays silent), a correction replaces the original,
+ * and a stale copy arriving after its correction is ignored. A put the condition refuses still
+ * costs one write unit, like the duplicate write it replaces.
  */
 export class DynamoLedger implements Ledger {
   constructor(
@@ -17,24 +23,60 @@ export class DynamoLedger implements Ledger {
   ) {}
 
   async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }> {
-    const items = entries.map((entry) => ({ item: toItem(entry), entry }));
-    const byKey = new Map(items.map(({ item, entry }) => [item.pk, entry]));
-    const { failed } = await batchPut(this.client, this.tableName, [TABLES.ledger.partitionKey.name], items.map((i) => i.item));
-    return { failed: failed.map((item) => byKey.get(item.pk)).filter((e): e is LedgerEntry => e !== undefined) };
+    const failed: LedgerEntry[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < entries.length) {
+        const entry = entries[next++];
+        if (entry && !(await this.put(entry))) failed.push(entry);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, entries.length) }, worker));
+    return { failed };
+  }
+
+  /** True once the entry is in the ledger or superseded; false if the write failed (after the SDK's retries). */
+  private async put(entry: LedgerEntry): Promise<boolean> {
+    const item = toItem(entry);
+    try {
+      const response = await this.client.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk) OR (sentAt <= :sentAt AND digest <> :digest)',
+          ExpressionAttributeValues: { ':sentAt': item.sentAt, ':digest': item.digest },
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
+      );
+      writeMeter.record(response.ConsumedCapacity);
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        writeMeter.record({ TableName: this.tableName, CapacityUnits: 1 });
+        return true;
+      }
+      return false;
+    }
   }
 }
 
 function toItem(entry: LedgerEntry) {
-  return {
-    pk: eventKey(entry),
+  const content = {
     source: entry.source,
     id: entry.id,
     type: entry.type,
     subject: entry.subject,
     time: entry.time,
     usageType: entry.usageType,
-    quantity: NumberValue.from(entry.quantity),
+    quantity: entry.quantity,
     ...entry.dimensions,
+  };
+  return {
+    pk: eventKey(entry),
+    ...content,
+    quantity: NumberValue.from(entry.quantity),
+    digest: createHash('sha256').update(JSON.stringify(content)).digest('base64url'),
+    sentAt: entry.sentAt,
     hour: entry.hour,
     day: entry.day,
     cycleStart: entry.cycleStart,

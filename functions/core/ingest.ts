@@ -74,16 +74,22 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     const key = eventKey(event);
     const existing = entriesByKey.get(key);
     if (existing) duplicatesInBatch += 1;
-    // The later message wins: a correction sent after the original replaces it.
+    const sentAt = messagesById.get(messageId)?.sentAt ?? receivedAt;
+    const messageIds = existing?.messageIds ?? new Set<string>();
+    messageIds.add(messageId);
+    // The message sent last wins: a correction replaces the original, whatever order they arrive in.
+    if (existing && existing.entry.sentAt > sentAt) {
+      entriesByKey.set(key, { entry: existing.entry, messageIds });
+      continue;
+    }
     const entry: LedgerEntry = {
       ...event,
+      sentAt,
       hour: utcHour(event.time),
       day: localDate(event.time, subject.timeZone),
       cycleStart: cycleContaining(event.time, subject).start,
       expiresAt: Math.floor(Date.parse(event.time) / 1000) + deps.config.ingest.retentionDays * 86_400,
     };
-    const messageIds = existing?.messageIds ?? new Set<string>();
-    messageIds.add(messageId);
     entriesByKey.set(key, { entry, messageIds });
   }
 

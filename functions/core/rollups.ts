@@ -26,7 +26,8 @@ export interface LedgerImage extends Buckets {
   quantity: string;
 }
 
-export type LedgerEntry = UsageEvent & Buckets & { expiresAt: number };
+/** A ledger item: the event, its buckets, when its message was sent (its version), and when it expires. */
+export type LedgerEntry = UsageEvent & Buckets & { sentAt: string; expiresAt: number };
 
 /** One record of the ledger's stream, as the aggregator sees it. */
 export interface LedgerChange {

@@ -190,6 +190,21 @@ describe('ingest and aggregate against DynamoDB Local and the SQS stand-in', () 
     await expectRollupsToMatchTruth();
   });
 
+  test('a correction sent right behind its original, in the same burst, wins over it', async () => {
+    // Arrange: originals and corrections go out back to back, so concurrent batches race.
+    const originals = Array.from({ length: 120 }, (_, i) => makeEvent(Object.keys(ANCHORS)[i % 4]!, new Date(NOW - (i + 30) * 3_600_000), 'tokens', 1000 + i));
+    const corrections = originals.map((e, i) => ({ ...e, time: new Date(Date.parse(e.time) - (i % 2) * DAY).toISOString(), data: { ...e.data, quantity: e.data.quantity + 1 } }));
+    corrections.forEach((e) => truth.accept(e));
+    accepted.push(...corrections);
+
+    // Act
+    await client.send(originals.map((e) => JSON.stringify(e)));
+    await client.send(corrections.map((e) => JSON.stringify(e)));
+
+    // Assert
+    await expectRollupsToMatchTruth();
+  });
+
   test('re-sending every event unchanged changes nothing', async () => {
     await client.send(accepted.slice(40).map((e) => JSON.stringify(e)));
     await expectRollupsToMatchTruth();

@@ -88,6 +88,7 @@ describe('ingestMessages', () => {
         hour: '2026-11-14T23',
         day: '2026-11-15',
         cycleStart: '2026-11-14T23:00:00.000Z',
+        sentAt: SENT_AT,
         expiresAt: epochSeconds('2026-11-14T23:30:00Z') + 400 * DAY_SECONDS,
       },
     ]);
@@ -206,6 +207,20 @@ describe('ingestMessages', () => {
     // Assert
     expect([...ledger.items.values()]).toEqual([expect.objectContaining({ id: 'evt-9', quantity: '7', time: '2026-11-22T11:45:00.000Z', hour: '2026-11-22T11' })]);
     expect(result).toMatchObject({ accepted: 1, duplicatesInBatch: 1 });
+  });
+
+  test('within a batch, the message sent last wins even when it comes first', async () => {
+    // Arrange: the correction was sent a second after the original but is listed before it.
+    const { deps, ledger } = setup();
+    const original = { ...message('m1', event({ id: 'evt-10' }, { quantity: 5 })), sentAt: '2026-11-22T11:00:00.000Z' };
+    const correction = { ...message('m2', event({ id: 'evt-10' }, { quantity: 8 })), sentAt: '2026-11-22T11:00:01.000Z' };
+
+    // Act
+    const result = await ingestMessages([correction, original], deps);
+
+    // Assert
+    expect([...ledger.items.values()]).toEqual([expect.objectContaining({ id: 'evt-10', quantity: '8', sentAt: '2026-11-22T11:00:01.000Z' })]);
+    expect(result).toMatchObject({ accepted: 1, duplicatesInBatch: 1, failedMessageIds: [] });
   });
 
   test('a failed ledger put reports exactly the messages that carried that event', async () => {
