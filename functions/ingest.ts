@@ -18,10 +18,16 @@ async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {
   });
   metrics.addMetric('EventsAccepted', MetricUnit.Count, result.accepted);
   metrics.addMetric('DuplicatesInBatch', MetricUnit.Count, result.duplicatesInBatch);
-  metrics.addMetric('EventsQuarantined', MetricUnit.Count, result.quarantined.length);
+  const byReason = new Map<string, number>();
   for (const record of result.quarantined) {
+    byReason.set(record.reason, (byReason.get(record.reason) ?? 0) + 1);
     // The reason and where it came from, never the payload.
     logger.warn('event quarantined', { reason: record.reason, messageId: record.messageId, index: record.index });
+  }
+  for (const [reason, count] of byReason) {
+    const metric = metrics.singleMetric();
+    metric.addDimension('reason', reason);
+    metric.addMetric('EventsQuarantined', MetricUnit.Count, count);
   }
   if (result.failedMessageIds.length > 0) logger.warn('messages left for redelivery', { count: result.failedMessageIds.length });
   return { batchItemFailures: result.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
