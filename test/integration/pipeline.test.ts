@@ -25,7 +25,9 @@ const truth = new GroundTruth(ANCHORS);
 beforeAll(async () => {
   stack = await startLocal({
     configPath: 'test/fixtures/config.json',
-    visibilityTimeoutSeconds: 2,
+    // Short, so redeliveries happen within the test, yet longer than a batch takes on a busy machine:
+    // a batch that outlives it is received again and can reach the DLQ, as in Lambda.
+    visibilityTimeoutSeconds: 8,
     onError: () => undefined,
     wrapIngest: (invoke) => async (event) => {
       const response = await invoke(event);

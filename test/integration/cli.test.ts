@@ -1,0 +1,120 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import type { ReadyInfo } from '../../local/runtime';
+import { type Bucket, GroundTruth, type TestEvent } from '../support/ground-truth';
+
+/**
+ * `usage-pipeline local` as a producer meets it: a separate process that prints one READY line,
+ * takes events over SQS and answers on HTTP, and stops everything on Ctrl-C.
+ */
+
+const CLI = 'bin/usage-pipeline.js';
+const DAY = 86_400_000;
+
+function run(args: string[]): { child: ChildProcessWithoutNullStreams; stdout: () => string; stderr: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', env: { ...process.env, NODE_OPTIONS: '' } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  return { child, stdout: () => out, stderr: () => err };
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('usage-pipeline local, as a separate process', () => {
+  let proc: ReturnType<typeof run>;
+  let ready: ReadyInfo;
+
+  beforeAll(async () => {
+    proc = run(['local', '--config', 'test/fixtures/config.json', '--port', '0']);
+    const line = await waitFor(() => proc.stdout().split('\n').find((l) => l.startsWith('READY ')), 90_000, `READY (stderr: ${proc.stderr()})`);
+    ready = JSON.parse(line.slice('READY '.length)) as ReadyInfo;
+  });
+
+  afterAll(() => {
+    if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+  });
+
+  test('prints one READY line with the endpoints', () => {
+    expect(ready).toEqual({
+      api: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+      region: expect.any(String),
+      sqs: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), queueUrl: expect.stringContaining('127.0.0.1'), dlqUrl: expect.stringContaining('127.0.0.1') },
+      dynamodb: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) },
+    });
+  });
+
+  test('counts what a producer sends with SendMessageBatch, within seconds', async () => {
+    // Arrange
+    const truth = new GroundTruth({ ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 });
+    const now = Date.now();
+    const events: TestEvent[] = Array.from({ length: 400 }, (_, i) => ({
+      specversion: '1.0',
+      id: `cli-${i}`,
+      source: '//cli-test',
+      type: 'com.example.usage',
+      subject: ['ws_a31', 'ws_b01', 'ws_c15', 'ws_d29'][i % 4]!,
+      time: new Date(now - (i % 50) * DAY - i * 60_000).toISOString(),
+      data: { usageType: i % 5 === 0 ? 'images' : 'tokens', quantity: 1 + (i % 13) },
+    }));
+    events.forEach((e) => truth.accept(e));
+    const bodies = [
+      ...events.slice(0, 200).map((e) => JSON.stringify(e)),
+      JSON.stringify(events.slice(200)),
+      ...events.slice(0, 50).map((e) => JSON.stringify(e)), // duplicates
+      '{"broken": ',
+    ];
+    const sqs = new SQSClient({ region: ready.region, endpoint: ready.sqs.endpoint, credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+
+    // Act
+    for (let i = 0; i < bodies.length; i += 10) {
+      await sqs.send(new SendMessageBatchCommand({ QueueUrl: ready.sqs.queueUrl, Entries: bodies.slice(i, i + 10).map((MessageBody, j) => ({ Id: String(j), MessageBody })) }));
+    }
+    sqs.destroy();
+
+    // Assert: every daily bucket of every subject converges to the ground truth.
+    const from = new Date(now - 60 * DAY).toISOString();
+    const to = new Date(now + DAY).toISOString();
+    for (const subject of truth.subjects()) {
+      const expected = truth.buckets(subject, 'day');
+      const actual = await waitFor(async () => {
+        const response = await fetch(`${ready.api}/v1/workspaces/${subject}/usage?granularity=day&from=${from}&to=${to}`);
+        const { buckets } = (await response.json()) as { buckets: Bucket[] };
+        return JSON.stringify(buckets) === JSON.stringify(expected) ? buckets : undefined;
+      }, 30_000, `${subject} to converge`).catch(() => undefined);
+      expect({ subject, buckets: actual ?? 'did not converge' }).toEqual({ subject, buckets: expected });
+    }
+    const quarantine = await waitFor(async () => {
+      const { items } = (await (await fetch(`${ready.api}/v1/quarantine`)).json()) as { items: { reason: string }[] };
+      return items.length > 0 ? items : undefined;
+    }, 10_000, 'the quarantine');
+    expect(quarantine.map((q) => q.reason)).toEqual(['not_json']);
+  });
+
+  test('Ctrl-C stops it, and stdout held nothing but the READY line', async () => {
+    proc.child.kill('SIGINT');
+    const [code, signal] = (await once(proc.child, 'exit')) as [number | null, string | null];
+    expect(code !== null || signal !== null).toBe(true);
+    expect(proc.stdout().trim().split('\n')).toHaveLength(1);
+    expect(proc.stdout()).toMatch(/^READY \{/);
+  });
+});
+
+test('a bad configuration file stops start-up, naming the key', async () => {
+  const proc = run(['local', '--config', 'test/fixtures/bad-config.json', '--port', '0']);
+  const [code] = (await once(proc.child, 'exit')) as [number | null];
+  expect(code).toBe(2);
+  expect(proc.stderr()).toContain('plans[0].quotas.tokenz: unknown usage type "tokenz"');
+  expect(proc.stdout()).toBe('');
+});
