@@ -1,5 +1,5 @@
 import { BatchWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { backoff, writeMeter } from './dynamodb';
+import { backoff, mapConcurrently, writeMeter } from './dynamodb';
 
 const MAX_BATCH = 25;
 const MAX_ATTEMPTS = 8;
@@ -18,14 +18,10 @@ export async function batchPut<T extends Record<string, unknown>>(
   const groups: T[][] = [];
   for (let i = 0; i < items.length; i += MAX_BATCH) groups.push(items.slice(i, i + MAX_BATCH));
   const failed: T[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < groups.length) {
-      const group = groups[next++];
-      if (group) failed.push(...(await putGroup(client, tableName, keyNames, group)));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, groups.length) }, worker));
+  await mapConcurrently(groups, concurrency, async (group) => {
+    failed.push(...(await putGroup(client, tableName, keyNames, group)));
+    return true;
+  });
   return { failed };
 }
 

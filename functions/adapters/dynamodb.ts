@@ -40,6 +40,20 @@ export const writeMeter = {
   },
 };
 
+/** Runs `work` over `items` with at most `concurrency` in flight; returns the items whose work returned false. */
+export async function mapConcurrently<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<boolean>): Promise<T[]> {
+  const failed: T[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      if (!(await work(item))) failed.push(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return failed;
+}
+
 /** Full-jitter exponential backoff. */
 export function backoff(attempt: number, baseMs = 25, capMs = 2000): Promise<void> {
   const ms = Math.random() * Math.min(capMs, baseMs * 2 ** attempt);

@@ -5,7 +5,7 @@ import { type DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/l
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
 import type { LedgerEntry, LedgerImage } from '../core/rollups';
-import { writeMeter } from './dynamodb';
+import { mapConcurrently, writeMeter } from './dynamodb';
 
 const CONCURRENCY = 32;
 
@@ -23,16 +23,7 @@ export class DynamoLedger implements Ledger {
   ) {}
 
   async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }> {
-    const failed: LedgerEntry[] = [];
-    let next = 0;
-    const worker = async () => {
-      while (next < entries.length) {
-        const entry = entries[next++];
-        if (entry && !(await this.put(entry))) failed.push(entry);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, entries.length) }, worker));
-    return { failed };
+    return { failed: await mapConcurrently(entries, CONCURRENCY, (entry) => this.put(entry)) };
   }
 
   /** True once the entry is in the ledger or superseded; false if the write failed (after the SDK's retries). */

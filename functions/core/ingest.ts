@@ -43,7 +43,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
   };
   const receivedAt = now.toISOString();
   const quarantined: QuarantineRecord[] = [];
-  const candidates: { messageId: string; index: number; event: UsageEvent; raw: unknown }[] = [];
+  const candidates: { message: QueueMessage; index: number; event: UsageEvent; raw: unknown }[] = [];
   const rejectFor = (message: QueueMessage, index: number, rejection: Rejection, body: string, subject?: string) =>
     quarantined.push({ ...rejection, messageId: message.messageId, index, sentAt: message.sentAt, receivedAt, body, ...(subject ? { subject } : {}) });
 
@@ -55,28 +55,26 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     }
     split.events.forEach((raw, index) => {
       const result = validateEvent(raw, rules);
-      if (result.ok) candidates.push({ messageId: message.messageId, index, event: result.event, raw });
+      if (result.ok) candidates.push({ message, index, event: result.event, raw });
       else rejectFor(message, index, result.rejection, JSON.stringify(raw), subjectOf(raw));
     });
   }
 
-  const messagesById = new Map(messages.map((m) => [m.messageId, m]));
   const subjects = await deps.subjects.getMany([...new Set(candidates.map((c) => c.event.subject))]);
   const entriesByKey = new Map<string, { entry: LedgerEntry; messageIds: Set<string> }>();
   let duplicatesInBatch = 0;
-  for (const { messageId, index, event, raw } of candidates) {
+  for (const { message, index, event, raw } of candidates) {
     const subject = subjects.get(event.subject);
     if (!subject) {
-      const message = messagesById.get(messageId);
-      if (message) rejectFor(message, index, { reason: 'unknown_subject', detail: `subject "${event.subject}" does not exist` }, JSON.stringify(raw), event.subject);
+      rejectFor(message, index, { reason: 'unknown_subject', detail: `subject "${event.subject}" does not exist` }, JSON.stringify(raw), event.subject);
       continue;
     }
     const key = eventKey(event);
     const existing = entriesByKey.get(key);
     if (existing) duplicatesInBatch += 1;
-    const sentAt = messagesById.get(messageId)?.sentAt ?? receivedAt;
+    const { sentAt } = message;
     const messageIds = existing?.messageIds ?? new Set<string>();
-    messageIds.add(messageId);
+    messageIds.add(message.messageId);
     // The message sent last wins: a correction replaces the original, whatever order they arrive in.
     if (existing && existing.entry.sentAt > sentAt) {
       entriesByKey.set(key, { entry: existing.entry, messageIds });
