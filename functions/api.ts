@@ -7,15 +7,51 @@ import { appContext } from './adapters/app-context';
 import { httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
 import { InvalidRequestError, NotFoundError } from './core/errors';
+import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
+import { addGrant, grantBodySchema, parseBody, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
 
 type Route = (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyResultV2>;
 
+function workspaceId(event: APIGatewayProxyEventV2): string {
+  const id = event.pathParameters?.id;
+  if (!id) throw new NotFoundError('unknown_workspace', 'workspace id is missing');
+  return decodeURIComponent(id);
+}
+
 const getUsage: Route = async (event) => {
-  const subject = event.pathParameters?.id;
-  if (!subject) throw new NotFoundError('unknown_workspace', 'workspace id is missing');
   const query = parseUsageQuery(event.queryStringParameters ?? {});
-  return json(200, await queryUsage(decodeURIComponent(subject), query, { subjects: appContext.subjects(), rollups: appContext.rollups() }));
+  return json(200, await queryUsage(workspaceId(event), query, { subjects: appContext.subjects(), rollups: appContext.rollups() }));
+};
+
+const getQuotas: Route = async (event) =>
+  json(200, await quotaView(workspaceId(event), { config: appContext.config(), subjects: appContext.subjects(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() }));
+
+const listUsageTypes: Route = async () =>
+  json(200, { usageTypes: appContext.config().usageTypes.map(({ id, unit, allowFractions }) => ({ id, unit, allowFractions })) });
+
+const postUsages: Route = async (event) =>
+  json(202, await recordUsages(workspaceId(event), event.body, { config: appContext.config(), subjects: appContext.subjects(), queue: appContext.usageQueue(), clock: appContext.clock() }));
+
+const putWorkspaceRoute: Route = async (event) => {
+  const { created, workspace } = await putWorkspace(workspaceId(event), parseBody(workspaceBodySchema, event.body), { config: appContext.config(), subjects: appContext.subjects(), clock: appContext.clock() });
+  return json(created ? 201 : 200, workspace);
+};
+
+const postGrant: Route = async (event) => {
+  const { created, grant } = await addGrant(workspaceId(event), parseBody(grantBodySchema, event.body), {
+    config: appContext.config(),
+    subjects: appContext.subjects(),
+    accounts: appContext.accounts(),
+    clock: appContext.clock(),
+  });
+  return json(created ? 201 : 200, grant);
+};
+
+const listGrants: Route = async (event) => {
+  const id = workspaceId(event);
+  if (!(await appContext.subjects().get(id))) throw new NotFoundError('unknown_workspace', `workspace "${id}" does not exist`);
+  return json(200, { grants: await appContext.accounts().listGrants(id) });
 };
 
 const quarantineQuery = z.object({
@@ -33,11 +69,28 @@ const listQuarantine: Route = async (event) => {
   return json(200, { items: items.map(({ reason, detail, receivedAt, body, subject }) => ({ reason, detail, receivedAt, subject, body })) });
 };
 
+const advanceTestClock: Route = async (event) => {
+  const clock = appContext.testClock();
+  if (!clock) throw new NotFoundError('route_not_found', 'no route for POST /v1/test-clock');
+  const { advanceTo } = parseBody(z.strictObject({ advanceTo: z.iso.datetime({ offset: true }) }), event.body);
+  return json(200, await clock.advanceTo(new Date(advanceTo)));
+};
+
+/** Every route; the CDK stack adds exactly these to the HTTP API. */
+export const ROUTES = [
+  { method: 'GET', path: '/v1/workspaces/{id}/usage', handler: getUsage },
+  { method: 'GET', path: '/v1/workspaces/{id}/quotas', handler: getQuotas },
+  { method: 'POST', path: '/v1/workspaces/{id}/usages', handler: postUsages },
+  { method: 'PUT', path: '/v1/workspaces/{id}', handler: putWorkspaceRoute },
+  { method: 'GET', path: '/v1/workspaces/{id}/grants', handler: listGrants },
+  { method: 'POST', path: '/v1/workspaces/{id}/grants', handler: postGrant },
+  { method: 'GET', path: '/v1/usage-types', handler: listUsageTypes },
+  { method: 'GET', path: '/v1/quarantine', handler: listQuarantine },
+  { method: 'POST', path: '/v1/test-clock', handler: advanceTestClock },
+] as const;
+
 const router = httpRouterHandler<APIGatewayProxyEventV2, APIGatewayProxyResultV2>({
-  routes: [
-    { method: 'GET', path: '/v1/workspaces/{id}/usage', handler: getUsage },
-    { method: 'GET', path: '/v1/quarantine', handler: listQuarantine },
-  ],
+  routes: ROUTES.map((route) => ({ ...route })),
   notFoundResponse: ({ method, path }) => {
     throw new NotFoundError('route_not_found', `no route for ${method} ${path}`);
   },

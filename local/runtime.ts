@@ -6,9 +6,12 @@ import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
-import { loadConfigFile } from '../functions/adapters/app-context';
-import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, TABLES } from '../functions/adapters/resources';
+import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
+import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import type { CloseSummary } from '../functions/core/closes';
 import type { Config } from '../functions/core/config';
+import { InvalidRequestError } from '../functions/core/errors';
+import type { SchedulerEvent } from '../functions/scheduler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createQueues, createTables } from './bootstrap';
 import { lambdaContext } from './lambda-context';
@@ -38,6 +41,22 @@ export interface LocalOptions {
   onError?: (source: string, error: unknown) => void;
 }
 
+/**
+ * The local notion of now: the wall clock plus an offset that only grows. Ingest validation, quotas and
+ * closes all read it; `POST /v1/test-clock` moves it forward.
+ */
+export class LocalClock {
+  private offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.offsetMs);
+  }
+  advanceTo(instant: Date): void {
+    const ahead = instant.getTime() - Date.now();
+    if (ahead < this.offsetMs) throw new InvalidRequestError('clock_backwards', `the clock is at ${this.now().toISOString()}; it only moves forward`);
+    this.offsetMs = ahead;
+  }
+}
+
 export type Invoke<E, R> = (event: E) => Promise<R>;
 
 export interface ReadyInfo {
@@ -51,6 +70,9 @@ export interface LocalStack {
   ready: ReadyInfo;
   config: Config;
   tables: Record<keyof typeof TABLES, string>;
+  clock: LocalClock;
+  /** Moves the clock forward once the pipeline has settled, then runs the scheduled closes that fell due. */
+  advanceClock(instant: Date): Promise<{ now: string; closes: CloseSummary }>;
   /** Resolves once the queue is empty and the stream has been applied, stable for a moment. */
   settle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -60,6 +82,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
   const configPath = resolve(options.configPath ?? DEFAULT_CONFIG);
   const config = loadConfigFile(configPath); // fails fast, naming the bad key
 
+  const clock = new LocalClock();
+  useClock(clock);
   const stops: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -92,12 +116,13 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
     const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
     Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
-    await seedSubjects(DynamoDBDocumentClient.from(dynamodb), names.subjects, config);
+    await seedSubjects(DynamoDBDocumentClient.from(dynamodb), names.subjects, config, clock.now().toISOString());
 
     // Imported only now, after the environment names the stand-ins; one at a time (Jest's ESM loader needs it).
     const { handler: ingest } = await import('../functions/ingest');
     const { handler: aggregate } = await import('../functions/aggregate');
     const { handler: api } = await import('../functions/api');
+    const { handler: scheduler } = await import('../functions/scheduler');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));
@@ -127,6 +152,17 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     streamPoller.start();
     stops.push(() => sqsPoller.stop(), () => streamPoller.stop());
 
+    // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
+    let jobs: Promise<unknown> = Promise.resolve();
+    const runScheduler = (event: SchedulerEvent): Promise<CloseSummary> => {
+      const run = jobs.then(() => scheduler(event, lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds)) as Promise<CloseSummary>);
+      jobs = run.catch(() => undefined);
+      return run;
+    };
+    const timer = setInterval(() => runScheduler({ job: SCHEDULES.closeDue.job }).catch((error: unknown) => onError('scheduler', error)), SCHEDULES.closeDue.intervalMinutes * 60_000);
+    timer.unref();
+    stops.push(async () => clearInterval(timer));
+
     const server = await startApiServer({ port: options.port ?? 0, handler: api as ApiHandler, context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds) });
     stops.push(server.stop);
 
@@ -137,19 +173,30 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       return Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
     };
 
+    const settle = async (timeoutMs = 120_000) => {
+      const deadline = Date.now() + timeoutMs;
+      let quiet = 0;
+      while (quiet < 5) {
+        if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
+        await sleep(200);
+        quiet = sqsPoller.idle && streamPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+      }
+    };
+    const advanceClock = async (instant: Date) => {
+      await settle(); // what was sent before the clock moved is counted before anything closes
+      clock.advanceTo(instant);
+      const closes = await runScheduler({ job: SCHEDULES.closeDue.job });
+      return { now: clock.now().toISOString(), closes };
+    };
+    useTestClock({ advanceTo: advanceClock });
+
     return {
       ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint } },
       config,
       tables: names,
-      settle: async (timeoutMs = 120_000) => {
-        const deadline = Date.now() + timeoutMs;
-        let quiet = 0;
-        while (quiet < 5) {
-          if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
-          await sleep(200);
-          quiet = sqsPoller.idle && streamPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
-        }
-      },
+      clock,
+      advanceClock,
+      settle,
       stop,
     };
   } catch (error) {
@@ -159,10 +206,10 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 }
 
 /** The config's subjects seed the table; a subject already there (changed since) is left alone. */
-async function seedSubjects(client: DynamoDBDocumentClient, tableName: string, config: Config): Promise<void> {
+async function seedSubjects(client: DynamoDBDocumentClient, tableName: string, config: Config, createdAt: string): Promise<void> {
   for (const subject of config.subjects) {
     try {
-      await client.send(new PutCommand({ TableName: tableName, Item: { ...subject }, ConditionExpression: 'attribute_not_exists(id)' }));
+      await client.send(new PutCommand({ TableName: tableName, Item: { ...subject, createdAt }, ConditionExpression: 'attribute_not_exists(id)' }));
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }

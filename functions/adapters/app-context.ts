@@ -4,9 +4,11 @@ import type { Clock } from '../core/ports';
 import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoLedger } from './ledger-store';
 import { DynamoQuarantine } from './quarantine-store';
-import { CONFIG_FILE_ENV, TABLES } from './resources';
+import { CONFIG_FILE_ENV, QUEUES, TABLES } from './resources';
 import { DynamoRollups } from './rollup-store';
 import { DynamoSubjects } from './subject-store';
+import { DynamoAccounts } from './account-store';
+import { SqsUsageQueue, createSqsClient } from './usage-queue';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -45,8 +47,23 @@ export const appContext = {
   rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar))),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
+  accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
+  usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
   clock: () => clock,
+  /** Only the local runtime has a test clock; in AWS its route answers 404. */
+  testClock: (): TestClock | undefined => testClock,
 };
+
+/** A clock that only moves forward; advancing runs every scheduled job that falls due. */
+export interface TestClock {
+  advanceTo(instant: Date): Promise<unknown>;
+}
+
+let testClock: TestClock | undefined;
+
+export function useTestClock(replacement: TestClock): void {
+  testClock = replacement;
+}
 
 /** The local runtime replaces the wall clock with its own; in AWS it stays the system clock. */
 export function useClock(replacement: Clock): void {

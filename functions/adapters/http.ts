@@ -1,12 +1,13 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
-import { DomainError, InvalidRequestError, NotFoundError } from '../core/errors';
+import { ConflictError, DomainError, InvalidRequestError, NotFoundError } from '../core/errors';
 import { logger } from './observability';
 
 /** The one place where errors become HTTP responses. Anything unknown is a 500 that reveals nothing. */
 export function statusOf(error: unknown): number {
   if (error instanceof InvalidRequestError) return 400;
   if (error instanceof NotFoundError) return 404;
+  if (error instanceof ConflictError) return 409;
   return 500;
 }
 

@@ -43,6 +43,17 @@ export const TABLES = {
     partitionKey: { name: 'id', type: 'S' },
     pointInTimeRecovery: true,
   },
+  /**
+   * Per workspace, beside the counters: grants (G#id), cycle snapshots (C#cycleStart), day snapshots
+   * (D#day) and adjustments to closed cycles (A#cycleStart#usageType#detectedAt).
+   */
+  accounts: {
+    name: 'Accounts',
+    envVar: 'ACCOUNTS_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    sortKey: { name: 'sk', type: 'S' },
+    pointInTimeRecovery: true,
+  },
   /** Rejected events with their reason, kept for inspection and replay. */
   quarantine: {
     name: 'Quarantine',
@@ -75,6 +86,7 @@ export const FUNCTIONS = {
   ingest: { timeoutSeconds: 60, memoryMb: 1024 },
   aggregate: { timeoutSeconds: 120, memoryMb: 1024 },
   api: { timeoutSeconds: 29, memoryMb: 512 },
+  scheduler: { timeoutSeconds: 900, memoryMb: 512 },
 } as const;
 
 /** Event source mappings; the local pollers read the same numbers. */
@@ -90,6 +102,11 @@ export const EVENT_SOURCES = {
     retryAttempts: 10000,
     startingPosition: 'TRIM_HORIZON',
   },
+} as const;
+
+/** The scheduler's one job runs hourly and closes whatever days and cycles have become due. */
+export const SCHEDULES = {
+  closeDue: { expression: 'rate(1 hour)', intervalMinutes: 60, job: 'close-due' },
 } as const;
 
 /** Checkpoints of closed shards outlive the stream's 24-hour retention by a few days, then expire. */

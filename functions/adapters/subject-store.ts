@@ -70,5 +70,6 @@ function toSubject(item: Record<string, unknown>): Subject {
     timeZone: typeof item.timeZone === 'string' ? item.timeZone : 'UTC',
     contacts: Array.isArray(item.contacts) ? item.contacts.map(String) : [],
     ...(typeof item.name === 'string' ? { name: item.name } : {}),
+    ...(typeof item.createdAt === 'string' ? { createdAt: item.createdAt } : {}),
   };
 }

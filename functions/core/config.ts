@@ -15,9 +15,31 @@ export const usageTypeSchema = z.strictObject({
   allowFractions: z.boolean().default(false),
 });
 
+export const DEFAULT_THRESHOLDS = [80, 100, 110];
+
+export const spilloverSchema = z.discriminatedUnion('policy', [
+  z.strictObject({ policy: z.literal('none') }),
+  z.strictObject({ policy: z.literal('all') }),
+  z.strictObject({ policy: z.literal('capped'), cap: z.number().int().nonnegative() }),
+]);
+
 export const quotaSchema = z.strictObject({
+  /** The plan allowance per cycle (L). */
   monthlyLimit: z.number().int().nonnegative(),
+  /** Use per local day above which `canUse` turns false. */
   dailyLimit: z.number().int().nonnegative().optional(),
+  /** Use per cycle at which `fairUseLimitReached` turns true (informational; does not block). */
+  fairUseLimit: z.number().int().nonnegative().optional(),
+  /** What part of an unused allowance carries into the next cycle. */
+  spillover: spilloverSchema.default({ policy: 'none' }),
+  /** Whether use may go on once nothing is available (`allow`) or `canUse` turns false (`block`). */
+  overage: z.enum(['block', 'allow']).default('block'),
+  /** Percentages of the cycle allowance (L + S) that send a threshold email, ascending. */
+  thresholds: z
+    .array(z.number().int().min(1).max(1000))
+    .min(1)
+    .refine((t) => t.every((v, i) => i === 0 || v > (t[i - 1] ?? 0)), 'must be strictly ascending')
+    .default(DEFAULT_THRESHOLDS),
 });
 
 export const planSchema = z.strictObject({
@@ -47,6 +69,12 @@ export const configSchema = z
         retentionDays: z.number().int().min(1).max(3650).default(400),
       })
       .prefault({}),
+    closes: z
+      .strictObject({
+        /** How long after a day or cycle ends its close waits for late events. */
+        graceMinutes: z.number().int().min(0).max(7 * 24 * 60).default(60),
+      })
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     const usageTypes = new Set(config.usageTypes.map((u) => u.id));
@@ -71,6 +99,8 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type UsageTypeConfig = z.infer<typeof usageTypeSchema>;
 export type PlanConfig = z.infer<typeof planSchema>;
+export type QuotaConfig = z.infer<typeof quotaSchema>;
+export type SpilloverPolicy = z.infer<typeof spilloverSchema>;
 export type SubjectConfig = z.infer<typeof subjectSchema>;
 
 export class ConfigError extends Error {

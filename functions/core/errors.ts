@@ -22,3 +22,13 @@ export class NotFoundError extends DomainError {
     super(message);
   }
 }
+
+export class ConflictError extends DomainError {
+  override readonly name = 'ConflictError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,3 +1,4 @@
+import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
 import type { Chunk, LedgerEntry, RollupKind } from './rollups';
 
@@ -10,6 +11,8 @@ export interface Subject {
   timeZone: string;
   contacts: string[];
   name?: string;
+  /** When the workspace was created; its first cycle close is of the cycle containing this instant. */
+  createdAt?: string;
 }
 
 export interface SubjectDirectory {
@@ -68,4 +71,49 @@ export interface RollupReader {
 
 export interface Clock {
   now(): Date;
+}
+
+/** Frozen totals of one local day of a subject, written by the daily close. */
+export interface DaySnapshot {
+  subject: string;
+  day: string;
+  /** Total per usage type, exact decimal strings. */
+  totals: Record<string, string>;
+  frozenAt: string;
+}
+
+/** A change to a closed cycle's total after its snapshot was frozen (late events, corrections). */
+export interface Adjustment {
+  subject: string;
+  cycleStart: string;
+  usageType: string;
+  /** Exact decimal string; negative when a correction lowered the total. */
+  delta: string;
+  /** The cycle's total in the rollups when the adjustment was recorded. */
+  totalAfter: string;
+  detectedAt: string;
+}
+
+/** Grants, closes and adjustments of subjects: everything a balance needs beside the rollups. */
+export interface AccountStore {
+  listGrants(subject: string): Promise<Grant[]>;
+  /** Writes the grant unless one with its id exists; 'exists' then, and nothing changes. */
+  putGrant(grant: Grant): Promise<'created' | 'exists'>;
+  /** Every cycle snapshot of the subject, oldest first. */
+  listCycleSnapshots(subject: string): Promise<CycleSnapshot[]>;
+  /** Writes the snapshot unless the cycle already has one; returns the one stored (the first written wins). */
+  freezeCycle(snapshot: CycleSnapshot): Promise<CycleSnapshot>;
+  markCycleClosed(subject: string, cycleStart: string): Promise<void>;
+  /** The latest closed day of the subject, if any. */
+  lastDaySnapshot(subject: string): Promise<DaySnapshot | undefined>;
+  /** Writes the day's snapshot unless it exists. */
+  freezeDay(snapshot: DaySnapshot): Promise<void>;
+  listAdjustments(subject: string): Promise<Adjustment[]>;
+  putAdjustment(adjustment: Adjustment): Promise<void>;
+}
+
+/** The usage-events queue, for events recorded through the API. */
+export interface UsageQueue {
+  /** Sends message bodies; resolves once the queue has accepted every one. */
+  sendAll(bodies: readonly string[]): Promise<void>;
 }

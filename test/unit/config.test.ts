@@ -41,7 +41,13 @@ describe('parseConfig with a valid file', () => {
     // Assert
     expect(config.usageTypes.map((u) => u.id)).toEqual(['tokens', 'images', 'credits']);
     expect(config.plans.map((p) => p.id)).toEqual(['free', 'pro']);
-    expect(config.plans[1]?.quotas).toEqual({ tokens: { monthlyLimit: 1000000, dailyLimit: 50000 }, images: { monthlyLimit: 1000 }, credits: { monthlyLimit: 5000 } });
+    expect(config.plans[1]?.quotas).toEqual({
+      tokens: { monthlyLimit: 1000000, dailyLimit: 50000, fairUseLimit: 1500000, spillover: { policy: 'capped', cap: 250000 }, overage: 'allow', thresholds: [80, 100, 110] },
+      images: { monthlyLimit: 1000, spillover: { policy: 'all' }, overage: 'block', thresholds: [50, 80, 100] },
+      credits: { monthlyLimit: 5000, spillover: { policy: 'all' }, overage: 'allow', thresholds: [80, 100, 110] },
+    });
+    expect(config.plans[0]?.quotas.images).toEqual({ monthlyLimit: 50, spillover: { policy: 'none' }, overage: 'block', thresholds: [80, 100, 110] });
+    expect(config.closes).toEqual({ graceMinutes: 60 });
     expect(config.subjects).toEqual([
       { id: 'ws_acme', name: 'Acme Corp', plan: 'pro', billingAnchorDay: 15, timeZone: 'UTC', contacts: ['billing@acme.example'] },
       { id: 'ws_globex', name: 'Globex', plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC', contacts: ['finance@globex.example'] },
@@ -97,6 +103,12 @@ describe('parseConfig reports the first bad key with its path', () => {
     ['no usage types', (c) => (c.usageTypes = []), 'usageTypes', /1/],
     ['retentionDays 0', (c) => (c.ingest = { retentionDays: 0 }), 'ingest.retentionDays', /1/],
     ['maxFutureSeconds negative', (c) => (c.ingest = { maxFutureSeconds: -5 }), 'ingest.maxFutureSeconds', /0/],
+    ['an unknown spillover policy', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.spillover = { policy: 'some' }), 'plans[1].quotas.tokens.spillover.policy', /none|all|capped/],
+    ['a capped spillover without a cap', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.spillover = { policy: 'capped' }), 'plans[1].quotas.tokens.spillover.cap', /number/],
+    ['an overage that is neither block nor allow', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.overage = 'warn'), 'plans[1].quotas.tokens.overage', /block|allow/],
+    ['thresholds out of order', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.thresholds = [100, 80]), 'plans[1].quotas.tokens.thresholds', /ascending/],
+    ['a negative fair-use limit', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.fairUseLimit = -1), 'plans[1].quotas.tokens.fairUseLimit', /0/],
+    ['a negative grace period', (c) => (c.closes = { graceMinutes: -1 }), 'closes.graceMinutes', /0/],
   ];
 
   test.each(cases.map(([label, breakIt, path, reason]) => ({ label, breakIt, path, reason })))('$label → $path', ({ breakIt, path, reason }) => {

@@ -1,4 +1,4 @@
-import type { Config } from '../../functions/core/config';
+import { type Config, configSchema } from '../../functions/core/config';
 import { type QueueMessage, ingestMessages } from '../../functions/core/ingest';
 import type { Subject } from '../../functions/core/ports';
 import type { LedgerEntry } from '../../functions/core/rollups';
@@ -8,15 +8,14 @@ const NOW = '2026-11-22T12:00:00.000Z';
 const SENT_AT = '2026-11-22T11:59:58.000Z';
 const DAY_SECONDS = 86_400;
 
-const config: Config = {
+const config: Config = configSchema.parse({
   usageTypes: [
     { id: 'tokens', unit: 'token', allowFractions: false },
     { id: 'credits', unit: 'credit', allowFractions: true },
   ],
   plans: [{ id: 'pro', quotas: { tokens: { monthlyLimit: 1_000_000 }, credits: { monthlyLimit: 5_000 } } }],
-  subjects: [],
   ingest: { maxFutureSeconds: 300, retentionDays: 400 },
-};
+});
 
 const subject = (id: string, billingAnchorDay: number, timeZone = 'UTC'): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [] });
 const SUBJECTS = [

@@ -1,0 +1,118 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { CycleSnapshot, Grant } from '../core/balance';
+import type { AccountStore, Adjustment, DaySnapshot } from '../core/ports';
+
+/**
+ * Grants, snapshots and adjustments, one partition per subject:
+ *   G#<grant id>                                 a grant (spillover, bonus, top-up)
+ *   C#<cycle start>                              a cycle snapshot, `closing` until its close completed
+ *   D#<local day>                                a day snapshot
+ *   A#<cycle start>#<usage type>#<detected at>   an adjustment to a closed cycle
+ * Snapshots and grants are written only if absent, so a re-run never replaces what a close froze.
+ */
+
+const PREFIX = { grant: 'G#', cycle: 'C#', day: 'D#', adjustment: 'A#' } as const;
+type Item = Record<string, unknown>;
+
+export class DynamoAccounts implements AccountStore {
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async listGrants(subject: string): Promise<Grant[]> {
+    return (await this.queryPrefix(subject, PREFIX.grant)).map((item) => item.grant as Grant);
+  }
+
+  async putGrant(grant: Grant): Promise<'created' | 'exists'> {
+    return (await this.putIfAbsent({ pk: grant.subject, sk: `${PREFIX.grant}${grant.id}`, grant })) ? 'created' : 'exists';
+  }
+
+  async listCycleSnapshots(subject: string): Promise<CycleSnapshot[]> {
+    return (await this.queryPrefix(subject, PREFIX.cycle)).map(toCycleSnapshot);
+  }
+
+  async freezeCycle(snapshot: CycleSnapshot): Promise<CycleSnapshot> {
+    const key = { pk: snapshot.subject, sk: `${PREFIX.cycle}${snapshot.cycleStart}` };
+    const { status, ...frozen } = snapshot;
+    if (await this.putIfAbsent({ ...key, status, snapshot: frozen })) return snapshot;
+    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    if (!Item) throw new Error(`cycle snapshot ${key.pk} ${key.sk} vanished`);
+    return toCycleSnapshot(Item);
+  }
+
+  async markCycleClosed(subject: string, cycleStart: string): Promise<void> {
+    await this.client.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: subject, sk: `${PREFIX.cycle}${cycleStart}` },
+        ConditionExpression: 'attribute_exists(pk)',
+        UpdateExpression: 'SET #status = :closed',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':closed': 'closed' },
+      }),
+    );
+  }
+
+  async lastDaySnapshot(subject: string): Promise<DaySnapshot | undefined> {
+    const { Items } = await this.client.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': subject, ':prefix': PREFIX.day },
+        ScanIndexForward: false,
+        Limit: 1,
+        ConsistentRead: true,
+      }),
+    );
+    const item = Items?.[0];
+    return item ? (item.snapshot as DaySnapshot) : undefined;
+  }
+
+  async freezeDay(snapshot: DaySnapshot): Promise<void> {
+    await this.putIfAbsent({ pk: snapshot.subject, sk: `${PREFIX.day}${snapshot.day}`, snapshot });
+  }
+
+  async listAdjustments(subject: string): Promise<Adjustment[]> {
+    return (await this.queryPrefix(subject, PREFIX.adjustment)).map((item) => item.adjustment as Adjustment);
+  }
+
+  async putAdjustment(adjustment: Adjustment): Promise<void> {
+    const sk = `${PREFIX.adjustment}${adjustment.cycleStart}#${adjustment.usageType}#${adjustment.detectedAt}`;
+    await this.putIfAbsent({ pk: adjustment.subject, sk, adjustment });
+  }
+
+  private async putIfAbsent(item: Item): Promise<boolean> {
+    try {
+      await this.client.send(new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }));
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  private async queryPrefix(subject: string, prefix: string): Promise<Item[]> {
+    const items: Item[] = [];
+    let ExclusiveStartKey: Item | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          ExpressionAttributeValues: { ':pk': subject, ':prefix': prefix },
+          ConsistentRead: true,
+          ExclusiveStartKey,
+        }),
+      );
+      items.push(...(page.Items ?? []));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return items;
+  }
+}
+
+function toCycleSnapshot(item: Item): CycleSnapshot {
+  return { ...(item.snapshot as Omit<CycleSnapshot, 'status'>), status: item.status === 'closed' ? 'closed' : 'closing' };
+}
