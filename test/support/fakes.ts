@@ -3,8 +3,12 @@
  * They keep the semantics that core relies on (DESIGN.md) and nothing more.
  */
 import { eventKey } from '../../functions/core/envelope';
+import type { CycleSnapshot, Grant } from '../../functions/core/balance';
 import type {
+  AccountStore,
+  Adjustment,
   Clock,
+  DaySnapshot,
   CommitResult,
   Ledger,
   Quarantine,
@@ -14,6 +18,7 @@ import type {
   RollupWriter,
   Subject,
   SubjectDirectory,
+  SubjectStore,
 } from '../../functions/core/ports';
 import type { Chunk, LedgerEntry, RollupKind } from '../../functions/core/rollups';
 
@@ -146,10 +151,108 @@ export class InMemoryQuarantine implements Quarantine {
 }
 
 export class FixedClock implements Clock {
-  constructor(private readonly instant: string) {}
+  constructor(private instant: string) {}
 
   now(): Date {
     return new Date(this.instant);
+  }
+
+  set(instant: string): void {
+    this.instant = instant;
+  }
+}
+
+/**
+ * Grants, snapshots and adjustments with the store's guarantees: grants, snapshots and day snapshots are
+ * written only if absent. `beforeWrite` runs before each write (tests throw there to crash a close).
+ */
+export class InMemoryAccounts implements AccountStore {
+  readonly items = new Map<string, unknown>();
+  beforeWrite?: (key: string) => void;
+
+  async listGrants(subject: string): Promise<Grant[]> {
+    return this.byPrefix<Grant>(`${subject}|G|`);
+  }
+
+  async putGrant(grant: Grant): Promise<'created' | 'exists'> {
+    return this.putIfAbsent(`${grant.subject}|G|${grant.id}`, grant) ? 'created' : 'exists';
+  }
+
+  async listCycleSnapshots(subject: string): Promise<CycleSnapshot[]> {
+    return this.byPrefix<CycleSnapshot>(`${subject}|C|`);
+  }
+
+  async freezeCycle(snapshot: CycleSnapshot): Promise<CycleSnapshot> {
+    const key = `${snapshot.subject}|C|${snapshot.cycleStart}`;
+    this.putIfAbsent(key, snapshot);
+    return structuredClone(this.items.get(key) as CycleSnapshot);
+  }
+
+  async markCycleClosed(subject: string, cycleStart: string): Promise<void> {
+    const key = `${subject}|C|${cycleStart}`;
+    this.beforeWrite?.(key);
+    const stored = this.items.get(key) as CycleSnapshot | undefined;
+    if (!stored) throw new Error(`no snapshot ${key}`);
+    this.items.set(key, { ...stored, status: 'closed' });
+  }
+
+  async lastDaySnapshot(subject: string): Promise<DaySnapshot | undefined> {
+    return this.byPrefix<DaySnapshot>(`${subject}|D|`).at(-1);
+  }
+
+  async freezeDay(snapshot: DaySnapshot): Promise<void> {
+    this.putIfAbsent(`${snapshot.subject}|D|${snapshot.day}`, snapshot);
+  }
+
+  async listAdjustments(subject: string): Promise<Adjustment[]> {
+    return this.byPrefix<Adjustment>(`${subject}|A|`);
+  }
+
+  async putAdjustment(adjustment: Adjustment): Promise<void> {
+    this.putIfAbsent(`${adjustment.subject}|A|${adjustment.cycleStart}#${adjustment.usageType}#${adjustment.detectedAt}`, adjustment);
+  }
+
+  /** Everything stored, sorted by key, for comparing two runs. */
+  dump(): [string, unknown][] {
+    return [...this.items].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  private putIfAbsent(key: string, value: unknown): boolean {
+    this.beforeWrite?.(key);
+    if (this.items.has(key)) return false;
+    this.items.set(key, structuredClone(value));
+    return true;
+  }
+
+  private byPrefix<T>(prefix: string): T[] {
+    return this.dump()
+      .filter(([key]) => key.startsWith(prefix))
+      .map(([, value]) => structuredClone(value) as T);
+  }
+}
+
+export class InMemorySubjectStore extends InMemorySubjectDirectory implements SubjectStore {
+  readonly all = new Map<string, Subject>();
+
+  constructor(subjects: readonly Subject[]) {
+    super(subjects);
+    for (const s of subjects) this.all.set(s.id, s);
+  }
+
+  override async getMany(ids: readonly string[]): Promise<Map<string, Subject>> {
+    return new Map(ids.flatMap((id) => (this.all.has(id) ? [[id, this.all.get(id) as Subject]] : [])));
+  }
+
+  async get(id: string): Promise<Subject | undefined> {
+    return this.all.get(id);
+  }
+
+  async put(subject: Subject): Promise<void> {
+    this.all.set(subject.id, subject);
+  }
+
+  async list(): Promise<Subject[]> {
+    return [...this.all.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 }
 
@@ -161,6 +264,13 @@ export class InMemoryRollupReader implements RollupReader {
   add(subject: string, ...rows: RollupRow[]): this {
     for (const row of rows) this.rows.push({ subject, row });
     return this;
+  }
+
+  /** Replaces the row with the same subject, kind, period and usage type (or adds it): a late event or correction landed. */
+  set(subject: string, row: RollupRow): this {
+    const index = this.rows.findIndex((r) => r.subject === subject && r.row.kind === row.kind && r.row.period === row.period && r.row.usageType === row.usageType);
+    if (index >= 0) this.rows.splice(index, 1);
+    return this.add(subject, row);
   }
 
   async query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
