@@ -1,4 +1,4 @@
-import { Validations } from 'aws-cdk-lib';
+import { type CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import type { StatelessStack } from './stateless-stack';
 
 /**
@@ -26,5 +26,16 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
   Validations.of(stateless.aggregateFailures).acknowledge({
     id: 'AwsSolutions-SQS3',
     reason: 'This queue is itself a dead-letter queue: the on-failure destination of the aggregate stream mapping (cdk-nag only recognises queues named in a RedrivePolicy).',
+  });
+  Validations.of(stateless.schedulerFailures).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: 'This queue is itself a dead-letter queue: the DeadLetterConfig of the close-due schedule (cdk-nag only recognises queues named in a RedrivePolicy).',
+  });
+  const scheduler = stateless.functions.scheduler;
+  const schedulerId = Stack.of(scheduler).getLogicalId(scheduler.node.defaultChild as CfnElement);
+  Validations.of(stateless.scheduleRole).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::<${schedulerId}.Arn>:*]`,
+    reason:
+      'lambda:InvokeFunction on the versions and aliases of the scheduler function only (Function.grantInvoke, used by the LambdaInvoke target, always adds the qualified ARN); no other function is reachable.',
   });
 }

@@ -5,12 +5,16 @@ import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Alarm, ComparisonOperator, type IMetric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { EVENT_SOURCES, QUEUES, TABLES } from '../functions/adapters/resources';
+import { EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { ROUTES } from '../functions/api';
 import type { TableName } from './stateful-stack';
 import { type FunctionName, UsageFunction } from './usage-function';
 
@@ -26,12 +30,23 @@ export interface StatelessStackProps extends StackProps {
 const API_THROTTLE = { rateLimit: 50, burstLimit: 100 };
 /** Aggregation more than this far behind the ledger means rollups and alerts are stale. */
 const MAX_ITERATOR_AGE = Duration.minutes(5);
+/** Routes the handler serves only in the local runtime (in AWS it answers 404 by itself): never on the HTTP API. */
+const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock'];
+/** The routes of functions/api.ts that the HTTP API exposes. */
+export const API_ROUTES = ROUTES.filter((route) => !LOCAL_ONLY_PATHS.includes(route.path));
+/** Times EventBridge Scheduler retries an invocation the Lambda service refused, before the dead-letter queue. */
+const SCHEDULE_RETRY_ATTEMPTS = 10;
 
 /** Functions, their event sources, the HTTP API and the alarms: nothing here holds data. */
 export class StatelessStack extends Stack {
   readonly functions: Readonly<Record<FunctionName, UsageFunction>>;
   /** Where the aggregate mapping records batches it gave up on (shard and sequence range, not the data). */
   readonly aggregateFailures: Queue;
+  /** Where EventBridge Scheduler puts close-due invocations it could not deliver after its retries. */
+  readonly schedulerFailures: Queue;
+  readonly closeDueSchedule: Schedule;
+  /** What EventBridge Scheduler assumes to invoke the scheduler function and to dead-letter into schedulerFailures. */
+  readonly scheduleRole: Role;
   readonly api: HttpApi;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
@@ -46,9 +61,19 @@ export class StatelessStack extends Stack {
       .bindTable(tables.rollups, TABLES.rollups, 'readWrite');
     const api = new UsageFunction(this, 'Api', { name: 'api', configFile })
       .bindTable(tables.rollups, TABLES.rollups, 'read')
+      // PUT /v1/workspaces/{id} creates and changes workspaces.
+      .bindTable(tables.subjects, TABLES.subjects, 'readWrite')
+      .bindTable(tables.quarantine, TABLES.quarantine, 'read')
+      // Grants are read and added through the API.
+      .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
+      // POST /v1/workspaces/{id}/usages enqueues events for the ingest function.
+      .bindQueue(props.usageQueue, QUEUES.usageEvents.envVar, 'send');
+    // One run at a time: a close must never overlap the next one, so a run that is still busy holds the next back.
+    const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile, reservedConcurrency: 1 })
       .bindTable(tables.subjects, TABLES.subjects, 'read')
-      .bindTable(tables.quarantine, TABLES.quarantine, 'read');
-    this.functions = { ingest, aggregate, api };
+      .bindTable(tables.rollups, TABLES.rollups, 'read')
+      .bindTable(tables.accounts, TABLES.accounts, 'readWrite');
+    this.functions = { ingest, aggregate, api, scheduler };
 
     ingest.addEventSource(
       new SqsEventSource(props.usageQueue, {
@@ -79,15 +104,46 @@ export class StatelessStack extends Stack {
       }),
     );
 
+    this.schedulerFailures = new Queue(this, 'SchedulerFailures', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+    });
+    // The same trust LambdaInvoke would create, but named here so that its grants can be tested and acknowledged.
+    this.scheduleRole = new Role(this, 'CloseDueScheduleRole', {
+      assumedBy: new ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: {
+          StringEquals: {
+            // Confused-deputy guard: only schedules of this account's default group may assume the role.
+            'aws:SourceAccount': this.account,
+            'aws:SourceArn': this.formatArn({ service: 'scheduler', resource: 'schedule-group', resourceName: 'default' }),
+          },
+        },
+      }),
+    });
+    const closeDue = SCHEDULES.closeDue;
+    this.closeDueSchedule = new Schedule(this, 'CloseDueSchedule', {
+      description: 'Closes every day and billing cycle that has become due',
+      schedule: ScheduleExpression.expression(closeDue.expression),
+      target: new LambdaInvoke(scheduler, {
+        role: this.scheduleRole,
+        input: ScheduleTargetInput.fromObject({ job: closeDue.job }),
+        retryAttempts: SCHEDULE_RETRY_ATTEMPTS,
+        // An invocation older than one interval is superseded by the next run, which closes whatever is due.
+        maxEventAge: Duration.minutes(closeDue.intervalMinutes),
+        deadLetterQueue: this.schedulerFailures,
+      }),
+    });
+
     this.api = new HttpApi(this, 'HttpApi', {
-      description: 'Usage pipeline read API (IAM-signed requests)',
+      description: 'Usage pipeline API (IAM-signed requests)',
       defaultAuthorizer: new HttpIamAuthorizer(),
       // The default stage is added below, because only an explicit stage takes throttling and access logs.
       createDefaultStage: false,
     });
     const integration = new HttpLambdaIntegration('ApiIntegration', api);
-    for (const path of ['/v1/workspaces/{id}/usage', '/v1/quarantine']) {
-      this.api.addRoutes({ path, methods: [HttpMethod.GET], integration });
+    for (const { method, path } of API_ROUTES) {
+      this.api.addRoutes({ path, methods: [HttpMethod[method]], integration });
     }
     const accessLogs = new LogGroup(this, 'ApiAccessLogs', { retention: RetentionDays.ONE_MONTH });
     const stage = this.api.addStage('DefaultStage', {
@@ -99,6 +155,7 @@ export class StatelessStack extends Stack {
 
     this.alarm('UsageDeadLetters', props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'Usage events moved to the dead-letter queue');
     this.alarm('AggregateFailures', this.aggregateFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The aggregate mapping gave up on a ledger stream batch');
+    this.alarm('SchedulerFailures', this.schedulerFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'EventBridge Scheduler could not invoke the scheduler function');
     this.alarm('AggregateIteratorAge', aggregate.metric('IteratorAge', { statistic: 'Maximum' }), MAX_ITERATOR_AGE.toMilliseconds(), 'Aggregation lags the ledger stream');
     for (const [name, fn] of Object.entries(this.functions)) {
       this.alarm(`${fn.node.id}Errors`, fn.metricErrors({ statistic: 'Sum' }), 0, `The ${name} function failed`);

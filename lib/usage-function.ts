@@ -18,6 +18,8 @@ export interface UsageFunctionProps {
   readonly name: FunctionName;
   /** Absolute path of the configuration file, already validated; it ships inside the bundle. */
   readonly configFile: string;
+  /** Concurrent executions reserved for (and capping) this function; unset means the account's unreserved pool. */
+  readonly reservedConcurrency?: number;
 }
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,7 +30,7 @@ const REQUIRE_SHIM = "import { createRequire as __createRequire } from 'node:mod
 
 /** A handler of this project with the defaults every function shares, and one-call bindings. */
 export class UsageFunction extends NodejsFunction {
-  constructor(scope: Construct, id: string, { name, configFile }: UsageFunctionProps) {
+  constructor(scope: Construct, id: string, { name, configFile, reservedConcurrency }: UsageFunctionProps) {
     const { timeoutSeconds, memoryMb } = FUNCTIONS[name];
     super(scope, id, {
       entry: join(projectRoot, 'functions', `${name}.ts`),
@@ -38,6 +40,7 @@ export class UsageFunction extends NodejsFunction {
       architecture: Architecture.ARM_64,
       timeout: Duration.seconds(timeoutSeconds),
       memorySize: memoryMb,
+      reservedConcurrentExecutions: reservedConcurrency,
       tracing: Tracing.ACTIVE,
       // Created here (not by Lambda on first write) so that retention is set and the group is part of the stack.
       logGroup: new LogGroup(scope, `${id}Logs`, { retention: RetentionDays.ONE_MONTH }),

@@ -8,7 +8,8 @@ import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
-import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, TABLES } from '../../functions/adapters/resources';
+import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
+import { ROUTES } from '../../functions/api';
 import type { FunctionName } from '../../lib/usage-function';
 
 interface CfnResourceJson {
@@ -24,13 +25,17 @@ interface Statement {
 const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as { context: Record<string, unknown> };
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+/** The handler answers POST /v1/test-clock only in the local runtime; the HTTP API must not expose it. */
+const LOCAL_ONLY_PATH = '/v1/test-clock';
+const API_ROUTE_KEYS = ROUTES.filter((r) => r.path !== LOCAL_ONLY_PATH).map((r) => `${r.method} ${r.path}`);
+const TABLE_WRITES = ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'];
 
 let built: UsagePipelineApp;
 let stateful: Template;
 let stateless: Template;
 
 beforeAll(() => {
-  // One synth for the whole file: it bundles three functions. The feature flags are those the CLI passes;
+  // One synth for the whole file: it bundles four functions. The feature flags are those the CLI passes;
   // nag findings are left to their own test below instead of failing every test through synth.
   built = buildApp(fixture('config.json'), { context: { ...cdkJson.context, [FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT]: false } });
   stateful = Template.fromStack(built.stateful);
@@ -48,13 +53,18 @@ function resourceOf(construct: IConstruct): { logicalId: string; resource: CfnRe
   return { logicalId, resource };
 }
 
-function policyStatements(name: FunctionName): Statement[] {
-  const policy = built.stateless.functions[name].role?.node.tryFindChild('DefaultPolicy');
-  if (!policy) throw new Error(`${name} has no default policy`);
+function roleStatements(role: IConstruct | undefined, what: string): Statement[] {
+  const policy = role?.node.tryFindChild('DefaultPolicy');
+  if (!policy) throw new Error(`${what} has no default policy`);
   return (resourceOf(policy).resource.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
 }
 
+const policyStatements = (name: FunctionName) => roleStatements(built.stateless.functions[name].role, name);
 const actionsOf = (statements: Statement[]) => statements.flatMap((s) => [s.Action].flat());
+/** The statements that allow any of `actions`. */
+const allowing = (statements: Statement[], actions: string[]) => statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => actions.includes(a)));
+/** How the stateless stack refers to a resource of the stateful stack (its Arn export). */
+const importedArn = (construct: IConstruct) => ({ 'Fn::ImportValue': Match.stringLikeRegexp(`${resourceOf(construct).logicalId}Arn`) });
 
 describe('stateful stack', () => {
   it.each(Object.entries(TABLES))('table %s is built from its definition', (name, definition) => {
@@ -73,6 +83,26 @@ describe('stateful stack', () => {
             DeletionProtectionEnabled: true,
             TimeToLiveSpecification: 'timeToLiveAttribute' in definition ? { AttributeName: definition.timeToLiveAttribute, Enabled: true } : Match.absent(),
             StreamSpecification: 'stream' in definition ? { StreamViewType: definition.stream } : Match.absent(),
+          },
+        },
+      },
+    });
+  });
+
+  it('keeps grants and snapshots in an encrypted Accounts table with pk/sk keys and point-in-time recovery', () => {
+    stateful.templateMatches({
+      Resources: {
+        [resourceOf(built.stateful.tables.accounts).logicalId]: {
+          Type: 'AWS::DynamoDB::Table',
+          DeletionPolicy: 'Retain',
+          Properties: {
+            KeySchema: [
+              { AttributeName: 'pk', KeyType: 'HASH' },
+              { AttributeName: 'sk', KeyType: 'RANGE' },
+            ],
+            PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+            SSESpecification: { SSEEnabled: true },
+            TimeToLiveSpecification: Match.absent(),
           },
         },
       },
@@ -145,7 +175,8 @@ describe('functions', () => {
   it.each([
     ['ingest', [TABLES.ledger, TABLES.quarantine, TABLES.subjects]],
     ['aggregate', [TABLES.rollups]],
-    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine]],
+    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts]],
+    ['scheduler', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
     const variables = (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const tableVariables = Object.values(TABLES).map((t) => t.envVar).filter((v) => v in variables);
@@ -155,11 +186,51 @@ describe('functions', () => {
 
 describe('least privilege', () => {
   const rollupsId = () => resourceOf(built.stateful.tables.rollups).logicalId;
+  const tableId = (name: keyof typeof TABLES) => resourceOf(built.stateful.tables[name]).logicalId;
 
-  it('the api function cannot write to any table', () => {
-    const actions = actionsOf(policyStatements('api'));
-    expect(actions).toContain('dynamodb:Query');
-    for (const write of ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem']) expect(actions).not.toContain(write);
+  it('the api function writes only the subjects and accounts tables', () => {
+    const statements = policyStatements('api');
+    expect(actionsOf(statements)).toContain('dynamodb:Query');
+    const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
+    for (const name of ['subjects', 'accounts'] as const) expect(writes).toContain(tableId(name));
+    for (const name of ['ledger', 'rollups', 'quarantine'] as const) expect(writes).not.toContain(tableId(name));
+  });
+
+  it('the api function can send to the usage-events queue', () => {
+    stateless.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^ApiServiceRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(['sqs:SendMessage']), Resource: importedArn(built.stateful.usageQueue) })]),
+      },
+    });
+    stateless.templateMatches({
+      Resources: {
+        [resourceOf(built.stateless.functions.api).logicalId]: {
+          Properties: { Environment: { Variables: { [QUEUES.usageEvents.envVar]: { 'Fn::ImportValue': Match.stringLikeRegexp(`Ref${QUEUES.usageEvents.name}`) } } } },
+        },
+      },
+    });
+  });
+
+  it('the scheduler function writes only the accounts table and sends to no queue', () => {
+    const statements = policyStatements('scheduler');
+    const writes = allowing(statements, TABLE_WRITES);
+    expect(writes).toHaveLength(1);
+    expect(JSON.stringify(writes[0]?.Resource)).toContain(tableId('accounts'));
+    for (const name of ['rollups', 'subjects', 'ledger', 'quarantine'] as const) expect(JSON.stringify(writes)).not.toContain(tableId(name));
+    // It does read the tables it must not write.
+    const reads = JSON.stringify(allowing(statements, ['dynamodb:Query']).map((s) => s.Resource));
+    for (const name of ['rollups', 'subjects', 'accounts'] as const) expect(reads).toContain(tableId(name));
+    expect(actionsOf(statements).filter((a) => a.startsWith('sqs:'))).toEqual([]);
+  });
+
+  it('the schedule role can only invoke the scheduler function and dead-letter into its queue', () => {
+    const statements = roleStatements(built.stateless.scheduleRole, 'the schedule role');
+    const scheduler = resourceOf(built.stateless.functions.scheduler).logicalId;
+    expect(statements).toEqual([
+      { Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: [{ 'Fn::GetAtt': [scheduler, 'Arn'] }, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [scheduler, 'Arn'] }, ':*']] }] },
+      { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [resourceOf(built.stateless.schedulerFailures).logicalId, 'Arn'] } },
+    ]);
   });
 
   it('the ingest function has no access to the rollups table', () => {
@@ -209,13 +280,66 @@ describe('event source mappings', () => {
   });
 });
 
+describe('scheduler', () => {
+  it('runs at most one close at a time', () => {
+    stateless.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.handler',
+      ReservedConcurrentExecutions: 1,
+      Environment: { Variables: Match.objectLike({ [TABLES.accounts.envVar]: Match.anyValue() }) },
+    });
+    expect(resourceOf(built.stateless.functions.scheduler).resource.Properties.ReservedConcurrentExecutions).toBe(1);
+    for (const name of FUNCTION_NAMES.filter((n) => n !== 'scheduler')) {
+      expect(resourceOf(built.stateless.functions[name]).resource.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    }
+  });
+
+  it('is invoked by an EventBridge Scheduler schedule with the close-due job, retries and a dead-letter queue', () => {
+    const closeDue = SCHEDULES.closeDue;
+    stateless.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    stateless.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: closeDue.expression,
+      State: 'ENABLED',
+      Target: {
+        Arn: { 'Fn::GetAtt': [resourceOf(built.stateless.functions.scheduler).logicalId, 'Arn'] },
+        Input: JSON.stringify({ job: closeDue.job }),
+        RoleArn: { 'Fn::GetAtt': [resourceOf(built.stateless.scheduleRole).logicalId, 'Arn'] },
+        RetryPolicy: { MaximumRetryAttempts: Match.anyValue(), MaximumEventAgeInSeconds: closeDue.intervalMinutes * 60 },
+        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [resourceOf(built.stateless.schedulerFailures).logicalId, 'Arn'] } },
+      },
+    });
+    const { Input } = resourceOf(built.stateless.closeDueSchedule).resource.Properties.Target as { Input: string };
+    expect(JSON.parse(Input)).toEqual({ job: 'close-due' });
+  });
+
+  it('lets only EventBridge Scheduler of this account assume the schedule role', () => {
+    stateless.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 'sts:AssumeRole',
+            Principal: { Service: 'scheduler.amazonaws.com' },
+            Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' }, 'aws:SourceArn': Match.anyValue() } },
+          },
+        ],
+      },
+    });
+  });
+});
+
 describe('HTTP API', () => {
-  it.each(['GET /v1/workspaces/{id}/usage', 'GET /v1/quarantine'])('%s requires IAM authorization', (routeKey) => {
+  it('exposes every route of functions/api.ts except the local test clock', () => {
+    expect(API_ROUTE_KEYS.length).toBe(ROUTES.length - 1);
+    expect(API_ROUTE_KEYS).not.toContain(`POST ${LOCAL_ONLY_PATH}`);
+  });
+
+  it.each(API_ROUTE_KEYS)('%s requires IAM authorization', (routeKey) => {
     stateless.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: routeKey, AuthorizationType: 'AWS_IAM' });
   });
 
-  it('has no other routes', () => {
-    stateless.resourceCountIs('AWS::ApiGatewayV2::Route', 2);
+  it('has no other routes (in particular no test clock)', () => {
+    stateless.resourceCountIs('AWS::ApiGatewayV2::Route', API_ROUTE_KEYS.length);
+    expect(Object.keys(stateless.findResources('AWS::ApiGatewayV2::Route', { Properties: { RouteKey: Match.stringLikeRegexp('test-clock') } }))).toEqual([]);
   });
 
   it('throttles and logs access on the default stage', () => {
@@ -243,6 +367,15 @@ describe('alarms', () => {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Threshold: 0,
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::ImportValue': Match.stringLikeRegexp(QUEUES.deadLetter.name) } }],
+    });
+  });
+
+  it('fires on any close-due invocation the scheduler could not deliver', () => {
+    alarm({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Threshold: 0,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.schedulerFailures).logicalId, 'QueueName'] } }],
     });
   });
 
