@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { subjectSchema } from '../functions/core/config';
 import { ConfigError, formatPath } from '../functions/core/config';
+import { DomainError } from '../functions/core/errors';
 
 /** `usage-pipeline <command>`: the local runtime and the operator's commands. */
 
@@ -12,8 +13,16 @@ const USAGE = `usage: usage-pipeline <command> [options]
 
   subjects put --id ID --plan PLAN --anchor DAY [--time-zone TZ] [--contact EMAIL]... [--name NAME]
   subjects list
-      Add or change a workspace, or list them, in the table named by SUBJECTS_TABLE
-      (--endpoint URL for DynamoDB Local; --config FILE to check the plan exists).
+      Add or change a workspace, or list them, in the table named by SUBJECTS_TABLE. A plan change
+      takes effect at once; the anchor day and time zone of an existing workspace are fixed.
+
+  grants add --subject ID --id GRANT_ID --kind bonus|topup --usage-type TYPE --amount N [--expires-at ISO]
+  grants list --subject ID
+      Grant bonus or top-up credits (idempotent by GRANT_ID), or list a workspace's grants, in the
+      table named by ACCOUNTS_TABLE.
+
+  Both take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
+  and usage types.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -23,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
       return local(rest);
     case 'subjects':
       return subjects(rest);
+    case 'grants':
+      return grants(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -81,6 +92,22 @@ async function local(args: string[]): Promise<number> {
   return 0;
 }
 
+const ADMIN_OPTIONS = { endpoint: { type: 'string' }, config: { type: 'string', default: 'config/example.json' } } as const;
+
+/** Points the SDK at DynamoDB Local when --endpoint is given, then builds what the admin commands need. */
+async function adminContext(values: { endpoint?: string; config: string }) {
+  if (values.endpoint) {
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = values.endpoint;
+    process.env.AWS_REGION ??= 'us-east-1';
+    process.env.AWS_ACCESS_KEY_ID ??= 'local';
+    process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
+    process.env.SUBJECTS_TABLE ??= 'usage-pipeline-subjects';
+    process.env.ACCOUNTS_TABLE ??= 'usage-pipeline-accounts';
+  }
+  const { appContext, loadConfigFile } = await import('../functions/adapters/app-context');
+  return { config: loadConfigFile(values.config), subjects: appContext.subjects(), accounts: appContext.accounts(), clock: appContext.clock() };
+}
+
 async function subjects(args: string[]): Promise<number> {
   const [action, ...rest] = args;
   const { values } = parseArgs({
@@ -92,22 +119,13 @@ async function subjects(args: string[]): Promise<number> {
       'time-zone': { type: 'string' },
       contact: { type: 'string', multiple: true },
       name: { type: 'string' },
-      endpoint: { type: 'string' },
-      config: { type: 'string' },
+      ...ADMIN_OPTIONS,
     },
     strict: true,
   });
-  if (values.endpoint) {
-    process.env.AWS_ENDPOINT_URL_DYNAMODB = values.endpoint;
-    process.env.AWS_REGION ??= 'us-east-1';
-    process.env.AWS_ACCESS_KEY_ID ??= 'local';
-    process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
-    process.env.SUBJECTS_TABLE ??= 'usage-pipeline-subjects';
-  }
-  const { appContext, loadConfigFile } = await import('../functions/adapters/app-context');
-  const store = appContext.subjects();
+  const deps = await adminContext(values);
   if (action === 'list') {
-    for (const s of await store.list()) process.stdout.write(`${JSON.stringify(s)}\n`);
+    for (const s of await deps.subjects.list()) process.stdout.write(`${JSON.stringify(s)}\n`);
     return 0;
   }
   if (action !== 'put') throw new UsageError(`unknown subjects action "${action ?? ''}"`);
@@ -123,13 +141,56 @@ async function subjects(args: string[]): Promise<number> {
     const issue = parsed.error.issues[0];
     throw new UsageError(`${formatPath(issue?.path ?? []) || 'subject'}: ${issue?.message ?? 'invalid'}`);
   }
-  if (values.config) {
-    const config = loadConfigFile(values.config);
-    if (!config.plans.some((p) => p.id === parsed.data.plan)) throw new UsageError(`plan: unknown plan "${parsed.data.plan}"`);
-  }
-  await store.put(parsed.data);
-  process.stdout.write(`${JSON.stringify(parsed.data)}\n`);
+  const { id, ...body } = parsed.data;
+  const { putWorkspace } = await import('../functions/core/workspaces');
+  const { workspace } = await putWorkspace(id, body, deps).catch(asUsageError);
+  process.stdout.write(`${JSON.stringify(workspace)}\n`);
   return 0;
+}
+
+async function grants(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      subject: { type: 'string' },
+      id: { type: 'string' },
+      kind: { type: 'string' },
+      'usage-type': { type: 'string' },
+      amount: { type: 'string' },
+      'expires-at': { type: 'string' },
+      ...ADMIN_OPTIONS,
+    },
+    strict: true,
+  });
+  if (!values.subject) throw new UsageError('--subject is required');
+  const deps = await adminContext(values);
+  if (action === 'list') {
+    for (const g of await deps.accounts.listGrants(values.subject)) process.stdout.write(`${JSON.stringify(g)}\n`);
+    return 0;
+  }
+  if (action !== 'add') throw new UsageError(`unknown grants action "${action ?? ''}"`);
+  const { addGrant, grantBodySchema } = await import('../functions/core/workspaces');
+  const parsed = grantBodySchema.safeParse({
+    id: values.id,
+    kind: values.kind,
+    usageType: values['usage-type'],
+    amount: values.amount === undefined ? undefined : Number(values.amount),
+    ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError(`${formatPath(issue?.path ?? []) || 'grant'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const { created, grant } = await addGrant(values.subject, parsed.data, deps).catch(asUsageError);
+  process.stdout.write(`${JSON.stringify({ created, grant })}\n`);
+  return 0;
+}
+
+/** A domain error (unknown plan, unknown workspace, …) is the operator's input at fault: exit 2 with its message. */
+function asUsageError(error: unknown): never {
+  if (error instanceof DomainError) throw new UsageError(`${error.code}: ${error.message}`);
+  throw error;
 }
 
 class UsageError extends Error {}

@@ -54,6 +54,13 @@ const listGrants: Route = async (event) => {
   return json(200, { grants: await appContext.accounts().listGrants(id) });
 };
 
+const listCloses: Route = async (event) => {
+  const id = workspaceId(event);
+  if (!(await appContext.subjects().get(id))) throw new NotFoundError('unknown_workspace', `workspace "${id}" does not exist`);
+  const [cycles, adjustments] = await Promise.all([appContext.accounts().listCycleSnapshots(id), appContext.accounts().listAdjustments(id)]);
+  return json(200, { cycles, adjustments });
+};
+
 const quarantineQuery = z.object({
   subject: z.string().min(1).max(128).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -84,6 +91,7 @@ export const ROUTES = [
   { method: 'PUT', path: '/v1/workspaces/{id}', handler: putWorkspaceRoute },
   { method: 'GET', path: '/v1/workspaces/{id}/grants', handler: listGrants },
   { method: 'POST', path: '/v1/workspaces/{id}/grants', handler: postGrant },
+  { method: 'GET', path: '/v1/workspaces/{id}/closes', handler: listCloses },
   { method: 'GET', path: '/v1/usage-types', handler: listUsageTypes },
   { method: 'GET', path: '/v1/quarantine', handler: listQuarantine },
   { method: 'POST', path: '/v1/test-clock', handler: advanceTestClock },
