@@ -137,7 +137,70 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   const billed = writeMeter.totalUnits();
   out(`DynamoDB write units: ${billed} for ${unique} unique events = ${(billed / unique).toFixed(3)} per unique event (floor 1.000; duplicates, the correction and the quarantine cost one each)`);
   out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
-  return allMatch;
+  const closesMatch = await closeTheCycle(stack, out);
+  return allMatch && closesMatch;
+}
+
+interface QuotaRow {
+  usageType: string;
+  limitAmount: number;
+  usedAmount: number;
+  availableAmount: number;
+  bonusAmount: number;
+  spilloverAmount: number;
+  canUse: boolean;
+  cycleStart: string;
+  cycleEnd: string;
+}
+
+/**
+ * The rest of the cycle: a bonus grant, then the test clock moves past every workspace's cycle end (plus
+ * the grace period), which closes the cycles. Prints each workspace's quota view in its new cycle beside
+ * the spillover its closed cycle carried over.
+ */
+async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Promise<boolean> {
+  const api = stack.ready.api;
+  const send = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${api}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return (await response.json()) as Record<string, unknown>;
+  };
+  const quotas = async (subject: string) => ((await send('GET', `/v1/workspaces/${subject}/quotas`)) as { quotas: QuotaRow[] }).quotas;
+
+  await send('POST', '/v1/workspaces/ws_acme/grants', { id: 'demo-welcome-bonus', kind: 'bonus', usageType: 'tokens', amount: 20_000 });
+  const subjects = stack.config.subjects.map((s) => s.id);
+  const before = new Map<string, QuotaRow[]>();
+  for (const subject of subjects) before.set(subject, await quotas(subject));
+  const lastEnd = Math.max(...[...before.values()].flat().map((q) => Date.parse(q.cycleEnd)));
+  const advanceTo = new Date(lastEnd + (stack.config.closes.graceMinutes + 1) * 60_000).toISOString();
+  const advanced = (await send('POST', '/v1/test-clock', { advanceTo })) as { closes: { cyclesClosed: unknown[]; daysClosed: number } };
+
+  out('');
+  out(`test clock moved to ${advanceTo}: ${advanced.closes.cyclesClosed.length} cycles and ${advanced.closes.daysClosed} days closed`);
+  const rows: string[][] = [];
+  let consistent = true;
+  for (const subject of subjects) {
+    const closes = (await send('GET', `/v1/workspaces/${subject}/closes`)) as { cycles: { cycleStart: string; usage: Record<string, { used: string; limit: string; spilloverOut: string }> }[] };
+    const closed = closes.cycles.at(-1);
+    for (const quota of await quotas(subject)) {
+      const frozen = closed?.usage[quota.usageType];
+      // What the close carried out is what the new cycle shows carried in.
+      consistent &&= Number(frozen?.spilloverOut ?? 0) === quota.spilloverAmount;
+      rows.push([
+        subject,
+        quota.usageType,
+        closed ? `${closed.cycleStart.slice(0, 10)}: ${frozen?.used ?? 0} of ${frozen?.limit ?? 0}` : '-',
+        String(quota.spilloverAmount),
+        `${quota.cycleStart.slice(0, 10)} → ${quota.cycleEnd.slice(0, 10)}`,
+        String(quota.limitAmount),
+        String(quota.bonusAmount),
+        String(quota.availableAmount),
+        quota.canUse ? 'yes' : 'no',
+      ]);
+    }
+  }
+  out(table(['workspace', 'usage type', 'closed cycle: used of limit', 'spillover in', 'new cycle', 'limit', 'bonus', 'available', 'can use'], rows));
+  out(consistent ? 'every spillover carried out of a closed cycle shows in the new cycle' : 'MISMATCH between the closed cycles and the new quota view');
+  return consistent;
 }
 
 function table(header: string[], rows: string[][]): string {
