@@ -274,3 +274,64 @@ describe('late events after a close', () => {
     expect(await quota(deps)).toMatchObject({ spilloverAmount: 600, usedAmount: 0, availableAmount: 1600 });
   });
 });
+
+describe('closes in a time zone across a daylight-saving change', () => {
+  // New York, anchor 8: cycle Feb 8 → Mar 8 starts and ends at local midnight, 05:00Z (EST); the next one
+  // ends Apr 8 at local midnight, 04:00Z (EDT, clocks went forward at 02:00 on Mar 8). Mar 8 has 23 hours.
+  const ny: Subject = { id: 'ws_ny', plan: 'all', billingAnchorDay: 8, timeZone: 'America/New_York', contacts: [], createdAt: '2026-02-20T15:00:00.000Z' };
+
+  function nyWorld() {
+    const clock = new FixedClock('2026-03-08T05:59:59.999Z');
+    const accounts = new InMemoryAccounts();
+    const rollups = new InMemoryRollupReader().add('ws_ny', { usageType: 'tokens', kind: 'cycle', period: '2026-02-08T05:00:00.000Z', total: '250', counters: {} });
+    return { clock, accounts, rollups, deps: { config, subjects: new InMemorySubjectStore([ny]), rollups, accounts, clock } };
+  }
+
+  test('each cycle closes an hour after its local midnight, whatever the UTC offset', async () => {
+    const { clock, accounts, deps } = nyWorld();
+
+    const early = await runDueCloses(deps);
+    clock.set('2026-03-08T06:00:00.000Z');
+    const due = await runDueCloses(deps);
+    clock.set('2026-04-08T04:59:59.999Z');
+    const earlyApril = await runDueCloses(deps);
+    clock.set('2026-04-08T05:00:00.000Z');
+    const dueApril = await runDueCloses(deps);
+
+    expect(early.cyclesClosed).toEqual([]);
+    expect(due.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-02-08T05:00:00.000Z' }]);
+    expect(earlyApril.cyclesClosed).toEqual([]);
+    expect(dueApril.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-03-08T05:00:00.000Z' }]);
+    const snapshots = await accounts.listCycleSnapshots('ws_ny');
+    expect(snapshots.map((s) => [s.cycleStart, s.cycleEnd])).toEqual([
+      ['2026-02-08T05:00:00.000Z', '2026-03-08T05:00:00.000Z'],
+      ['2026-03-08T05:00:00.000Z', '2026-04-08T04:00:00.000Z'],
+    ]);
+    // 1000 − 250 carried into the cycle that spans the change, expiring with it; that cycle used nothing, so
+    // its whole allowance carries on (the 750 carried in is used first and never carries twice)
+    expect((await accounts.listGrants('ws_ny')).map((g) => [g.amount, g.cycleStart, g.expiresAt])).toEqual([
+      ['750', '2026-03-08T05:00:00.000Z', '2026-04-08T04:00:00.000Z'],
+      ['1000', '2026-04-08T04:00:00.000Z', '2026-05-08T04:00:00.000Z'],
+    ]);
+  });
+
+  test('the 23-hour day closes an hour after its local end, and the quota view counts local days', async () => {
+    const { clock, accounts, rollups, deps } = nyWorld();
+    rollups.add('ws_ny', { usageType: 'tokens', kind: 'cycle', period: '2026-03-08T05:00:00.000Z', total: '90', counters: { 'd#2026-03-08': '60', 'd#2026-03-09': '30' } });
+
+    clock.set('2026-03-09T04:59:59.999Z'); // Mar 8 ended at 04:00Z (local midnight, EDT)
+    await runDueCloses(deps);
+    const beforeDue = (await accounts.lastDaySnapshot('ws_ny'))?.day;
+    clock.set('2026-03-09T05:00:00.000Z');
+    await runDueCloses(deps);
+    const afterDue = (await accounts.lastDaySnapshot('ws_ny'))?.day;
+    clock.set('2026-03-09T03:59:59.999Z'); // still Mar 8 in New York
+    const lateOnTheEighth = (await quotaView('ws_ny', deps)).quotas[0];
+    clock.set('2026-03-09T04:00:00.000Z'); // Mar 9 in New York
+    const earlyOnTheNinth = (await quotaView('ws_ny', deps)).quotas[0];
+
+    expect([beforeDue, afterDue]).toEqual(['2026-03-07', '2026-03-08']);
+    expect([lateOnTheEighth?.usedAmountDaily, earlyOnTheNinth?.usedAmountDaily]).toEqual([60, 30]);
+    expect(earlyOnTheNinth).toMatchObject({ usedAmount: 90, spilloverAmount: 750, cycleStart: '2026-03-08T05:00:00.000Z', cycleEnd: '2026-04-08T04:00:00.000Z' });
+  });
+});
