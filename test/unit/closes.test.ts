@@ -4,6 +4,7 @@ import { runDueCloses } from '../../functions/core/closes';
 import { type Config, configSchema } from '../../functions/core/config';
 import type { Subject } from '../../functions/core/ports';
 import { quotaView } from '../../functions/core/quotas';
+import { putWorkspace } from '../../functions/core/workspaces';
 import { FixedClock, InMemoryAccounts, InMemoryRollupReader, InMemorySubjectStore } from '../support/fakes';
 
 /**
@@ -165,6 +166,22 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     clock.set('2028-04-30T01:00:00.000Z');
     await runDueCloses(deps);
     expect((await accounts.listCycleSnapshots('ws_31'))[2]?.usage.tokens).toEqual({ limit: '1000', spilloverIn: '0', used: '1900', overflow: '900', drawn: { T: '200', B: '500' }, uncovered: '200', spilloverOut: '0' });
+  });
+
+  test('a plan change applies at once to the current cycle', async () => {
+    // Arrange: 1100 used; plan `all` blocks at 1000, plan `capped` allows overage and has fair use 1200
+    const { rollups, deps } = world();
+    rollups.set('ws_31', cycleRow(C1, 1100, { 'd#2028-02-10': '50' }));
+    const before = await quota(deps);
+
+    // Act
+    await putWorkspace('ws_31', { plan: 'capped', billingAnchorDay: 31, timeZone: 'UTC', contacts: [] }, deps);
+    const after = await quota(deps);
+
+    // Assert
+    expect(before).toMatchObject({ limitAmount: 1000, dailyLimitAmount: 100, availableAmount: 0, canUse: false, fairUseLimitReached: false });
+    expect(after).toMatchObject({ limitAmount: 1000, dailyLimitAmount: null, availableAmount: 0, canUse: true, fairUseLimitReached: false, cycleStart: C1 });
+    await expect(putWorkspace('ws_31', { plan: 'capped', billingAnchorDay: 15, timeZone: 'UTC', contacts: [] }, deps)).rejects.toMatchObject({ code: 'billing_anchor_fixed' });
   });
 
   test('the daily limit blocks use for the rest of the day only', async () => {
