@@ -1,6 +1,7 @@
-import { cycleBalance, heldCredits, spilloverInto, units } from './balance';
+import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
+import { computeCycleSnapshot } from './closes';
 import type { Config } from './config';
-import { cycleContaining, localDate } from './cycles';
+import { cycleContaining, localDate, previousCycle } from './cycles';
 import { NotFoundError } from './errors';
 import type { AccountStore, Clock, RollupReader, SubjectDirectory } from './ports';
 import { toNumber } from './quantity';
@@ -10,7 +11,9 @@ import { dayCounter } from './rollups';
  * How much is left, per usage type, for one workspace right now.
  * 1. Find the subject and its current cycle (in its time zone, from its billing anchor).
  * 2. Read the cycle's rollup items (used this cycle, with day counters), the grants and the closed cycles.
- * 3. Apply the same balance arithmetic a cycle close freezes (core/balance.ts).
+ * 3. Apply the same balance arithmetic a cycle close freezes (core/balance.ts). In the grace period after
+ *    a cycle ends, before its close, the close it will make is computed here, so that the spillover and
+ *    the credits it draws already count: the answer does not change when the close runs.
  */
 
 export interface QuotaEntry {
@@ -43,11 +46,17 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
   const cycle = cycleContaining(now, subject);
   const today = dayCounter(localDate(now, subject.timeZone));
   const plan = deps.config.plans.find((p) => p.id === subject.plan);
-  const [rows, grants, snapshots] = await Promise.all([
+  const [rows, grants, stored] = await Promise.all([
     deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start),
     deps.accounts.listGrants(subject.id),
     deps.accounts.listCycleSnapshots(subject.id),
   ]);
+  const previous = previousCycle(cycle, subject);
+  const previousSnapshot =
+    stored.find((s) => s.cycleStart === previous.start) ??
+    // Not closed yet (the grace period), but it will be: the workspace existed then.
+    (subject.createdAt === undefined || subject.createdAt < previous.end ? await computeCycleSnapshot(subject, previous, deps) : undefined);
+  const snapshots: CycleSnapshot[] = previousSnapshot && !stored.includes(previousSnapshot) ? [...stored, previousSnapshot] : stored;
   const nowIso = now.toISOString();
   // A credit granted at this very millisecond counts.
   const grantedBefore = new Date(now.getTime() + 1).toISOString();
@@ -58,7 +67,10 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
     const quota = plan?.quotas[usageType];
     const row = rows.find((r) => r.usageType === usageType);
     const credits = heldCredits(grants, snapshots, usageType, cycle, grantedBefore);
-    const balance = cycleBalance({ quota, used: units(row?.total ?? '0'), spilloverIn: spilloverInto(grants, usageType, cycle), credits });
+    // The spillover grant is written by the close; until then, the snapshot says what it will be.
+    const granted = grants.some((g) => g.kind === 'spillover' && g.cycleStart === cycle.start && g.usageType === usageType);
+    const spilloverIn = granted || previousSnapshot?.status !== 'closing' ? spilloverInto(grants, usageType, cycle) : units(previousSnapshot.usage[usageType]?.spilloverOut ?? '0');
+    const balance = cycleBalance({ quota, used: units(row?.total ?? '0'), spilloverIn, credits });
     // Credits that expired earlier in this cycle absorbed overflow while they lasted; what is left of them is gone.
     const bonus = credits.reduce((sum, c) => sum + (c.grant.expiresAt === undefined || c.grant.expiresAt > nowIso ? (balance.creditsLeft.get(c.grant.id) ?? 0n) : 0n), 0n);
     const available = balance.allowanceLeft + bonus;

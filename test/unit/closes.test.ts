@@ -168,6 +168,38 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     expect((await accounts.listCycleSnapshots('ws_31'))[2]?.usage.tokens).toEqual({ limit: '1000', spilloverIn: '0', used: '1900', overflow: '900', drawn: { T: '200', B: '500' }, uncovered: '200', spilloverOut: '0' });
   });
 
+  test('in the grace hour before a close, the quota view already counts what the close will carry and draw', async () => {
+    // Arrange: cycle 1 used 1150 of 1000 with a 300 top-up T (overflow 150 from T); cycle 2 starts, not closed yet
+    const { clock, accounts, rollups, deps } = world();
+    await accounts.putGrant({ subject: 'ws_31', id: 'T', kind: 'topup', usageType: 'tokens', amount: '300', grantedAt: '2028-02-01T00:00:00.000Z', expiresAt: '2028-12-01T00:00:00.000Z' });
+    rollups.set('ws_31', cycleRow(C1, 1150)).set('ws_31', cycleRow(C2, 20, { 'd#2028-02-29': '20' }));
+    clock.set('2028-02-29T00:30:00.000Z');
+
+    // Act
+    const inGrace = await quota(deps);
+    clock.set('2028-02-29T01:00:00.000Z');
+    await runDueCloses(deps);
+    const closed = await quota(deps);
+
+    // Assert: nothing carried (1150 > 1000); T holds 300 − 150 = 150; available 1000 − 20 + 150
+    expect(inGrace).toMatchObject({ cycleStart: C2, usedAmount: 20, spilloverAmount: 0, bonusAmount: 150, availableAmount: 1130 });
+    expect(closed).toEqual(inGrace);
+  });
+
+  test('in the grace hour, spillover not yet granted already shows', async () => {
+    const { clock, rollups, deps } = world();
+    rollups.set('ws_31', cycleRow(C1, 400));
+    clock.set('2028-02-29T00:30:00.000Z');
+
+    const inGrace = await quota(deps);
+    clock.set('2028-02-29T01:00:00.000Z');
+    await runDueCloses(deps);
+    const closed = await quota(deps);
+
+    expect(inGrace).toMatchObject({ cycleStart: C2, spilloverAmount: 600, availableAmount: 1600 });
+    expect(closed).toEqual(inGrace);
+  });
+
   test('a plan change applies at once to the current cycle', async () => {
     // Arrange: 1100 used; plan `all` blocks at 1000, plan `capped` allows overage and has fair use 1200
     const { rollups, deps } = world();
