@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { z } from 'zod';
 import { subjectSchema } from '../functions/core/config';
 import { ConfigError, formatPath } from '../functions/core/config';
 import { DomainError } from '../functions/core/errors';
@@ -129,7 +130,7 @@ async function subjects(args: string[]): Promise<number> {
     return 0;
   }
   if (action !== 'put') throw new UsageError(`unknown subjects action "${action ?? ''}"`);
-  const parsed = subjectSchema.safeParse({
+  const { id, ...body } = parseOptions(subjectSchema, 'subject', {
     id: values.id,
     plan: values.plan,
     billingAnchorDay: values.anchor === undefined ? undefined : Number(values.anchor),
@@ -137,11 +138,6 @@ async function subjects(args: string[]): Promise<number> {
     contacts: values.contact ?? [],
     ...(values.name ? { name: values.name } : {}),
   });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new UsageError(`${formatPath(issue?.path ?? []) || 'subject'}: ${issue?.message ?? 'invalid'}`);
-  }
-  const { id, ...body } = parsed.data;
   const { putWorkspace } = await import('../functions/core/workspaces');
   const { workspace } = await putWorkspace(id, body, deps).catch(asUsageError);
   process.stdout.write(`${JSON.stringify(workspace)}\n`);
@@ -171,20 +167,24 @@ async function grants(args: string[]): Promise<number> {
   }
   if (action !== 'add') throw new UsageError(`unknown grants action "${action ?? ''}"`);
   const { addGrant, grantBodySchema } = await import('../functions/core/workspaces');
-  const parsed = grantBodySchema.safeParse({
+  const body = parseOptions(grantBodySchema, 'grant', {
     id: values.id,
     kind: values.kind,
     usageType: values['usage-type'],
     amount: values.amount === undefined ? undefined : Number(values.amount),
     ...(values['expires-at'] ? { expiresAt: values['expires-at'] } : {}),
   });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new UsageError(`${formatPath(issue?.path ?? []) || 'grant'}: ${issue?.message ?? 'invalid'}`);
-  }
-  const { created, grant } = await addGrant(values.subject, parsed.data, deps).catch(asUsageError);
+  const { created, grant } = await addGrant(values.subject, body, deps).catch(asUsageError);
   process.stdout.write(`${JSON.stringify({ created, grant })}\n`);
   return 0;
+}
+
+/** Validates command-line options against the schema the API uses; the first problem names its option. */
+function parseOptions<S extends z.ZodType>(schema: S, what: string, raw: unknown): z.infer<S> {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new UsageError(`${formatPath(issue?.path ?? []) || what}: ${issue?.message ?? 'invalid'}`);
 }
 
 /** A domain error (unknown plan, unknown workspace, …) is the operator's input at fault: exit 2 with its message. */

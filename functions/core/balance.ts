@@ -89,7 +89,6 @@ export interface Balance {
   spilloverOut: NanoUnits;
 }
 
-const SCALE = 1_000_000_000n;
 const max0 = (value: NanoUnits) => (value > 0n ? value : 0n);
 const min = (a: NanoUnits, b: NanoUnits) => (a < b ? a : b);
 
@@ -106,7 +105,7 @@ export function burnOrder(a: Grant, b: Grant): number {
 }
 
 export function cycleBalance({ quota, used, spilloverIn, credits }: BalanceInput): Balance {
-  const limit = BigInt(quota?.monthlyLimit ?? 0) * SCALE;
+  const limit = units(quota?.monthlyLimit ?? 0);
   const overflow = max0(used - (limit + spilloverIn));
   const drawn = new Map<string, NanoUnits>();
   const creditsLeft = new Map<string, NanoUnits>();
@@ -139,7 +138,7 @@ export function spilloverOut(policy: SpilloverPolicy, limit: NanoUnits, used: Na
     case 'all':
       return unusedAllowance;
     case 'capped':
-      return min(unusedAllowance, BigInt(policy.cap) * SCALE);
+      return min(unusedAllowance, units(policy.cap));
   }
 }
 

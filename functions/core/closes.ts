@@ -1,7 +1,7 @@
 import { type CycleSnapshot, type Grant, type UsageSnapshot, cycleBalance, heldCredits, spilloverGrantId, spilloverInto, units } from './balance';
-import type { Config } from './config';
+import type { Config, PlanConfig } from './config';
 import { type Cycle, cycleContaining, localDate, nextCycle, previousCycle, startOfLocalDay } from './cycles';
-import type { AccountStore, Adjustment, Clock, RollupReader, Subject } from './ports';
+import type { AccountStore, Adjustment, Clock, RollupReader, RollupRow, Subject } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
 
 /**
@@ -20,11 +20,7 @@ export interface CloseDeps {
   rollups: RollupReader;
   accounts: AccountStore;
   clock: Clock;
-  /** Called after each write of a close (tests inject crashes here). */
-  afterStep?: (step: CloseStep, subject: string, period: string) => void | Promise<void>;
 }
-
-export type CloseStep = 'cycle-frozen' | 'spillover-granted' | 'cycle-closed' | 'day-frozen' | 'adjustment-recorded';
 
 export interface CloseSummary {
   now: string;
@@ -81,11 +77,10 @@ async function dueDays(subject: Subject, dueBefore: string, deps: CloseDeps): Pr
   return due;
 }
 
-export async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<CycleSnapshot> {
+async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<CycleSnapshot> {
   const candidate = await computeCycleSnapshot(subject, cycle, deps);
   // The first snapshot written is the one every later step (and every re-run) works from.
   const snapshot = await deps.accounts.freezeCycle(candidate);
-  await deps.afterStep?.('cycle-frozen', subject.id, cycle.start);
   if (snapshot.status === 'closed') return snapshot;
 
   const next = nextCycle(cycle, subject);
@@ -101,21 +96,35 @@ export async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps
       cycleStart: next.start,
       expiresAt: next.end,
     });
-    await deps.afterStep?.('spillover-granted', subject.id, cycle.start);
   }
   await deps.accounts.markCycleClosed(subject.id, cycle.start);
-  await deps.afterStep?.('cycle-closed', subject.id, cycle.start);
   return { ...snapshot, status: 'closed' };
 }
 
 /** The snapshot a close of `cycle` would freeze now, from the rollups, the grants and earlier snapshots. */
-export async function computeCycleSnapshot(subject: Subject, cycle: Cycle, deps: Pick<CloseDeps, 'config' | 'rollups' | 'accounts' | 'clock'>): Promise<CycleSnapshot> {
-  const plan = deps.config.plans.find((p) => p.id === subject.plan);
+async function computeCycleSnapshot(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<CycleSnapshot> {
   const [rows, grants, snapshots] = await Promise.all([
     deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start),
     deps.accounts.listGrants(subject.id),
     deps.accounts.listCycleSnapshots(subject.id),
   ]);
+  return cycleSnapshot({ subject, cycle, plan: deps.config.plans.find((p) => p.id === subject.plan), rows, grants, snapshots, frozenAt: deps.clock.now().toISOString() });
+}
+
+export interface SnapshotInput {
+  subject: Subject;
+  cycle: Cycle;
+  plan: PlanConfig | undefined;
+  /** The cycle's rollup items. */
+  rows: readonly RollupRow[];
+  grants: readonly Grant[];
+  /** Snapshots of earlier cycles (later ones are ignored). */
+  snapshots: readonly CycleSnapshot[];
+  frozenAt: string;
+}
+
+/** What a close of the cycle freezes, per usage type: the balance at the cycle end and the credits expiring with it. */
+export function cycleSnapshot({ subject, cycle, plan, rows, grants, snapshots, frozenAt }: SnapshotInput): CycleSnapshot {
   const used = new Map(rows.map((row) => [row.usageType, units(row.total)]));
   const usageTypes = new Set([...Object.keys(plan?.quotas ?? {}), ...used.keys(), ...grantsOf(grants, cycle).map((g) => g.usageType)]);
   const usage: Record<string, UsageSnapshot> = {};
@@ -137,14 +146,13 @@ export async function computeCycleSnapshot(subject: Subject, cycle: Cycle, deps:
       if (grant.expiresAt !== undefined && grant.expiresAt <= cycle.end) expired[grant.id] = toDecimalString(balance.creditsLeft.get(grant.id) ?? 0n);
     }
   }
-  return { subject: subject.id, cycleStart: cycle.start, cycleEnd: cycle.end, plan: subject.plan, status: 'closing', frozenAt: deps.clock.now().toISOString(), usage, expired };
+  return { subject: subject.id, cycleStart: cycle.start, cycleEnd: cycle.end, plan: subject.plan, status: 'closing', frozenAt, usage, expired };
 }
 
 async function closeDay(subject: Subject, day: string, deps: CloseDeps): Promise<void> {
   const rows = await deps.rollups.query(subject.id, 'day', day, day);
   const totals = Object.fromEntries(rows.filter((r) => units(r.total) !== 0n).map((r) => [r.usageType, r.total]));
   await deps.accounts.freezeDay({ subject: subject.id, day, totals, frozenAt: deps.clock.now().toISOString() });
-  await deps.afterStep?.('day-frozen', subject.id, day);
 }
 
 /**
@@ -172,7 +180,6 @@ async function recordAdjustments(subject: Subject, deps: CloseDeps): Promise<Adj
       if (total === frozen) continue;
       const adjustment: Adjustment = { subject: subject.id, cycleStart: snapshot.cycleStart, usageType, delta: toDecimalString(total - frozen), totalAfter: toDecimalString(total), detectedAt };
       await deps.accounts.putAdjustment(adjustment);
-      await deps.afterStep?.('adjustment-recorded', subject.id, snapshot.cycleStart);
       made.push(adjustment);
     }
   }

@@ -1,5 +1,5 @@
 import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
-import { computeCycleSnapshot } from './closes';
+import { cycleSnapshot } from './closes';
 import type { Config } from './config';
 import { cycleContaining, localDate, previousCycle } from './cycles';
 import { NotFoundError } from './errors';
@@ -52,10 +52,12 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
     deps.accounts.listCycleSnapshots(subject.id),
   ]);
   const previous = previousCycle(cycle, subject);
-  const previousSnapshot =
-    stored.find((s) => s.cycleStart === previous.start) ??
-    // Not closed yet (the grace period), but it will be: the workspace existed then.
-    (subject.createdAt === undefined || subject.createdAt < previous.end ? await computeCycleSnapshot(subject, previous, deps) : undefined);
+  let previousSnapshot = stored.find((s) => s.cycleStart === previous.start);
+  // Not closed yet (the grace period), but it will be: the workspace existed then.
+  if (!previousSnapshot && (subject.createdAt === undefined || subject.createdAt < previous.end)) {
+    const previousRows = await deps.rollups.query(subject.id, 'cycle', previous.start, previous.start);
+    previousSnapshot = cycleSnapshot({ subject, cycle: previous, plan, rows: previousRows, grants, snapshots: stored, frozenAt: now.toISOString() });
+  }
   const snapshots: CycleSnapshot[] = previousSnapshot && !stored.includes(previousSnapshot) ? [...stored, previousSnapshot] : stored;
   const nowIso = now.toISOString();
   // A credit granted at this very millisecond counts.

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from './balance';
 import { type Config, formatPath, subjectSchema } from './config';
-import { type UsageEvent, validateEvent } from './envelope';
+import { validateEvent } from './envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from './errors';
 import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from './ports';
 import { toDecimalString } from './quantity';
@@ -118,5 +118,5 @@ export async function recordUsages(
   const bodies: string[] = [];
   for (let i = 0; i < events.length; i += EVENTS_PER_MESSAGE) bodies.push(JSON.stringify(events.slice(i, i + EVENTS_PER_MESSAGE).map((e) => e.body)));
   await deps.queue.sendAll(bodies);
-  return { events: events.map(({ event }: { event: UsageEvent }) => ({ source: event.source, id: event.id })) };
+  return { events: events.map(({ event }) => ({ source: event.source, id: event.id })) };
 }

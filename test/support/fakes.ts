@@ -231,15 +231,14 @@ export class InMemoryAccounts implements AccountStore {
   }
 }
 
-export class InMemorySubjectStore extends InMemorySubjectDirectory implements SubjectStore {
-  readonly all = new Map<string, Subject>();
+export class InMemorySubjectStore implements SubjectStore {
+  readonly all: Map<string, Subject>;
 
   constructor(subjects: readonly Subject[]) {
-    super(subjects);
-    for (const s of subjects) this.all.set(s.id, s);
+    this.all = new Map(subjects.map((s) => [s.id, s]));
   }
 
-  override async getMany(ids: readonly string[]): Promise<Map<string, Subject>> {
+  async getMany(ids: readonly string[]): Promise<Map<string, Subject>> {
     return new Map(ids.flatMap((id) => (this.all.has(id) ? [[id, this.all.get(id) as Subject]] : [])));
   }
 
