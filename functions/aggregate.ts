@@ -8,23 +8,46 @@ import { appContext } from './adapters/app-context';
 import { ledgerImageFromStream } from './adapters/ledger-store';
 import { logger, metrics } from './adapters/observability';
 import { aggregateChanges } from './core/aggregate';
+import { evaluateThresholds, touchedCycles } from './core/alerts';
 import type { LedgerChange } from './core/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
 export type LedgerStreamResponse = DynamoDBBatchResponse & { state: Record<string, string> };
 
-/** Ledger stream → fold into rollups, exactly once per shard through the checkpoint. */
+/**
+ * Ledger stream → fold into rollups, exactly once per shard through the checkpoint; then record the
+ * thresholds the touched cycles have crossed. Alerts are evaluated from current totals for every record
+ * of the batch, applied now or by an earlier try, so a retry after a crash still records them.
+ */
 async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse> {
   if (!event.shardId) throw new Error('stream event has no shardId: the event source mapping needs a tumbling window');
-  const result = await aggregateChanges(event.shardId, event.Records.flatMap(toChange), { rollups: appContext.rollups() });
+  const changes = event.Records.flatMap(toChange);
+  const result = await aggregateChanges(event.shardId, changes, { rollups: appContext.rollups() });
   metrics.addMetric('RecordsApplied', MetricUnit.Count, result.applied);
   metrics.addMetric('RecordsSkippedAsApplied', MetricUnit.Count, result.skipped);
   metrics.addMetric('RollupTransactions', MetricUnit.Count, result.chunks);
   if (result.failedSequenceNumber) {
     logger.error('rollup commit failed; the batch resumes from the failed chunk', { error: result.error as Error, sequenceNumber: result.failedSequenceNumber });
   }
-  return { state: {}, batchItemFailures: result.failedSequenceNumber ? [{ itemIdentifier: result.failedSequenceNumber }] : [] };
+  const applied = result.failedSequenceNumber ? changes.slice(0, changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber)) : changes;
+  let failedAt = result.failedSequenceNumber;
+  try {
+    const alerts = await evaluateThresholds(touchedCycles(applied.flatMap((c) => (c.newImage ? [c.newImage] : []))), {
+      config: appContext.config(),
+      subjects: appContext.subjects(),
+      rollups: appContext.rollups(),
+      accounts: appContext.accounts(),
+      alerts: appContext.alerts(),
+      clock: appContext.clock(),
+    });
+    metrics.addMetric('ThresholdsCrossed', MetricUnit.Count, alerts.length);
+  } catch (error) {
+    // Retry the batch: its commits are skipped by the checkpoint, the evaluation runs again.
+    logger.error('threshold evaluation failed; the batch is retried', { error: error as Error });
+    failedAt = changes[0]?.sequenceNumber;
+  }
+  return { state: {}, batchItemFailures: failedAt ? [{ itemIdentifier: failedAt }] : [] };
 }
 
 function toChange(record: DynamoDBRecord): LedgerChange[] {

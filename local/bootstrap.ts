@@ -6,7 +6,7 @@ import { QUEUES, TABLES, type TableDefinition } from '../functions/adapters/reso
 
 export const localTableName = (definition: TableDefinition) => `usage-pipeline-${definition.name.toLowerCase()}`;
 
-export async function createTables(client: DynamoDBClient): Promise<{ names: Record<keyof typeof TABLES, string>; ledgerStreamArn: string }> {
+export async function createTables(client: DynamoDBClient): Promise<{ names: Record<keyof typeof TABLES, string>; ledgerStreamArn: string; alertsStreamArn: string }> {
   const names = {} as Record<keyof typeof TABLES, string>;
   for (const [key, definition] of Object.entries(TABLES) as [keyof typeof TABLES, TableDefinition][]) {
     const TableName = localTableName(definition);
@@ -28,10 +28,12 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
       if (!(error instanceof ResourceInUseException)) throw error; // kept from a persisted run
     }
   }
-  const ledger = await client.send(new DescribeTableCommand({ TableName: names.ledger }));
-  const ledgerStreamArn = ledger.Table?.LatestStreamArn;
-  if (!ledgerStreamArn) throw new Error(`table ${names.ledger} has no stream`);
-  return { names, ledgerStreamArn };
+  const streamArn = async (table: 'ledger' | 'alerts') => {
+    const arn = (await client.send(new DescribeTableCommand({ TableName: names[table] }))).Table?.LatestStreamArn;
+    if (!arn) throw new Error(`table ${names[table]} has no stream`);
+    return arn;
+  };
+  return { names, ledgerStreamArn: await streamArn('ledger'), alertsStreamArn: await streamArn('alerts') };
 }
 
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {

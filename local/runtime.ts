@@ -4,7 +4,7 @@ import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
-import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
 import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
@@ -16,7 +16,7 @@ import { type ApiHandler, startApiServer } from './api-server';
 import { createQueues, createTables } from './bootstrap';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
-import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSqsStandIn } from './stand-ins';
+import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from './stand-ins';
 import { StreamPoller } from './stream-poller';
 
 /**
@@ -38,6 +38,7 @@ export interface LocalOptions {
   /** Wraps each handler invocation; tests inject crashes here. */
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
   wrapAggregate?: (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>) => Invoke<LedgerStreamEvent, LedgerStreamResponse>;
+  wrapNotify?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
   onError?: (source: string, error: unknown) => void;
 }
 
@@ -64,6 +65,7 @@ export interface ReadyInfo {
   region: string;
   sqs: { endpoint: string; queueUrl: string; dlqUrl: string };
   dynamodb: { endpoint: string };
+  ses: { endpoint: string; store: string };
 }
 
 export interface LocalStack {
@@ -90,8 +92,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.length = 0;
   };
   try {
-    const [dynamo, sqsStandIn] = await Promise.all([startDynamoDbLocal({ persistDir: options.persistDir, region: REGION }), startSqsStandIn({ region: REGION })]);
-    stops.push(dynamo.stop, sqsStandIn.stop);
+    const [dynamo, sqsStandIn, sesStandIn] = await Promise.all([startDynamoDbLocal({ persistDir: options.persistDir, region: REGION }), startSqsStandIn({ region: REGION }), startSesStandIn()]);
+    stops.push(dynamo.stop, sqsStandIn.stop, sesStandIn.stop);
 
     // The SDK reads these, so handler modules build their clients against the stand-ins unchanged.
     Object.assign(process.env, {
@@ -101,6 +103,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
       AWS_ENDPOINT_URL_SQS: sqsStandIn.endpoint,
+      AWS_ENDPOINT_URL_SES: sesStandIn.endpoint,
       [CONFIG_FILE_ENV]: configPath,
       POWERTOOLS_DEV: 'true',
       POWERTOOLS_LOG_LEVEL: options.logLevel ?? process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR',
@@ -112,7 +115,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint });
     stops.push(async () => [dynamodb, sqs, streams].forEach((c) => c.destroy()));
 
-    const { names, ledgerStreamArn } = await createTables(dynamodb);
+    const { names, ledgerStreamArn, alertsStreamArn } = await createTables(dynamodb);
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
     const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
     Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
@@ -123,6 +126,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const { handler: aggregate } = await import('../functions/aggregate');
     const { handler: api } = await import('../functions/api');
     const { handler: scheduler } = await import('../functions/scheduler');
+    const { handler: notify } = await import('../functions/notify');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));
@@ -148,9 +152,20 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       invoke: options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate,
       onError: (error) => onError('aggregate', error),
     });
+    const invokeNotify: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => notify(event, lambdaContext('notify', FUNCTIONS.notify.timeoutSeconds));
+    const alertsPoller = new StreamPoller({
+      streams,
+      streamArn: alertsStreamArn,
+      batchSize: EVENT_SOURCES.notify.batchSize,
+      maxBatchingWindowMs: EVENT_SOURCES.notify.maxBatchingWindowSeconds * 1000,
+      tumblingWindowSeconds: 0,
+      invoke: options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify,
+      onError: (error) => onError('notify', error),
+    });
     sqsPoller.start();
     streamPoller.start();
-    stops.push(() => sqsPoller.stop(), () => streamPoller.stop());
+    alertsPoller.start();
+    stops.push(() => sqsPoller.stop(), () => streamPoller.stop(), () => alertsPoller.stop());
 
     // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
     let jobs: Promise<unknown> = Promise.resolve();
@@ -179,7 +194,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       while (quiet < 5) {
         if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
         await sleep(200);
-        quiet = sqsPoller.idle && streamPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+        quiet = sqsPoller.idle && streamPoller.idle && alertsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
       }
     };
     const advanceClock = async (instant: Date) => {
@@ -191,7 +206,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     useTestClock({ advanceTo: advanceClock });
 
     return {
-      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint } },
+      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint }, ses: { endpoint: sesStandIn.endpoint, store: sesStandIn.store } },
       config,
       tables: names,
       clock,

@@ -93,3 +93,25 @@ export async function startSqsStandIn(options: { region: string }): Promise<Stan
   const port = typeof address === 'object' && address ? address.port : 0;
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => app.close() };
 }
+
+/** The aws-ses-v2-local SES stand-in on 127.0.0.1; `GET {endpoint}/store` lists what was sent. */
+export async function startSesStandIn(): Promise<StandIn & { store: string }> {
+  const module = (await import('aws-ses-v2-local')) as unknown as { default: SesServer | { default: SesServer } };
+  const start = typeof module.default === 'function' ? module.default : module.default.default;
+  const server = await start({ host: '127.0.0.1', port: 0 });
+  const address = server.address();
+  const endpoint = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  // The stand-in keeps its mailbox in module state; a new local stack starts with an empty one.
+  await fetch(`${endpoint}/clear-store`, { method: 'POST' });
+  return {
+    endpoint,
+    store: `${endpoint}/store`,
+    stop: () =>
+      new Promise((resolveStop) => {
+        server.closeAllConnections();
+        server.close(() => resolveStop());
+      }),
+  };
+}
+
+type SesServer = (config: { host: string; port: number }) => Promise<import('node:http').Server>;

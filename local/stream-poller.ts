@@ -8,8 +8,8 @@ import {
   type Shard,
   TrimmedDataAccessException,
 } from '@aws-sdk/client-dynamodb-streams';
-import type { DynamoDBRecord } from 'aws-lambda';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
+import type { LedgerStreamEvent } from '../functions/aggregate';
 import { sleep } from './sqs-poller';
 
 /**
@@ -23,7 +23,8 @@ export interface StreamPollerOptions {
   batchSize: number;
   maxBatchingWindowMs: number;
   tumblingWindowSeconds: number;
-  invoke: (event: LedgerStreamEvent) => Promise<LedgerStreamResponse>;
+  /** The event carries `shardId` and window fields, as with a tumbling window; a function without one ignores them. */
+  invoke: (event: LedgerStreamEvent) => Promise<DynamoDBBatchResponse>;
   onError: (error: unknown) => void;
 }
 
@@ -176,6 +177,7 @@ export class StreamPoller {
 }
 
 function tumblingWindow(seconds: number) {
+  if (seconds <= 0) return {};
   const length = seconds * 1000;
   const start = Math.floor(Date.now() / length) * length;
   return {

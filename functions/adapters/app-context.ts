@@ -4,11 +4,13 @@ import type { Clock } from '../core/ports';
 import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoLedger } from './ledger-store';
 import { DynamoQuarantine } from './quarantine-store';
-import { CONFIG_FILE_ENV, QUEUES, TABLES } from './resources';
+import { CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from './resources';
 import { DynamoRollups } from './rollup-store';
 import { DynamoSubjects } from './subject-store';
 import { DynamoAccounts } from './account-store';
 import { SqsUsageQueue, createSqsClient } from './usage-queue';
+import { DynamoAlerts } from './alert-store';
+import { SesEmailSender, createSesClient } from './ses-sender';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -48,6 +50,8 @@ export const appContext = {
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
+  alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),
+  email: once(() => new SesEmailSender(createSesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),
   usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
   clock: () => clock,
   /** Only the local runtime has a test clock; in AWS its route answers 404. */

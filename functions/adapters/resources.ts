@@ -54,6 +54,18 @@ export const TABLES = {
     sortKey: { name: 'sk', type: 'S' },
     pointInTimeRecovery: true,
   },
+  /**
+   * One item per (subject, cycle, usage type, threshold) crossed: written once by a conditional put, so
+   * retries and concurrent batches cannot make two. Its stream feeds the notify function.
+   */
+  alerts: {
+    name: 'Alerts',
+    envVar: 'ALERTS_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    sortKey: { name: 'sk', type: 'S' },
+    stream: 'NEW_AND_OLD_IMAGES',
+    pointInTimeRecovery: true,
+  },
   /** Rejected events with their reason, kept for inspection and replay. */
   quarantine: {
     name: 'Quarantine',
@@ -87,6 +99,7 @@ export const FUNCTIONS = {
   aggregate: { timeoutSeconds: 120, memoryMb: 1024 },
   api: { timeoutSeconds: 29, memoryMb: 512 },
   scheduler: { timeoutSeconds: 900, memoryMb: 512 },
+  notify: { timeoutSeconds: 60, memoryMb: 512 },
 } as const;
 
 /** Event source mappings; the local pollers read the same numbers. */
@@ -102,7 +115,19 @@ export const EVENT_SOURCES = {
     retryAttempts: 10000,
     startingPosition: 'TRIM_HORIZON',
   },
+  /** Alert records → emails. Small batches: each alert is a few SES calls, and a failure retries only its batch. */
+  notify: {
+    batchSize: 10,
+    maxBatchingWindowSeconds: 1,
+    parallelizationFactor: 1,
+    bisectBatchOnError: true,
+    retryAttempts: 100,
+    startingPosition: 'TRIM_HORIZON',
+  },
 } as const;
+
+/** Where the notify function sends from; in AWS, the SES identity and configuration set are stack parameters. */
+export const EMAIL_ENV = { identity: 'SES_IDENTITY', configurationSet: 'SES_CONFIGURATION_SET' } as const;
 
 /** The scheduler's one job runs hourly and closes whatever days and cycles have become due. */
 export const SCHEDULES = {

@@ -69,6 +69,14 @@ export const configSchema = z
         retentionDays: z.number().int().min(1).max(3650).default(400),
       })
       .prefault({}),
+    notifications: z
+      .strictObject({
+        /** The sender of threshold emails (an address of the SES identity in AWS). */
+        from: z.email().default('usage-alerts@example.com'),
+        /** Threshold emails link to `{usageBaseUrl}/workspaces/{id}/usage`. */
+        usageBaseUrl: z.url({ protocol: /^https?$/ }).default('https://usage.example.com'),
+      })
+      .prefault({}),
     closes: z
       .strictObject({
         /** How long after a day or cycle ends its close waits for late events. */
