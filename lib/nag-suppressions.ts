@@ -15,7 +15,7 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
-          'Holds only xray:PutTraceSegments/PutTelemetryRecords (active tracing) and, for the aggregate function, dynamodb:ListStreams (stream event source); none of these actions supports resource-level permissions.',
+          'Holds only xray:PutTraceSegments/PutTelemetryRecords (active tracing) and, for the aggregate and notify functions, dynamodb:ListStreams (stream event sources); none of these actions supports resource-level permissions.',
       },
       {
         id: 'AwsSolutions-L1',
@@ -26,6 +26,10 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
   Validations.of(stateless.aggregateFailures).acknowledge({
     id: 'AwsSolutions-SQS3',
     reason: 'This queue is itself a dead-letter queue: the on-failure destination of the aggregate stream mapping (cdk-nag only recognises queues named in a RedrivePolicy).',
+  });
+  Validations.of(stateless.notifyFailures).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: 'This queue is itself a dead-letter queue: the on-failure destination of the notify stream mapping (cdk-nag only recognises queues named in a RedrivePolicy).',
   });
   Validations.of(stateless.schedulerFailures).acknowledge({
     id: 'AwsSolutions-SQS3',

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -6,7 +6,7 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import { Alarm, ComparisonOperator, type IMetric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import { FilterCriteria, FilterRule, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
@@ -42,6 +42,12 @@ export class StatelessStack extends Stack {
   readonly functions: Readonly<Record<FunctionName, UsageFunction>>;
   /** Where the aggregate mapping records batches it gave up on (shard and sequence range, not the data). */
   readonly aggregateFailures: Queue;
+  /** Where the notify mapping records alert batches it gave up on (shard and sequence range, not the data). */
+  readonly notifyFailures: Queue;
+  /** The SES identity (domain or address) threshold emails are sent from. */
+  readonly sesIdentity: CfnParameter;
+  /** The SES configuration set threshold emails name; empty means none. */
+  readonly sesConfigurationSet: CfnParameter;
   /** Where EventBridge Scheduler puts close-due invocations it could not deliver after its retries. */
   readonly schedulerFailures: Queue;
   readonly closeDueSchedule: Schedule;
@@ -58,7 +64,11 @@ export class StatelessStack extends Stack {
       .bindTable(tables.quarantine, TABLES.quarantine, 'write')
       .bindTable(tables.subjects, TABLES.subjects, 'read');
     const aggregate = new UsageFunction(this, 'Aggregate', { name: 'aggregate', configFile })
-      .bindTable(tables.rollups, TABLES.rollups, 'readWrite');
+      .bindTable(tables.rollups, TABLES.rollups, 'readWrite')
+      // Thresholds crossed become alert items (conditional put, once each); plans and contacts decide which.
+      .bindTable(tables.alerts, TABLES.alerts, 'readWrite')
+      .bindTable(tables.subjects, TABLES.subjects, 'read')
+      .bindTable(tables.accounts, TABLES.accounts, 'read');
     const api = new UsageFunction(this, 'Api', { name: 'api', configFile })
       .bindTable(tables.rollups, TABLES.rollups, 'read')
       // PUT /v1/workspaces/{id} creates and changes workspaces.
@@ -73,7 +83,24 @@ export class StatelessStack extends Stack {
       .bindTable(tables.subjects, TABLES.subjects, 'read')
       .bindTable(tables.rollups, TABLES.rollups, 'read')
       .bindTable(tables.accounts, TABLES.accounts, 'readWrite');
-    this.functions = { ingest, aggregate, api, scheduler };
+    this.sesIdentity = new CfnParameter(this, 'SesIdentity', {
+      type: 'String',
+      description: 'SES identity (domain or address) threshold emails are sent from',
+      default: 'example.com',
+    });
+    this.sesConfigurationSet = new CfnParameter(this, 'SesConfigurationSet', {
+      type: 'String',
+      description: 'SES configuration set threshold emails use (empty: none)',
+      default: '',
+    });
+    // Alert items → threshold emails; it marks each alert sent, and reads what the email says.
+    const notify = new UsageFunction(this, 'Notify', { name: 'notify', configFile })
+      .bindTable(tables.alerts, TABLES.alerts, 'readWrite')
+      .bindTable(tables.subjects, TABLES.subjects, 'read')
+      .bindTable(tables.rollups, TABLES.rollups, 'read')
+      .bindTable(tables.accounts, TABLES.accounts, 'read')
+      .bindEmail(this.sesIdentity.valueAsString, this.sesConfigurationSet.valueAsString);
+    this.functions = { ingest, aggregate, api, scheduler, notify };
 
     ingest.addEventSource(
       new SqsEventSource(props.usageQueue, {
@@ -101,6 +128,32 @@ export class StatelessStack extends Stack {
         retryAttempts: stream.retryAttempts,
         reportBatchItemFailures: true,
         onFailure: new SqsDlq(this.aggregateFailures),
+      }),
+    );
+
+    this.notifyFailures = new Queue(this, 'NotifyFailures', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+    });
+    const alerts = EVENT_SOURCES.notify;
+    notify.addEventSource(
+      new DynamoEventSource(tables.alerts, {
+        startingPosition: StartingPosition[alerts.startingPosition],
+        batchSize: alerts.batchSize,
+        maxBatchingWindow: Duration.seconds(alerts.maxBatchingWindowSeconds),
+        parallelizationFactor: alerts.parallelizationFactor,
+        bisectBatchOnError: alerts.bisectBatchOnError,
+        retryAttempts: alerts.retryAttempts,
+        reportBatchItemFailures: true,
+        onFailure: new SqsDlq(this.notifyFailures),
+        // Only new alerts that ask for an email; the function's own updates (marking an alert sent) never invoke it.
+        filters: [
+          FilterCriteria.filter({
+            eventName: FilterRule.isEqual('INSERT'),
+            dynamodb: { NewImage: { notify: { BOOL: FilterRule.isEqual(true) } } },
+          }),
+        ],
       }),
     );
 
@@ -155,6 +208,7 @@ export class StatelessStack extends Stack {
 
     this.alarm('UsageDeadLetters', props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'Usage events moved to the dead-letter queue');
     this.alarm('AggregateFailures', this.aggregateFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The aggregate mapping gave up on a ledger stream batch');
+    this.alarm('NotifyFailures', this.notifyFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The notify mapping gave up on an alerts stream batch');
     this.alarm('SchedulerFailures', this.schedulerFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'EventBridge Scheduler could not invoke the scheduler function');
     this.alarm('AggregateIteratorAge', aggregate.metric('IteratorAge', { statistic: 'Maximum' }), MAX_ITERATOR_AGE.toMilliseconds(), 'Aggregation lags the ledger stream');
     for (const [name, fn] of Object.entries(this.functions)) {

@@ -1,13 +1,14 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration } from 'aws-cdk-lib';
+import { Aws, CfnCondition, Duration, Fn, Stack, Token } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { CONFIG_FILE_ENV, FUNCTIONS, type TableDefinition } from '../functions/adapters/resources';
+import { CONFIG_FILE_ENV, EMAIL_ENV, FUNCTIONS, type TableDefinition } from '../functions/adapters/resources';
 
 export type FunctionName = keyof typeof FUNCTIONS;
 export type TableAccess = 'read' | 'write' | 'readWrite';
@@ -80,6 +81,28 @@ export class UsageFunction extends NodejsFunction {
     this.addEnvironment(envVar, queue.queueUrl);
     if (access === 'send') queue.grantSendMessages(this);
     else queue.grantConsumeMessages(this);
+    return this;
+  }
+
+  /**
+   * Passes the SES identity and configuration set (empty: none) in EMAIL_ENV and allows ses:SendEmail on
+   * exactly that identity and, when one is set, that configuration set: SES authorizes both when a
+   * message names a configuration set. Either value may be a stack parameter.
+   */
+  bindEmail(identity: string, configurationSet: string): this {
+    this.addEnvironment(EMAIL_ENV.identity, identity);
+    this.addEnvironment(EMAIL_ENV.configurationSet, configurationSet);
+    const stack = Stack.of(this);
+    const arn = (resource: string, resourceName: string) => stack.formatArn({ service: 'ses', resource, resourceName });
+    let configurationSetArns: string[] = [];
+    if (Token.isUnresolved(configurationSet)) {
+      // Known only at deploy time: the statement names the configuration set only when the value is non-empty.
+      const inUse = new CfnCondition(this, 'SesConfigurationSetInUse', { expression: Fn.conditionNot(Fn.conditionEquals(configurationSet, '')) });
+      configurationSetArns = [Token.asString(Fn.conditionIf(inUse.logicalId, arn('configuration-set', configurationSet), Aws.NO_VALUE))];
+    } else if (configurationSet !== '') {
+      configurationSetArns = [arn('configuration-set', configurationSet)];
+    }
+    this.addToRolePolicy(new PolicyStatement({ actions: ['ses:SendEmail'], resources: [arn('identity', identity), ...configurationSetArns] }));
     return this;
   }
 }

@@ -8,7 +8,7 @@ import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
-import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
+import { CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
 import { ROUTES } from '../../functions/api';
 import type { FunctionName } from '../../lib/usage-function';
 
@@ -21,6 +21,7 @@ interface Statement {
   Action: string | string[];
   Resource: unknown;
 }
+type TableName = keyof typeof TABLES;
 
 const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as { context: Record<string, unknown> };
@@ -29,13 +30,14 @@ const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 const LOCAL_ONLY_PATH = '/v1/test-clock';
 const API_ROUTE_KEYS = ROUTES.filter((r) => r.path !== LOCAL_ONLY_PATH).map((r) => `${r.method} ${r.path}`);
 const TABLE_WRITES = ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'];
+const TABLE_READS = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
 
 let built: UsagePipelineApp;
 let stateful: Template;
 let stateless: Template;
 
 beforeAll(() => {
-  // One synth for the whole file: it bundles four functions. The feature flags are those the CLI passes;
+  // One synth for the whole file: it bundles every function. The feature flags are those the CLI passes;
   // nag findings are left to their own test below instead of failing every test through synth.
   built = buildApp(fixture('config.json'), { context: { ...cdkJson.context, [FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT]: false } });
   stateful = Template.fromStack(built.stateful);
@@ -109,6 +111,28 @@ describe('stateful stack', () => {
     });
   });
 
+  it('keeps threshold alerts in an encrypted Alerts table with pk/sk keys, a new-and-old-images stream and point-in-time recovery', () => {
+    stateful.templateMatches({
+      Resources: {
+        [resourceOf(built.stateful.tables.alerts).logicalId]: {
+          Type: 'AWS::DynamoDB::Table',
+          DeletionPolicy: 'Retain',
+          Properties: {
+            KeySchema: [
+              { AttributeName: 'pk', KeyType: 'HASH' },
+              { AttributeName: 'sk', KeyType: 'RANGE' },
+            ],
+            StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' },
+            PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+            SSESpecification: { SSEEnabled: true },
+            DeletionProtectionEnabled: true,
+            TimeToLiveSpecification: Match.absent(),
+          },
+        },
+      },
+    });
+  });
+
   it('has exactly the tables of resources.ts', () => {
     stateful.resourceCountIs('AWS::DynamoDB::Table', Object.keys(TABLES).length);
   });
@@ -174,9 +198,10 @@ describe('functions', () => {
 
   it.each([
     ['ingest', [TABLES.ledger, TABLES.quarantine, TABLES.subjects]],
-    ['aggregate', [TABLES.rollups]],
+    ['aggregate', [TABLES.rollups, TABLES.alerts, TABLES.subjects, TABLES.accounts]],
     ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts]],
     ['scheduler', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
+    ['notify', [TABLES.alerts, TABLES.subjects, TABLES.rollups, TABLES.accounts]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
     const variables = (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const tableVariables = Object.values(TABLES).map((t) => t.envVar).filter((v) => v in variables);
@@ -184,9 +209,37 @@ describe('functions', () => {
   });
 });
 
+describe('notify function', () => {
+  it('is told the SES identity and configuration set from the stack parameters', () => {
+    stateless.templateMatches({
+      Resources: {
+        [resourceOf(built.stateless.functions.notify).logicalId]: {
+          Properties: {
+            Environment: { Variables: { [EMAIL_ENV.identity]: { Ref: 'SesIdentity' }, [EMAIL_ENV.configurationSet]: { Ref: 'SesConfigurationSet' } } },
+          },
+        },
+      },
+    });
+  });
+
+  it('takes the SES identity and configuration set as stack parameters', () => {
+    stateless.hasParameter('SesIdentity', { Type: 'String', Default: 'example.com', Description: Match.stringLikeRegexp('SES identity') });
+    stateless.hasParameter('SesConfigurationSet', { Type: 'String', Default: '' });
+  });
+
+  it('is the only function told about SES', () => {
+    for (const name of FUNCTION_NAMES.filter((n) => n !== 'notify')) {
+      const variables = (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      expect(Object.keys(variables)).not.toContain(EMAIL_ENV.identity);
+      expect(JSON.stringify(policyStatements(name))).not.toContain('ses:');
+    }
+  });
+});
+
 describe('least privilege', () => {
   const rollupsId = () => resourceOf(built.stateful.tables.rollups).logicalId;
-  const tableId = (name: keyof typeof TABLES) => resourceOf(built.stateful.tables[name]).logicalId;
+  const tableId = (name: TableName) => resourceOf(built.stateful.tables[name]).logicalId;
+  const otherTables = (...names: TableName[]) => (Object.keys(TABLES) as TableName[]).filter((n) => !names.includes(n));
 
   it('the api function writes only the subjects and accounts tables', () => {
     const statements = policyStatements('api');
@@ -238,10 +291,63 @@ describe('least privilege', () => {
     expect(JSON.stringify(policyStatements('ingest'))).not.toContain(rollupsId());
   });
 
-  it('the aggregate function writes only the rollups table', () => {
-    const writes = policyStatements('aggregate').filter((s) => [s.Action].flat().includes('dynamodb:UpdateItem'));
-    expect(writes).toHaveLength(1);
-    expect(JSON.stringify(writes[0]?.Resource)).toContain(rollupsId());
+  it('the aggregate function writes only the rollups and alerts tables', () => {
+    const writes = JSON.stringify(allowing(policyStatements('aggregate'), TABLE_WRITES).map((s) => s.Resource));
+    for (const name of ['rollups', 'alerts'] as const) expect(writes).toContain(tableId(name));
+    for (const name of otherTables('rollups', 'alerts')) expect(writes).not.toContain(tableId(name));
+  });
+
+  it('the aggregate function can query and conditionally put alerts, and reads subjects and accounts', () => {
+    const statements = policyStatements('aggregate');
+    const alerts = tableId('alerts');
+    for (const action of ['dynamodb:PutItem', 'dynamodb:Query']) {
+      expect(JSON.stringify(allowing(statements, [action]).map((s) => s.Resource))).toContain(alerts);
+    }
+    const reads = JSON.stringify(allowing(statements, TABLE_READS).map((s) => s.Resource));
+    for (const name of ['subjects', 'accounts'] as const) expect(reads).toContain(tableId(name));
+    stateless.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^AggregateServiceRole') }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(['dynamodb:PutItem']), Resource: Match.arrayWith([importedArn(built.stateful.tables.alerts)]) }),
+        ]),
+      },
+    });
+  });
+
+  it('the notify function writes only the alerts table and reads subjects, rollups and accounts', () => {
+    const statements = policyStatements('notify');
+    const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
+    expect(writes).toContain(tableId('alerts'));
+    for (const name of otherTables('alerts')) expect(writes).not.toContain(tableId(name));
+    const reads = JSON.stringify(allowing(statements, TABLE_READS).map((s) => s.Resource));
+    for (const name of ['alerts', 'subjects', 'rollups', 'accounts'] as const) expect(reads).toContain(tableId(name));
+    for (const name of ['ledger', 'quarantine'] as const) expect(JSON.stringify(statements)).not.toContain(tableId(name));
+  });
+
+  it('the notify function may send email only from the SES identity and with the configuration set, if one is given', () => {
+    const statements = policyStatements('notify');
+    const ses = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith('ses:')));
+    const sesArn = (resource: string, parameter: string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ses:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, `:${resource}/`, { Ref: parameter }]],
+    });
+    const conditions = Object.entries(stateless.toJSON().Conditions as Record<string, unknown>);
+    const [inUse] = conditions.find(([, expression]) => JSON.stringify(expression) === JSON.stringify({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'SesConfigurationSet' }, ''] }] })) ?? [];
+    expect(inUse).toBeDefined();
+    expect(ses).toHaveLength(1);
+    expect(ses[0]).toMatchObject({ Effect: 'Allow', Action: 'ses:SendEmail' });
+    // Exactly these two (policy minimization orders them).
+    const resources = [ses[0]?.Resource].flat();
+    expect(resources).toHaveLength(2);
+    expect(resources).toEqual(
+      expect.arrayContaining([sesArn('identity', 'SesIdentity'), { 'Fn::If': [inUse, sesArn('configuration-set', 'SesConfigurationSet'), { Ref: 'AWS::NoValue' }] }]),
+    );
+    expect(JSON.stringify(ses)).not.toContain('*');
+  });
+
+  it('the notify function can dead-letter only into its own failure queue', () => {
+    const sends = allowing(policyStatements('notify'), ['sqs:SendMessage']);
+    expect(sends.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [resourceOf(built.stateless.notifyFailures).logicalId, 'Arn'] }]);
   });
 
   it.each(FUNCTION_NAMES)('%s: a wildcard resource only carries actions without resource-level permissions', (name) => {
@@ -277,6 +383,44 @@ describe('event source mappings', () => {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [resourceOf(built.stateless.aggregateFailures).logicalId, 'Arn'] } } },
     });
+  });
+});
+
+describe('notify event source mapping', () => {
+  it('reads the alerts stream in small batches, bisects on error and has an on-failure queue', () => {
+    const source = EVENT_SOURCES.notify;
+    stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: resourceOf(built.stateless.functions.notify).logicalId },
+      EventSourceArn: { 'Fn::ImportValue': Match.stringLikeRegexp(`${TABLES.alerts.name}.*StreamArn`) },
+      BatchSize: source.batchSize,
+      MaximumBatchingWindowInSeconds: source.maxBatchingWindowSeconds,
+      ParallelizationFactor: source.parallelizationFactor,
+      BisectBatchOnFunctionError: true,
+      MaximumRetryAttempts: source.retryAttempts,
+      StartingPosition: source.startingPosition,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [resourceOf(built.stateless.notifyFailures).logicalId, 'Arn'] } } },
+    });
+    expect(source.batchSize).toBe(10);
+  });
+
+  it('is invoked only for inserted alerts with notify = true', () => {
+    const mappings = stateless.findResources('AWS::Lambda::EventSourceMapping', {
+      Properties: { FunctionName: { Ref: resourceOf(built.stateless.functions.notify).logicalId } },
+    }) as Record<string, CfnResourceJson>;
+    const [mapping, ...others] = Object.values(mappings);
+    expect(others).toEqual([]);
+    const { Filters } = mapping?.Properties.FilterCriteria as { Filters: { Pattern: string }[] };
+    expect(Filters.map((f) => JSON.parse(f.Pattern) as unknown)).toEqual([{ eventName: ['INSERT'], dynamodb: { NewImage: { notify: { BOOL: [true] } } } }]);
+  });
+
+  it('the other mappings are not filtered', () => {
+    for (const name of ['ingest', 'aggregate'] as const) {
+      stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: resourceOf(built.stateless.functions[name]).logicalId },
+        FilterCriteria: Match.absent(),
+      });
+    }
   });
 });
 
@@ -376,6 +520,15 @@ describe('alarms', () => {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Threshold: 0,
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.schedulerFailures).logicalId, 'QueueName'] } }],
+    });
+  });
+
+  it('fires on any alerts stream batch the notify mapping gave up on', () => {
+    alarm({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Threshold: 0,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.notifyFailures).logicalId, 'QueueName'] } }],
     });
   });
 

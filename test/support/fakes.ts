@@ -7,6 +7,11 @@ import type { CycleSnapshot, Grant } from '../../functions/core/balance';
 import type {
   AccountStore,
   Adjustment,
+  Alert,
+  AlertDelivery,
+  AlertStore,
+  Email,
+  EmailSender,
   Clock,
   DaySnapshot,
   CommitResult,
@@ -277,5 +282,64 @@ export class InMemoryRollupReader implements RollupReader {
     return this.rows
       .filter((r) => r.subject === subject && r.row.kind === kind && r.row.period >= fromPeriod && r.row.period <= toPeriod)
       .map((r) => r.row);
+  }
+}
+
+/** Alert records with the store's guarantee: one per subject, usage type, cycle and threshold. */
+export class InMemoryAlerts implements AlertStore {
+  readonly items = new Map<string, AlertDelivery & { notify: boolean }>();
+  /** Runs before each mark of a delivery (tests throw there to crash the notify function). */
+  beforeMark?: (what: 'attempted' | 'sent' | 'done', contact?: string) => void;
+
+  async recorded(subject: string, usageType: string, cycleStart: string): Promise<Set<number>> {
+    return new Set([...this.items.values()].filter(({ alert: a }) => a.subject === subject && a.usageType === usageType && a.cycleStart === cycleStart).map(({ alert }) => alert.threshold));
+  }
+
+  async record(alert: Alert): Promise<boolean> {
+    const key = alertKey(alert);
+    if (this.items.has(key)) return false;
+    this.items.set(key, { alert: structuredClone(alert), notify: alert.notify, sentTo: [], attempted: [], status: 'pending' });
+    return true;
+  }
+
+  async delivery(alert: Pick<Alert, 'subject' | 'usageType' | 'cycleStart' | 'threshold'>): Promise<AlertDelivery | undefined> {
+    const item = this.items.get(alertKey(alert));
+    return item && structuredClone(item);
+  }
+
+  async markAttempted(alert: Alert, contact: string): Promise<void> {
+    this.beforeMark?.('attempted', contact);
+    this.item(alert).attempted.push(contact);
+  }
+
+  async markSent(alert: Alert, contact: string): Promise<void> {
+    this.beforeMark?.('sent', contact);
+    this.item(alert).sentTo.push(contact);
+  }
+
+  async markDone(alert: Alert, status: 'sent' | 'no_contacts'): Promise<void> {
+    this.beforeMark?.('done');
+    this.item(alert).status = status;
+  }
+
+  private item(alert: Alert) {
+    const item = this.items.get(alertKey(alert));
+    if (!item) throw new Error('no such alert');
+    return item;
+  }
+}
+
+const alertKey = (a: Pick<Alert, 'subject' | 'usageType' | 'cycleStart' | 'threshold'>) => [a.subject, a.usageType, a.cycleStart, a.threshold].join('|');
+
+/** An outbox; `failWith` makes the next sends throw (e.g. SES throttling). */
+export class InMemoryEmailSender implements EmailSender {
+  readonly sent: Email[] = [];
+  failures: Error[] = [];
+
+  async send(email: Email): Promise<string> {
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+    this.sent.push(email);
+    return `msg-${this.sent.length}`;
   }
 }
