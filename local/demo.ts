@@ -138,7 +138,46 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   out(`DynamoDB write units: ${billed} for ${unique} unique events = ${(billed / unique).toFixed(3)} per unique event (floor 1.000; duplicates, the correction and the quarantine cost one each)`);
   out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
   const closesMatch = await closeTheCycle(stack, out);
-  return allMatch && closesMatch;
+  const emailsMatch = await crossThresholds(stack, out);
+  return allMatch && closesMatch && emailsMatch;
+}
+
+/**
+ * In the new cycle, Acme uses 90% of its images allowance (plan + spillover) over many events and Globex
+ * jumps past 110% of its tokens in one: the SES stand-in ends up with one email per contact for the highest
+ * threshold each crossed (Acme's plan sets 50/80/100, so 80; Globex's default 80/100/110, so 110).
+ */
+async function crossThresholds(stack: LocalStack, out: (line: string) => void): Promise<boolean> {
+  const quotaOf = async (subject: string, usageType: string) => {
+    const body = (await (await fetch(`${stack.ready.api}/v1/workspaces/${subject}/quotas`)).json()) as { quotas: QuotaRow[] };
+    const quota = body.quotas.find((q) => q.usageType === usageType);
+    return (quota?.limitAmount ?? 0) + (quota?.spilloverAmount ?? 0);
+  };
+  const now = stack.clock.now().getTime();
+  const images = Math.ceil((await quotaOf('ws_acme', 'images')) * 0.9);
+  const tokens = Math.ceil((await quotaOf('ws_globex', 'tokens')) * 1.12);
+  const usage = (subject: string, id: string, usageType: string, quantity: number, secondsAgo: number) =>
+    JSON.stringify({ specversion: '1.0', id, source: '//demo/alerts', type: 'com.example.usage.recorded', subject, time: new Date(now - secondsAgo * 1000).toISOString(), data: { usageType, quantity } });
+  const bodies = [
+    ...Array.from({ length: 9 }, (_, i) => usage('ws_acme', `img-${i}`, 'images', i < 8 ? Math.floor(images / 9) : images - 8 * Math.floor(images / 9), 60 + i)),
+    usage('ws_globex', 'big-batch-job', 'tokens', tokens, 30),
+  ];
+  const sqs = new SQSClient({ region: stack.ready.region, endpoint: stack.ready.sqs.endpoint, credentials: LOCAL_CREDENTIALS });
+  await sqs.send(new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: bodies.map((MessageBody, i) => ({ Id: String(i), MessageBody })) }));
+  sqs.destroy();
+  await stack.settle();
+
+  const store = (await (await fetch(stack.ready.ses.store)).json()) as { emails: { destination: { to: string[] }; subject: string; body: { text?: string } }[] };
+  out('');
+  out(`emails sent (SES stand-in, ${stack.ready.ses.store}):`);
+  for (const email of store.emails) out(`  to ${email.destination.to.join(', ')}: ${email.subject}`);
+  const first = store.emails[0]?.body.text;
+  if (first) out(`\n${first.trim().replace(/^/gm, '  | ')}`);
+  const subjects = store.emails.map((e) => `${e.destination.to.join(',')}|${e.subject}`).sort();
+  const expected = ['billing@acme.example|You have used 80% of your monthly images', 'finance@globex.example|You have used 110% of your monthly tokens'];
+  const ok = JSON.stringify(subjects) === JSON.stringify(expected);
+  out(ok ? 'one email per contact for the highest threshold each workspace crossed' : `MISMATCH: expected ${expected.join('; ')}`);
+  return ok;
 }
 
 interface QuotaRow {
