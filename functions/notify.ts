@@ -21,6 +21,7 @@ async function notify(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse
     email: appContext.email(),
     clock: appContext.clock(),
   };
+  metrics.addMetric('AlertRecordsReceived', MetricUnit.Count, event.Records.length);
   for (const record of event.Records) {
     const image = record.dynamodb?.NewImage;
     // The mapping's filter passes only new alerts that notify; marks (MODIFY) and passed thresholds are ignored here too.

@@ -46,13 +46,16 @@ describe('usage-pipeline local, as a separate process', () => {
     if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
   });
 
-  test('prints one READY line with the endpoints', () => {
+  test('prints one READY line with the endpoints', async () => {
     expect(ready).toEqual({
       api: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
       region: expect.any(String),
       sqs: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), queueUrl: expect.stringContaining('127.0.0.1'), dlqUrl: expect.stringContaining('127.0.0.1') },
       dynamodb: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) },
+      ses: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), store: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/store$/) },
     });
+    const store = await fetch(ready.ses.store);
+    expect(await store.json()).toMatchObject({ emails: [] });
   });
 
   test('counts what a producer sends with SendMessageBatch, within seconds', async () => {
