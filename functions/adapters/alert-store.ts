@@ -10,6 +10,8 @@ import type { Alert, AlertDelivery, AlertStore } from '../core/ports';
 
 type Key = Pick<Alert, 'subject' | 'usageType' | 'cycleStart' | 'threshold'>;
 const prefix = (cycleStart: string, usageType: string) => `${cycleStart}#${usageType}#`;
+/** Enough for every subject, usage type and cycle a warm function sees; past it the cache starts over. */
+const MAX_KNOWN = 10_000;
 const keyOf = (a: Key) => ({ pk: a.subject, sk: `${prefix(a.cycleStart, a.usageType)}${String(a.threshold).padStart(4, '0')}` });
 
 export class DynamoAlerts implements AlertStore {
@@ -35,6 +37,7 @@ export class DynamoAlerts implements AlertStore {
       }),
     );
     const thresholds = new Set(Items.map((item) => Number(String(item.sk).split('#').at(-1))));
+    if (this.known.size >= MAX_KNOWN) this.known.clear();
     this.known.set(cacheKey, thresholds);
     return new Set(thresholds);
   }

@@ -1,4 +1,4 @@
-import { spilloverInto, units } from './balance';
+import { type Grant, spilloverInto, units } from './balance';
 import type { Config } from './config';
 import { cycleContaining } from './cycles';
 import type { AccountStore, Alert, AlertStore, Clock, RollupReader, SubjectDirectory } from './ports';
@@ -55,7 +55,7 @@ export async function evaluateThresholds(touched: readonly TouchedCycle[], deps:
     if (!subject || !plan) continue;
     const rows = await deps.rollups.query(subjectId, 'cycle', cycleStart, cycleStart);
     const cycle = cycleContaining(cycleStart, subject);
-    let grants: Awaited<ReturnType<AccountStore['listGrants']>> | undefined;
+    let grants: Grant[] | undefined;
     for (const { usageType } of group) {
       const quota = plan.quotas[usageType];
       const used = units(rows.find((r) => r.usageType === usageType)?.total ?? '0');
