@@ -1,9 +1,10 @@
-import { readFileSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, type AppProps, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { ConfigError, parseConfig } from '../functions/core/config';
+import { type Config, ConfigError, parseConfig } from '../functions/core/config';
 import { acknowledgeNagFindings } from '../lib/nag-suppressions';
 import { StatefulStack } from '../lib/stateful-stack';
 import { StatelessStack } from '../lib/stateless-stack';
@@ -24,7 +25,7 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
   const app = new App(props);
   const fromContext: unknown = app.node.tryGetContext('config');
   const configFile = resolve(configPath ?? (typeof fromContext === 'string' ? fromContext : DEFAULT_CONFIG));
-  parseConfig(readConfigText(configFile), configFile);
+  const config = parseConfig(readConfigText(configFile), configFile);
 
   // No account or region: the templates are environment-agnostic and synth needs no credentials.
   const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', { description: 'Usage pipeline: tables and queues' });
@@ -33,12 +34,25 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
     tables: stateful.tables,
     usageQueue: stateful.usageQueue,
     deadLetterQueue: stateful.deadLetterQueue,
-    configFile,
+    configFile: deployableConfigFile(configFile, config),
   });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
   acknowledgeNagFindings(stateless);
   return { app, stateful, stateless };
+}
+
+/**
+ * The file the functions bundle. API keys in a config file are for the local runtime: a deployment
+ * creates its keys with `usage-pipeline keys create`, so a copy without them is bundled instead.
+ */
+export function deployableConfigFile(path: string, config: Config): string {
+  if (config.apiKeys.length === 0) return path;
+  const raw = JSON.parse(readConfigText(path)) as Record<string, unknown>;
+  delete raw.apiKeys;
+  const copy = join(mkdtempSync(join(tmpdir(), 'usage-pipeline-config-')), 'config.json');
+  writeFileSync(copy, JSON.stringify(raw, null, 2));
+  return copy;
 }
 
 function readConfigText(path: string): string {

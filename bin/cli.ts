@@ -22,7 +22,13 @@ const USAGE = `usage: usage-pipeline <command> [options]
       Grant bonus or top-up credits (idempotent by GRANT_ID), or list a workspace's grants, in the
       table named by ACCOUNTS_TABLE.
 
-  Both take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
+  keys create --scope workspace|finance|admin [--subject ID] [--name NAME]
+  keys list
+  keys revoke --id KEY_ID
+      Create an API key (printed once; only its hash is stored), list keys (never the key), or revoke
+      one, in the table named by API_KEYS_TABLE. A workspace key needs --subject.
+
+  These take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
   and usage types.
 `;
 
@@ -35,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return subjects(rest);
     case 'grants':
       return grants(rest);
+    case 'keys':
+      return keys(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -104,9 +112,17 @@ async function adminContext(values: { endpoint?: string; config: string }) {
     process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
     process.env.SUBJECTS_TABLE ??= 'usage-pipeline-subjects';
     process.env.ACCOUNTS_TABLE ??= 'usage-pipeline-accounts';
+    process.env.API_KEYS_TABLE ??= 'usage-pipeline-apikeys';
   }
   const { appContext, loadConfigFile } = await import('../functions/adapters/app-context');
-  return { config: loadConfigFile(values.config), subjects: appContext.subjects(), accounts: appContext.accounts(), clock: appContext.clock() };
+  return {
+    config: loadConfigFile(values.config),
+    subjects: appContext.subjects(),
+    accounts: appContext.accounts(),
+    clock: appContext.clock(),
+    // Built on first use: only the keys commands need API_KEYS_TABLE.
+    keys: () => appContext.apiKeys(),
+  };
 }
 
 async function subjects(args: string[]): Promise<number> {
@@ -176,6 +192,36 @@ async function grants(args: string[]): Promise<number> {
   });
   const { created, grant } = await addGrant(values.subject, body, deps).catch(asUsageError);
   process.stdout.write(`${JSON.stringify({ created, grant })}\n`);
+  return 0;
+}
+
+async function keys(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: { scope: { type: 'string' }, subject: { type: 'string' }, name: { type: 'string' }, id: { type: 'string' }, ...ADMIN_OPTIONS },
+    strict: true,
+  });
+  const deps = await adminContext(values);
+  const { createKey, keyBodySchema, listKeys, revokeKey } = await import('../functions/core/api-keys');
+  if (action === 'list') {
+    for (const key of await listKeys({ keys: deps.keys() })) process.stdout.write(`${JSON.stringify(key)}\n`);
+    return 0;
+  }
+  if (action === 'revoke') {
+    if (!values.id) throw new UsageError('--id is required');
+    process.stdout.write(`${JSON.stringify(await revokeKey(values.id, { keys: deps.keys(), clock: deps.clock }).catch(asUsageError))}\n`);
+    return 0;
+  }
+  if (action !== 'create') throw new UsageError(`unknown keys action "${action ?? ''}"`);
+  const body = parseOptions(keyBodySchema, 'key', {
+    scope: values.scope,
+    ...(values.subject ? { subject: values.subject } : {}),
+    ...(values.name ? { name: values.name } : {}),
+  });
+  const created = await createKey(body, { keys: deps.keys(), subjects: deps.subjects, clock: deps.clock }).catch(asUsageError);
+  process.stdout.write(`${JSON.stringify(created)}\n`);
+  process.stderr.write('Store the key now: it is shown only this once.\n');
   return 0;
 }
 

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { appContext } from './adapters/app-context';
 import { httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
+import { type Access, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/api-keys';
 import { InvalidRequestError, NotFoundError } from './core/errors';
 import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
@@ -76,6 +77,14 @@ const listQuarantine: Route = async (event) => {
   return json(200, { items: items.map(({ reason, detail, receivedAt, body, subject }) => ({ reason, detail, receivedAt, subject, body })) });
 };
 
+const postKey: Route = async (event) =>
+  json(201, await createKey(parseBody(keyBodySchema, event.body), { keys: appContext.apiKeys(), subjects: appContext.subjects(), clock: appContext.clock() }));
+
+const getKeys: Route = async () => json(200, { keys: await listKeys({ keys: appContext.apiKeys() }) });
+
+const deleteKey: Route = async (event) =>
+  json(200, await revokeKey(decodeURIComponent(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
+
 const advanceTestClock: Route = async (event) => {
   const clock = appContext.testClock();
   if (!clock) throw new NotFoundError('route_not_found', 'no route for POST /v1/test-clock');
@@ -83,22 +92,36 @@ const advanceTestClock: Route = async (event) => {
   return json(200, await clock.advanceTo(new Date(advanceTo)));
 };
 
-/** Every route; the CDK stack adds exactly these to the HTTP API. */
+/** Every route and who may call it (core/api-keys.ts); the CDK stack adds exactly these to the HTTP API. */
 export const ROUTES = [
-  { method: 'GET', path: '/v1/workspaces/{id}/usage', handler: getUsage },
-  { method: 'GET', path: '/v1/workspaces/{id}/quotas', handler: getQuotas },
-  { method: 'POST', path: '/v1/workspaces/{id}/usages', handler: postUsages },
-  { method: 'PUT', path: '/v1/workspaces/{id}', handler: putWorkspaceRoute },
-  { method: 'GET', path: '/v1/workspaces/{id}/grants', handler: listGrants },
-  { method: 'POST', path: '/v1/workspaces/{id}/grants', handler: postGrant },
-  { method: 'GET', path: '/v1/workspaces/{id}/closes', handler: listCloses },
-  { method: 'GET', path: '/v1/usage-types', handler: listUsageTypes },
-  { method: 'GET', path: '/v1/quarantine', handler: listQuarantine },
-  { method: 'POST', path: '/v1/test-clock', handler: advanceTestClock },
-] as const;
+  { method: 'GET', path: '/v1/workspaces/{id}/usage', access: 'workspace-read', handler: getUsage },
+  { method: 'GET', path: '/v1/workspaces/{id}/quotas', access: 'workspace-read', handler: getQuotas },
+  { method: 'POST', path: '/v1/workspaces/{id}/usages', access: 'workspace-write', handler: postUsages },
+  { method: 'PUT', path: '/v1/workspaces/{id}', access: 'admin', handler: putWorkspaceRoute },
+  { method: 'GET', path: '/v1/workspaces/{id}/grants', access: 'workspace-read', handler: listGrants },
+  { method: 'POST', path: '/v1/workspaces/{id}/grants', access: 'admin', handler: postGrant },
+  { method: 'GET', path: '/v1/workspaces/{id}/closes', access: 'workspace-read', handler: listCloses },
+  { method: 'GET', path: '/v1/usage-types', access: 'any', handler: listUsageTypes },
+  { method: 'GET', path: '/v1/quarantine', access: 'admin', handler: listQuarantine },
+  { method: 'POST', path: '/v1/keys', access: 'admin', handler: postKey },
+  { method: 'GET', path: '/v1/keys', access: 'admin', handler: getKeys },
+  { method: 'DELETE', path: '/v1/keys/{keyId}', access: 'admin', handler: deleteKey },
+  { method: 'POST', path: '/v1/test-clock', access: 'admin', handler: advanceTestClock },
+] as const satisfies readonly { method: string; path: string; access: Access; handler: Route }[];
+
+/** Checks the caller's key against the route's access before the route runs. */
+function guarded(access: Access, path: string, handler: Route): Route {
+  if (access === 'public') return handler;
+  const perWorkspace = path.startsWith('/v1/workspaces/{id}');
+  return async (event) => {
+    const principal = await authenticate(event.headers?.authorization, { keys: appContext.apiKeys() });
+    authorize(principal, access, perWorkspace ? workspaceId(event) : undefined);
+    return handler(event);
+  };
+}
 
 const router = httpRouterHandler<APIGatewayProxyEventV2, APIGatewayProxyResultV2>({
-  routes: ROUTES.map((route) => ({ ...route })),
+  routes: ROUTES.map(({ method, path, access, handler }) => ({ method, path, handler: guarded(access, path, handler) })),
   notFoundResponse: ({ method, path }) => {
     throw new NotFoundError('route_not_found', `no route for ${method} ${path}`);
   },

@@ -35,6 +35,13 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
     id: 'AwsSolutions-SQS3',
     reason: 'This queue is itself a dead-letter queue: the DeadLetterConfig of the close-due schedule (cdk-nag only recognises queues named in a RedrivePolicy).',
   });
+  for (const route of stateless.apiRoutes) {
+    Validations.of(route).acknowledge({
+      id: 'AwsSolutions-APIG4',
+      reason:
+        'Every route but /openapi.json requires an API key, checked by the API function (hash lookup, constant-time compare, scope per route) so that 401 and 403 carry the API\'s error body, which a gateway authorizer cannot.',
+    });
+  }
   const scheduler = stateless.functions.scheduler;
   const schedulerId = Stack.of(scheduler).getLogicalId(scheduler.node.defaultChild as CfnElement);
   Validations.of(stateless.scheduleRole).acknowledge({

@@ -1,7 +1,6 @@
 import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
-import { HttpApi, HttpMethod, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
-import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpApi, HttpMethod, type HttpRoute, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Alarm, ComparisonOperator, type IMetric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
@@ -54,6 +53,7 @@ export class StatelessStack extends Stack {
   /** What EventBridge Scheduler assumes to invoke the scheduler function and to dead-letter into schedulerFailures. */
   readonly scheduleRole: Role;
   readonly api: HttpApi;
+  readonly apiRoutes: HttpRoute[];
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -77,7 +77,9 @@ export class StatelessStack extends Stack {
       // Grants are read and added through the API.
       .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
       // POST /v1/workspaces/{id}/usages enqueues events for the ingest function.
-      .bindQueue(props.usageQueue, QUEUES.usageEvents.envVar, 'send');
+      .bindQueue(props.usageQueue, QUEUES.usageEvents.envVar, 'send')
+      // Every request's key is looked up here; admins create and revoke keys through the API.
+      .bindTable(tables.apiKeys, TABLES.apiKeys, 'readWrite');
     // One run at a time: a close must never overlap the next one, so a run that is still busy holds the next back.
     const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile, reservedConcurrency: 1 })
       .bindTable(tables.subjects, TABLES.subjects, 'read')
@@ -189,15 +191,14 @@ export class StatelessStack extends Stack {
     });
 
     this.api = new HttpApi(this, 'HttpApi', {
-      description: 'Usage pipeline API (IAM-signed requests)',
-      defaultAuthorizer: new HttpIamAuthorizer(),
+      // API keys are checked by the API function itself (see README, "API keys"): a gateway authorizer
+      // cannot answer a missing or bad key with the API's own error body.
+      description: 'Usage pipeline API (Bearer API keys)',
       // The default stage is added below, because only an explicit stage takes throttling and access logs.
       createDefaultStage: false,
     });
     const integration = new HttpLambdaIntegration('ApiIntegration', api);
-    for (const { method, path } of API_ROUTES) {
-      this.api.addRoutes({ path, methods: [HttpMethod[method]], integration });
-    }
+    this.apiRoutes = API_ROUTES.flatMap(({ method, path }) => this.api.addRoutes({ path, methods: [HttpMethod[method]], integration }));
     const accessLogs = new LogGroup(this, 'ApiAccessLogs', { retention: RetentionDays.ONE_MONTH });
     const stage = this.api.addStage('DefaultStage', {
       stageName: '$default',
@@ -215,7 +216,7 @@ export class StatelessStack extends Stack {
       this.alarm(`${fn.node.id}Errors`, fn.metricErrors({ statistic: 'Sum' }), 0, `The ${name} function failed`);
     }
 
-    new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'HTTP API base URL (SigV4-signed requests)' });
+    new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'HTTP API base URL (Authorization: Bearer <API key>)' });
   }
 
   private alarm(id: string, metric: IMetric, threshold: number, description: string): Alarm {

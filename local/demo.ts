@@ -32,7 +32,18 @@ function random(seed: number) {
   };
 }
 
+/** Calls the local API as the config's admin key (the demo plays operator, producer and reader). */
+function apiOf(stack: LocalStack) {
+  const key = stack.config.apiKeys.find((k) => k.scope === 'admin')?.key;
+  if (!key) throw new Error('the demo calls the API with an admin key: add one to the config\'s "apiKeys"');
+  return async <T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> => {
+    const response = await fetch(`${stack.ready.api}${path}`, { method, headers: { authorization: `Bearer ${key}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return (await response.json()) as T;
+  };
+}
+
 export async function runDemo(stack: LocalStack, out: (line: string) => void, eventCount = 3000): Promise<boolean> {
+  const api = apiOf(stack);
   const rand = random(42);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T;
   const now = Date.now();
@@ -110,8 +121,7 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   const rows: string[][] = [];
   let allMatch = true;
   for (const subject of subjects) {
-    const response = await fetch(`${stack.ready.api}/v1/workspaces/${subject.id}/usage?granularity=cycle&from=${from}&to=${to}`);
-    const body = (await response.json()) as { buckets: { start: string; usageType: string; quantity: number }[] };
+    const body = await api<{ buckets: { start: string; usageType: string; quantity: number }[] }>('GET', `/v1/workspaces/${subject.id}/usage?granularity=cycle&from=${from}&to=${to}`);
     for (const bucket of body.buckets) {
       const want = expected.get(`${subject.id}|${bucket.usageType}|${bucket.start}`) ?? 0;
       allMatch &&= want === bucket.quantity;
@@ -121,7 +131,7 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
     const wanted = [...expected.keys()].filter((k) => k.startsWith(`${subject.id}|`)).length;
     allMatch &&= seen === wanted;
   }
-  const quarantine = (await (await fetch(`${stack.ready.api}/v1/quarantine?limit=1000`)).json()) as { items: { reason: string }[] };
+  const quarantine = await api<{ items: { reason: string }[] }>('GET', '/v1/quarantine?limit=1000');
   const reasons = new Map<string, number>();
   for (const item of quarantine.items) reasons.set(item.reason, (reasons.get(item.reason) ?? 0) + 1);
 
@@ -148,8 +158,9 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
  * threshold each crossed (Acme's plan sets 50/80/100, so 80; Globex's default 80/100/110, so 110).
  */
 async function crossThresholds(stack: LocalStack, out: (line: string) => void): Promise<boolean> {
+  const api = apiOf(stack);
   const quotaOf = async (subject: string, usageType: string) => {
-    const body = (await (await fetch(`${stack.ready.api}/v1/workspaces/${subject}/quotas`)).json()) as { quotas: QuotaRow[] };
+    const body = await api<{ quotas: QuotaRow[] }>('GET', `/v1/workspaces/${subject}/quotas`);
     const quota = body.quotas.find((q) => q.usageType === usageType);
     return (quota?.limitAmount ?? 0) + (quota?.spilloverAmount ?? 0);
   };
@@ -198,11 +209,7 @@ interface QuotaRow {
  * the spillover its closed cycle carried over.
  */
 async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Promise<boolean> {
-  const api = stack.ready.api;
-  const send = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${api}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    return (await response.json()) as Record<string, unknown>;
-  };
+  const send = apiOf(stack);
   const quotas = async (subject: string) => ((await send('GET', `/v1/workspaces/${subject}/quotas`)) as { quotas: QuotaRow[] }).quotas;
 
   await send('POST', '/v1/workspaces/ws_acme/grants', { id: 'demo-welcome-bonus', kind: 'bonus', usageType: 'tokens', amount: 20_000 });

@@ -8,6 +8,8 @@ import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSE
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
 import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { DynamoApiKeys } from '../functions/adapters/api-key-store';
+import { configuredKey } from '../functions/core/api-keys';
 import type { CloseSummary } from '../functions/core/closes';
 import type { Config } from '../functions/core/config';
 import { InvalidRequestError } from '../functions/core/errors';
@@ -119,7 +121,9 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
     const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
     Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
-    await seedSubjects(DynamoDBDocumentClient.from(dynamodb), names.subjects, config, clock.now().toISOString());
+    const documents = DynamoDBDocumentClient.from(dynamodb);
+    await seedSubjects(documents, names.subjects, config, clock.now().toISOString());
+    await seedApiKeys(new DynamoApiKeys(documents, names.apiKeys), config, clock.now().toISOString());
 
     // Imported only now, after the environment names the stand-ins; one at a time (Jest's ESM loader needs it).
     const { handler: ingest } = await import('../functions/ingest');
@@ -218,6 +222,11 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     await stop();
     throw error;
   }
+}
+
+/** The config's keys (local only) are stored hashed, like keys created with the CLI or the API. */
+async function seedApiKeys(keys: DynamoApiKeys, config: Config, createdAt: string): Promise<void> {
+  for (const entry of config.apiKeys) await keys.put(configuredKey(entry, createdAt));
 }
 
 /** The config's subjects seed the table; a subject already there (changed since) is left alone. */

@@ -11,6 +11,7 @@ import { DynamoAccounts } from './account-store';
 import { SqsUsageQueue, createSqsClient } from './usage-queue';
 import { DynamoAlerts } from './alert-store';
 import { SesEmailSender, createSesClient } from './ses-sender';
+import { DynamoApiKeys } from './api-key-store';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -51,6 +52,7 @@ export const appContext = {
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
   alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),
+  apiKeys: once(() => new DynamoApiKeys(documentClient(), requireEnv(TABLES.apiKeys.envVar))),
   email: once(() => new SesEmailSender(createSesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),
   usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
   clock: () => clock,

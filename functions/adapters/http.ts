@@ -1,11 +1,13 @@
 import type { MiddlewareObj } from '@middy/core';
-import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
-import { ConflictError, DomainError, InvalidRequestError, NotFoundError } from '../core/errors';
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { ConflictError, DomainError, ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../core/errors';
 import { logger } from './observability';
 
 /** The one place where errors become HTTP responses. Anything unknown is a 500 that reveals nothing. */
 export function statusOf(error: unknown): number {
   if (error instanceof InvalidRequestError) return 400;
+  if (error instanceof UnauthorizedError) return 401;
+  if (error instanceof ForbiddenError) return 403;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof ConflictError) return 409;
   return 500;
@@ -17,10 +19,12 @@ export function errorResponse(error: unknown): APIGatewayProxyResultV2 {
     logger.error('request failed', { error: error as Error });
     return json(500, { error: { code: 'internal_error', message: 'The request could not be completed.' } });
   }
-  return json(status, { error: { code: error.code, message: error.message } });
+  const response = json(status, { error: { code: error.code, message: error.message } });
+  if (status === 401) response.headers = { ...response.headers, 'www-authenticate': 'Bearer' };
+  return response;
 }
 
-export function json(statusCode: number, body: unknown): APIGatewayProxyResultV2 {
+export function json(statusCode: number, body: unknown): APIGatewayProxyStructuredResultV2 {
   return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
 }
 

@@ -86,5 +86,10 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
   const day = s('day');
   const cycleStart = s('cycleStart');
   if (!subject || !usageType || !quantity || !hour || !day || !cycleStart) return undefined;
-  return { subject, usageType, quantity, hour, day, cycleStart };
+  const dimensions: Pick<LedgerImage, 'userId' | 'groupId' | 'channel' | 'feature'> = {};
+  for (const name of ['userId', 'groupId', 'channel', 'feature'] as const) {
+    const value = s(name);
+    if (value !== undefined) dimensions[name] = value;
+  }
+  return { subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
 }

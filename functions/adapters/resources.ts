@@ -66,6 +66,13 @@ export const TABLES = {
     stream: 'NEW_AND_OLD_IMAGES',
     pointInTimeRecovery: true,
   },
+  /** API keys by public id: the SHA-256 of the key, its scope and workspace; never the key. */
+  apiKeys: {
+    name: 'ApiKeys',
+    envVar: 'API_KEYS_TABLE',
+    partitionKey: { name: 'id', type: 'S' },
+    pointInTimeRecovery: true,
+  },
   /** Rejected events with their reason, kept for inspection and replay. */
   quarantine: {
     name: 'Quarantine',

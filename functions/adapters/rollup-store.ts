@@ -2,19 +2,19 @@ import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, NumberValue, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import type { CommitResult, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import { type Chunk, type RollupKind, type RollupUpdate, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { type Chunk, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
 
 const CHECKPOINT_SK = 'checkpoint';
 const checkpointKey = (shardId: string) => ({ pk: `shard#${shardId}`, sk: CHECKPOINT_SK });
-const KIND_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C' };
-const COUNTER = /^[hd]#/;
+const COUNTER = /^(h|d|ch|c|f)#/;
 const MAX_CONFLICT_RETRIES = 6;
 
 /**
- * Rollup items: pk = subject, sk = D#day#usageType (with hour counters) or C#cycleStart#usageType
- * (with day counters). Counters change only inside a transaction that also advances the shard's checkpoint.
+ * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
+ * channel and feature counters), U#cycleStart#usageType#userId and G#cycleStart#usageType#groupId.
+ * Counters change only inside a transaction that also advances the shard's checkpoint.
  */
 export class DynamoRollups implements RollupWriter, RollupReader {
   constructor(
@@ -63,8 +63,17 @@ export class DynamoRollups implements RollupWriter, RollupReader {
     }
   }
 
-  async query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
-    const prefix = KIND_PREFIX[kind];
+  async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
+    const prefix = ROLLUP_PREFIX[kind];
+    return this.between(subject, kind, `${prefix}#${fromPeriod}`, `${prefix}#${toPeriod}\uffff`);
+  }
+
+  async members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]> {
+    const prefix = `${rollupSortKey(kind, cycleStart, usageType)}#`;
+    return this.between(subject, kind, prefix, `${prefix}\uffff`);
+  }
+
+  private async between(subject: string, kind: RollupKind, from: string, to: string): Promise<RollupRow[]> {
     const rows: RollupRow[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     do {
@@ -72,7 +81,7 @@ export class DynamoRollups implements RollupWriter, RollupReader {
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-          ExpressionAttributeValues: { ':pk': subject, ':from': `${prefix}#${fromPeriod}`, ':to': `${prefix}#${toPeriod}\uffff` },
+          ExpressionAttributeValues: { ':pk': subject, ':from': from, ':to': to },
           ExclusiveStartKey,
         }),
       );
@@ -90,6 +99,12 @@ function toUpdate(update: RollupUpdate) {
     ':period': update.period,
     ':total': NumberValue.from(toDecimalString(update.total)),
   };
+  const sets = ['#usageType = :usageType', '#period = :period'];
+  if (update.member !== undefined) {
+    names['#member'] = 'member';
+    values[':member'] = update.member;
+    sets.push('#member = :member');
+  }
   const adds = ['#total :total'];
   let i = 0;
   for (const [counter, delta] of update.counters) {
@@ -100,8 +115,8 @@ function toUpdate(update: RollupUpdate) {
     i++;
   }
   return {
-    Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType) },
-    UpdateExpression: `SET #usageType = :usageType, #period = :period ADD ${adds.join(', ')}`,
+    Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType, update.member) },
+    UpdateExpression: `SET ${sets.join(', ')} ADD ${adds.join(', ')}`,
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
   };
@@ -110,7 +125,14 @@ function toUpdate(update: RollupUpdate) {
 function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
   const counters: Record<string, string> = {};
   for (const [name, value] of Object.entries(item)) if (COUNTER.test(name)) counters[name] = numberText(value);
-  return { usageType: String(item.usageType), kind, period: String(item.period), total: numberText(item.total), counters };
+  return {
+    usageType: String(item.usageType),
+    kind,
+    period: String(item.period),
+    ...(typeof item.member === 'string' ? { member: item.member } : {}),
+    total: numberText(item.total),
+    counters,
+  };
 }
 
 /** Numbers are read wrapped (exact decimal text), never through a float. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SCOPES } from './api-keys';
 
 /**
  * The configuration file: usage types, plans and the subjects that seed the subjects table.
@@ -56,11 +57,22 @@ export const subjectSchema = z.strictObject({
   name: z.string().max(200).optional(),
 });
 
+/** A key for the local runtime only: it is stored hashed at start, and never bundled into a deployment. */
+export const apiKeyConfigSchema = z
+  .strictObject({
+    key: z.string().min(16).max(256).regex(/^\S+$/, 'must have no spaces'),
+    scope: z.enum(SCOPES),
+    subject: id.optional(),
+    name: z.string().min(1).max(200).optional(),
+  })
+  .refine((k) => (k.scope === 'workspace') === (k.subject !== undefined), { message: 'required for a workspace key, and only for one', path: ['subject'] });
+
 export const configSchema = z
   .strictObject({
     usageTypes: z.array(usageTypeSchema).min(1),
     plans: z.array(planSchema).min(1),
     subjects: z.array(subjectSchema).default([]),
+    apiKeys: z.array(apiKeyConfigSchema).default([]),
     ingest: z
       .strictObject({
         /** Events whose `time` is further ahead of the clock than this are rejected as future_time. */
@@ -96,6 +108,11 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', path: ['plans', i, 'quotas', usageType], message: `unknown usage type "${usageType}"` });
         }
       }
+    });
+    const keys = new Set<string>();
+    config.apiKeys.forEach((apiKey, i) => {
+      if (keys.has(apiKey.key)) ctx.addIssue({ code: 'custom', path: ['apiKeys', i, 'key'], message: 'duplicate key' });
+      keys.add(apiKey.key);
     });
     config.subjects.forEach((subject, i) => {
       if (!plans.has(subject.plan)) {

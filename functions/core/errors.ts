@@ -32,3 +32,25 @@ export class ConflictError extends DomainError {
     super(message);
   }
 }
+
+/** No key, or a key that is unknown or revoked. */
+export class UnauthorizedError extends DomainError {
+  override readonly name = 'UnauthorizedError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A valid key whose scope or workspace does not cover the request. */
+export class ForbiddenError extends DomainError {
+  override readonly name = 'ForbiddenError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,6 +1,6 @@
 import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
-import type { Chunk, LedgerEntry, RollupKind } from './rollups';
+import type { Chunk, LedgerEntry, MemberKind, RollupKind } from './rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
 
@@ -60,13 +60,17 @@ export interface RollupRow {
   usageType: string;
   kind: RollupKind;
   period: string;
+  /** The user or group of a member item. */
+  member?: string;
   total: string;
   counters: Record<string, string>;
 }
 
 export interface RollupReader {
-  /** Rollup items of one subject whose period is in [fromPeriod, toPeriod] (inclusive, string order). */
-  query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]>;
+  /** Day or cycle items of one subject whose period is in [fromPeriod, toPeriod] (inclusive, string order). */
+  query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]>;
+  /** Every user or group item of one subject, cycle and usage type. */
+  members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]>;
 }
 
 export interface Clock {
@@ -165,4 +169,24 @@ export interface Email {
 export interface EmailSender {
   /** Sends one message; resolves with the provider's message id once it has accepted it. */
   send(email: Email): Promise<string>;
+}
+
+/** A stored API key: its hash, never the key. */
+export interface ApiKeyRecord {
+  id: string;
+  /** SHA-256 of the key, hex. */
+  hash: string;
+  scope: 'workspace' | 'finance' | 'admin';
+  subject?: string;
+  name?: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+export interface ApiKeyStore {
+  get(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Writes the record unless one with its id exists. */
+  put(record: ApiKeyRecord): Promise<void>;
+  list(): Promise<ApiKeyRecord[]>;
+  revoke(id: string, revokedAt: string): Promise<void>;
 }

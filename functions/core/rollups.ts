@@ -4,9 +4,10 @@ import { type NanoUnits, toNanoUnits } from './quantity';
 /**
  * Rollup keys and the fold from ledger changes to counter deltas.
  *
- * A chunk touches two items per subject and usage type: the day item (its total and its hour
- * counters) and the cycle item (its total and its day counters). Periods are keys, so a new
- * hour, day or cycle starts at zero without any write.
+ * A chunk touches two items per subject and usage type: the day item (its total, its hour counters
+ * and hour × channel counters) and the cycle item (its total, day counters, and channel and feature
+ * totals); and, for events that name them, one item per user and per group in the cycle, which the
+ * rankings read. Periods are keys, so a new hour, day or cycle starts at zero without any write.
  */
 
 /** Where an event's quantity is counted; computed once at ingest and stored in the ledger item. */
@@ -24,6 +25,10 @@ export interface LedgerImage extends Buckets {
   subject: string;
   usageType: string;
   quantity: string;
+  userId?: string;
+  groupId?: string;
+  channel?: string;
+  feature?: string;
 }
 
 /** A ledger item: the event, its buckets, when its message was sent (its version), and when it expires. */
@@ -38,16 +43,23 @@ export interface LedgerChange {
   expired?: boolean;
 }
 
-export type RollupKind = 'day' | 'cycle';
+export type RollupKind = 'day' | 'cycle' | 'user' | 'group';
+/** Items per user or group of a cycle, beside the subject's day and cycle items. */
+export type MemberKind = Extract<RollupKind, 'user' | 'group'>;
 
 export interface RollupUpdate {
   subject: string;
   usageType: string;
   kind: RollupKind;
-  /** 'YYYY-MM-DD' for a day item, the cycle start instant for a cycle item. */
+  /** 'YYYY-MM-DD' for a day item; the cycle start instant for the others. */
   period: string;
+  /** The user or group id of a user or group item. */
+  member?: string;
   total: NanoUnits;
-  /** hour counters of a day item ('h#YYYY-MM-DDTHH'), day counters of a cycle item ('d#YYYY-MM-DD'). */
+  /**
+   * Of a day item: hour counters ('h#YYYY-MM-DDTHH') and hour × channel counters ('ch#YYYY-MM-DDTHH#channel');
+   * of a cycle item: day counters ('d#YYYY-MM-DD'), channel totals ('c#channel') and feature totals ('f#feature').
+   */
   counters: Map<string, NanoUnits>;
 }
 
@@ -60,8 +72,14 @@ export interface Chunk {
 
 export const hourCounter = (hour: string) => `h#${hour}`;
 export const dayCounter = (day: string) => `d#${day}`;
-export const rollupSortKey = (kind: RollupKind, period: string, usageType: string) =>
-  `${kind === 'day' ? 'D' : 'C'}#${period}#${usageType}`;
+export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}#${channel}`;
+export const channelCounter = (channel: string) => `c#${channel}`;
+export const featureCounter = (feature: string) => `f#${feature}`;
+
+export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G' };
+/** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId. */
+export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) =>
+  `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
 /** Sequence numbers are decimal strings of varying length; padded, they compare as strings. */
 export const padSequenceNumber = (sequenceNumber: string) => sequenceNumber.padStart(40, '0');
@@ -77,7 +95,8 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
 
 /**
  * Splits changes, in order, into chunks that each touch at most `maxItems` rollup items, folding
- * every change into its chunk. Items whose deltas cancel out are dropped.
+ * every change into its chunk. Items whose deltas cancel out are dropped. One change touches at most
+ * 8 items (day, cycle, user and group, of its old and its new image), so `maxItems` must be at least 8.
  */
 export function planChunks(changes: readonly LedgerChange[], maxItems: number): Chunk[] {
   const chunks: Chunk[] = [];
@@ -107,8 +126,15 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
       const quantity = toNanoUnits(image.quantity);
       if (quantity === undefined) throw new Error(`ledger item holds an invalid quantity "${image.quantity}"`);
       const delta = sign * quantity;
-      add(current, image, 'day', image.day, hourCounter(image.hour), delta);
-      add(current, image, 'cycle', image.cycleStart, dayCounter(image.day), delta);
+      const day = add(current, image, 'day', image.day, delta);
+      bump(day, hourCounter(image.hour), delta);
+      if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
+      const cycle = add(current, image, 'cycle', image.cycleStart, delta);
+      bump(cycle, dayCounter(image.day), delta);
+      if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
+      if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
+      if (image.userId !== undefined) add(current, image, 'user', image.cycleStart, delta, image.userId);
+      if (image.groupId !== undefined) add(current, image, 'group', image.cycleStart, delta, image.groupId);
     }
   }
   flush();
@@ -116,20 +142,29 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
 }
 
 function itemKeys(image: LedgerImage): string[] {
-  return [itemKey(image, 'day', image.day), itemKey(image, 'cycle', image.cycleStart)];
+  return [
+    itemKey(image, 'day', image.day),
+    itemKey(image, 'cycle', image.cycleStart),
+    ...(image.userId === undefined ? [] : [itemKey(image, 'user', image.cycleStart, image.userId)]),
+    ...(image.groupId === undefined ? [] : [itemKey(image, 'group', image.cycleStart, image.groupId)]),
+  ];
 }
 
-function itemKey(image: LedgerImage, kind: RollupKind, period: string): string {
-  return `${image.subject}\u0000${rollupSortKey(kind, period, image.usageType)}`;
+function itemKey(image: LedgerImage, kind: RollupKind, period: string, member?: string): string {
+  return `${image.subject}\u0000${rollupSortKey(kind, period, image.usageType, member)}`;
 }
 
-function add(items: Map<string, RollupUpdate>, image: LedgerImage, kind: RollupKind, period: string, counter: string, delta: NanoUnits) {
-  const key = itemKey(image, kind, period);
+function add(items: Map<string, RollupUpdate>, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, member?: string): RollupUpdate {
+  const key = itemKey(image, kind, period, member);
   let item = items.get(key);
   if (!item) {
-    item = { subject: image.subject, usageType: image.usageType, kind, period, total: 0n, counters: new Map() };
+    item = { subject: image.subject, usageType: image.usageType, kind, period, ...(member === undefined ? {} : { member }), total: 0n, counters: new Map() };
     items.set(key, item);
   }
   item.total += delta;
+  return item;
+}
+
+function bump(item: RollupUpdate, counter: string, delta: NanoUnits): void {
   item.counters.set(counter, (item.counters.get(counter) ?? 0n) + delta);
 }

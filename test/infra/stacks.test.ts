@@ -190,16 +190,20 @@ describe('functions', () => {
     stateless.resourceCountIs('AWS::Logs::LogGroup', FUNCTION_NAMES.length + 1);
   });
 
-  it.each(FUNCTION_NAMES)('%s bundles the validated configuration beside an ESM bundle with the require shim', (name) => {
+  it.each(FUNCTION_NAMES)('%s bundles the validated configuration, without its local API keys, beside an ESM bundle with the require shim', (name) => {
     const bundle = join(built.app.outdir, (built.stateless.functions[name].node.findChild('Code') as Asset).assetPath);
-    expect(readFileSync(join(bundle, 'config.json'), 'utf8')).toBe(readFileSync(fixture('config.json'), 'utf8'));
+    const bundled = readFileSync(join(bundle, 'config.json'), 'utf8');
+    const { apiKeys, ...rest } = JSON.parse(readFileSync(fixture('config.json'), 'utf8')) as Record<string, unknown>;
+    expect(apiKeys).toHaveLength(1); // the fixture has a key that must stay out of the bundle
+    expect(JSON.parse(bundled)).toEqual(rest);
+    expect(bundled).not.toContain('infra-test-admin-key');
     expect(readFileSync(join(bundle, 'index.mjs'), 'utf8')).toMatch(/^import\s*\{\s*createRequire as __createRequire\s*\}/);
   });
 
   it.each([
     ['ingest', [TABLES.ledger, TABLES.quarantine, TABLES.subjects]],
     ['aggregate', [TABLES.rollups, TABLES.alerts, TABLES.subjects, TABLES.accounts]],
-    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts]],
+    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts, TABLES.apiKeys]],
     ['scheduler', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
     ['notify', [TABLES.alerts, TABLES.subjects, TABLES.rollups, TABLES.accounts]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
@@ -241,12 +245,17 @@ describe('least privilege', () => {
   const tableId = (name: TableName) => resourceOf(built.stateful.tables[name]).logicalId;
   const otherTables = (...names: TableName[]) => (Object.keys(TABLES) as TableName[]).filter((n) => !names.includes(n));
 
-  it('the api function writes only the subjects and accounts tables', () => {
+  it('the api function writes only the subjects, accounts and API keys tables', () => {
     const statements = policyStatements('api');
     expect(actionsOf(statements)).toContain('dynamodb:Query');
     const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
-    for (const name of ['subjects', 'accounts'] as const) expect(writes).toContain(tableId(name));
+    for (const name of ['subjects', 'accounts', 'apiKeys'] as const) expect(writes).toContain(tableId(name));
     for (const name of ['ledger', 'rollups', 'quarantine'] as const) expect(writes).not.toContain(tableId(name));
+  });
+
+  it('no function but the api function can touch the API keys table', () => {
+    expect(JSON.stringify(policyStatements('api'))).toContain(tableId('apiKeys'));
+    for (const name of FUNCTION_NAMES.filter((n) => n !== 'api')) expect(JSON.stringify(policyStatements(name))).not.toContain(tableId('apiKeys'));
   });
 
   it('the api function can send to the usage-events queue', () => {
@@ -477,8 +486,15 @@ describe('HTTP API', () => {
     expect(API_ROUTE_KEYS).not.toContain(`POST ${LOCAL_ONLY_PATH}`);
   });
 
-  it.each(API_ROUTE_KEYS)('%s requires IAM authorization', (routeKey) => {
-    stateless.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: routeKey, AuthorizationType: 'AWS_IAM' });
+  it('sends every route to the API function, which checks its key', () => {
+    const api = resourceOf(built.stateless.functions.api).logicalId;
+    const integrations = Object.entries(stateless.findResources('AWS::ApiGatewayV2::Integration'));
+    const routes = Object.values(stateless.findResources('AWS::ApiGatewayV2::Route')) as CfnResourceJson[];
+    expect(routes).toHaveLength(API_ROUTE_KEYS.length);
+    for (const route of routes) {
+      const [, integration] = integrations.find(([id]) => JSON.stringify(route.Properties.Target).includes(id)) ?? [];
+      expect(JSON.stringify(integration?.Properties)).toContain(api);
+    }
   });
 
   it('has no other routes (in particular no test clock)', () => {

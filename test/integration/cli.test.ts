@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { ReadyInfo } from '../../local/runtime';
 import { type Bucket, GroundTruth, type TestEvent } from '../support/ground-truth';
+import { ADMIN_KEY, bearer } from '../support/local-stack';
 
 /**
  * `usage-pipeline local` as a producer meets it: a separate process that prints one READY line,
@@ -92,14 +93,14 @@ describe('usage-pipeline local, as a separate process', () => {
     for (const subject of truth.subjects()) {
       const expected = truth.buckets(subject, 'day');
       const actual = await waitFor(async () => {
-        const response = await fetch(`${ready.api}/v1/workspaces/${subject}/usage?granularity=day&from=${from}&to=${to}`);
+        const response = await fetch(`${ready.api}/v1/workspaces/${subject}/usage?granularity=day&from=${from}&to=${to}`, { headers: bearer(ADMIN_KEY) });
         const { buckets } = (await response.json()) as { buckets: Bucket[] };
         return JSON.stringify(buckets) === JSON.stringify(expected) ? buckets : undefined;
       }, 30_000, `${subject} to converge`).catch(() => undefined);
       expect({ subject, buckets: actual ?? 'did not converge' }).toEqual({ subject, buckets: expected });
     }
     const quarantine = await waitFor(async () => {
-      const { items } = (await (await fetch(`${ready.api}/v1/quarantine`)).json()) as { items: { reason: string }[] };
+      const { items } = (await (await fetch(`${ready.api}/v1/quarantine`, { headers: bearer(ADMIN_KEY) })).json()) as { items: { reason: string }[] };
       return items.length > 0 ? items : undefined;
     }, 10_000, 'the quarantine');
     expect(quarantine.map((q) => q.reason)).toEqual(['not_json']);

@@ -8,7 +8,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import type { TestEvent } from '../support/ground-truth';
 import { utcCycleStart } from '../support/ground-truth';
 import { FixedClock } from '../support/fakes';
-import { StackClient } from '../support/local-stack';
+import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 
 /**
  * Quotas across two cycle closes, driven like a customer would: events over SQS and the API, grants over
@@ -100,7 +100,7 @@ afterAll(async () => {
 type Body = Record<string, unknown>;
 
 async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Body }> {
-  const response = await fetch(`${stack.ready.api}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const response = await fetch(`${stack.ready.api}${path}`, { method, headers: bearer(ADMIN_KEY), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   return { status: response.status, body: (await response.json()) as Body };
 }
 

@@ -25,7 +25,7 @@ import type {
   SubjectDirectory,
   SubjectStore,
 } from '../../functions/core/ports';
-import type { Chunk, LedgerEntry, RollupKind } from '../../functions/core/rollups';
+import type { Chunk, LedgerEntry, MemberKind, RollupKind } from '../../functions/core/rollups';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
 export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart(40, '0');
@@ -36,6 +36,7 @@ export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart
  *   'subject|usageType|day|2026-11-22|h#2026-11-22T10'    one hour counter of that day item
  *   'subject|usageType|cycle|2026-11-15T00:00:00.000Z'    the cycle item's total
  *   'subject|usageType|cycle|…|d#2026-11-22'              one day counter of that cycle item
+ *   'subject|usageType|user|2026-11-15T00:00:00.000Z#u1'  the total of user u1 in that cycle
  */
 export const flatKey = (subject: string, usageType: string, kind: RollupKind, period: string, counter?: string): string =>
   [subject, usageType, kind, period, ...(counter === undefined ? [] : [counter])].join('|');
@@ -86,8 +87,9 @@ export class InMemoryRollupWriter implements RollupWriter {
       return 'already-applied';
     }
     for (const update of chunk.updates) {
-      addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, update.period), update.total);
-      for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, update.period, counter), delta);
+      const period = update.member === undefined ? update.period : `${update.period}#${update.member}`;
+      addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period), update.total);
+      for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period, counter), delta);
     }
     this.checkpoints.set(shardId, pad40(chunk.lastSequenceNumber));
     record.result = 'committed';
@@ -270,18 +272,24 @@ export class InMemoryRollupReader implements RollupReader {
     return this;
   }
 
-  /** Replaces the row with the same subject, kind, period and usage type (or adds it): a late event or correction landed. */
+  /** Replaces the row with the same subject, kind, period, usage type and member (or adds it): a late event or correction landed. */
   set(subject: string, row: RollupRow): this {
-    const index = this.rows.findIndex((r) => r.subject === subject && r.row.kind === row.kind && r.row.period === row.period && r.row.usageType === row.usageType);
+    const index = this.rows.findIndex(
+      (r) => r.subject === subject && r.row.kind === row.kind && r.row.period === row.period && r.row.usageType === row.usageType && r.row.member === row.member,
+    );
     if (index >= 0) this.rows.splice(index, 1);
     return this.add(subject, row);
   }
 
-  async query(subject: string, kind: RollupKind, fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
+  async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
     this.queries.push({ subject, kind, fromPeriod, toPeriod });
     return this.rows
       .filter((r) => r.subject === subject && r.row.kind === kind && r.row.period >= fromPeriod && r.row.period <= toPeriod)
       .map((r) => r.row);
+  }
+
+  async members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]> {
+    return this.rows.filter((r) => r.subject === subject && r.row.kind === kind && r.row.period === cycleStart && r.row.usageType === usageType).map((r) => r.row);
   }
 }
 

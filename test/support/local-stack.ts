@@ -2,6 +2,10 @@ import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { LocalStack } from '../../local/runtime';
 import type { Bucket, Granularity } from './ground-truth';
 
+/** The admin key every test fixture config declares. */
+export const ADMIN_KEY = 'test-admin-key-000000000000';
+export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
 /** Talks to a running local stack the way a producer and a reader would: SQS in, HTTP out. */
 export class StackClient {
   readonly sqs: SQSClient;
@@ -26,8 +30,8 @@ export class StackClient {
     return ids;
   }
 
-  async get(path: string): Promise<{ status: number; body: unknown }> {
-    const response = await fetch(`${this.stack.ready.api}${path}`);
+  async get(path: string, key = ADMIN_KEY): Promise<{ status: number; body: unknown }> {
+    const response = await fetch(`${this.stack.ready.api}${path}`, { headers: bearer(key) });
     return { status: response.status, body: await response.json() };
   }
 

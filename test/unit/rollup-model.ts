@@ -19,6 +19,13 @@ function applyImage(totals: Map<string, bigint>, image: LedgerImage, sign: bigin
   addTo(totals, flatKey(image.subject, image.usageType, 'day', image.day, `h#${image.hour}`), delta);
   addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart), delta);
   addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart, `d#${image.day}`), delta);
+  if (image.channel !== undefined) {
+    addTo(totals, flatKey(image.subject, image.usageType, 'day', image.day, `ch#${image.hour}#${image.channel}`), delta);
+    addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart, `c#${image.channel}`), delta);
+  }
+  if (image.feature !== undefined) addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart, `f#${image.feature}`), delta);
+  if (image.userId !== undefined) addTo(totals, flatKey(image.subject, image.usageType, 'user', `${image.cycleStart}#${image.userId}`), delta);
+  if (image.groupId !== undefined) addTo(totals, flatKey(image.subject, image.usageType, 'group', `${image.cycleStart}#${image.groupId}`), delta);
 }
 
 /** What the rollups must hold after `changes`: INSERT adds, MODIFY subtracts old and adds new, REMOVE subtracts, TTL does nothing. */
@@ -37,8 +44,9 @@ export function chunkTotals(chunks: readonly Chunk[]): Map<string, bigint> {
   const totals = new Map<string, bigint>();
   for (const chunk of chunks) {
     for (const u of chunk.updates) {
-      addTo(totals, flatKey(u.subject, u.usageType, u.kind, u.period), u.total);
-      for (const [counter, delta] of u.counters) addTo(totals, flatKey(u.subject, u.usageType, u.kind, u.period, counter), delta);
+      const period = u.member === undefined ? u.period : `${u.period}#${u.member}`;
+      addTo(totals, flatKey(u.subject, u.usageType, u.kind, period), u.total);
+      for (const [counter, delta] of u.counters) addTo(totals, flatKey(u.subject, u.usageType, u.kind, period, counter), delta);
     }
   }
   return totals;
@@ -77,7 +85,16 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
     const hour = `${day}T${String(Math.floor(next() * 3) + 9).padStart(2, '0')}`;
     // Cycles anchored on the 15th, in UTC.
     const cycleStart = day >= '2026-11-15' ? '2026-11-15T00:00:00.000Z' : '2026-10-15T00:00:00.000Z';
-    return { subject: pick(SUBJECTS), usageType: pick(USAGE_TYPES), quantity: pick(QUANTITIES), hour, day, cycleStart };
+    const dimensions: Partial<LedgerImage> = {};
+    const userId = pick(['u1', 'u2', 'u3', undefined]);
+    const groupId = pick(['g1', 'g2', undefined]);
+    const channel = pick(['ui', 'api', 'mcp', undefined]);
+    const feature = pick(['generate', undefined]);
+    if (userId !== undefined) dimensions.userId = userId;
+    if (groupId !== undefined) dimensions.groupId = groupId;
+    if (channel !== undefined) dimensions.channel = channel;
+    if (feature !== undefined) dimensions.feature = feature;
+    return { subject: pick(SUBJECTS), usageType: pick(USAGE_TYPES), quantity: pick(QUANTITIES), hour, day, cycleStart, ...dimensions };
   };
   const live = new Map<number, LedgerImage>();
   const changes: LedgerChange[] = [];

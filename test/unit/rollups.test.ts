@@ -257,10 +257,17 @@ describe('planChunks splits changes into chunks of at most maxItems items', () =
     change.expired
       ? []
       : [change.oldImage, change.newImage].flatMap((i) =>
-          i ? [`${i.subject}|${i.usageType}|day|${i.day}`, `${i.subject}|${i.usageType}|cycle|${i.cycleStart}`] : [],
+          i
+            ? [
+                `${i.subject}|${i.usageType}|day|${i.day}`,
+                `${i.subject}|${i.usageType}|cycle|${i.cycleStart}`,
+                ...(i.userId ? [`${i.subject}|${i.usageType}|user|${i.cycleStart}#${i.userId}`] : []),
+                ...(i.groupId ? [`${i.subject}|${i.usageType}|group|${i.cycleStart}#${i.groupId}`] : []),
+              ]
+            : [],
         );
 
-  const cases = [1, 2, 3].flatMap((seed) => [4, 5, 9, 99].map((maxItems) => ({ seed, maxItems })));
+  const cases = [1, 2, 3].flatMap((seed) => [8, 9, 13, 99].map((maxItems) => ({ seed, maxItems })));
 
   test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded, ordered, greedy chunks that sum to the model', ({ seed, maxItems }) => {
     // Arrange
@@ -279,7 +286,7 @@ describe('planChunks splits changes into chunks of at most maxItems items', () =
       // At most maxItems distinct items are touched, and each item appears once.
       const touched = new Set(own.flatMap(itemsOf));
       expect(touched.size).toBeLessThanOrEqual(maxItems);
-      const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}`);
+      const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}${u.member ? `#${u.member}` : ''}`);
       expect(new Set(written).size).toBe(written.length);
       expect(written.every((item) => touched.has(item))).toBe(true);
       // Greedy: the next chunk's first record would not have fitted into this one.
