@@ -28,7 +28,10 @@ const USAGE = `usage: usage-pipeline <command> [options]
       Create an API key (printed once; only its hash is stored), list keys (never the key), or revoke
       one, in the table named by API_KEYS_TABLE. A workspace key needs --subject.
 
-  These take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
+  openapi
+      Print the OpenAPI 3.1 document of the HTTP API (npm run openapi writes it to openapi.json).
+
+  subjects, grants and keys take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
   and usage types.
 `;
 
@@ -43,6 +46,12 @@ async function main(argv: string[]): Promise<number> {
       return grants(rest);
     case 'keys':
       return keys(rest);
+    case 'openapi': {
+      const { DEPLOYED_ROUTES } = await import('../functions/api');
+      const { buildOpenApi } = await import('../functions/openapi');
+      process.stdout.write(`${JSON.stringify(buildOpenApi(DEPLOYED_ROUTES), null, 2)}\n`);
+      return 0;
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -6,11 +6,14 @@ import { z } from 'zod';
 import { appContext } from './adapters/app-context';
 import { httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
+import { quarantineQuerySchema } from './core/ingest';
+import { buildOpenApi } from './openapi';
 import { type Access, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/api-keys';
-import { InvalidRequestError, NotFoundError } from './core/errors';
+import { NotFoundError } from './core/errors';
 import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
-import { addGrant, grantBodySchema, parseBody, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
+import { addGrant, grantBodySchema, parseBody, parseQuery, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
+import { memberTopQuerySchema, seriesQuerySchema, summaryQuerySchema, topMembers, topWorkspaces, usageSeries, usageSummary, workspaceTopQuerySchema } from './core/analytics';
 
 type Route = (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyResultV2>;
 
@@ -62,20 +65,37 @@ const listCloses: Route = async (event) => {
   return json(200, { cycles, adjustments });
 };
 
-const quarantineQuery = z.object({
-  subject: z.string().min(1).max(128).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-});
-
 const listQuarantine: Route = async (event) => {
-  const parsed = quarantineQuery.safeParse(event.queryStringParameters ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new InvalidRequestError('invalid_parameter', `${issue?.path.join('.') || 'query'}: ${issue?.message ?? 'invalid'}`);
-  }
-  const items = await appContext.quarantine().list(parsed.data);
+  const items = await appContext.quarantine().list(parseQuery(quarantineQuerySchema, event.queryStringParameters));
   return json(200, { items: items.map(({ reason, detail, receivedAt, body, subject }) => ({ reason, detail, receivedAt, subject, body })) });
 };
+
+const analyticsDeps = () => ({
+  subjects: appContext.subjects(),
+  rollups: appContext.rollups(),
+  clock: appContext.clock(),
+  usageTypes: appContext.config().usageTypes.map((u) => u.id),
+});
+
+const getSummary: Route = async (event) =>
+  json(
+    200,
+    await usageSummary(workspaceId(event), parseQuery(summaryQuerySchema, event.queryStringParameters), {
+      config: appContext.config(),
+      subjects: appContext.subjects(),
+      rollups: appContext.rollups(),
+      accounts: appContext.accounts(),
+      clock: appContext.clock(),
+    }),
+  );
+
+const getSeries: Route = async (event) => json(200, await usageSeries(workspaceId(event), parseQuery(seriesQuerySchema, event.queryStringParameters), analyticsDeps()));
+
+const getMemberTop: Route = async (event) => json(200, await topMembers(workspaceId(event), parseQuery(memberTopQuerySchema, event.queryStringParameters), analyticsDeps()));
+
+const getWorkspaceTop: Route = async (event) => json(200, await topWorkspaces(parseQuery(workspaceTopQuerySchema, event.queryStringParameters), analyticsDeps()));
+
+const getOpenApi: Route = async () => json(200, openApiDocument());
 
 const postKey: Route = async (event) =>
   json(201, await createKey(parseBody(keyBodySchema, event.body), { keys: appContext.apiKeys(), subjects: appContext.subjects(), clock: appContext.clock() }));
@@ -96,6 +116,10 @@ const advanceTestClock: Route = async (event) => {
 export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/usage', access: 'workspace-read', handler: getUsage },
   { method: 'GET', path: '/v1/workspaces/{id}/quotas', access: 'workspace-read', handler: getQuotas },
+  { method: 'GET', path: '/v1/workspaces/{id}/usage/summary', access: 'workspace-read', handler: getSummary },
+  { method: 'GET', path: '/v1/workspaces/{id}/usage/series', access: 'workspace-read', handler: getSeries },
+  { method: 'GET', path: '/v1/workspaces/{id}/usage/top', access: 'workspace-read', handler: getMemberTop },
+  { method: 'GET', path: '/v1/usage/top', access: 'finance', handler: getWorkspaceTop },
   { method: 'POST', path: '/v1/workspaces/{id}/usages', access: 'workspace-write', handler: postUsages },
   { method: 'PUT', path: '/v1/workspaces/{id}', access: 'admin', handler: putWorkspaceRoute },
   { method: 'GET', path: '/v1/workspaces/{id}/grants', access: 'workspace-read', handler: listGrants },
@@ -107,7 +131,19 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/keys', access: 'admin', handler: getKeys },
   { method: 'DELETE', path: '/v1/keys/{keyId}', access: 'admin', handler: deleteKey },
   { method: 'POST', path: '/v1/test-clock', access: 'admin', handler: advanceTestClock },
+  { method: 'GET', path: '/openapi.json', access: 'public', handler: getOpenApi },
 ] as const satisfies readonly { method: string; path: string; access: Access; handler: Route }[];
+
+/** Routes the handler serves only in the local runtime (in AWS it answers 404 by itself): never on the HTTP API. */
+const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock'];
+/** The routes the HTTP API exposes and the OpenAPI document describes. */
+export const DEPLOYED_ROUTES = ROUTES.filter((route) => !LOCAL_ONLY_PATHS.includes(route.path));
+
+let document: Record<string, unknown> | undefined;
+function openApiDocument(): Record<string, unknown> {
+  document ??= buildOpenApi(DEPLOYED_ROUTES);
+  return document;
+}
 
 /** Checks the caller's key against the route's access before the route runs. */
 function guarded(access: Access, path: string, handler: Route): Route {

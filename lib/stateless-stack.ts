@@ -13,7 +13,7 @@ import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
-import { ROUTES } from '../functions/api';
+import { DEPLOYED_ROUTES } from '../functions/api';
 import type { TableName } from './stateful-stack';
 import { type FunctionName, UsageFunction } from './usage-function';
 
@@ -29,10 +29,6 @@ export interface StatelessStackProps extends StackProps {
 const API_THROTTLE = { rateLimit: 50, burstLimit: 100 };
 /** Aggregation more than this far behind the ledger means rollups and alerts are stale. */
 const MAX_ITERATOR_AGE = Duration.minutes(5);
-/** Routes the handler serves only in the local runtime (in AWS it answers 404 by itself): never on the HTTP API. */
-const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock'];
-/** The routes of functions/api.ts that the HTTP API exposes. */
-export const API_ROUTES = ROUTES.filter((route) => !LOCAL_ONLY_PATHS.includes(route.path));
 /** Times EventBridge Scheduler retries an invocation the Lambda service refused, before the dead-letter queue. */
 const SCHEDULE_RETRY_ATTEMPTS = 10;
 
@@ -198,7 +194,7 @@ export class StatelessStack extends Stack {
       createDefaultStage: false,
     });
     const integration = new HttpLambdaIntegration('ApiIntegration', api);
-    this.apiRoutes = API_ROUTES.flatMap(({ method, path }) => this.api.addRoutes({ path, methods: [HttpMethod[method]], integration }));
+    this.apiRoutes = DEPLOYED_ROUTES.flatMap(({ method, path }) => this.api.addRoutes({ path, methods: [HttpMethod[method]], integration }));
     const accessLogs = new LogGroup(this, 'ApiAccessLogs', { retention: RetentionDays.ONE_MONTH });
     const stage = this.api.addStage('DefaultStage', {
       stageName: '$default',

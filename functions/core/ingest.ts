@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { type Config } from './config';
 import { cycleContaining, localDate, utcHour } from './cycles';
 import { type Rejection, type UsageEvent, eventKey, parseMessageBody, validateEvent } from './envelope';
@@ -114,3 +115,9 @@ function subjectOf(raw: unknown): string | undefined {
   const subject = (raw as { subject?: unknown }).subject;
   return typeof subject === 'string' && subject.length > 0 && subject.length <= 128 ? subject : undefined;
 }
+
+/** Query of GET /v1/quarantine. */
+export const quarantineQuerySchema = z.strictObject({
+  subject: z.string().min(1).max(128).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});

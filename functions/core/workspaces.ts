@@ -29,11 +29,20 @@ export function parseBody<S extends z.ZodType>(schema: S, body: string | undefin
   } catch {
     throw new InvalidRequestError('invalid_json', 'the request body must be JSON');
   }
+  return parseWith(schema, raw, 'body');
+}
+
+/** Parses query-string parameters against a schema; any problem is a 400 naming the parameter. */
+export function parseQuery<S extends z.ZodType>(schema: S, params: Record<string, string | undefined> | undefined): z.infer<S> {
+  return parseWith(schema, params ?? {}, 'query');
+}
+
+function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
   const result = schema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = issue?.code === 'unrecognized_keys' ? formatPath([...issue.path, issue.keys[0] ?? '']) : formatPath(issue?.path ?? []);
-    throw new InvalidRequestError('invalid_parameter', `${field || 'body'}: ${issue?.code === 'unrecognized_keys' ? 'unknown key' : (issue?.message ?? 'invalid')}`);
+    throw new InvalidRequestError('invalid_parameter', `${field || what}: ${issue?.code === 'unrecognized_keys' ? 'unknown key' : (issue?.message ?? 'invalid')}`);
   }
   return result.data;
 }

@@ -8,6 +8,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import type { TestEvent } from '../support/ground-truth';
 import { utcCycleStart } from '../support/ground-truth';
 import { FixedClock } from '../support/fakes';
+import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 
 /**
@@ -101,7 +102,9 @@ type Body = Record<string, unknown>;
 
 async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Body }> {
   const response = await fetch(`${stack.ready.api}${path}`, { method, headers: bearer(ADMIN_KEY), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  return { status: response.status, body: (await response.json()) as Body };
+  const parsed = (await response.json()) as Body;
+  if (path !== '/v1/test-clock') checkResponse(method, path, response.status, parsed);
+  return { status: response.status, body: parsed };
 }
 
 /** Splits `total` (thousandths) into `parts` events at times spread over [from, to]. */

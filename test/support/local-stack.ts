@@ -1,5 +1,6 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { LocalStack } from '../../local/runtime';
+import { checkResponse } from './api-contract';
 import type { Bucket, Granularity } from './ground-truth';
 
 /** The admin key every test fixture config declares. */
@@ -32,7 +33,9 @@ export class StackClient {
 
   async get(path: string, key = ADMIN_KEY): Promise<{ status: number; body: unknown }> {
     const response = await fetch(`${this.stack.ready.api}${path}`, { headers: bearer(key) });
-    return { status: response.status, body: await response.json() };
+    const body: unknown = await response.json();
+    checkResponse('GET', path, response.status, body);
+    return { status: response.status, body };
   }
 
   /** Every bucket of a subject in [from, to), fetched in windows the API accepts. */

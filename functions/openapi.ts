@@ -1,0 +1,323 @@
+import { z } from 'zod';
+import { memberTopQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/analytics';
+import { type Access, SCOPES, keyBodySchema } from './core/api-keys';
+import { quarantineQuerySchema } from './core/ingest';
+import { usageQuerySchema } from './core/usage';
+import { grantBodySchema, workspaceBodySchema } from './core/workspaces';
+
+/**
+ * The OpenAPI 3.1 document of the HTTP API. Request parameters and bodies are the very zod schemas the
+ * handlers validate with; responses are described here, and the tests check every response against them.
+ * `npm run openapi` writes it to openapi.json; GET /openapi.json serves it.
+ */
+
+const amount = z.number().describe('exact decimal amount in the usage type\'s unit');
+const instant = z.string().describe('UTC ISO 8601 instant');
+const decimal = z.string().describe('exact decimal string');
+
+const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+const subjectSchema = z.object({
+  id: z.string(),
+  plan: z.string(),
+  billingAnchorDay: z.number().int(),
+  timeZone: z.string(),
+  contacts: z.array(z.string()),
+  name: z.string().optional(),
+  createdAt: instant.optional(),
+});
+
+const grantSchema = z.object({
+  subject: z.string(),
+  id: z.string(),
+  kind: z.enum(['spillover', 'bonus', 'topup']),
+  usageType: z.string(),
+  amount: decimal,
+  grantedAt: instant,
+  cycleStart: instant.optional(),
+  expiresAt: instant.optional(),
+});
+
+const usageSnapshotSchema = z.object({
+  limit: decimal,
+  spilloverIn: decimal,
+  used: decimal,
+  overflow: decimal,
+  drawn: z.record(z.string(), decimal),
+  uncovered: decimal,
+  spilloverOut: decimal,
+});
+
+const cycleSnapshotSchema = z.object({
+  subject: z.string(),
+  cycleStart: instant,
+  cycleEnd: instant,
+  plan: z.string(),
+  status: z.enum(['closing', 'closed']),
+  frozenAt: instant,
+  usage: z.record(z.string(), usageSnapshotSchema),
+  expired: z.record(z.string(), decimal),
+});
+
+const adjustmentSchema = z.object({ subject: z.string(), cycleStart: instant, usageType: z.string(), delta: decimal, totalAfter: decimal, detectedAt: instant });
+
+const quotaEntrySchema = z.object({
+  usageType: z.string(),
+  limitAmount: amount,
+  dailyLimitAmount: amount.nullable(),
+  usedAmount: amount,
+  usedAmountDaily: amount,
+  availableAmount: amount,
+  bonusAmount: amount,
+  spilloverAmount: amount,
+  fairUseLimitReached: z.boolean(),
+  canUse: z.boolean(),
+  cycleStart: instant,
+  cycleEnd: instant,
+});
+
+const summaryEntrySchema = z.object({
+  usageType: z.string(),
+  cycleStart: instant,
+  cycleEnd: instant,
+  usedAmount: amount,
+  allowanceAmount: amount.describe('plan allowance plus spillover carried in'),
+  limitAmount: amount,
+  spilloverAmount: amount,
+  bonusAmount: amount.describe('bonus and top-up credits still available'),
+  availableAmount: amount,
+  usedPercent: z.number().nullable(),
+  daysElapsed: z.number().int(),
+  daysRemaining: z.number().int(),
+  avgPerDay: z.number(),
+  runOutInDays: z.number().nullable(),
+  projectedToRunOut: z.boolean(),
+});
+
+const seriesBucketSchema = z.object({ start: instant, end: instant, total: amount, byChannel: z.record(z.string(), amount) });
+const rankedEntrySchema = z.object({ rank: z.number().int(), id: z.string(), amount, share: z.number() });
+
+const apiKeyViewSchema = z.object({
+  id: z.string(),
+  scope: z.enum(SCOPES),
+  subject: z.string().optional(),
+  name: z.string().optional(),
+  createdAt: instant,
+  revokedAt: instant.optional(),
+});
+
+/** A usage event as POST /v1/workspaces/{id}/usages takes it (validated by the same rules as the queue's). */
+const usageEventBody = z.object({
+  specversion: z.literal('1.0'),
+  id: z.string().optional().describe('filled in when left out'),
+  source: z.string().optional().describe('filled in ("//api") when left out'),
+  type: z.string(),
+  subject: z.string().optional().describe('must be the workspace in the path'),
+  time: instant,
+  data: z.object({
+    usageType: z.string(),
+    quantity: z.number(),
+    userId: z.string().optional(),
+    groupId: z.string().optional(),
+    channel: z.string().optional(),
+    feature: z.string().optional(),
+  }),
+});
+
+/** What the document says of one route; keyed by "METHOD path" as in ROUTES. */
+interface RouteDoc {
+  summary: string;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  responses: Record<number, { description: string; schema: z.ZodType }>;
+}
+
+export const ROUTE_DOCS: Record<string, RouteDoc> = {
+  'GET /v1/workspaces/{id}/usage': {
+    summary: 'Usage buckets of a workspace (hour, day or cycle) in [from, to)',
+    query: usageQuerySchema,
+    responses: { 200: { description: 'buckets', schema: z.object({ subject: z.string(), granularity: z.enum(['hour', 'day', 'cycle']), buckets: z.array(z.object({ start: instant, usageType: z.string(), quantity: amount })) }) } },
+  },
+  'GET /v1/workspaces/{id}/quotas': {
+    summary: 'What is left this cycle, per usage type',
+    responses: { 200: { description: 'quota view', schema: z.object({ subject: z.string(), plan: z.string(), quotas: z.array(quotaEntrySchema) }) } },
+  },
+  'GET /v1/workspaces/{id}/usage/summary': {
+    summary: 'Cycle progress and when the allowance runs out at the current rate',
+    query: summaryQuerySchema,
+    responses: { 200: { description: 'summary', schema: z.object({ subject: z.string(), plan: z.string(), asOf: instant, summary: z.array(summaryEntrySchema) }) } },
+  },
+  'GET /v1/workspaces/{id}/usage/series': {
+    summary: 'Usage over 24 hours (hourly), 7 days (daily) or 30 days (weekly), split by channel',
+    query: seriesQuerySchema,
+    responses: {
+      200: {
+        description: 'series',
+        schema: z.object({
+          subject: z.string(),
+          asOf: instant,
+          window: z.enum(['24h', '7d', '30d']),
+          granularity: z.enum(['hour', 'day', 'week']),
+          series: z.array(z.object({ usageType: z.string(), buckets: z.array(seriesBucketSchema) })),
+        }),
+      },
+    },
+  },
+  'GET /v1/workspaces/{id}/usage/top': {
+    summary: 'Users or groups of a workspace ranked by use in a cycle, in pages',
+    query: memberTopQuerySchema,
+    responses: {
+      200: {
+        description: 'one page of the ranking',
+        schema: z.object({
+          subject: z.string(),
+          by: z.enum(['user', 'group']),
+          usageType: z.string(),
+          cycleStart: instant,
+          cycleEnd: instant,
+          totalAmount: amount,
+          entries: z.array(rankedEntrySchema),
+          nextCursor: z.string().nullable(),
+        }),
+      },
+    },
+  },
+  'GET /v1/usage/top': {
+    summary: 'Workspaces ranked by use in their own cycle (finance, admin)',
+    query: workspaceTopQuerySchema,
+    responses: {
+      200: {
+        description: 'one page of the ranking',
+        schema: z.object({
+          by: z.literal('workspace'),
+          usageType: z.string(),
+          cycle: z.string(),
+          totalAmount: amount,
+          entries: z.array(rankedEntrySchema.extend({ name: z.string().optional(), cycleStart: instant, cycleEnd: instant })),
+          nextCursor: z.string().nullable(),
+        }),
+      },
+    },
+  },
+  'POST /v1/workspaces/{id}/usages': {
+    summary: 'Record usage: one event or an array of up to 500',
+    body: z.union([usageEventBody, z.array(usageEventBody)]),
+    responses: { 202: { description: 'queued', schema: z.object({ events: z.array(z.object({ source: z.string(), id: z.string() })) }) } },
+  },
+  'PUT /v1/workspaces/{id}': {
+    summary: 'Create or change a workspace (admin)',
+    body: workspaceBodySchema,
+    responses: { 200: { description: 'changed', schema: subjectSchema }, 201: { description: 'created', schema: subjectSchema } },
+  },
+  'GET /v1/workspaces/{id}/grants': {
+    summary: 'Grants of a workspace',
+    responses: { 200: { description: 'grants', schema: z.object({ grants: z.array(grantSchema) }) } },
+  },
+  'POST /v1/workspaces/{id}/grants': {
+    summary: 'Grant bonus or top-up credits, idempotent by id (admin)',
+    body: grantBodySchema,
+    responses: { 200: { description: 'already granted', schema: grantSchema }, 201: { description: 'granted', schema: grantSchema } },
+  },
+  'GET /v1/workspaces/{id}/closes': {
+    summary: 'Closed cycles and adjustments to them',
+    responses: { 200: { description: 'closes', schema: z.object({ cycles: z.array(cycleSnapshotSchema), adjustments: z.array(adjustmentSchema) }) } },
+  },
+  'GET /v1/usage-types': {
+    summary: 'Configured usage types',
+    responses: { 200: { description: 'usage types', schema: z.object({ usageTypes: z.array(z.object({ id: z.string(), unit: z.string(), allowFractions: z.boolean() })) }) } },
+  },
+  'GET /v1/quarantine': {
+    summary: 'Rejected events with their reason (admin)',
+    query: quarantineQuerySchema,
+    responses: {
+      200: {
+        description: 'quarantined events',
+        schema: z.object({ items: z.array(z.object({ reason: z.string(), detail: z.string(), receivedAt: instant, subject: z.string().optional(), body: z.string() })) }),
+      },
+    },
+  },
+  'POST /v1/keys': {
+    summary: 'Create an API key; the key is in this response only (admin)',
+    body: keyBodySchema,
+    responses: { 201: { description: 'created', schema: apiKeyViewSchema.extend({ key: z.string() }) } },
+  },
+  'GET /v1/keys': {
+    summary: 'API keys, without the keys (admin)',
+    responses: { 200: { description: 'keys', schema: z.object({ keys: z.array(apiKeyViewSchema) }) } },
+  },
+  'DELETE /v1/keys/{keyId}': {
+    summary: 'Revoke an API key (admin)',
+    responses: { 200: { description: 'revoked', schema: apiKeyViewSchema } },
+  },
+  'GET /openapi.json': {
+    summary: 'This document',
+    responses: { 200: { description: 'OpenAPI 3.1 document', schema: z.object({ openapi: z.string() }).loose() } },
+  },
+};
+
+const ERRORS: Record<number, string> = {
+  400: 'invalid request: `error.code` names the problem',
+  401: 'missing, unknown or revoked API key',
+  403: 'the key\'s scope or workspace does not cover this route',
+  404: 'unknown workspace or resource',
+  409: 'conflict with the stored state',
+};
+
+const WHO: Record<Access, string> = {
+  public: 'No key needed.',
+  any: 'Any valid key.',
+  'workspace-read': 'A key of this workspace, a finance key or an admin key.',
+  'workspace-write': 'A key of this workspace or an admin key.',
+  finance: 'A finance or admin key.',
+  admin: 'An admin key.',
+};
+
+/** The JSON Schema of a zod schema; the dialect is the document's (jsonSchemaDialect), not repeated per schema. */
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const described = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete described.$schema;
+  return described;
+}
+
+/** The document for the given routes (those the HTTP API exposes). */
+export function buildOpenApi(routes: readonly { method: string; path: string; access: Access }[]): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const { method, path, access } of routes) {
+    const doc = ROUTE_DOCS[`${method} ${path}`];
+    if (!doc) throw new Error(`no OpenAPI description for ${method} ${path}`);
+    const pathParameters = [...path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
+    const queryParameters = Object.entries(doc.query?.shape ?? {}).map(([name, schema]) => {
+      const described = jsonSchema(schema as z.ZodType, 'input');
+      return { name, in: 'query', required: !(schema as z.ZodType).safeParse(undefined).success, schema: described };
+    });
+    const responses: Record<string, unknown> = {};
+    for (const [status, { description, schema }] of Object.entries(doc.responses)) {
+      responses[status] = { description, content: { 'application/json': { schema: jsonSchema(schema, 'output') } } };
+    }
+    for (const [status, description] of Object.entries(ERRORS)) {
+      if (access === 'public' && (status === '401' || status === '403')) continue;
+      responses[status] = { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    }
+    paths[path] ??= {};
+    paths[path][method.toLowerCase()] = {
+      summary: doc.summary,
+      description: WHO[access],
+      operationId: `${method.toLowerCase()}${path.replace(/\{(\w+)\}/g, 'By_$1').replace(/[^A-Za-z0-9]+(\w)/g, (_, c: string) => c.toUpperCase())}`,
+      ...(access === 'public' ? { security: [] } : {}),
+      parameters: [...pathParameters, ...queryParameters],
+      ...(doc.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(doc.body, 'input') } } } } : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'usage-pipeline API', version: '1', description: 'Exact usage metering: quotas, usage analytics, workspaces, grants and API keys.' },
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    security: [{ apiKey: [] }],
+    components: {
+      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' } },
+      schemas: { Error: jsonSchema(errorSchema, 'output') },
+    },
+    paths,
+  };
+}
