@@ -147,6 +147,7 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   const billed = writeMeter.totalUnits();
   out(`DynamoDB write units: ${billed} for ${unique} unique events = ${(billed / unique).toFixed(3)} per unique event (floor 1.000; duplicates, the correction and the quarantine cost one each)`);
   out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
+  await showWorkspaceView(stack, out);
   const closesMatch = await closeTheCycle(stack, out);
   const emailsMatch = await crossThresholds(stack, out);
   return allMatch && closesMatch && emailsMatch;
@@ -201,6 +202,27 @@ interface QuotaRow {
   canUse: boolean;
   cycleStart: string;
   cycleEnd: string;
+}
+
+/** What a workspace's own API key shows it: its cycle's progress and projection, its top users; another workspace is 403. */
+async function showWorkspaceView(stack: LocalStack, out: (line: string) => void): Promise<void> {
+  const own = stack.config.apiKeys.find((k) => k.scope === 'workspace');
+  const other = stack.config.subjects.find((s) => s.id !== own?.subject);
+  if (!own?.subject || !other) return;
+  const get = async <T>(path: string) => (await fetch(`${stack.ready.api}${path}`, { headers: { authorization: `Bearer ${own.key}` } })).json() as Promise<T>;
+  const { summary } = await get<{ summary: { usageType: string; usedAmount: number; allowanceAmount: number; avgPerDay: number; runOutInDays: number | null; projectedToRunOut: boolean; daysRemaining: number }[] }>(
+    `/v1/workspaces/${own.subject}/usage/summary`,
+  );
+  const top = await get<{ entries: { id: string; amount: number; share: number }[] }>(`/v1/workspaces/${own.subject}/usage/top?by=user&usageType=tokens&limit=3`);
+  const denied = await get<{ error: { code: string } }>(`/v1/workspaces/${other.id}/quotas`);
+  out('');
+  out(`${own.subject} with its own API key ("${own.name ?? own.subject}"):`);
+  for (const s of summary) {
+    const runOut = s.runOutInDays === null ? 'no use yet' : `runs out in ${s.runOutInDays} days${s.projectedToRunOut ? `, before the cycle ends (${s.daysRemaining} days left)` : ''}`;
+    out(`  ${s.usageType.padEnd(8)} ${s.usedAmount} of ${s.allowanceAmount} used, ${s.avgPerDay}/day, ${runOut}`);
+  }
+  out(`  top users (tokens): ${top.entries.map((e) => `${e.id} ${e.amount} (${(e.share * 100).toFixed(1)}%)`).join(', ')}`);
+  out(`  the same key on ${other.id}: ${denied.error.code}`);
 }
 
 /**
