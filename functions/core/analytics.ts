@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { units } from './balance';
 import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay } from './cycles';
@@ -30,9 +31,9 @@ export interface Projection {
   daysRemaining: number;
   /** Used ÷ daysElapsed, rounded to 2 decimals. */
   avgPerDay: number;
-  /** Available ÷ avgPerDay, rounded to 2 decimals; 0 when nothing is left; null when nothing has been used. */
+  /** Available ÷ avgPerDay, rounded to 2 decimals; null when nothing has been used (even if nothing is left), else 0 once nothing is left. */
   runOutInDays: number | null;
-  /** At avgPerDay, what is available is gone before the cycle ends (true once nothing is left). */
+  /** At avgPerDay, what is available is gone before the cycle ends (true once use has left nothing; false with no use). */
   projectedToRunOut: boolean;
 }
 
@@ -72,6 +73,9 @@ export interface SummaryEntry extends Projection {
 }
 
 export async function usageSummary(subjectId: string, query: z.infer<typeof summaryQuerySchema>, deps: QuotaDeps): Promise<{ subject: string; plan: string; asOf: string; summary: SummaryEntry[] }> {
+  if (query.usageType !== undefined && !deps.config.usageTypes.some((u) => u.id === query.usageType)) {
+    throw new InvalidRequestError('unknown_usage_type', `usage type "${query.usageType}" is not configured`);
+  }
   const subject = await knownSubject(subjectId, deps.subjects);
   // One instant for the quota view and the projection.
   const now = deps.clock.now();
@@ -268,7 +272,9 @@ export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchem
     );
   }
   const total = entries.reduce((sum, e) => sum + e.amount, 0n);
-  const page = rankPage(entries, total, query.limit, query.cursor, `workspace|${usageType}|${query.cycle}`);
+  // The cursor belongs to the cycles `cycle` named when the first page was read: after a rollover it is refused.
+  const resolved = createHash('sha256').update([...cycles.values()].map((c) => c.start).sort().join('|')).digest('base64url').slice(0, 16);
+  const page = rankPage(entries, total, query.limit, query.cursor, `workspace|${usageType}|${query.cycle}|${resolved}`);
   const names = new Map(subjects.map((s) => [s.id, s.name]));
   return {
     by: query.by,
