@@ -6,6 +6,7 @@ import { InvalidRequestError, NotFoundError } from '../../functions/core/errors'
 import type { RollupRow, Subject } from '../../functions/core/ports';
 import { parseQuery } from '../../functions/core/workspaces';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../support/fakes';
+import { caught } from '../support/caught';
 
 /**
  * The dashboard reads (projection, series, rankings) against expectations worked out by hand in the comments.
@@ -19,15 +20,6 @@ const cycleRow = (period: string, usageType: string, total: string): RollupRow =
 const memberRow = (kind: 'user' | 'group', period: string, usageType: string, member: string, total: string): RollupRow => ({ kind, period, usageType, member, total, counters: {} });
 const USAGE_TYPES = ['tokens', 'credits'] as const;
 
-/** Runs `fn` and returns what it threw (sync or async). */
-async function caught(fn: () => unknown): Promise<unknown> {
-  try {
-    await fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
 
 // ---------------------------------------------------------------------------------------------
 

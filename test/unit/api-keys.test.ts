@@ -5,6 +5,7 @@ import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError }
 import type { ApiKeyRecord, ApiKeyStore, Subject } from '../../functions/core/ports';
 import { parseBody } from '../../functions/core/workspaces';
 import { FixedClock, InMemorySubjectStore } from '../support/fakes';
+import { caught } from '../support/caught';
 
 /**
  * API keys: authentication from the Authorization header, the access matrix, and key administration.
@@ -44,15 +45,6 @@ function setup() {
   return { keys, clock, deps: { keys, clock, subjects: new InMemorySubjectStore([subject('ws_a'), subject('ws_b')]) } };
 }
 
-/** Runs `fn` and returns what it threw (sync or async). */
-async function caught(fn: () => unknown): Promise<unknown> {
-  try {
-    await fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
 
 describe('authenticate', () => {
   test.each([
