@@ -32,9 +32,8 @@ function random(seed: number) {
   };
 }
 
-/** Calls the local API as the config's admin key (the demo plays operator, producer and reader). */
-function apiOf(stack: LocalStack) {
-  const key = stack.config.apiKeys.find((k) => k.scope === 'admin')?.key;
+/** Calls the local API with a key of the config, by default its admin key (the demo plays operator, producer and reader). */
+function apiOf(stack: LocalStack, key = stack.config.apiKeys.find((k) => k.scope === 'admin')?.key) {
   if (!key) throw new Error('the demo calls the API with an admin key: add one to the config\'s "apiKeys"');
   return async <T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> => {
     const response = await fetch(`${stack.ready.api}${path}`, { method, headers: { authorization: `Bearer ${key}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
@@ -209,7 +208,8 @@ async function showWorkspaceView(stack: LocalStack, out: (line: string) => void)
   const own = stack.config.apiKeys.find((k) => k.scope === 'workspace');
   const other = stack.config.subjects.find((s) => s.id !== own?.subject);
   if (!own?.subject || !other) return;
-  const get = async <T>(path: string) => (await fetch(`${stack.ready.api}${path}`, { headers: { authorization: `Bearer ${own.key}` } })).json() as Promise<T>;
+  const api = apiOf(stack, own.key);
+  const get = <T>(path: string) => api<T>('GET', path);
   const { summary } = await get<{ summary: { usageType: string; usedAmount: number; allowanceAmount: number; avgPerDay: number; runOutInDays: number | null; projectedToRunOut: boolean; daysRemaining: number }[] }>(
     `/v1/workspaces/${own.subject}/usage/summary`,
   );

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Ajv2020 } from 'ajv/dist/2020.js';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
 /**
@@ -32,6 +32,8 @@ export function templateOf(path: string): string | undefined {
   return templates.find((t) => t.pattern.test(bare))?.template;
 }
 
+const validators = new Map<string, ValidateFunction>();
+
 export function checkResponse(method: string, path: string, status: number, body: unknown): void {
   const template = templateOf(path);
   const operation = template ? openApi.paths[template]?.[method.toLowerCase()] : undefined;
@@ -40,7 +42,12 @@ export function checkResponse(method: string, path: string, status: number, body
   if (!response) throw new Error(`${method} ${template} answered ${status}, which openapi.json does not list`);
   const schema = response.content?.['application/json']?.schema;
   if (!schema) throw new Error(`${method} ${template} ${status} has no JSON schema`);
-  // $refs point into the document's components.
-  const validate = ajv.compile(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/')) as object);
+  const key = `${method} ${template} ${status}`;
+  let validate = validators.get(key);
+  if (!validate) {
+    // $refs point into the document's components.
+    validate = ajv.compile(JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/')) as object);
+    validators.set(key, validate);
+  }
   if (!validate(body)) throw new Error(`${method} ${template} ${status}: body does not match openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
 }
