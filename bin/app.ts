@@ -28,17 +28,18 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
   const config = parseConfig(readConfigText(configFile), configFile);
 
   // No account or region: the templates are environment-agnostic and synth needs no credentials.
-  const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', { description: 'Usage pipeline: tables and queues' });
+  const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', { description: 'Usage pipeline: tables, queues and the reports bucket' });
   const stateless = new StatelessStack(app, 'UsagePipeline-Stateless', {
     description: 'Usage pipeline: functions, HTTP API, alarms',
     tables: stateful.tables,
     usageQueue: stateful.usageQueue,
     deadLetterQueue: stateful.deadLetterQueue,
+    reportsBucket: stateful.reportsBucket,
     configFile: deployableConfigFile(configFile, config),
   });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
-  acknowledgeNagFindings(stateless);
+  acknowledgeNagFindings(stateful, stateless);
   return { app, stateful, stateless };
 }
 

@@ -15,6 +15,9 @@ import type { LedgerChange } from './core/rollups';
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
 export type LedgerStreamResponse = DynamoDBBatchResponse & { state: Record<string, string> };
 
+/** Closed cycle items this process has met; a close is final, so the set stays true for the process's life. */
+const closedCycles = new Set<string>();
+
 /**
  * Ledger stream → fold into rollups, exactly once per shard through the checkpoint; then record the
  * thresholds the touched cycles have crossed. Alerts are evaluated from current totals for every record
@@ -23,7 +26,7 @@ export type LedgerStreamResponse = DynamoDBBatchResponse & { state: Record<strin
 async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse> {
   if (!event.shardId) throw new Error('stream event has no shardId: the event source mapping needs a tumbling window');
   const changes = event.Records.flatMap(toChange);
-  const result = await aggregateChanges(event.shardId, changes, { rollups: appContext.rollups() });
+  const result = await aggregateChanges(event.shardId, changes, { rollups: appContext.rollups(), closedCycles });
   metrics.addMetric('RecordsApplied', MetricUnit.Count, result.applied);
   metrics.addMetric('RecordsSkippedAsApplied', MetricUnit.Count, result.skipped);
   metrics.addMetric('RollupTransactions', MetricUnit.Count, result.chunks);

@@ -18,12 +18,13 @@ async function scheduler(event: SchedulerEvent): Promise<CloseSummary> {
     subjects: appContext.subjects(),
     rollups: appContext.rollups(),
     accounts: appContext.accounts(),
+    reports: appContext.reports(),
     clock: appContext.clock(),
   });
   metrics.addMetric('CyclesClosed', MetricUnit.Count, summary.cyclesClosed.length);
   metrics.addMetric('DaysClosed', MetricUnit.Count, summary.daysClosed);
   metrics.addMetric('Adjustments', MetricUnit.Count, summary.adjustments.length);
-  logger.info('closes done', { now: summary.now, cyclesClosed: summary.cyclesClosed.length, daysClosed: summary.daysClosed, adjustments: summary.adjustments.length });
+  logger.info('closes done', { now: summary.now, cyclesClosed: summary.cyclesClosed.length, summaries: summary.summaries, daysClosed: summary.daysClosed, adjustments: summary.adjustments.length });
   return summary;
 }
 

@@ -1,11 +1,18 @@
 import { type CfnElement, Stack, Validations } from 'aws-cdk-lib';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import type { StatefulStack } from './stateful-stack';
 import type { StatelessStack } from './stateless-stack';
+import type { BucketBinding, UsageFunction } from './usage-function';
 
 /**
  * Every cdk-nag AwsSolutions finding this app accepts, each on the narrowest construct and with its
- * reason. Anything not listed here fails synth. The stateful stack needs none.
+ * reason. Anything not listed here fails synth.
  */
-export function acknowledgeNagFindings(stateless: StatelessStack): void {
+export function acknowledgeNagFindings(stateful: StatefulStack, stateless: StatelessStack): void {
+  Validations.of(stateful.accessLogsBucket).acknowledge({
+    id: 'AwsSolutions-S1',
+    reason: 'This is the server access log bucket of the reports bucket; a log bucket cannot log to itself, and logging it to yet another bucket would only move the finding.',
+  });
   for (const fn of Object.values(stateless.functions)) {
     Validations.of(fn).acknowledge(
       {
@@ -15,13 +22,16 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
-          'Holds only xray:PutTraceSegments/PutTelemetryRecords (active tracing) and, for the aggregate and notify functions, dynamodb:ListStreams (stream event sources); none of these actions supports resource-level permissions.',
+          'Holds only xray:PutTraceSegments/PutTelemetryRecords (active tracing) and, for the aggregate, notify and export functions, dynamodb:ListStreams (stream event sources); none of these actions supports resource-level permissions.',
       },
       {
         id: 'AwsSolutions-L1',
         reason: 'Node.js 22 is pinned on purpose: the bundle targets node22, and moving to a newer runtime changes the target with it after testing.',
       },
     );
+  }
+  for (const fn of Object.values(stateless.functions)) {
+    for (const binding of fn.bucketBindings) acknowledgeBucketBinding(fn, binding);
   }
   Validations.of(stateless.aggregateFailures).acknowledge({
     id: 'AwsSolutions-SQS3',
@@ -30,6 +40,10 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
   Validations.of(stateless.notifyFailures).acknowledge({
     id: 'AwsSolutions-SQS3',
     reason: 'This queue is itself a dead-letter queue: the on-failure destination of the notify stream mapping (cdk-nag only recognises queues named in a RedrivePolicy).',
+  });
+  Validations.of(stateless.exportFailures).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: 'This queue is itself a dead-letter queue: the on-failure destination of the export stream mapping (cdk-nag only recognises queues named in a RedrivePolicy).',
   });
   Validations.of(stateless.schedulerFailures).acknowledge({
     id: 'AwsSolutions-SQS3',
@@ -49,4 +63,48 @@ export function acknowledgeNagFindings(stateless: StatelessStack): void {
     reason:
       'lambda:InvokeFunction on the versions and aliases of the scheduler function only (Function.grantInvoke, used by the LambdaInvoke target, always adds the qualified ARN); no other function is reachable.',
   });
+}
+
+/**
+ * The wildcards of a prefix-scoped bucket grant (UsageFunction.bindBucket): the object resource
+ * `<bucket>/<prefix>*` and the action groups of Bucket.grantRead and Bucket.grantPut.
+ */
+function acknowledgeBucketBinding(fn: UsageFunction, { bucket, access, prefix }: BucketBinding): void {
+  const where = `under ${prefix} of the bucket only`;
+  const rules = [
+    {
+      id: `AwsSolutions-IAM5[Resource::${crossStackArn(bucket)}/${prefix}*]`,
+      reason: `Object access is limited to the ${prefix} prefix; the keys below it (per cycle and workspace, or per export) are only known at run time.`,
+    },
+  ];
+  if (access !== 'write') {
+    rules.push(
+      { id: 'AwsSolutions-IAM5[Action::s3:GetObject*]', reason: `Bucket.grantRead: s3:GetObject and its version, attribute and tagging reads, on objects ${where}.` },
+      {
+        id: 'AwsSolutions-IAM5[Action::s3:GetBucket*]',
+        reason: 'Bucket.grantRead: read-only bucket metadata (location, versioning, encryption) of this one bucket, which the SDK may consult; nothing that changes the bucket.',
+      },
+      {
+        id: 'AwsSolutions-IAM5[Action::s3:List*]',
+        reason: 'Bucket.grantRead: s3:ListBucket and multipart-upload listing on this one bucket, so that a missing object answers 404 instead of 403.',
+      },
+    );
+  }
+  if (access !== 'read') {
+    rules.push({ id: 'AwsSolutions-IAM5[Action::s3:Abort*]', reason: `Bucket.grantPut: s3:AbortMultipartUpload for a failed multipart upload, on objects ${where}; no delete is granted.` });
+  }
+  Validations.of(fn).acknowledge(...rules);
+}
+
+/**
+ * How cdk-nag names the ARN of a bucket of another stack: the name of the export it is imported from.
+ * Stack.exportValue returns (and, if missing, creates) the very export that the automatic cross-stack
+ * reference uses, so this adds nothing to the templates.
+ */
+function crossStackArn(bucket: IBucket): string {
+  const owner = Stack.of(bucket);
+  const imported = owner.resolve(owner.exportValue(bucket.bucketArn)) as { 'Fn::ImportValue'?: unknown };
+  const name = imported['Fn::ImportValue'];
+  if (typeof name !== 'string') throw new Error(`cannot name the export of ${bucket.node.path}'s ARN`);
+  return name;
 }

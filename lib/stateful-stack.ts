@@ -1,22 +1,37 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, StorageClass } from 'aws-cdk-lib/aws-s3';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
-import { QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
+import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
 
 export type TableName = keyof typeof TABLES;
 
+/** Server access logs of the reports bucket are kept this long. */
+const ACCESS_LOG_RETENTION_DAYS = 365;
+/** Older versions of a cycle report (a report rewritten by a re-run close) are kept this long. */
+const REPORT_NONCURRENT_RETENTION_DAYS = 365;
+
 /**
- * The resources that hold data: the four tables and the usage-events queue with its dead-letter queue.
- * Everything here is retained on stack deletion; the stateless stack can be replaced freely.
+ * The resources that hold data: the tables, the usage-events queue with its dead-letter queue, and the
+ * reports bucket with its access-log bucket. Everything here is retained on stack deletion; the
+ * stateless stack can be replaced freely.
  */
 export class StatefulStack extends Stack {
   readonly tables: Readonly<Record<TableName, Table>>;
   readonly usageQueue: Queue;
   readonly deadLetterQueue: Queue;
+  /** Cycle reports (`reports/`, kept) and export files (`exports/`, expiring). */
+  readonly reportsBucket: Bucket;
+  /** Server access logs of the reports bucket. */
+  readonly accessLogsBucket: Bucket;
 
   constructor(scope: Construct, id: string, props?: StackProps) {
     super(scope, id, props);
+    // Log delivery is allowed by a bucket policy for the S3 logging service, not by the legacy
+    // LogDeliveryWrite ACL (which needs ACLs enabled on the log bucket). Set before any child exists.
+    this.node.setContext(S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY, true);
 
     this.tables = mapValues(TABLES, (definition) => this.table(definition));
 
@@ -37,8 +52,53 @@ export class StatefulStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    this.accessLogsBucket = new Bucket(this, 'AccessLogs', {
+      // Server access log delivery supports SSE-S3 only on the target bucket.
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        { id: 'ExpireAccessLogs', expiration: Duration.days(ACCESS_LOG_RETENTION_DAYS) },
+        { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+    });
+    this.reportsBucket = this.bucket(this.accessLogsBucket);
+
     new CfnOutput(this, 'UsageQueueUrl', { value: this.usageQueue.queueUrl, description: 'Send usage events here' });
     new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl, description: 'Events that failed ingestion; redrive after a fix' });
+    new CfnOutput(this, 'ReportsBucketName', { value: this.reportsBucket.bucketName, description: 'Cycle reports (reports/) and export files (exports/)' });
+  }
+
+  /** The reports bucket: private, TLS only, versioned; reports are kept (infrequent access later), exports expire. */
+  private bucket(accessLogs: Bucket): Bucket {
+    const reports = BUCKETS.reports;
+    return new Bucket(this, reports.name, {
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      versioned: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: `${reports.name}/`,
+      lifecycleRules: [
+        {
+          id: 'ExpireExports',
+          prefix: reports.exportsPrefix,
+          expiration: Duration.days(reports.exportRetentionDays),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+        {
+          id: 'ReportsToInfrequentAccess',
+          prefix: reports.reportsPrefix,
+          transitions: [{ storageClass: StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(reports.reportsInfrequentAccessDays) }],
+          noncurrentVersionExpiration: Duration.days(REPORT_NONCURRENT_RETENTION_DAYS),
+        },
+        { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+    });
   }
 
   private table(definition: TableDefinition): Table {

@@ -8,11 +8,12 @@ import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { FilterCriteria, FilterRule, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq, SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { BUCKETS, EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
 import { DEPLOYED_ROUTES } from '../functions/api';
 import type { TableName } from './stateful-stack';
 import { type FunctionName, UsageFunction } from './usage-function';
@@ -21,6 +22,8 @@ export interface StatelessStackProps extends StackProps {
   readonly tables: Readonly<Record<TableName, ITable>>;
   readonly usageQueue: IQueue;
   readonly deadLetterQueue: IQueue;
+  /** Cycle reports (written by the scheduler) and export files (written by the export function, downloaded through the API). */
+  readonly reportsBucket: IBucket;
   /** Absolute path of the validated configuration file that every function bundles. */
   readonly configFile: string;
 }
@@ -39,6 +42,8 @@ export class StatelessStack extends Stack {
   readonly aggregateFailures: Queue;
   /** Where the notify mapping records alert batches it gave up on (shard and sequence range, not the data). */
   readonly notifyFailures: Queue;
+  /** Where the export mapping records export jobs it gave up on (shard and sequence range, not the data). */
+  readonly exportFailures: Queue;
   /** The SES identity (domain or address) threshold emails are sent from. */
   readonly sesIdentity: CfnParameter;
   /** The SES configuration set threshold emails name; empty means none. */
@@ -53,7 +58,8 @@ export class StatelessStack extends Stack {
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
-    const { tables, configFile } = props;
+    const { tables, configFile, reportsBucket } = props;
+    const reports = BUCKETS.reports;
 
     const ingest = new UsageFunction(this, 'Ingest', { name: 'ingest', configFile })
       .bindTable(tables.ledger, TABLES.ledger, 'write')
@@ -75,12 +81,19 @@ export class StatelessStack extends Stack {
       // POST /v1/workspaces/{id}/usages enqueues events for the ingest function.
       .bindQueue(props.usageQueue, QUEUES.usageEvents.envVar, 'send')
       // Every request's key is looked up here; admins create and revoke keys through the API.
-      .bindTable(tables.apiKeys, TABLES.apiKeys, 'readWrite');
+      .bindTable(tables.apiKeys, TABLES.apiKeys, 'readWrite')
+      // POST /v1/exports creates export jobs, GET reads them.
+      .bindTable(tables.exports, TABLES.exports, 'readWrite')
+      // Finished exports are downloaded through presigned GetObject URLs; cycle reports are built from the tables.
+      .bindBucket(reportsBucket, reports.envVar, 'read', reports.exportsPrefix);
     // One run at a time: a close must never overlap the next one, so a run that is still busy holds the next back.
     const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile, reservedConcurrency: 1 })
       .bindTable(tables.subjects, TABLES.subjects, 'read')
-      .bindTable(tables.rollups, TABLES.rollups, 'read')
-      .bindTable(tables.accounts, TABLES.accounts, 'readWrite');
+      // A cycle close marks the cycle's rollup items closed.
+      .bindTable(tables.rollups, TABLES.rollups, 'readWrite')
+      .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
+      // Writes reports/{cycleStart}/{subject}.json and reads them back for the cycle's summary.
+      .bindBucket(reportsBucket, reports.envVar, 'readWrite', reports.reportsPrefix);
     this.sesIdentity = new CfnParameter(this, 'SesIdentity', {
       type: 'String',
       description: 'SES identity (domain or address) threshold emails are sent from',
@@ -98,7 +111,14 @@ export class StatelessStack extends Stack {
       .bindTable(tables.rollups, TABLES.rollups, 'read')
       .bindTable(tables.accounts, TABLES.accounts, 'read')
       .bindEmail(this.sesIdentity.valueAsString, this.sesConfigurationSet.valueAsString);
-    this.functions = { ingest, aggregate, api, scheduler, notify };
+    // Export jobs → one file each under exports/; it records progress and the result on the job item.
+    const exportFunction = new UsageFunction(this, 'Export', { name: 'export', configFile })
+      .bindTable(tables.rollups, TABLES.rollups, 'read')
+      .bindTable(tables.subjects, TABLES.subjects, 'read')
+      .bindTable(tables.accounts, TABLES.accounts, 'read')
+      .bindTable(tables.exports, TABLES.exports, 'readWrite')
+      .bindBucket(reportsBucket, reports.envVar, 'write', reports.exportsPrefix);
+    this.functions = { ingest, aggregate, api, scheduler, notify, export: exportFunction };
 
     ingest.addEventSource(
       new SqsEventSource(props.usageQueue, {
@@ -155,6 +175,27 @@ export class StatelessStack extends Stack {
       }),
     );
 
+    this.exportFailures = new Queue(this, 'ExportFailures', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+    });
+    const jobs = EVENT_SOURCES.export;
+    exportFunction.addEventSource(
+      new DynamoEventSource(tables.exports, {
+        startingPosition: StartingPosition[jobs.startingPosition],
+        batchSize: jobs.batchSize,
+        maxBatchingWindow: Duration.seconds(jobs.maxBatchingWindowSeconds),
+        parallelizationFactor: jobs.parallelizationFactor,
+        bisectBatchOnError: jobs.bisectBatchOnError,
+        retryAttempts: jobs.retryAttempts,
+        reportBatchItemFailures: true,
+        onFailure: new SqsDlq(this.exportFailures),
+        // Only new jobs; the function's own status updates (running, done, failed) never invoke it.
+        filters: [FilterCriteria.filter({ eventName: FilterRule.isEqual('INSERT') })],
+      }),
+    );
+
     this.schedulerFailures = new Queue(this, 'SchedulerFailures', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -206,6 +247,7 @@ export class StatelessStack extends Stack {
     this.alarm('UsageDeadLetters', props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'Usage events moved to the dead-letter queue');
     this.alarm('AggregateFailures', this.aggregateFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The aggregate mapping gave up on a ledger stream batch');
     this.alarm('NotifyFailures', this.notifyFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The notify mapping gave up on an alerts stream batch');
+    this.alarm('ExportFailures', this.exportFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The export mapping gave up on an export job');
     this.alarm('SchedulerFailures', this.schedulerFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'EventBridge Scheduler could not invoke the scheduler function');
     this.alarm('AggregateIteratorAge', aggregate.metric('IteratorAge', { statistic: 'Maximum' }), MAX_ITERATOR_AGE.toMilliseconds(), 'Aggregation lags the ledger stream');
     for (const [name, fn] of Object.entries(this.functions)) {

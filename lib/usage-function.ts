@@ -6,6 +6,7 @@ import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { CONFIG_FILE_ENV, EMAIL_ENV, FUNCTIONS, type TableDefinition } from '../functions/adapters/resources';
@@ -13,6 +14,14 @@ import { CONFIG_FILE_ENV, EMAIL_ENV, FUNCTIONS, type TableDefinition } from '../
 export type FunctionName = keyof typeof FUNCTIONS;
 export type TableAccess = 'read' | 'write' | 'readWrite';
 export type QueueAccess = 'send' | 'consume';
+export type BucketAccess = 'read' | 'write' | 'readWrite';
+
+/** A bucket grant made by bindBucket, kept so that its (prefix-scoped) wildcards can be acknowledged for cdk-nag. */
+export interface BucketBinding {
+  readonly bucket: IBucket;
+  readonly access: BucketAccess;
+  readonly prefix: string;
+}
 
 export interface UsageFunctionProps {
   /** The handler file `functions/<name>.ts`; also picks timeout and memory from FUNCTIONS. */
@@ -31,6 +40,9 @@ const REQUIRE_SHIM = "import { createRequire as __createRequire } from 'node:mod
 
 /** A handler of this project with the defaults every function shares, and one-call bindings. */
 export class UsageFunction extends NodejsFunction {
+  /** Every bindBucket call, in order. */
+  readonly bucketBindings: BucketBinding[] = [];
+
   constructor(scope: Construct, id: string, { name, configFile, reservedConcurrency }: UsageFunctionProps) {
     const { timeoutSeconds, memoryMb } = FUNCTIONS[name];
     super(scope, id, {
@@ -81,6 +93,22 @@ export class UsageFunction extends NodejsFunction {
     this.addEnvironment(envVar, queue.queueUrl);
     if (access === 'send') queue.grantSendMessages(this);
     else queue.grantConsumeMessages(this);
+    return this;
+  }
+
+  /**
+   * Passes the bucket name in `envVar` and grants the requested access to the objects under `prefix` only.
+   * Reading brings s3:List* and s3:GetBucket* on the bucket itself; writing is put (and abort of multipart
+   * uploads), never delete: `readWrite` is read plus put, not grantReadWrite, which adds s3:DeleteObject*.
+   */
+  bindBucket(bucket: IBucket, envVar: string, access: BucketAccess, prefix: string): this {
+    // An empty prefix would silently widen the grant to every object of the bucket.
+    if (prefix === '') throw new Error(`bindBucket: ${this.node.path} needs a key prefix`);
+    const objects = `${prefix}*`;
+    this.addEnvironment(envVar, bucket.bucketName);
+    if (access !== 'write') bucket.grantRead(this, objects);
+    if (access !== 'read') bucket.grantPut(this, objects);
+    this.bucketBindings.push({ bucket, access, prefix });
     return this;
   }
 

@@ -4,7 +4,7 @@ import type { Clock } from '../core/ports';
 import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoLedger } from './ledger-store';
 import { DynamoQuarantine } from './quarantine-store';
-import { CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from './resources';
+import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from './resources';
 import { DynamoRollups } from './rollup-store';
 import { DynamoSubjects } from './subject-store';
 import { DynamoAccounts } from './account-store';
@@ -12,6 +12,7 @@ import { SqsUsageQueue, createSqsClient } from './usage-queue';
 import { DynamoAlerts } from './alert-store';
 import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
+import { S3Reports, createS3Client } from './s3';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -41,19 +42,23 @@ export function loadConfigFile(path: string): Config {
 }
 
 const documentClient = once(() => createDocumentClient());
+const s3Client = once(() => createS3Client());
 
 let clock: Clock = { now: () => new Date() };
 
 export const appContext = {
   config: once(() => loadConfigFile(requireEnv(CONFIG_FILE_ENV))),
   ledger: once(() => new DynamoLedger(documentClient(), requireEnv(TABLES.ledger.envVar))),
-  rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar))),
+  rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() })),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
   alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),
   apiKeys: once(() => new DynamoApiKeys(documentClient(), requireEnv(TABLES.apiKeys.envVar))),
   email: once(() => new SesEmailSender(createSesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),
+  s3: s3Client,
+  reportsBucket: once(() => requireEnv(BUCKETS.reports.envVar)),
+  reports: once(() => new S3Reports(s3Client(), requireEnv(BUCKETS.reports.envVar))),
   usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
   clock: () => clock,
   /** Only the local runtime has a test clock; in AWS its route answers 404. */

@@ -85,11 +85,12 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
   const hour = s('hour');
   const day = s('day');
   const cycleStart = s('cycleStart');
-  if (!subject || !usageType || !quantity || !hour || !day || !cycleStart) return undefined;
+  const eventKey = s('pk');
+  if (!eventKey || !subject || !usageType || !quantity || !hour || !day || !cycleStart) return undefined;
   const dimensions: Pick<LedgerImage, 'userId' | 'groupId' | 'channel' | 'feature'> = {};
   for (const name of ['userId', 'groupId', 'channel', 'feature'] as const) {
     const value = s(name);
     if (value !== undefined) dimensions[name] = value;
   }
-  return { subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
+  return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
 }

@@ -73,6 +73,15 @@ export const TABLES = {
     partitionKey: { name: 'id', type: 'S' },
     pointInTimeRecovery: true,
   },
+  /** On-demand export jobs: what was asked, by whom, and where the file is once written. Its stream starts the export function. */
+  exports: {
+    name: 'Exports',
+    envVar: 'EXPORTS_TABLE',
+    partitionKey: { name: 'id', type: 'S' },
+    timeToLiveAttribute: 'expiresAt',
+    stream: 'NEW_AND_OLD_IMAGES',
+    pointInTimeRecovery: true,
+  },
   /** Rejected events with their reason, kept for inspection and replay. */
   quarantine: {
     name: 'Quarantine',
@@ -107,6 +116,8 @@ export const FUNCTIONS = {
   api: { timeoutSeconds: 29, memoryMb: 512 },
   scheduler: { timeoutSeconds: 900, memoryMb: 512 },
   notify: { timeoutSeconds: 60, memoryMb: 512 },
+  /** Streams one export from DynamoDB to S3; memory stays bounded however many buckets it writes. */
+  export: { timeoutSeconds: 900, memoryMb: 1024 },
 } as const;
 
 /** Event source mappings; the local pollers read the same numbers. */
@@ -131,7 +142,37 @@ export const EVENT_SOURCES = {
     retryAttempts: 100,
     startingPosition: 'TRIM_HORIZON',
   },
+  /** New export jobs → the export function, one job per invocation. */
+  export: {
+    batchSize: 1,
+    maxBatchingWindowSeconds: 0,
+    parallelizationFactor: 1,
+    bisectBatchOnError: false,
+    retryAttempts: 2,
+    startingPosition: 'TRIM_HORIZON',
+  },
 } as const;
+
+/** Cycle reports and exports. Reports are finance records and are kept; export files are copies and expire. */
+export const BUCKETS = {
+  reports: {
+    name: 'Reports',
+    envVar: 'REPORTS_BUCKET',
+    /** `reports/{cycleStart}/{subject}.json` and `reports/{cycleStart}/summary.json`. */
+    reportsPrefix: 'reports/',
+    /** `exports/{exportId}.json` or `.jsonl`. */
+    exportsPrefix: 'exports/',
+    /** Export files are deleted this long after they were written. */
+    exportRetentionDays: 7,
+    /** Cycle reports move to infrequent access after this long (they are read around invoicing, rarely later). */
+    reportsInfrequentAccessDays: 90,
+  },
+} as const;
+
+/** How long a presigned download URL of an export or report stays valid. */
+export const PRESIGNED_URL_SECONDS = 300;
+/** Export job records are kept this long, like their files. */
+export const EXPORT_RETENTION_DAYS = BUCKETS.reports.exportRetentionDays;
 
 /** Where the notify function sends from; in AWS, the SES identity and configuration set are stack parameters. */
 export const EMAIL_ENV = { identity: 'SES_IDENTITY', configurationSet: 'SES_CONFIGURATION_SET' } as const;

@@ -1,8 +1,8 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, NumberValue, QueryCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import type { CommitResult, RollupReader, RollupRow, RollupWriter } from '../core/ports';
+import { type DynamoDBDocumentClient, GetCommand, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { Clock, CommitResult, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import { type Chunk, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { type Chunk, CyclesClosedError, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
 
@@ -13,13 +13,17 @@ const MAX_CONFLICT_RETRIES = 6;
 
 /**
  * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
- * channel and feature counters), U#cycleStart#usageType#userId and G#cycleStart#usageType#groupId.
- * Counters change only inside a transaction that also advances the shard's checkpoint.
+ * channel and feature counters), U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, and
+ * L#cycleStart#usageType#eventKey (one per late event of a closed cycle). Counters change only inside a
+ * transaction that also advances the shard's checkpoint. A cycle close sets `closedAt` on the cycle's
+ * items; from then on each change to them must also add to `late` and write its late item, and the
+ * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */
-export class DynamoRollups implements RollupWriter, RollupReader {
+export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
+    private readonly clock: Clock = { now: () => new Date() },
   ) {}
 
   async readCheckpoint(shardId: string): Promise<string | undefined> {
@@ -29,9 +33,10 @@ export class DynamoRollups implements RollupWriter, RollupReader {
 
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
     const expiresAt = Math.floor(Date.now() / 1000) + CHECKPOINT_RETENTION_DAYS * 86_400;
+    const appliedAt = this.clock.now().toISOString();
     const command = new TransactWriteCommand({
       TransactItems: [
-        ...chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update) } })),
+        ...chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } })),
         {
           Update: {
             TableName: this.tableName,
@@ -56,11 +61,33 @@ export class DynamoRollups implements RollupWriter, RollupReader {
       } catch (error) {
         const reasons = error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
         if (reasons.at(-1)?.Code === 'ConditionalCheckFailed') return 'already-applied';
+        const closed = chunk.updates.filter((update, i) => update.kind === 'cycle' && !update.closed && reasons[i]?.Code === 'ConditionalCheckFailed');
+        if (closed.length > 0) throw new CyclesClosedError(closed.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
         const transient = reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
         if (!transient || attempt >= MAX_CONFLICT_RETRIES) throw error;
         await backoff(attempt);
       }
     }
+  }
+
+  async closeCycle(subject: string, cycleStart: string, usageTypes: readonly string[], closedAt: string): Promise<void> {
+    await Promise.all(
+      usageTypes.map((usageType) =>
+        this.client.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { pk: subject, sk: rollupSortKey('cycle', cycleStart, usageType) },
+            UpdateExpression: 'SET closedAt = if_not_exists(closedAt, :closedAt), usageType = :usageType, period = :period',
+            ExpressionAttributeValues: { ':closedAt': closedAt, ':usageType': usageType, ':period': cycleStart },
+          }),
+        ),
+      ),
+    );
+  }
+
+  async lateChanges(subject: string, fromCycle: string, toCycle: string): Promise<LateChange[]> {
+    const rows = await this.between(subject, 'late', `${ROLLUP_PREFIX.late}#${fromCycle}`, `${ROLLUP_PREFIX.late}#${toCycle}\uffff`);
+    return rows.map((row) => ({ cycleStart: row.period, usageType: row.usageType, eventKey: row.member ?? '', delta: row.total, appliedAt: row.appliedAt ?? '' }));
   }
 
   async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
@@ -92,7 +119,7 @@ export class DynamoRollups implements RollupWriter, RollupReader {
   }
 }
 
-function toUpdate(update: RollupUpdate) {
+function toUpdate(update: RollupUpdate, appliedAt: string) {
   const names: Record<string, string> = { '#total': 'total', '#usageType': 'usageType', '#period': 'period' };
   const values: Record<string, unknown> = {
     ':usageType': update.usageType,
@@ -106,6 +133,18 @@ function toUpdate(update: RollupUpdate) {
     sets.push('#member = :member');
   }
   const adds = ['#total :total'];
+  let condition: string | undefined;
+  if (update.kind === 'cycle' && update.closed) {
+    adds.push('#late :total');
+    names['#late'] = 'late';
+    condition = 'attribute_exists(closedAt)';
+  } else if (update.kind === 'cycle') {
+    condition = 'attribute_not_exists(closedAt)';
+  } else if (update.kind === 'late') {
+    // When the event first and last changed the closed cycle: reports list adjustments by when they were applied.
+    sets.push('firstAppliedAt = if_not_exists(firstAppliedAt, :appliedAt)', 'appliedAt = :appliedAt');
+    values[':appliedAt'] = appliedAt;
+  }
   let i = 0;
   for (const [counter, delta] of update.counters) {
     if (delta === 0n) continue;
@@ -117,6 +156,7 @@ function toUpdate(update: RollupUpdate) {
   return {
     Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType, update.member) },
     UpdateExpression: `SET ${sets.join(', ')} ADD ${adds.join(', ')}`,
+    ...(condition ? { ConditionExpression: condition } : {}),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
   };
@@ -131,6 +171,9 @@ function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
     period: String(item.period),
     ...(typeof item.member === 'string' ? { member: item.member } : {}),
     total: numberText(item.total),
+    ...(item.late !== undefined ? { late: numberText(item.late) } : {}),
+    ...(typeof item.closedAt === 'string' ? { closedAt: item.closedAt } : {}),
+    ...(typeof item.appliedAt === 'string' ? { appliedAt: item.appliedAt } : {}),
     counters,
   };
 }

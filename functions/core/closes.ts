@@ -1,13 +1,15 @@
 import { type CycleSnapshot, type Grant, type UsageSnapshot, cycleBalance, heldCredits, spilloverGrantId, spilloverInto, units } from './balance';
 import type { Config, PlanConfig } from './config';
 import { type Cycle, cycleContaining, localDate, nextCycle, previousCycle, startOfLocalDay } from './cycles';
-import type { AccountStore, Adjustment, Clock, RollupReader, RollupRow, Subject } from './ports';
+import type { AccountStore, Adjustment, Clock, ReportStore, RollupCloser, RollupReader, RollupRow, Subject } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
+import { buildCycleReport, cycleSummary } from './reports';
 
 /**
  * Close the days and cycles that ended at least the grace period ago, for every subject.
- * 1. Cycles, oldest first: freeze a snapshot (totals, balance, credits drawn and expired, spillover out),
- *    write the spillover grant into the next cycle, mark the cycle closed.
+ * 1. Cycles, oldest first: mark the cycle's rollup items closed, freeze a snapshot (totals, balance, credits
+ *    drawn and expired, spillover out), write the spillover grant into the next cycle and the cycle report,
+ *    mark the cycle closed. Then each cycle start closed in the run gets a summary of all its reports.
  * 2. Days: freeze each ended day's totals; then record, as adjustments, any change to a closed cycle's
  *    total since its snapshot (late events, corrections).
  * Every step is idempotent and the snapshot, once written, is what every later step reads: running a
@@ -17,14 +19,16 @@ import { type NanoUnits, toDecimalString } from './quantity';
 export interface CloseDeps {
   config: Config;
   subjects: { list(): Promise<Subject[]> };
-  rollups: RollupReader;
+  rollups: RollupReader & RollupCloser;
   accounts: AccountStore;
+  reports: ReportStore;
   clock: Clock;
 }
 
 export interface CloseSummary {
   now: string;
-  cyclesClosed: { subject: string; cycleStart: string }[];
+  cyclesClosed: { subject: string; cycleStart: string; report: string }[];
+  summaries: string[];
   daysClosed: number;
   adjustments: Adjustment[];
 }
@@ -35,16 +39,21 @@ const DAY = 86_400_000;
 export async function runDueCloses(deps: CloseDeps): Promise<CloseSummary> {
   const now = deps.clock.now();
   const dueBefore = new Date(now.getTime() - deps.config.closes.graceMinutes * MINUTE).toISOString();
-  const summary: CloseSummary = { now: now.toISOString(), cyclesClosed: [], daysClosed: 0, adjustments: [] };
+  const summary: CloseSummary = { now: now.toISOString(), cyclesClosed: [], summaries: [], daysClosed: 0, adjustments: [] };
   for (const subject of await deps.subjects.list()) {
     for (const cycle of await dueCycles(subject, dueBefore, deps)) {
-      await closeCycle(subject, cycle, deps);
-      summary.cyclesClosed.push({ subject: subject.id, cycleStart: cycle.start });
+      const report = await closeCycle(subject, cycle, deps);
+      summary.cyclesClosed.push({ subject: subject.id, cycleStart: cycle.start, report });
     }
     const days = await dueDays(subject, dueBefore, deps);
     for (const day of days) await closeDay(subject, day, deps);
     summary.daysClosed += days.length;
     if (days.length > 0) summary.adjustments.push(...(await recordAdjustments(subject, deps)));
+  }
+  // Rebuilt from the reports themselves, so a run that closed only some subjects of a cycle start still lists all.
+  for (const cycleStart of new Set(summary.cyclesClosed.map((c) => c.cycleStart))) {
+    const reports = await deps.reports.listCycleReports(cycleStart);
+    summary.summaries.push(await deps.reports.putCycleSummary(cycleSummary(cycleStart, reports, deps.clock.now().toISOString())));
   }
   return summary;
 }
@@ -77,11 +86,11 @@ async function dueDays(subject: Subject, dueBefore: string, deps: CloseDeps): Pr
   return due;
 }
 
-async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<CycleSnapshot> {
+/** Closes one cycle; resolves with the key of its report. */
+async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<string> {
   const candidate = await computeCycleSnapshot(subject, cycle, deps);
   // The first snapshot written is the one every later step (and every re-run) works from.
   const snapshot = await deps.accounts.freezeCycle(candidate);
-  if (snapshot.status === 'closed') return snapshot;
 
   const next = nextCycle(cycle, subject);
   for (const [usageType, usage] of Object.entries(snapshot.usage)) {
@@ -97,12 +106,22 @@ async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Prom
       expiresAt: next.end,
     });
   }
+  // Written before the cycle is marked closed, so a crash here is repaired by the next run.
+  const report = await deps.reports.putCycleReport(await buildCycleReport(subject, cycle, deps));
   await deps.accounts.markCycleClosed(subject.id, cycle.start);
-  return { ...snapshot, status: 'closed' };
+  return report;
 }
 
-/** The snapshot a close of `cycle` would freeze now, from the rollups, the grants and earlier snapshots. */
+/**
+ * The snapshot a close of `cycle` would freeze now, from the rollups, the grants and earlier snapshots.
+ * The cycle's items are marked closed first: whatever changes them afterwards counts in their `late` total
+ * (and is left out of `used`), so the snapshot is the same whenever it is computed, and every later change
+ * is an adjustment with its events named.
+ */
 async function computeCycleSnapshot(subject: Subject, cycle: Cycle, deps: CloseDeps): Promise<CycleSnapshot> {
+  const seen = await deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start);
+  const usageTypes = new Set([...deps.config.usageTypes.map((u) => u.id), ...seen.map((r) => r.usageType)]);
+  await deps.rollups.closeCycle(subject.id, cycle.start, [...usageTypes], deps.clock.now().toISOString());
   const [rows, grants, snapshots] = await Promise.all([
     deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start),
     deps.accounts.listGrants(subject.id),
@@ -115,7 +134,7 @@ export interface SnapshotInput {
   subject: Subject;
   cycle: Cycle;
   plan: PlanConfig | undefined;
-  /** The cycle's rollup items. */
+  /** The cycle's rollup items (what they hold as `late` arrived after the close and is not part of the snapshot). */
   rows: readonly RollupRow[];
   grants: readonly Grant[];
   /** Snapshots of earlier cycles (later ones are ignored). */
@@ -125,7 +144,7 @@ export interface SnapshotInput {
 
 /** What a close of the cycle freezes, per usage type: the balance at the cycle end and the credits expiring with it. */
 export function cycleSnapshot({ subject, cycle, plan, rows, grants, snapshots, frozenAt }: SnapshotInput): CycleSnapshot {
-  const used = new Map(rows.map((row) => [row.usageType, units(row.total)]));
+  const used = new Map(rows.map((row) => [row.usageType, units(row.total) - units(row.late ?? '0')]));
   const usageTypes = new Set([...Object.keys(plan?.quotas ?? {}), ...used.keys(), ...grantsOf(grants, cycle).map((g) => g.usageType)]);
   const usage: Record<string, UsageSnapshot> = {};
   const expired: Record<string, string> = {};

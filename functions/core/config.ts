@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SCOPES } from './api-keys';
+import { rateCardSchema } from './rates';
 
 /**
  * The configuration file: usage types, plans and the subjects that seed the subjects table.
@@ -73,6 +74,8 @@ export const configSchema = z
     plans: z.array(planSchema).min(1),
     subjects: z.array(subjectSchema).default([]),
     apiKeys: z.array(apiKeyConfigSchema).default([]),
+    /** Prices for reports; without one, reports carry quantities only. */
+    rateCard: rateCardSchema.optional(),
     ingest: z
       .strictObject({
         /** Events whose `time` is further ahead of the clock than this are rejected as future_time. */
@@ -114,6 +117,9 @@ export const configSchema = z
       if (keys.has(apiKey.key)) ctx.addIssue({ code: 'custom', path: ['apiKeys', i, 'key'], message: 'duplicate key' });
       keys.add(apiKey.key);
     });
+    for (const usageType of Object.keys(config.rateCard?.prices ?? {})) {
+      if (!usageTypes.has(usageType)) ctx.addIssue({ code: 'custom', path: ['rateCard', 'prices', usageType], message: `unknown usage type "${usageType}"` });
+    }
     config.subjects.forEach((subject, i) => {
       if (!plans.has(subject.plan)) {
         ctx.addIssue({ code: 'custom', path: ['subjects', i, 'plan'], message: `unknown plan "${subject.plan}"` });

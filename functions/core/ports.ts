@@ -1,5 +1,6 @@
 import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
+import type { CycleReport, CycleSummary } from './report-schema';
 import type { Chunk, LedgerEntry, MemberKind, RollupKind } from './rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
@@ -60,10 +61,35 @@ export interface RollupRow {
   usageType: string;
   kind: RollupKind;
   period: string;
-  /** The user or group of a member item. */
+  /** The user or group of a member item; the event key of a late item. */
   member?: string;
   total: string;
+  /** Of a closed cycle item: the part of `total` applied after the close (late events and corrections). */
+  late?: string;
+  /** Of a cycle item: when its cycle was closed. */
+  closedAt?: string;
+  /** Of a late item: when the event last changed the closed cycle. */
+  appliedAt?: string;
   counters: Record<string, string>;
+}
+
+/** What one event changed in a cycle after the cycle was closed: a late event or a correction. */
+export interface LateChange {
+  cycleStart: string;
+  usageType: string;
+  /** The event's identity (`eventKey`). */
+  eventKey: string;
+  /** Exact decimal string; negative when a correction lowered the count. */
+  delta: string;
+  appliedAt: string;
+}
+
+/** What a cycle close needs beside reading: marking the cycle's items closed, so later changes count as late. */
+export interface RollupCloser {
+  /** Marks the cycle items of these usage types closed (creating empty ones); a second call changes nothing. */
+  closeCycle(subject: string, cycleStart: string, usageTypes: readonly string[], closedAt: string): Promise<void>;
+  /** Late items of the subject whose cycle start is in [fromCycle, toCycle]. */
+  lateChanges(subject: string, fromCycle: string, toCycle: string): Promise<LateChange[]>;
 }
 
 export interface RollupReader {
@@ -189,4 +215,14 @@ export interface ApiKeyStore {
   put(record: ApiKeyRecord): Promise<void>;
   list(): Promise<ApiKeyRecord[]>;
   revoke(id: string, revokedAt: string): Promise<void>;
+}
+
+/** Where cycle reports and per-cycle summaries are kept (S3 in AWS and locally). */
+export interface ReportStore {
+  /** Writes (or rewrites) the subject's report of its cycle; resolves with its key. */
+  putCycleReport(report: CycleReport): Promise<string>;
+  getCycleReport(cycleStart: string, subject: string): Promise<CycleReport | undefined>;
+  /** Every subject's report of the cycles that start at `cycleStart`. */
+  listCycleReports(cycleStart: string): Promise<{ key: string; report: CycleReport }[]>;
+  putCycleSummary(summary: CycleSummary): Promise<string>;
 }

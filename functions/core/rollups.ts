@@ -22,6 +22,8 @@ export interface Buckets {
 
 /** The part of a ledger item that rollups depend on. */
 export interface LedgerImage extends Buckets {
+  /** The event's identity (`eventKey`: CloudEvents source + id), named by a late event's adjustment item. */
+  eventKey: string;
   subject: string;
   usageType: string;
   quantity: string;
@@ -43,7 +45,7 @@ export interface LedgerChange {
   expired?: boolean;
 }
 
-export type RollupKind = 'day' | 'cycle' | 'user' | 'group';
+export type RollupKind = 'day' | 'cycle' | 'user' | 'group' | 'late';
 /** Items per user or group of a cycle, beside the subject's day and cycle items. */
 export type MemberKind = Extract<RollupKind, 'user' | 'group'>;
 
@@ -53,9 +55,14 @@ export interface RollupUpdate {
   kind: RollupKind;
   /** 'YYYY-MM-DD' for a day item; the cycle start instant for the others. */
   period: string;
-  /** The user or group id of a user or group item. */
+  /** The user or group id of a user or group item; the event key of a late item. */
   member?: string;
   total: NanoUnits;
+  /**
+   * Of a cycle item: whether the cycle has been closed. A closed cycle's item also adds the change to its
+   * `late` counter, beside one late item per event; an open one must still be open when the chunk commits.
+   */
+  closed?: boolean;
   /**
    * Of a day item: hour counters ('h#YYYY-MM-DDTHH') and hour × channel counters ('ch#YYYY-MM-DDTHH#channel');
    * of a cycle item: day counters ('d#YYYY-MM-DD'), channel totals ('c#channel') and feature totals ('f#feature').
@@ -70,14 +77,25 @@ export interface Chunk {
   records: number;
 }
 
+/**
+ * A commit found cycles closed that the chunk took for open. Nothing was written; the chunk is planned
+ * again with those cycles closed, so that their late events are counted as adjustments, in the same transaction.
+ */
+export class CyclesClosedError extends Error {
+  override readonly name = 'CyclesClosedError';
+  constructor(readonly cycles: readonly string[]) {
+    super(`${cycles.length} cycle(s) closed since the chunk was planned`);
+  }
+}
+
 export const hourCounter = (hour: string) => `h#${hour}`;
 export const dayCounter = (day: string) => `d#${day}`;
 export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}#${channel}`;
 export const channelCounter = (channel: string) => `c#${channel}`;
 export const featureCounter = (feature: string) => `f#${feature}`;
 
-export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G' };
-/** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId. */
+export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', late: 'L' };
+/** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#eventKey. */
 export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) =>
   `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
@@ -93,12 +111,18 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
   return deltas;
 }
 
+/** Names one cycle item across subjects, as `closedCycles` holds it. */
+export const cycleItemKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000${rollupSortKey('cycle', cycleStart, usageType)}`;
+
 /**
  * Splits changes, in order, into chunks that each touch at most `maxItems` rollup items, folding
- * every change into its chunk. Items whose deltas cancel out are dropped. One change touches at most
- * 8 items (day, cycle, user and group, of its old and its new image), so `maxItems` must be at least 8.
+ * every change into its chunk. Items whose deltas cancel out are dropped. A change to a cycle in
+ * `closedCycles` (see `cycleItemKey`) is a late event or a correction: it also counts in its cycle item's
+ * `late` total and in one late item per event. One change touches at most 10 items (day, cycle, user,
+ * group and late, of its old and its new image), so `maxItems` must be at least 10.
  */
-export function planChunks(changes: readonly LedgerChange[], maxItems: number): Chunk[] {
+export function planChunks(changes: readonly LedgerChange[], maxItems: number, closedCycles: ReadonlySet<string> = new Set()): Chunk[] {
+  const isClosed = (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
   const chunks: Chunk[] = [];
   let current: Map<string, RollupUpdate> = new Map();
   let first: string | undefined;
@@ -107,7 +131,8 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
 
   const flush = () => {
     if (first === undefined) return;
-    const updates = [...current.values()].filter((u) => u.total !== 0n || [...u.counters.values()].some((c) => c !== 0n));
+    // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed.
+    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || [...u.counters.values()].some((c) => c !== 0n));
     chunks.push({ firstSequenceNumber: first, lastSequenceNumber: last, updates, records });
     current = new Map();
     first = undefined;
@@ -116,7 +141,7 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
 
   for (const change of changes) {
     const deltas = changeDeltas(change);
-    const touched = new Set(deltas.flatMap(({ image }) => itemKeys(image)));
+    const touched = new Set(deltas.flatMap(({ image }) => itemKeys(image, isClosed(image))));
     const fresh = [...touched].filter((key) => !current.has(key)).length;
     if (current.size + fresh > maxItems) flush();
     first ??= change.sequenceNumber;
@@ -130,6 +155,10 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
       bump(day, hourCounter(image.hour), delta);
       if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
       const cycle = add(current, image, 'cycle', image.cycleStart, delta);
+      if (isClosed(image)) {
+        cycle.closed = true;
+        add(current, image, 'late', image.cycleStart, delta, image.eventKey);
+      }
       bump(cycle, dayCounter(image.day), delta);
       if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
       if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
@@ -141,10 +170,11 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number): 
   return chunks;
 }
 
-function itemKeys(image: LedgerImage): string[] {
+function itemKeys(image: LedgerImage, closed: boolean): string[] {
   return [
     itemKey(image, 'day', image.day),
     itemKey(image, 'cycle', image.cycleStart),
+    ...(closed ? [itemKey(image, 'late', image.cycleStart, image.eventKey)] : []),
     ...(image.userId === undefined ? [] : [itemKey(image, 'user', image.cycleStart, image.userId)]),
     ...(image.groupId === undefined ? [] : [itemKey(image, 'group', image.cycleStart, image.groupId)]),
   ];

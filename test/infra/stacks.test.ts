@@ -8,7 +8,7 @@ import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
-import { CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
+import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
 import { ROUTES } from '../../functions/api';
 import type { FunctionName } from '../../lib/usage-function';
 
@@ -31,6 +31,7 @@ const LOCAL_ONLY_PATH = '/v1/test-clock';
 const API_ROUTE_KEYS = ROUTES.filter((r) => r.path !== LOCAL_ONLY_PATH).map((r) => `${r.method} ${r.path}`);
 const TABLE_WRITES = ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'];
 const TABLE_READS = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
+const REPORTS = BUCKETS.reports;
 
 let built: UsagePipelineApp;
 let stateful: Template;
@@ -65,6 +66,35 @@ const policyStatements = (name: FunctionName) => roleStatements(built.stateless.
 const actionsOf = (statements: Statement[]) => statements.flatMap((s) => [s.Action].flat());
 /** The statements that allow any of `actions`. */
 const allowing = (statements: Statement[], actions: string[]) => statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => actions.includes(a)));
+/** Environment variables of a function. */
+const variablesOf = (name: FunctionName) =>
+  (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+/** The S3 statements allowing any action that `matches`. */
+const s3Allowing = (statements: Statement[], matches: (action: string) => boolean) =>
+  statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => a.startsWith('s3:') && matches(a)));
+const isS3Write = (action: string) => action === 's3:*' || action.startsWith('s3:Put');
+const isS3Read = (action: string) => action === 's3:*' || action.startsWith('s3:GetObject');
+/**
+ * Where the resources of an S3 statement point in the reports bucket: '' for the bucket itself, the
+ * key pattern (`exports/*`) for its objects. Any other resource fails the test.
+ */
+function reportsBucketKeys(statement: Statement): string[] {
+  const bucketArn = `${resourceOf(built.stateful.reportsBucket).logicalId}Arn`;
+  return [statement.Resource].flat().map((resource) => {
+    const join = (resource as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+    if (!join) {
+      expect(resource).toEqual({ 'Fn::ImportValue': expect.stringContaining(bucketArn) });
+      return '';
+    }
+    const [bucket, key, ...rest] = join[1];
+    expect(rest).toEqual([]);
+    expect(JSON.stringify(bucket)).toContain(bucketArn);
+    return String(key).replace(/^\//, '');
+  });
+}
+/** The object key patterns (not the bucket itself) that `statements` reach. */
+const objectKeys = (statements: Statement[]) => [...new Set(statements.flatMap(reportsBucketKeys).filter((k) => k !== ''))].sort();
+
 /** How the stateless stack refers to a resource of the stateful stack (its Arn export). */
 const importedArn = (construct: IConstruct) => ({ 'Fn::ImportValue': Match.stringLikeRegexp(`${resourceOf(construct).logicalId}Arn`) });
 
@@ -148,6 +178,127 @@ describe('stateful stack', () => {
     expect(usage.visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * FUNCTIONS.ingest.timeoutSeconds);
   });
 
+  describe('reports bucket', () => {
+    const reportsId = () => resourceOf(built.stateful.reportsBucket).logicalId;
+    const rules = () =>
+      (resourceOf(built.stateful.reportsBucket).resource.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }).Rules;
+
+    it('is encrypted, private, versioned and retained', () => {
+      stateful.templateMatches({
+        Resources: {
+          [reportsId()]: {
+            Type: 'AWS::S3::Bucket',
+            DeletionPolicy: 'Retain',
+            UpdateReplacePolicy: 'Retain',
+            Properties: {
+              BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+              PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+              OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+              VersioningConfiguration: { Status: 'Enabled' },
+            },
+          },
+        },
+      });
+    });
+
+    it('refuses plain HTTP', () => {
+      stateful.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: reportsId() },
+        PolicyDocument: {
+          Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+        },
+      });
+    });
+
+    it('logs access to the access-log bucket', () => {
+      stateful.templateMatches({
+        Resources: {
+          [reportsId()]: {
+            Properties: { LoggingConfiguration: { DestinationBucketName: { Ref: resourceOf(built.stateful.accessLogsBucket).logicalId }, LogFilePrefix: Match.anyValue() } },
+          },
+        },
+      });
+    });
+
+    it('expires export files after the export retention, and their old versions after a day', () => {
+      const exportsRules = rules().filter((r) => r.Prefix === REPORTS.exportsPrefix);
+      expect(exportsRules).toEqual([
+        expect.objectContaining({ Status: 'Enabled', ExpirationInDays: REPORTS.exportRetentionDays, NoncurrentVersionExpiration: { NoncurrentDays: 1 } }),
+      ]);
+      expect(REPORTS.exportRetentionDays).toBe(7);
+    });
+
+    it('moves cycle reports to infrequent access and never expires their current versions', () => {
+      const reportsRules = rules().filter((r) => r.Prefix === REPORTS.reportsPrefix);
+      expect(reportsRules).toEqual([
+        expect.objectContaining({
+          Status: 'Enabled',
+          Transitions: [{ StorageClass: 'STANDARD_IA', TransitionInDays: REPORTS.reportsInfrequentAccessDays }],
+          NoncurrentVersionExpiration: { NoncurrentDays: 365 },
+        }),
+      ]);
+      // No rule that reaches reports/ (its prefix or none) deletes a current version.
+      for (const rule of rules().filter((r) => r.Prefix === undefined || REPORTS.reportsPrefix.startsWith(String(r.Prefix)))) {
+        expect(rule).not.toHaveProperty('ExpirationInDays');
+        expect(rule).not.toHaveProperty('ExpirationDate');
+      }
+    });
+
+    it('aborts incomplete multipart uploads after a day', () => {
+      expect(rules()).toContainEqual(expect.objectContaining({ Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }));
+    });
+
+    it('outputs its name', () => {
+      stateful.hasOutput('ReportsBucketName', { Value: { Ref: reportsId() } });
+    });
+
+    it('has an access-log bucket that is encrypted, private, retained, expires its logs and accepts only the reports bucket logs', () => {
+      const { logicalId } = resourceOf(built.stateful.accessLogsBucket);
+      stateful.templateMatches({
+        Resources: {
+          [logicalId]: {
+            Type: 'AWS::S3::Bucket',
+            DeletionPolicy: 'Retain',
+            Properties: {
+              BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+              PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+              LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ ExpirationInDays: Match.anyValue() })]) },
+              // Log delivery is granted by the bucket policy, not by an ACL.
+              AccessControl: Match.absent(),
+            },
+          },
+        },
+      });
+      stateful.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: logicalId },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Allow',
+              Principal: { Service: 'logging.s3.amazonaws.com' },
+              Action: 's3:PutObject',
+              Condition: { ArnLike: { 'aws:SourceArn': { 'Fn::GetAtt': [reportsId(), 'Arn'] } } },
+            }),
+          ]),
+        },
+      });
+    });
+
+    it('every bucket is encrypted, blocks all public access and refuses plain HTTP; the stateless stack has none', () => {
+      const buckets = Object.entries(stateful.findResources('AWS::S3::Bucket')) as [string, CfnResourceJson][];
+      expect(buckets).toHaveLength(2);
+      for (const [logicalId, bucket] of buckets) {
+        expect(bucket.Properties.BucketEncryption).toBeDefined();
+        expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({ BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+        stateful.hasResourceProperties('AWS::S3::BucketPolicy', {
+          Bucket: { Ref: logicalId },
+          PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+        });
+      }
+      stateless.resourceCountIs('AWS::S3::Bucket', 0);
+    });
+  });
+
   it.each([
     ['stateful', () => stateful],
     ['stateless', () => stateless],
@@ -203,13 +354,22 @@ describe('functions', () => {
   it.each([
     ['ingest', [TABLES.ledger, TABLES.quarantine, TABLES.subjects]],
     ['aggregate', [TABLES.rollups, TABLES.alerts, TABLES.subjects, TABLES.accounts]],
-    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts, TABLES.apiKeys]],
+    ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts, TABLES.apiKeys, TABLES.exports]],
     ['scheduler', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
     ['notify', [TABLES.alerts, TABLES.subjects, TABLES.rollups, TABLES.accounts]],
+    ['export', [TABLES.rollups, TABLES.subjects, TABLES.accounts, TABLES.exports]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
-    const variables = (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const variables = variablesOf(name);
     const tableVariables = Object.values(TABLES).map((t) => t.envVar).filter((v) => v in variables);
     expect(tableVariables.sort()).toEqual(tables.map((t) => t.envVar).sort());
+  });
+
+  it('only the api, scheduler and export functions are told the reports bucket, by its name', () => {
+    const told = FUNCTION_NAMES.filter((name) => REPORTS.envVar in variablesOf(name));
+    expect(told.sort()).toEqual(['api', 'export', 'scheduler']);
+    for (const name of told) {
+      expect(variablesOf(name)[REPORTS.envVar]).toEqual({ 'Fn::ImportValue': expect.stringContaining(`Ref${resourceOf(built.stateful.reportsBucket).logicalId}`) });
+    }
   });
 });
 
@@ -245,12 +405,69 @@ describe('least privilege', () => {
   const tableId = (name: TableName) => resourceOf(built.stateful.tables[name]).logicalId;
   const otherTables = (...names: TableName[]) => (Object.keys(TABLES) as TableName[]).filter((n) => !names.includes(n));
 
-  it('the api function writes only the subjects, accounts and API keys tables', () => {
+  it('the api function writes only the subjects, accounts, API keys and exports tables', () => {
     const statements = policyStatements('api');
     expect(actionsOf(statements)).toContain('dynamodb:Query');
     const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
-    for (const name of ['subjects', 'accounts', 'apiKeys'] as const) expect(writes).toContain(tableId(name));
-    for (const name of ['ledger', 'rollups', 'quarantine'] as const) expect(writes).not.toContain(tableId(name));
+    for (const name of ['subjects', 'accounts', 'apiKeys', 'exports'] as const) expect(writes).toContain(tableId(name));
+    for (const name of otherTables('subjects', 'accounts', 'apiKeys', 'exports')) expect(writes).not.toContain(tableId(name));
+  });
+
+  it('only the api and export functions can touch the exports table', () => {
+    for (const name of FUNCTION_NAMES) {
+      const touches = JSON.stringify(policyStatements(name)).includes(tableId('exports'));
+      expect([name, touches]).toEqual([name, name === 'api' || name === 'export']);
+    }
+  });
+
+  it('the export function writes only the exports table and reads rollups, subjects and accounts', () => {
+    const statements = policyStatements('export');
+    const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
+    expect(writes).toContain(tableId('exports'));
+    for (const name of otherTables('exports')) expect(writes).not.toContain(tableId(name));
+    const reads = JSON.stringify(allowing(statements, TABLE_READS).map((s) => s.Resource));
+    for (const name of ['rollups', 'subjects', 'accounts', 'exports'] as const) expect(reads).toContain(tableId(name));
+    for (const name of ['ledger', 'quarantine', 'alerts', 'apiKeys'] as const) expect(JSON.stringify(statements)).not.toContain(tableId(name));
+  });
+
+  it('the export function can dead-letter only into its own failure queue', () => {
+    const sends = allowing(policyStatements('export'), ['sqs:SendMessage']);
+    expect(sends.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [resourceOf(built.stateless.exportFailures).logicalId, 'Arn'] }]);
+  });
+
+  it('only the scheduler and export functions can write to the reports bucket, each under its own prefix only', () => {
+    const writers = FUNCTION_NAMES.filter((name) => s3Allowing(policyStatements(name), isS3Write).length > 0);
+    expect(writers.sort()).toEqual(['export', 'scheduler']);
+    expect(objectKeys(s3Allowing(policyStatements('scheduler'), isS3Write))).toEqual([`${REPORTS.reportsPrefix}*`]);
+    expect(objectKeys(s3Allowing(policyStatements('export'), isS3Write))).toEqual([`${REPORTS.exportsPrefix}*`]);
+    // Object writes name object keys, never the bucket itself.
+    for (const name of writers) {
+      for (const statement of s3Allowing(policyStatements(name), isS3Write)) expect(reportsBucketKeys(statement)).not.toContain('');
+    }
+  });
+
+  it('the api function may only read export files, the scheduler only cycle reports, and the export function reads nothing', () => {
+    expect(objectKeys(s3Allowing(policyStatements('api'), isS3Read))).toEqual([`${REPORTS.exportsPrefix}*`]);
+    expect(objectKeys(s3Allowing(policyStatements('scheduler'), isS3Read))).toEqual([`${REPORTS.reportsPrefix}*`]);
+    expect(s3Allowing(policyStatements('export'), isS3Read)).toEqual([]);
+    // Every S3 statement of these functions stays in the reports bucket, within the function's prefix.
+    const prefixes = { api: REPORTS.exportsPrefix, scheduler: REPORTS.reportsPrefix, export: REPORTS.exportsPrefix } as const;
+    for (const [name, prefix] of Object.entries(prefixes) as [FunctionName, string][]) {
+      expect(objectKeys(s3Allowing(policyStatements(name), () => true))).toEqual([`${prefix}*`]);
+    }
+  });
+
+  it('no function can delete objects', () => {
+    for (const name of FUNCTION_NAMES) {
+      const s3Actions = actionsOf(s3Allowing(policyStatements(name), () => true));
+      expect(s3Actions.filter((a) => a === 's3:*' || a.startsWith('s3:Delete'))).toEqual([]);
+    }
+  });
+
+  it.each(['ingest', 'aggregate', 'notify'] as const)('%s has no S3 access and is not told the bucket', (name) => {
+    expect(actionsOf(policyStatements(name)).filter((a) => a.startsWith('s3:'))).toEqual([]);
+    expect(JSON.stringify(policyStatements(name))).not.toContain(resourceOf(built.stateful.reportsBucket).logicalId);
+    expect(Object.keys(variablesOf(name))).not.toContain(REPORTS.envVar);
   });
 
   it('no function but the api function can touch the API keys table', () => {
@@ -274,12 +491,12 @@ describe('least privilege', () => {
     });
   });
 
-  it('the scheduler function writes only the accounts table and sends to no queue', () => {
+  it('the scheduler function writes only the accounts and rollups tables and sends to no queue', () => {
     const statements = policyStatements('scheduler');
-    const writes = allowing(statements, TABLE_WRITES);
-    expect(writes).toHaveLength(1);
-    expect(JSON.stringify(writes[0]?.Resource)).toContain(tableId('accounts'));
-    for (const name of ['rollups', 'subjects', 'ledger', 'quarantine'] as const) expect(JSON.stringify(writes)).not.toContain(tableId(name));
+    const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
+    // Closing a cycle snapshots it into accounts and marks its rollup items closed.
+    for (const name of ['accounts', 'rollups'] as const) expect(writes).toContain(tableId(name));
+    for (const name of otherTables('accounts', 'rollups')) expect(writes).not.toContain(tableId(name));
     // It does read the tables it must not write.
     const reads = JSON.stringify(allowing(statements, ['dynamodb:Query']).map((s) => s.Resource));
     for (const name of ['rollups', 'subjects', 'accounts'] as const) expect(reads).toContain(tableId(name));
@@ -423,6 +640,16 @@ describe('notify event source mapping', () => {
     expect(Filters.map((f) => JSON.parse(f.Pattern) as unknown)).toEqual([{ eventName: ['INSERT'], dynamodb: { NewImage: { notify: { BOOL: [true] } } } }]);
   });
 
+  it('the export mapping is invoked only for inserted export jobs (not for its own status updates)', () => {
+    const mappings = stateless.findResources('AWS::Lambda::EventSourceMapping', {
+      Properties: { FunctionName: { Ref: resourceOf(built.stateless.functions.export).logicalId } },
+    }) as Record<string, CfnResourceJson>;
+    const [mapping, ...others] = Object.values(mappings);
+    expect(others).toEqual([]);
+    const { Filters } = mapping?.Properties.FilterCriteria as { Filters: { Pattern: string }[] };
+    expect(Filters.map((f) => JSON.parse(f.Pattern) as unknown)).toEqual([{ eventName: ['INSERT'] }]);
+  });
+
   it('the other mappings are not filtered', () => {
     for (const name of ['ingest', 'aggregate'] as const) {
       stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
@@ -430,6 +657,24 @@ describe('notify event source mapping', () => {
         FilterCriteria: Match.absent(),
       });
     }
+  });
+});
+
+describe('export event source mapping', () => {
+  it('reads the exports stream one job at a time, without bisecting, with an on-failure queue', () => {
+    const source = EVENT_SOURCES.export;
+    stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: resourceOf(built.stateless.functions.export).logicalId },
+      EventSourceArn: { 'Fn::ImportValue': Match.stringLikeRegexp(`${TABLES.exports.name}.*StreamArn`) },
+      BatchSize: 1,
+      ParallelizationFactor: source.parallelizationFactor,
+      BisectBatchOnFunctionError: false,
+      MaximumRetryAttempts: source.retryAttempts,
+      StartingPosition: source.startingPosition,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [resourceOf(built.stateless.exportFailures).logicalId, 'Arn'] } } },
+    });
+    expect(source.batchSize).toBe(1);
   });
 });
 
@@ -511,9 +756,10 @@ describe('HTTP API', () => {
     });
   });
 
-  it('outputs the API and queue URLs', () => {
+  it('outputs the API and queue URLs and the reports bucket name', () => {
     stateless.hasOutput('ApiUrl', {});
     stateful.hasOutput('UsageQueueUrl', {});
+    stateful.hasOutput('ReportsBucketName', {});
   });
 });
 
@@ -545,6 +791,15 @@ describe('alarms', () => {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Threshold: 0,
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.notifyFailures).logicalId, 'QueueName'] } }],
+    });
+  });
+
+  it('fires on any export job the export mapping gave up on', () => {
+    alarm({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Threshold: 0,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.exportFailures).logicalId, 'QueueName'] } }],
     });
   });
 

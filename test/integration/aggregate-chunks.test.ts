@@ -32,7 +32,7 @@ function changes(subject: string, count: number, firstSequence: number): LedgerC
     const day = new Date(Date.UTC(2026, 0, 1) + i * 86_400_000).toISOString().slice(0, 10);
     return {
       sequenceNumber: String(firstSequence + i),
-      newImage: { subject, usageType: 'tokens', quantity: String(i + 1), hour: `${day}T05`, day, cycleStart: `${day.slice(0, 8)}01T00:00:00.000Z` },
+      newImage: { eventKey: JSON.stringify(['test', String(firstSequence + i)]), subject, usageType: 'tokens', quantity: String(i + 1), hour: `${day}T05`, day, cycleStart: `${day.slice(0, 8)}01T00:00:00.000Z` },
     };
   });
 }

@@ -204,7 +204,7 @@ describe('a cycle close on DynamoDB Local', () => {
     const clock = new FixedClock(new Date(Date.parse(cycle.end) + 61 * MINUTE).toISOString());
     const closeOnly = async (subject: string, accounts: AccountStore) => {
       const found = (await appContext.subjects().get(subject)) as Subject;
-      return runDueCloses({ config: stack.config, subjects: { list: async () => [found] }, rollups: appContext.rollups(), accounts, clock });
+      return runDueCloses({ config: stack.config, subjects: { list: async () => [found] }, rollups: appContext.rollups(), accounts, reports: appContext.reports(), clock });
     };
 
     // Act

@@ -15,6 +15,9 @@ import type {
   Clock,
   DaySnapshot,
   CommitResult,
+  LateChange,
+  ReportStore,
+  RollupCloser,
   Ledger,
   Quarantine,
   QuarantineRecord,
@@ -26,6 +29,7 @@ import type {
   SubjectStore,
 } from '../../functions/core/ports';
 import type { Chunk, LedgerEntry, MemberKind, RollupKind } from '../../functions/core/rollups';
+import type { CycleReport, CycleSummary } from '../../functions/core/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
 export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart(40, '0');
@@ -263,9 +267,23 @@ export class InMemorySubjectStore implements SubjectStore {
 }
 
 /** Rollup items by subject and kind; `query` returns those whose period is in [from, to] in string order, like a key range. */
-export class InMemoryRollupReader implements RollupReader {
+export class InMemoryRollupReader implements RollupReader, RollupCloser {
   readonly queries: { subject: string; kind: RollupKind; fromPeriod: string; toPeriod: string }[] = [];
+  /** `subject|cycleStart|usageType` → when the cycle close marked it. */
+  readonly closed = new Map<string, string>();
+  readonly late: (LateChange & { subject: string })[] = [];
   private readonly rows: { subject: string; row: RollupRow }[] = [];
+
+  async closeCycle(subject: string, cycleStart: string, usageTypes: readonly string[], closedAt: string): Promise<void> {
+    for (const usageType of usageTypes) {
+      const key = `${subject}|${cycleStart}|${usageType}`;
+      if (!this.closed.has(key)) this.closed.set(key, closedAt);
+    }
+  }
+
+  async lateChanges(subject: string, fromCycle: string, toCycle: string): Promise<LateChange[]> {
+    return this.late.filter((l) => l.subject === subject && l.cycleStart >= fromCycle && l.cycleStart <= toCycle);
+  }
 
   add(subject: string, ...rows: RollupRow[]): this {
     for (const row of rows) this.rows.push({ subject, row });
@@ -349,5 +367,30 @@ export class InMemoryEmailSender implements EmailSender {
     if (failure) throw failure;
     this.sent.push(email);
     return `msg-${this.sent.length}`;
+  }
+}
+
+/** Reports by key, as the S3 report store lays them out. */
+export class InMemoryReports implements ReportStore {
+  readonly objects = new Map<string, CycleReport | CycleSummary>();
+
+  async putCycleReport(report: CycleReport): Promise<string> {
+    const key = `reports/${report.cycle.start}/${report.subject.id}.json`;
+    this.objects.set(key, report);
+    return key;
+  }
+
+  async getCycleReport(cycleStart: string, subject: string): Promise<CycleReport | undefined> {
+    return this.objects.get(`reports/${cycleStart}/${subject}.json`) as CycleReport | undefined;
+  }
+
+  async listCycleReports(cycleStart: string): Promise<{ key: string; report: CycleReport }[]> {
+    return [...this.objects].filter(([key, value]) => key.startsWith(`reports/${cycleStart}/`) && value.kind === 'cycle-report').map(([key, report]) => ({ key, report: report as CycleReport }));
+  }
+
+  async putCycleSummary(summary: CycleSummary): Promise<string> {
+    const key = `reports/${summary.cycleStart}/_summary.json`;
+    this.objects.set(key, summary);
+    return key;
   }
 }

@@ -76,7 +76,7 @@ describe('aggregateChanges', () => {
 
   test('a batch of TTL expiries and cancelling changes writes nothing and still succeeds', async () => {
     // Arrange
-    const image = { subject: 'ws_a', usageType: 'tokens', quantity: '5', hour: '2026-11-22T10', day: '2026-11-22', cycleStart: '2026-11-15T00:00:00.000Z' };
+    const image = { eventKey: '["test","e1"]', subject: 'ws_a', usageType: 'tokens', quantity: '5', hour: '2026-11-22T10', day: '2026-11-22', cycleStart: '2026-11-15T00:00:00.000Z' };
     const changes: LedgerChange[] = [
       { sequenceNumber: '5', oldImage: image, expired: true },
       { sequenceNumber: '6', newImage: image },

@@ -110,7 +110,7 @@ describe('evaluateThresholds', () => {
   });
 
   test('touchedCycles lists each subject, usage type and cycle once', () => {
-    const image = (subject: string, usageType: string, cycleStart: string) => ({ subject, usageType, cycleStart, hour: '', day: '', quantity: '1' });
+    const image = (subject: string, usageType: string, cycleStart: string) => ({ eventKey: '["test","e1"]', subject, usageType, cycleStart, hour: '', day: '', quantity: '1' });
     expect(touchedCycles([image('a', 't', 'c1'), image('a', 't', 'c1'), image('a', 't', 'c2'), image('b', 't', 'c1')])).toEqual([
       { subject: 'a', usageType: 't', cycleStart: 'c1' },
       { subject: 'a', usageType: 't', cycleStart: 'c2' },

@@ -5,7 +5,7 @@ import { type Config, configSchema } from '../../functions/core/config';
 import type { Subject } from '../../functions/core/ports';
 import { quotaView } from '../../functions/core/quotas';
 import { putWorkspace } from '../../functions/core/workspaces';
-import { FixedClock, InMemoryAccounts, InMemoryRollupReader, InMemorySubjectStore } from '../support/fakes';
+import { FixedClock, InMemoryAccounts, InMemoryReports, InMemoryRollupReader, InMemorySubjectStore } from '../support/fakes';
 
 /**
  * Cycle and grant arithmetic, closes and the quota view, against expectations worked out by hand in the
@@ -109,8 +109,9 @@ function world() {
   const accounts = new InMemoryAccounts();
   const rollups = new InMemoryRollupReader();
   const subjects = new InMemorySubjectStore([ws31]);
-  const deps = { config, subjects, rollups, accounts, clock };
-  return { clock, accounts, rollups, deps };
+  const reports = new InMemoryReports();
+  const deps = { config, subjects, rollups, accounts, reports, clock };
+  return { clock, accounts, rollups, reports, deps };
 }
 
 async function quota(deps: ReturnType<typeof world>['deps']) {
@@ -137,7 +138,7 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     // Assert
     expect(early.cyclesClosed).toEqual([]);
     expect(early.daysClosed).toBe(28); // Jan 31 … Feb 27; Feb 28 is still in its grace hour
-    expect(first.cyclesClosed).toEqual([{ subject: 'ws_31', cycleStart: C1 }]);
+    expect(first.cyclesClosed).toEqual([{ subject: 'ws_31', cycleStart: C1, report: `reports/${C1}/ws_31.json` }]);
     expect(first.daysClosed).toBe(1);
     const [snapshot1] = await accounts.listCycleSnapshots('ws_31');
     expect(snapshot1).toMatchObject({ cycleStart: C1, cycleEnd: C2, status: 'closed', usage: { tokens: { limit: '1000', spilloverIn: '0', used: '400', overflow: '0', spilloverOut: '600', drawn: {} } } });
@@ -333,7 +334,7 @@ describe('closes in a time zone across a daylight-saving change', () => {
     const clock = new FixedClock('2026-03-08T05:59:59.999Z');
     const accounts = new InMemoryAccounts();
     const rollups = new InMemoryRollupReader().add('ws_ny', { usageType: 'tokens', kind: 'cycle', period: '2026-02-08T05:00:00.000Z', total: '250', counters: {} });
-    return { clock, accounts, rollups, deps: { config, subjects: new InMemorySubjectStore([ny]), rollups, accounts, clock } };
+    return { clock, accounts, rollups, deps: { config, subjects: new InMemorySubjectStore([ny]), rollups, accounts, reports: new InMemoryReports(), clock } };
   }
 
   test('each cycle closes an hour after its local midnight, whatever the UTC offset', async () => {
@@ -348,9 +349,9 @@ describe('closes in a time zone across a daylight-saving change', () => {
     const dueApril = await runDueCloses(deps);
 
     expect(early.cyclesClosed).toEqual([]);
-    expect(due.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-02-08T05:00:00.000Z' }]);
+    expect(due.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-02-08T05:00:00.000Z', report: 'reports/2026-02-08T05:00:00.000Z/ws_ny.json' }]);
     expect(earlyApril.cyclesClosed).toEqual([]);
-    expect(dueApril.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-03-08T05:00:00.000Z' }]);
+    expect(dueApril.cyclesClosed).toEqual([{ subject: 'ws_ny', cycleStart: '2026-03-08T05:00:00.000Z', report: 'reports/2026-03-08T05:00:00.000Z/ws_ny.json' }]);
     const snapshots = await accounts.listCycleSnapshots('ws_ny');
     expect(snapshots.map((s) => [s.cycleStart, s.cycleEnd])).toEqual([
       ['2026-02-08T05:00:00.000Z', '2026-03-08T05:00:00.000Z'],

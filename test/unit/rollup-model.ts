@@ -80,7 +80,7 @@ const QUANTITIES = ['1', '2', '3', '7', '10', '250', '0.25', '1.000000001'];
 export function generateChanges(count: number, seed: number, firstSequenceNumber = 95): LedgerChange[] {
   const next = random(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
-  const image = (): LedgerImage => {
+  const image = (eventKey: string): LedgerImage => {
     const day = pick(DAYS);
     const hour = `${day}T${String(Math.floor(next() * 3) + 9).padStart(2, '0')}`;
     // Cycles anchored on the 15th, in UTC.
@@ -94,7 +94,7 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
     if (groupId !== undefined) dimensions.groupId = groupId;
     if (channel !== undefined) dimensions.channel = channel;
     if (feature !== undefined) dimensions.feature = feature;
-    return { subject: pick(SUBJECTS), usageType: pick(USAGE_TYPES), quantity: pick(QUANTITIES), hour, day, cycleStart, ...dimensions };
+    return { eventKey, subject: pick(SUBJECTS), usageType: pick(USAGE_TYPES), quantity: pick(QUANTITIES), hour, day, cycleStart, ...dimensions };
   };
   const live = new Map<number, LedgerImage>();
   const changes: LedgerChange[] = [];
@@ -106,7 +106,7 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
     const roll = next();
     const liveIds = [...live.keys()];
     if (liveIds.length === 0 || roll < 0.45) {
-      const newImage = image();
+      const newImage = image(`event-${nextEvent}`);
       live.set(nextEvent++, newImage);
       changes.push({ sequenceNumber, newImage });
       continue;
@@ -114,7 +114,7 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
     const id = pick(liveIds);
     const oldImage = live.get(id) as LedgerImage;
     if (roll < 0.75) {
-      const newImage = next() < 0.5 ? { ...oldImage, quantity: pick(QUANTITIES) } : image();
+      const newImage = next() < 0.5 ? { ...oldImage, quantity: pick(QUANTITIES) } : image(oldImage.eventKey);
       live.set(id, newImage);
       changes.push({ sequenceNumber, oldImage, newImage });
     } else if (roll < 0.9) {

@@ -6,6 +6,7 @@ const NOV_CYCLE = '2026-11-15T00:00:00.000Z';
 const OCT_CYCLE = '2026-10-15T00:00:00.000Z';
 
 const image = (overrides: Partial<LedgerImage> = {}): LedgerImage => ({
+  eventKey: '["test","e1"]',
   subject: 'ws_a',
   usageType: 'tokens',
   quantity: '5',

@@ -1,0 +1,72 @@
+import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, paginateListObjectsV2 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ReportStore } from '../core/ports';
+import type { CycleReport, CycleSummary } from '../core/report-schema';
+import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
+
+/**
+ * S3: cycle reports, summaries and export files in one bucket. The endpoint comes from the SDK's own
+ * AWS_ENDPOINT_URL_S3 (set by the local runtime); a local endpoint is a host and port, so it is addressed path-style.
+ */
+export function createS3Client(): S3Client {
+  return new S3Client({ maxAttempts: 8, forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+}
+
+const { reportsPrefix } = BUCKETS.reports;
+export const cycleReportKey = (cycleStart: string, subject: string) => `${reportsPrefix}${cycleStart}/${subject}.json`;
+/** Subject ids start with a letter or digit, so the summary's name cannot be a subject's. */
+export const cycleSummaryKey = (cycleStart: string) => `${reportsPrefix}${cycleStart}/_summary.json`;
+
+export class S3Reports implements ReportStore {
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+  ) {}
+
+  async putCycleReport(report: CycleReport): Promise<string> {
+    return this.putJson(cycleReportKey(report.cycle.start, report.subject.id), report);
+  }
+
+  async getCycleReport(cycleStart: string, subject: string): Promise<CycleReport | undefined> {
+    return this.getJson<CycleReport>(cycleReportKey(cycleStart, subject));
+  }
+
+  async listCycleReports(cycleStart: string): Promise<{ key: string; report: CycleReport }[]> {
+    const keys: string[] = [];
+    for await (const page of paginateListObjectsV2({ client: this.client }, { Bucket: this.bucket, Prefix: `${reportsPrefix}${cycleStart}/` })) {
+      for (const object of page.Contents ?? []) if (object.Key && object.Key !== cycleSummaryKey(cycleStart)) keys.push(object.Key);
+    }
+    const reports: { key: string; report: CycleReport }[] = [];
+    for (const key of keys) {
+      const report = await this.getJson<CycleReport>(key);
+      if (report) reports.push({ key, report });
+    }
+    return reports;
+  }
+
+  async putCycleSummary(summary: CycleSummary): Promise<string> {
+    return this.putJson(cycleSummaryKey(summary.cycleStart), summary);
+  }
+
+  private async putJson(key: string, value: unknown): Promise<string> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: `${JSON.stringify(value, null, 2)}\n`, ContentType: 'application/json' }));
+    return key;
+  }
+
+  private async getJson<T>(key: string): Promise<T | undefined> {
+    try {
+      const { Body } = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return JSON.parse((await Body?.transformToString('utf8')) ?? 'null') as T;
+    } catch (error) {
+      if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') return undefined;
+      throw error;
+    }
+  }
+}
+
+/** A short-lived GET URL for one object: a plain `fetch` downloads it, no credentials needed. */
+export function presignDownload(client: S3Client, bucket: string, key: string, filename: string): Promise<string> {
+  return getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key, ResponseContentDisposition: `attachment; filename="${filename}"` }), {
+    expiresIn: PRESIGNED_URL_SECONDS,
+  });
+}
