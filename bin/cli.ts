@@ -31,6 +31,10 @@ const USAGE = `usage: usage-pipeline <command> [options]
   openapi
       Print the OpenAPI 3.1 document of the HTTP API (npm run openapi writes it to openapi.json).
 
+  report-schema
+      Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
+      schemas/usage-report.schema.json).
+
   subjects, grants and keys take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
   and usage types.
 `;
@@ -50,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
       const { DEPLOYED_ROUTES } = await import('../functions/api');
       const { buildOpenApi } = await import('../functions/openapi');
       process.stdout.write(`${JSON.stringify(buildOpenApi(DEPLOYED_ROUTES), null, 2)}\n`);
+      return 0;
+    }
+    case 'report-schema': {
+      const { reportJsonSchema } = await import('../functions/core/report-schema');
+      process.stdout.write(`${JSON.stringify(reportJsonSchema(), null, 2)}\n`);
       return 0;
     }
     case undefined:

@@ -8,14 +8,35 @@ import { httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
 import { quarantineQuerySchema } from './core/ingest';
 import { buildOpenApi } from './openapi';
-import { type Access, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/api-keys';
+import { type Access, type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/api-keys';
+import { exportRequestSchema, exportView, requestExport } from './core/exports';
+import { buildCycleReport } from './core/reports';
+import { presignDownload } from './adapters/s3';
 import { NotFoundError } from './core/errors';
 import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
 import { addGrant, grantBodySchema, parseBody, parseQuery, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
-import { memberTopQuerySchema, seriesQuerySchema, summaryQuerySchema, topMembers, topWorkspaces, usageSeries, usageSummary, workspaceTopQuerySchema } from './core/analytics';
+import {
+  memberTopQuerySchema,
+  reportQuerySchema,
+  resolveCycle,
+  seriesQuerySchema,
+  summaryQuerySchema,
+  topMembers,
+  topWorkspaces,
+  usageSeries,
+  usageSummary,
+  workspaceTopQuerySchema,
+} from './core/analytics';
 
-type Route = (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyResultV2>;
+/** A route gets the caller whose key the guard checked (none on a public route). */
+type Route = (event: APIGatewayProxyEventV2, caller: Principal | undefined) => Promise<APIGatewayProxyResultV2>;
+
+/** The caller of a route that requires a key (the guard has checked it). */
+function callerOf(caller: Principal | undefined): Principal {
+  if (!caller) throw new Error('a keyed route ran without a caller');
+  return caller;
+}
 
 function workspaceId(event: APIGatewayProxyEventV2): string {
   const id = event.pathParameters?.id;
@@ -95,6 +116,27 @@ const getMemberTop: Route = async (event) => json(200, await topMembers(workspac
 
 const getWorkspaceTop: Route = async (event) => json(200, await topWorkspaces(parseQuery(workspaceTopQuerySchema, event.queryStringParameters), analyticsDeps()));
 
+const getReport: Route = async (event) => {
+  const id = workspaceId(event);
+  const subject = await appContext.subjects().get(id);
+  if (!subject) throw new NotFoundError('unknown_workspace', `workspace "${id}" does not exist`);
+  const { cycle } = parseQuery(reportQuerySchema, event.queryStringParameters);
+  const deps = { config: appContext.config(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() };
+  return json(200, await buildCycleReport(subject, resolveCycle(cycle, subject, deps.clock.now()), deps));
+};
+
+const postExport: Route = async (event, caller) =>
+  json(202, await requestExport(parseBody(exportRequestSchema, event.body), callerOf(caller), { exports: appContext.exports(), subjects: appContext.subjects(), clock: appContext.clock() }));
+
+const getExport: Route = async (event, caller) =>
+  json(
+    200,
+    await exportView(decodeURIComponent(event.pathParameters?.exportId ?? ''), callerOf(caller), {
+      exports: appContext.exports(),
+      downloadUrl: (job) => presignDownload(appContext.s3(), appContext.reportsBucket(), job.key ?? '', `${job.id}.${job.request.format}`),
+    }),
+  );
+
 const getOpenApi: Route = async () => json(200, openApiDocument());
 
 const postKey: Route = async (event) =>
@@ -120,6 +162,9 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/usage/series', access: 'workspace-read', handler: getSeries },
   { method: 'GET', path: '/v1/workspaces/{id}/usage/top', access: 'workspace-read', handler: getMemberTop },
   { method: 'GET', path: '/v1/usage/top', access: 'finance', handler: getWorkspaceTop },
+  { method: 'GET', path: '/v1/workspaces/{id}/report', access: 'workspace-read', handler: getReport },
+  { method: 'POST', path: '/v1/exports', access: 'any', handler: postExport },
+  { method: 'GET', path: '/v1/exports/{exportId}', access: 'any', handler: getExport },
   { method: 'POST', path: '/v1/workspaces/{id}/usages', access: 'workspace-write', handler: postUsages },
   { method: 'PUT', path: '/v1/workspaces/{id}', access: 'admin', handler: putWorkspaceRoute },
   { method: 'GET', path: '/v1/workspaces/{id}/grants', access: 'workspace-read', handler: listGrants },
@@ -146,13 +191,13 @@ function openApiDocument(): Record<string, unknown> {
 }
 
 /** Checks the caller's key against the route's access before the route runs. */
-function guarded(access: Access, path: string, handler: Route): Route {
-  if (access === 'public') return handler;
+function guarded(access: Access, path: string, handler: Route): (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyResultV2> {
+  if (access === 'public') return (event) => handler(event, undefined);
   const perWorkspace = path.startsWith('/v1/workspaces/{id}');
   return async (event) => {
     const principal = await authenticate(event.headers?.authorization, { keys: appContext.apiKeys() });
     authorize(principal, access, perWorkspace ? workspaceId(event) : undefined);
-    return handler(event);
+    return handler(event, principal);
   };
 }
 

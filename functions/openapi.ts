@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { memberTopQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/analytics';
+import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/analytics';
+import { exportRequestSchema } from './core/exports';
+import { cycleReportSchema } from './core/report-schema';
 import { type Access, SCOPES, keyBodySchema } from './core/api-keys';
 import { quarantineQuerySchema } from './core/ingest';
 import { usageQuerySchema } from './core/usage';
@@ -124,6 +126,18 @@ const usageEventBody = z.object({
   }),
 });
 
+const exportViewSchema = z.object({
+  id: z.string(),
+  status: z.enum(['queued', 'running', 'ready', 'failed']),
+  request: z.object({ from: instant, to: instant, granularity: z.enum(['hour', 'day']), subjects: z.array(z.string()).optional(), format: z.enum(['json', 'jsonl']) }),
+  createdAt: instant,
+  completedAt: instant.nullable(),
+  bucketCount: z.number().int().nullable(),
+  bytes: z.number().int().nullable(),
+  url: z.string().nullable().describe('presigned GET URL of the file, valid for a few minutes; present once ready'),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+
 /** What the document says of one route; keyed by "METHOD path" as in ROUTES. */
 interface RouteDoc {
   summary: string;
@@ -198,6 +212,20 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
         }),
       },
     },
+  },
+  'GET /v1/workspaces/{id}/report': {
+    summary: 'The cycle report (schemas/usage-report.schema.json, cycleReport): totals, breakdowns, grants, adjustments, money',
+    query: reportQuerySchema,
+    responses: { 200: { description: 'cycle report', schema: cycleReportSchema } },
+  },
+  'POST /v1/exports': {
+    summary: 'Start an export of hourly or daily usage; a workspace key exports its own workspace only',
+    body: exportRequestSchema,
+    responses: { 202: { description: 'queued', schema: z.object({ id: z.string(), status: z.enum(['queued', 'running', 'ready', 'failed']) }) } },
+  },
+  'GET /v1/exports/{exportId}': {
+    summary: 'An export\'s status and, once ready, a short-lived download URL',
+    responses: { 200: { description: 'export', schema: exportViewSchema } },
   },
   'POST /v1/workspaces/{id}/usages': {
     summary: 'Record usage: one event or an array of up to 500',
@@ -311,7 +339,7 @@ export function buildOpenApi(routes: readonly { method: string; path: string; ac
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'usage-pipeline API', version: '1', description: 'Exact usage metering: quotas, usage analytics, workspaces, grants and API keys.' },
+    info: { title: 'usage-pipeline API', version: '1', description: 'Exact usage metering: quotas, usage analytics, cycle reports and exports, workspaces, grants and API keys.' },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     security: [{ apiKey: [] }],
     components: {

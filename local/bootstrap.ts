@@ -1,12 +1,13 @@
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
 
 /** Creates the tables and queues from the same definitions the CDK stacks use. */
 
 export const localTableName = (definition: TableDefinition) => `usage-pipeline-${definition.name.toLowerCase()}`;
 
-export async function createTables(client: DynamoDBClient): Promise<{ names: Record<keyof typeof TABLES, string>; ledgerStreamArn: string; alertsStreamArn: string }> {
+export async function createTables(client: DynamoDBClient): Promise<{ names: Record<keyof typeof TABLES, string>; streamArns: Record<'ledger' | 'alerts' | 'exports', string> }> {
   const names = {} as Record<keyof typeof TABLES, string>;
   for (const [key, definition] of Object.entries(TABLES) as [keyof typeof TABLES, TableDefinition][]) {
     const TableName = localTableName(definition);
@@ -28,12 +29,19 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
       if (!(error instanceof ResourceInUseException)) throw error; // kept from a persisted run
     }
   }
-  const streamArn = async (table: 'ledger' | 'alerts') => {
+  const streamArn = async (table: 'ledger' | 'alerts' | 'exports') => {
     const arn = (await client.send(new DescribeTableCommand({ TableName: names[table] }))).Table?.LatestStreamArn;
     if (!arn) throw new Error(`table ${names[table]} has no stream`);
     return arn;
   };
-  return { names, ledgerStreamArn: await streamArn('ledger'), alertsStreamArn: await streamArn('alerts') };
+  return { names, streamArns: { ledger: await streamArn('ledger'), alerts: await streamArn('alerts'), exports: await streamArn('exports') } };
+}
+
+/** The reports bucket; creating it again (a persisted run) changes nothing. */
+export async function createBucket(client: S3Client): Promise<string> {
+  const bucket = `usage-pipeline-${BUCKETS.reports.name.toLowerCase()}`;
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  return bucket;
 }
 
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {

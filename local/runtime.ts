@@ -7,7 +7,8 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
-import { CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { createS3Client } from '../functions/adapters/s3';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';
 import { configuredKey } from '../functions/core/api-keys';
 import type { CloseSummary } from '../functions/core/closes';
@@ -15,7 +16,7 @@ import type { Config } from '../functions/core/config';
 import { InvalidRequestError } from '../functions/core/errors';
 import type { SchedulerEvent } from '../functions/scheduler';
 import { type ApiHandler, startApiServer } from './api-server';
-import { createQueues, createTables } from './bootstrap';
+import { createBucket, createQueues, createTables } from './bootstrap';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from './stand-ins';
@@ -41,6 +42,7 @@ export interface LocalOptions {
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
   wrapAggregate?: (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>) => Invoke<LedgerStreamEvent, LedgerStreamResponse>;
   wrapNotify?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
+  wrapExport?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
   onError?: (source: string, error: unknown) => void;
 }
 
@@ -68,6 +70,7 @@ export interface ReadyInfo {
   sqs: { endpoint: string; queueUrl: string; dlqUrl: string };
   dynamodb: { endpoint: string };
   ses: { endpoint: string; store: string };
+  s3: { endpoint: string; bucket: string };
 }
 
 export interface LocalStack {
@@ -106,6 +109,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_DYNAMODB_STREAMS: dynamo.endpoint,
       AWS_ENDPOINT_URL_SQS: sqsStandIn.endpoint,
       AWS_ENDPOINT_URL_SES: sesStandIn.endpoint,
+      // fauxqs serves S3 on the same port as SQS (path-style requests).
+      AWS_ENDPOINT_URL_S3: sqsStandIn.endpoint,
       [CONFIG_FILE_ENV]: configPath,
       POWERTOOLS_DEV: 'true',
       POWERTOOLS_LOG_LEVEL: options.logLevel ?? process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR',
@@ -117,10 +122,14 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint });
     stops.push(async () => [dynamodb, sqs, streams].forEach((c) => c.destroy()));
 
-    const { names, ledgerStreamArn, alertsStreamArn } = await createTables(dynamodb);
+    const { names, streamArns } = await createTables(dynamodb);
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
     const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
     Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
+    const s3 = createS3Client();
+    stops.push(async () => s3.destroy());
+    const bucket = await createBucket(s3);
+    process.env[BUCKETS.reports.envVar] = bucket;
     const documents = DynamoDBDocumentClient.from(dynamodb);
     await seedSubjects(documents, names.subjects, config, clock.now().toISOString());
     await seedApiKeys(new DynamoApiKeys(documents, names.apiKeys), config, clock.now().toISOString());
@@ -131,6 +140,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const { handler: api } = await import('../functions/api');
     const { handler: scheduler } = await import('../functions/scheduler');
     const { handler: notify } = await import('../functions/notify');
+    const { handler: exportFiles } = await import('../functions/export');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));
@@ -149,7 +159,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     });
     const streamPoller = new StreamPoller({
       streams,
-      streamArn: ledgerStreamArn,
+      streamArn: streamArns.ledger,
       batchSize: EVENT_SOURCES.aggregate.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.aggregate.maxBatchingWindowSeconds * 1000,
       tumblingWindowSeconds: EVENT_SOURCES.aggregate.tumblingWindowSeconds,
@@ -159,17 +169,28 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const invokeNotify: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => notify(event, lambdaContext('notify', FUNCTIONS.notify.timeoutSeconds));
     const alertsPoller = new StreamPoller({
       streams,
-      streamArn: alertsStreamArn,
+      streamArn: streamArns.alerts,
       batchSize: EVENT_SOURCES.notify.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.notify.maxBatchingWindowSeconds * 1000,
       tumblingWindowSeconds: 0,
       invoke: options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify,
       onError: (error) => onError('notify', error),
     });
+    const invokeExport: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => exportFiles(event, lambdaContext('export', FUNCTIONS.export.timeoutSeconds));
+    const exportsPoller = new StreamPoller({
+      streams,
+      streamArn: streamArns.exports,
+      batchSize: EVENT_SOURCES.export.batchSize,
+      maxBatchingWindowMs: EVENT_SOURCES.export.maxBatchingWindowSeconds * 1000,
+      tumblingWindowSeconds: 0,
+      invoke: options.wrapExport ? options.wrapExport(invokeExport) : invokeExport,
+      onError: (error) => onError('export', error),
+    });
     sqsPoller.start();
     streamPoller.start();
     alertsPoller.start();
-    stops.push(() => sqsPoller.stop(), () => streamPoller.stop(), () => alertsPoller.stop());
+    exportsPoller.start();
+    stops.push(() => sqsPoller.stop(), () => streamPoller.stop(), () => alertsPoller.stop(), () => exportsPoller.stop());
 
     // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
     let jobs: Promise<unknown> = Promise.resolve();
@@ -198,7 +219,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       while (quiet < 5) {
         if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
         await sleep(200);
-        quiet = sqsPoller.idle && streamPoller.idle && alertsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+        quiet = sqsPoller.idle && streamPoller.idle && alertsPoller.idle && exportsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
       }
     };
     const advanceClock = async (instant: Date) => {
@@ -210,7 +231,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     useTestClock({ advanceTo: advanceClock });
 
     return {
-      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint }, ses: { endpoint: sesStandIn.endpoint, store: sesStandIn.store } },
+      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint }, ses: { endpoint: sesStandIn.endpoint, store: sesStandIn.store }, s3: { endpoint: sqsStandIn.endpoint, bucket } },
       config,
       tables: names,
       clock,

@@ -12,7 +12,8 @@ import { SqsUsageQueue, createSqsClient } from './usage-queue';
 import { DynamoAlerts } from './alert-store';
 import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
-import { S3Reports, createS3Client } from './s3';
+import { S3FileWriter, S3Reports, createS3Client } from './s3';
+import { DynamoExports } from './export-store';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -59,6 +60,8 @@ export const appContext = {
   s3: s3Client,
   reportsBucket: once(() => requireEnv(BUCKETS.reports.envVar)),
   reports: once(() => new S3Reports(s3Client(), requireEnv(BUCKETS.reports.envVar))),
+  exportFiles: once(() => new S3FileWriter(s3Client(), requireEnv(BUCKETS.reports.envVar))),
+  exports: once(() => new DynamoExports(documentClient(), requireEnv(TABLES.exports.envVar))),
   usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
   clock: () => clock,
   /** Only the local runtime has a test clock; in AWS its route answers 404. */

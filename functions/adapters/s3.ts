@@ -1,5 +1,8 @@
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, paginateListObjectsV2 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { Readable } from 'node:stream';
+import type { FileWriter } from '../core/exports';
 import type { ReportStore } from '../core/ports';
 import type { CycleReport, CycleSummary } from '../core/report-schema';
 import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
@@ -69,4 +72,32 @@ export function presignDownload(client: S3Client, bucket: string, key: string, f
   return getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key, ResponseContentDisposition: `attachment; filename="${filename}"` }), {
     expiresIn: PRESIGNED_URL_SECONDS,
   });
+}
+
+/** Multipart parts of 8 MiB, two in flight: an upload holds about 16 MiB whatever the file's size. */
+const PART_BYTES = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 2;
+
+/** Streams generated text into one object with a multipart upload, never holding the whole file. */
+export class S3FileWriter implements FileWriter {
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+  ) {}
+
+  async write(key: string, contentType: string, chunks: AsyncIterable<string>): Promise<{ bytes: number }> {
+    let bytes = 0;
+    const counted = Readable.from(
+      (async function* () {
+        for await (const chunk of chunks) {
+          const buffer = Buffer.from(chunk, 'utf8');
+          bytes += buffer.length;
+          yield buffer;
+        }
+      })(),
+    );
+    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: key, Body: counted, ContentType: contentType }, partSize: PART_BYTES, queueSize: PARTS_IN_FLIGHT });
+    await upload.done();
+    return { bytes };
+  }
 }

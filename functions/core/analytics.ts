@@ -215,6 +215,7 @@ const cursorParam = z.string().min(1).max(1024).optional().describe('nextCursor 
 
 export const memberTopQuerySchema = z.strictObject({ by: z.enum(['user', 'group']), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
 export const workspaceTopQuerySchema = z.strictObject({ by: z.literal('workspace'), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
+export const reportQuerySchema = z.strictObject({ cycle: cycleParam });
 
 export interface RankedEntry {
   rank: number;

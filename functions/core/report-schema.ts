@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * The published shape of every file finance downloads: cycle reports, per-cycle summaries and exports.
- * `schemas/usage-report.schema.json` is generated from these (`npm run schemas`) and is what clients
+ * `schemas/usage-report.schema.json` is generated from these (`npm run report-schema`) and is what clients
  * validate against. A change that breaks a reader raises REPORT_SCHEMA_VERSION.
  *
  * Quantities are exact decimal strings (no float ever touches them); money is integer minor units.
@@ -109,7 +109,7 @@ const exportHeader = {
 /** format "json": one document. */
 export const exportDocumentSchema = z.strictObject({ ...exportHeader, buckets: z.array(exportBucketSchema) });
 /** format "jsonl": the header line, then one bucket per line. */
-export const exportHeaderLineSchema = z.strictObject({ ...exportHeader, bucketCount: z.number().int().nonnegative().nullable() });
+export const exportHeaderLineSchema = z.strictObject(exportHeader);
 
 export type CycleReport = z.infer<typeof cycleReportSchema>;
 export type UsageReport = z.infer<typeof usageReportSchema>;
