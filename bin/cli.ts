@@ -31,12 +31,18 @@ const USAGE = `usage: usage-pipeline <command> [options]
   openapi
       Print the OpenAPI 3.1 document of the HTTP API (npm run openapi writes it to openapi.json).
 
+  audit [--subject ID] [--cycle current|previous|YYYY-MM-DD] [--json]
+      Recompute every cycle's totals from the ledger and compare them with the cycle and day rollups,
+      the closed cycles' snapshots and late changes, and the cycle reports written at close. Prints a
+      table; exits 1 on any difference. Reads the tables named by LEDGER_TABLE, ROLLUPS_TABLE,
+      SUBJECTS_TABLE and ACCOUNTS_TABLE and the bucket named by REPORTS_BUCKET.
+
   report-schema
       Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
       schemas/usage-report.schema.json).
 
-  subjects, grants and keys take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json) for plans
-  and usage types.
+  subjects, grants, keys and audit take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json)
+  for plans and usage types; audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -50,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
       return grants(rest);
     case 'keys':
       return keys(rest);
+    case 'audit':
+      return audit(rest);
     case 'openapi': {
       const { DEPLOYED_ROUTES } = await import('../functions/api');
       const { buildOpenApi } = await import('../functions/openapi');
@@ -121,16 +129,16 @@ async function local(args: string[]): Promise<number> {
 
 const ADMIN_OPTIONS = { endpoint: { type: 'string' }, config: { type: 'string', default: 'config/example.json' } } as const;
 
-/** Points the SDK at DynamoDB Local when --endpoint is given, then builds what the admin commands need. */
+/** Points the SDK at DynamoDB Local when --endpoint is given (tables named as the local runtime names them), then builds what the admin commands need. */
 async function adminContext(values: { endpoint?: string; config: string }) {
   if (values.endpoint) {
+    const { TABLES } = await import('../functions/adapters/resources');
+    const { localTableName } = await import('../local/bootstrap');
     process.env.AWS_ENDPOINT_URL_DYNAMODB = values.endpoint;
     process.env.AWS_REGION ??= 'us-east-1';
     process.env.AWS_ACCESS_KEY_ID ??= 'local';
     process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
-    process.env.SUBJECTS_TABLE ??= 'usage-pipeline-subjects';
-    process.env.ACCOUNTS_TABLE ??= 'usage-pipeline-accounts';
-    process.env.API_KEYS_TABLE ??= 'usage-pipeline-apikeys';
+    for (const definition of Object.values(TABLES)) process.env[definition.envVar] ??= localTableName(definition);
   }
   const { appContext, loadConfigFile } = await import('../functions/adapters/app-context');
   return {
@@ -241,6 +249,35 @@ async function keys(args: string[]): Promise<number> {
   process.stdout.write(`${JSON.stringify(created)}\n`);
   process.stderr.write('Store the key now: it is shown only this once.\n');
   return 0;
+}
+
+async function audit(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { subject: { type: 'string' }, cycle: { type: 'string' }, json: { type: 'boolean', default: false }, 's3-endpoint': { type: 'string' }, ...ADMIN_OPTIONS },
+    strict: true,
+  });
+  if (values['s3-endpoint']) {
+    const { BUCKETS } = await import('../functions/adapters/resources');
+    const { localBucketName } = await import('../local/bootstrap');
+    process.env.AWS_ENDPOINT_URL_S3 = values['s3-endpoint'];
+    process.env[BUCKETS.reports.envVar] ??= localBucketName;
+  }
+  const deps = await adminContext(values);
+  const { reportQuerySchema, resolveCycle } = await import('../functions/core/analytics');
+  const cycle = values.cycle === undefined ? undefined : parseOptions(reportQuerySchema, 'cycle', { cycle: values.cycle }).cycle;
+  const { appContext } = await import('../functions/adapters/app-context');
+  const { reportTable, runAudit } = await import('../functions/core/audit');
+  const now = deps.clock.now();
+  const result = await runAudit(
+    { ...(values.subject ? { subject: values.subject } : {}), ...(cycle ? { cycle: (subject) => resolveCycle(cycle, subject, now) } : {}) },
+    { config: deps.config, subjects: deps.subjects, ledger: appContext.ledgerScanner(), rollups: appContext.rollups(), accounts: deps.accounts, reports: appContext.reports() },
+  ).catch((error: unknown) => {
+    if (error instanceof Error && error.message.startsWith('unknown workspace')) throw new UsageError(error.message);
+    throw error;
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${reportTable(result)}\n`);
+  return result.differences === 0 ? 0 : 1;
 }
 
 /** Validates command-line options against the schema the API uses; the first problem names its option. */

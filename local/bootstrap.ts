@@ -37,11 +37,12 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
   return { names, streamArns: { ledger: await streamArn('ledger'), alerts: await streamArn('alerts'), exports: await streamArn('exports') } };
 }
 
+export const localBucketName = `usage-pipeline-${BUCKETS.reports.name.toLowerCase()}`;
+
 /** The reports bucket; creating it again (a persisted run) changes nothing. */
 export async function createBucket(client: S3Client): Promise<string> {
-  const bucket = `usage-pipeline-${BUCKETS.reports.name.toLowerCase()}`;
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return bucket;
+  await client.send(new CreateBucketCommand({ Bucket: localBucketName }));
+  return localBucketName;
 }
 
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type Config, parseConfig } from '../core/config';
 import type { Clock } from '../core/ports';
 import { createDocumentClient, requireEnv } from './dynamodb';
-import { DynamoLedger } from './ledger-store';
+import { DynamoLedger, DynamoLedgerScanner } from './ledger-store';
 import { DynamoQuarantine } from './quarantine-store';
 import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from './resources';
 import { DynamoRollups } from './rollup-store';
@@ -42,7 +43,8 @@ export function loadConfigFile(path: string): Config {
   return parseConfig(text, path);
 }
 
-const documentClient = once(() => createDocumentClient());
+const dynamoClient = once(() => new DynamoDBClient({ maxAttempts: 8 }));
+const documentClient = once(() => createDocumentClient(dynamoClient()));
 const s3Client = once(() => createS3Client());
 
 let clock: Clock = { now: () => new Date() };
@@ -50,6 +52,7 @@ let clock: Clock = { now: () => new Date() };
 export const appContext = {
   config: once(() => loadConfigFile(requireEnv(CONFIG_FILE_ENV))),
   ledger: once(() => new DynamoLedger(documentClient(), requireEnv(TABLES.ledger.envVar))),
+  ledgerScanner: once(() => new DynamoLedgerScanner(dynamoClient(), requireEnv(TABLES.ledger.envVar))),
   rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() })),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, type DynamoDBClient, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
+import type { LedgerScanner } from '../core/audit';
 import { type DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
@@ -93,4 +94,40 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
     if (value !== undefined) dimensions[name] = value;
   }
   return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
+}
+
+/** Parallel segments of a full scan: the audit reads the whole ledger, and one segment at a time would take long. */
+const SCAN_SEGMENTS = 4;
+
+/** Reads every ledger item back as the image rollups are built from; the audit's source of truth. */
+export class DynamoLedgerScanner implements LedgerScanner {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tableName: string,
+  ) {}
+
+  async *scan(subject?: string): AsyncIterable<LedgerImage> {
+    const filter = subject === undefined ? {} : { FilterExpression: '#subject = :subject', ExpressionAttributeNames: { '#subject': 'subject' }, ExpressionAttributeValues: { ':subject': { S: subject } } };
+    // Segments run together; their pages are yielded as they come, one page in memory per segment.
+    const segments = Array.from({ length: SCAN_SEGMENTS }, (_, segment) => this.segment(segment, filter)[Symbol.asyncIterator]());
+    const pending = new Map(segments.map((iterator, i) => [i, iterator.next().then((result) => ({ i, result }))]));
+    while (pending.size > 0) {
+      const { i, result } = await Promise.race(pending.values());
+      if (result.done) {
+        pending.delete(i);
+        continue;
+      }
+      pending.set(i, (segments[i] as AsyncIterator<LedgerImage[]>).next().then((next) => ({ i, result: next })));
+      yield* result.value;
+    }
+  }
+
+  private async *segment(segment: number, filter: Partial<ScanCommandInput>): AsyncIterable<LedgerImage[]> {
+    let ExclusiveStartKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(new ScanCommand({ TableName: this.tableName, Segment: segment, TotalSegments: SCAN_SEGMENTS, ExclusiveStartKey, ...filter }));
+      yield (page.Items ?? []).flatMap((item) => ledgerImageFromStream(item) ?? []);
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+  }
 }
