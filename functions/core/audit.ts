@@ -3,7 +3,6 @@ import type { Config } from './config';
 import { type Cycle, cycleContaining, localDate } from './cycles';
 import type { LateChange, ReportStore, RollupCloser, RollupReader, RollupRow, Subject } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
-import type { CycleReport } from './report-schema';
 import type { LedgerImage } from './rollups';
 
 /**

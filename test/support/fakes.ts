@@ -28,7 +28,7 @@ import type {
   SubjectDirectory,
   SubjectStore,
 } from '../../functions/core/ports';
-import type { Chunk, LedgerEntry, MemberKind, RollupKind } from '../../functions/core/rollups';
+import { type Chunk, CyclesClosedError, type LedgerEntry, type MemberKind, type RollupKind, cycleItemKey } from '../../functions/core/rollups';
 import type { CycleReport, CycleSummary } from '../../functions/core/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
@@ -63,6 +63,11 @@ export interface CommitAttempt {
  * A rollup table with a checkpoint per shard. `commitChunk` applies a chunk and moves the checkpoint
  * to its last record only if the stored checkpoint is below the chunk's padded first record, exactly
  * like the TransactWriteItems condition in DESIGN.md; otherwise it changes nothing and says so.
+ *
+ * Cycle items in `closed` (`cycleItemKey` strings) were marked closed by a cycle close. As in the
+ * DynamoDB conditions, a chunk that updates one of them as open fails as a whole with CyclesClosedError,
+ * and one that updates a cycle item as closed when it is not fails with a plain error; neither writes.
+ * A closed cycle update also adds its total to the item's `late` counter (flatKey(…, 'cycle', period, 'late')).
  */
 export class InMemoryRollupWriter implements RollupWriter {
   /** A use case that loops forever on awaited fakes starves jest's timers; fail loudly instead. */
@@ -71,6 +76,8 @@ export class InMemoryRollupWriter implements RollupWriter {
   readonly totals = new Map<string, bigint>();
   readonly checkpoints = new Map<string, string>();
   readonly attempts: CommitAttempt[] = [];
+  /** Cycle items marked closed (`cycleItemKey(subject, cycleStart, usageType)`). */
+  readonly closed = new Set<string>();
   /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
   beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
 
@@ -90,9 +97,15 @@ export class InMemoryRollupWriter implements RollupWriter {
       record.result = 'already-applied';
       return 'already-applied';
     }
+    const cycles = chunk.updates.filter((u) => u.kind === 'cycle');
+    const closedSince = cycles.filter((u) => u.closed !== true && this.closed.has(cycleItemKey(u.subject, u.period, u.usageType)));
+    if (closedSince.length > 0) throw new CyclesClosedError(closedSince.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
+    const notClosed = cycles.find((u) => u.closed === true && !this.closed.has(cycleItemKey(u.subject, u.period, u.usageType)));
+    if (notClosed) throw new Error(`condition failed: cycle item ${notClosed.subject} ${notClosed.period} ${notClosed.usageType} is not closed`);
     for (const update of chunk.updates) {
       const period = update.member === undefined ? update.period : `${update.period}#${update.member}`;
       addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period), update.total);
+      if (update.kind === 'cycle' && update.closed === true) addTo(this.totals, flatKey(update.subject, update.usageType, 'cycle', period, 'late'), update.total);
       for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period, counter), delta);
     }
     this.checkpoints.set(shardId, pad40(chunk.lastSequenceNumber));
