@@ -306,7 +306,8 @@ describe('tenant isolation', () => {
   const READERS: Who[] = ['own', 'finance', 'admin'];
 
   /** One request per endpoint of /openapi.json, and who may make it: written out here, not read from the code. */
-  function endpoints(sacrificialKeyId: string) {
+  /** `refused` overrides the 403 a caller outside `allowed` gets (another workspace's export does not exist for it). */
+  function endpoints(sacrificialKeyId: string, exportId = 'exp_x'): { method: string; path: string; body?: unknown; allowed: readonly Who[] | 'public'; refused?: { status: number; code: string } }[] {
     const from = new Date(stack.clock.now().getTime() - 2 * DAY_MS).toISOString();
     const to = new Date(stack.clock.now().getTime() + DAY_MS).toISOString();
     const event = { specversion: '1.0', type: 'com.example.usage', time: new Date(stack.clock.now().getTime() - 60_000).toISOString(), data: { usageType: 'images', quantity: 1 } };
@@ -317,6 +318,9 @@ describe('tenant isolation', () => {
       { method: 'GET', path: `/v1/workspaces/${W}/usage/series?window=7d`, allowed: READERS },
       { method: 'GET', path: `/v1/workspaces/${W}/usage/top?by=group`, allowed: READERS },
       { method: 'GET', path: '/v1/usage/top?by=workspace', allowed: ['finance', 'admin'] },
+      { method: 'GET', path: `/v1/workspaces/${W}/report?cycle=previous`, allowed: READERS },
+      { method: 'POST', path: '/v1/exports', body: { from, to, granularity: 'day', subjects: [W] }, allowed: ['own', 'finance', 'admin'] },
+      { method: 'GET', path: `/v1/exports/${exportId}`, allowed: ['own', 'finance', 'admin'], refused: { status: 404, code: 'unknown_export' } },
       { method: 'POST', path: `/v1/workspaces/${W}/usages`, body: event, allowed: ['own', 'admin'] },
       { method: 'PUT', path: `/v1/workspaces/${W}`, body: { plan: 'pro', billingAnchorDay: 28, timeZone: 'UTC' }, allowed: ['admin'] },
       { method: 'GET', path: `/v1/workspaces/${W}/grants`, allowed: READERS },
@@ -346,6 +350,8 @@ describe('tenant isolation', () => {
     expect(revoked.status).toBe(201);
     expect((await call('DELETE', `/v1/keys/${revoked.body.id as string}`, { key: KEYS.admin })).status).toBe(200);
     const sacrificial = await call('POST', '/v1/keys', { key: KEYS.admin, body: { scope: 'finance' } });
+    const ownExport = await call('POST', '/v1/exports', { key: KEYS.wsThree, body: { from: '2026-01-01', to: '2026-01-02', granularity: 'day' } });
+    expect(ownExport.status).toBe(202);
     const keyOf: Record<Who, string> = { own: KEYS.wsThree, other: KEYS.wsOne[0], finance: KEYS.finance[0], admin: KEYS.admin };
     const denied: { authorization?: string; code: string }[] = [
       { code: 'missing_api_key' },
@@ -356,7 +362,7 @@ describe('tenant isolation', () => {
     ];
     let checked = 0;
 
-    for (const endpoint of endpoints(sacrificial.body.id as string)) {
+    for (const endpoint of endpoints(sacrificial.body.id as string, ownExport.body.id as string)) {
       const request = (options: { key?: string; authorization?: string }) => call(endpoint.method, endpoint.path, { ...options, ...(endpoint.body ? { body: endpoint.body } : {}) });
       if (endpoint.allowed === 'public') {
         for (const d of denied) expect((await request(d.authorization ? { authorization: d.authorization } : {})).status).toBe(200);
@@ -380,13 +386,13 @@ describe('tenant isolation', () => {
         if (endpoint.allowed.includes(who)) {
           expect({ label, ok: status >= 200 && status < 300 }).toEqual({ label, ok: true });
         } else {
-          const code = who === 'other' && endpoint.allowed.includes('own') ? 'forbidden_workspace' : 'forbidden_scope';
-          expect({ label, status, body }).toEqual({ label, status: 403, body: { error: { code, message: expect.any(String) } } });
+          const refused = endpoint.refused ?? { status: 403, code: who === 'other' && endpoint.allowed.includes('own') ? 'forbidden_workspace' : 'forbidden_scope' };
+          expect({ label, status, body }).toEqual({ label, status: refused.status, body: { error: { code: refused.code, message: expect.any(String) } } });
         }
         checked++;
       }
     }
-    expect(checked).toBe(16 * (denied.length + ALL.length));
+    expect(checked).toBe(19 * (denied.length + ALL.length));
   });
 
   test('a workspace key reads its own workspace\'s numbers, which match what admin reads', async () => {
