@@ -147,9 +147,62 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   out(`DynamoDB write units: ${billed} for ${unique} unique events = ${(billed / unique).toFixed(3)} per unique event (floor 1.000; duplicates, the correction and the quarantine cost one each)`);
   out(allMatch ? 'every cycle total matches what was sent' : 'MISMATCH between the rollups and what was sent');
   await showWorkspaceView(stack, out);
-  const closesMatch = await closeTheCycle(stack, out);
+  const closes = await closeTheCycle(stack, out);
   const emailsMatch = await crossThresholds(stack, out);
-  return allMatch && closesMatch && emailsMatch;
+  const reportsMatch = await showReports(stack, out, closes.closed);
+  return allMatch && closes.consistent && emailsMatch && reportsMatch;
+}
+
+interface ClosedCycle {
+  subject: string;
+  cycleStart: string;
+  report: string;
+}
+
+/**
+ * Finance's side: the cycle reports the close wrote to S3, a late event that lands in Acme's closed cycle and
+ * shows in its report as an adjustment with the event's identity, and an hourly export of that cycle downloaded through
+ * its presigned URL with a plain fetch.
+ */
+async function showReports(stack: LocalStack, out: (line: string) => void, closed: readonly ClosedCycle[]): Promise<boolean> {
+  const admin = apiOf(stack);
+  const financeKey = stack.config.apiKeys.find((k) => k.scope === 'finance')?.key;
+  const finance = financeKey ? apiOf(stack, financeKey) : admin;
+  const acme = closed.find((c) => c.subject === 'ws_acme') ?? closed[0];
+  if (!acme) return false;
+
+  // A late event: its time is in the closed cycle, an hour before it ended.
+  const cycleEnd = cycleContaining(new Date(Date.parse(acme.cycleStart) + 86_400_000), stack.config.subjects.find((s) => s.id === acme.subject) ?? { billingAnchorDay: 1, timeZone: 'UTC' }).end;
+  const late = { specversion: '1.0', id: 'demo-late-1', source: '//demo/billing-backfill', type: 'com.example.usage.recorded', time: new Date(Date.parse(cycleEnd) - 3_600_000).toISOString(), data: { usageType: 'tokens', quantity: 1234, channel: 'api' } };
+  await admin('POST', `/v1/workspaces/${acme.subject}/usages`, late);
+  await stack.settle();
+  const report = await finance<{ usage: { usageType: string; total: string; closedTotal: string; adjustments: { total: string; events: { source: string; id: string; delta: string }[] }; money: { amount: number } | null }[]; amount: number | null; currency: string | null }>(
+    'GET',
+    `/v1/workspaces/${acme.subject}/report?cycle=${acme.cycleStart.slice(0, 10)}`,
+  );
+  const tokens = report.usage.find((u) => u.usageType === 'tokens');
+  const adjusted = tokens?.adjustments.events.some((e) => e.id === late.id && e.delta === '1234') === true && Number(tokens.total) - Number(tokens.closedTotal) === 1234;
+
+  out('');
+  out(`cycle reports written at close (S3 stand-in ${stack.ready.s3.endpoint}, bucket ${stack.ready.s3.bucket}):`);
+  for (const c of closed) out(`  s3://${stack.ready.s3.bucket}/${c.report}`);
+  for (const start of new Set(closed.map((c) => c.cycleStart))) out(`  s3://${stack.ready.s3.bucket}/reports/${start}/_summary.json`);
+  out(`${acme.subject}'s closed cycle ${acme.cycleStart.slice(0, 10)}, read again after a late event: tokens ${tokens?.closedTotal} at close + ${tokens?.adjustments.total} adjusted = ${tokens?.total}; ${report.currency ?? ''} ${((report.amount ?? 0) / 100).toFixed(2)}`);
+  out(adjusted ? `  the late event ${late.source} ${late.id} is listed as an adjustment of +1234` : '  MISMATCH: the late event is not listed as an adjustment');
+
+  // An hourly export of Acme's closed cycle, every workspace, downloaded through its presigned URL.
+  const job = await finance<{ id: string }>('POST', '/v1/exports', { from: acme.cycleStart, to: cycleEnd, granularity: 'hour', format: 'jsonl' });
+  let view: { status: string; url: string | null; bucketCount: number | null } = { status: 'queued', url: null, bucketCount: null };
+  for (let i = 0; i < 100 && (view.status === 'queued' || view.status === 'running'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    view = await finance('GET', `/v1/exports/${job.id}`);
+  }
+  const lines = view.url ? (await (await fetch(view.url)).text()).trim().split('\n') : [];
+  const downloaded = view.status === 'ready' && lines.length - 1 === view.bucketCount;
+  out(`export ${job.id}: ${view.status}, ${view.bucketCount ?? 0} hourly buckets; presigned URL (valid 5 minutes):`);
+  out(`  ${view.url ?? '-'}`);
+  out(downloaded ? '  downloaded with a plain fetch: header line + every bucket' : '  MISMATCH: the export did not download as described');
+  return adjusted && downloaded;
 }
 
 /**
@@ -230,7 +283,7 @@ async function showWorkspaceView(stack: LocalStack, out: (line: string) => void)
  * the grace period), which closes the cycles. Prints each workspace's quota view in its new cycle beside
  * the spillover its closed cycle carried over.
  */
-async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Promise<boolean> {
+async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Promise<{ consistent: boolean; closed: ClosedCycle[] }> {
   const send = apiOf(stack);
   const quotas = async (subject: string) => ((await send('GET', `/v1/workspaces/${subject}/quotas`)) as { quotas: QuotaRow[] }).quotas;
 
@@ -240,7 +293,7 @@ async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Pr
   for (const subject of subjects) before.set(subject, await quotas(subject));
   const lastEnd = Math.max(...[...before.values()].flat().map((q) => Date.parse(q.cycleEnd)));
   const advanceTo = new Date(lastEnd + (stack.config.closes.graceMinutes + 1) * 60_000).toISOString();
-  const advanced = (await send('POST', '/v1/test-clock', { advanceTo })) as { closes: { cyclesClosed: unknown[]; daysClosed: number } };
+  const advanced = (await send('POST', '/v1/test-clock', { advanceTo })) as { closes: { cyclesClosed: ClosedCycle[]; daysClosed: number } };
 
   out('');
   out(`test clock moved to ${advanceTo}: ${advanced.closes.cyclesClosed.length} cycles and ${advanced.closes.daysClosed} days closed`);
@@ -268,7 +321,7 @@ async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Pr
   }
   out(table(['workspace', 'usage type', 'closed cycle: used of limit', 'spillover in', 'new cycle', 'limit', 'bonus', 'available', 'can use'], rows));
   out(consistent ? 'every spillover carried out of a closed cycle shows in the new cycle' : 'MISMATCH between the closed cycles and the new quota view');
-  return consistent;
+  return { consistent, closed: advanced.closes.cyclesClosed };
 }
 
 function table(header: string[], rows: string[][]): string {
