@@ -14,7 +14,7 @@ const MAX_CONFLICT_RETRIES = 6;
 /**
  * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
  * channel and feature counters), U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, and
- * L#cycleStart#usageType#eventKey (one per late event of a closed cycle). Counters change only inside a
+ * L#cycleStart#usageType#appliedMinute#eventKey (what one event changed in a closed cycle, per minute it was applied). Counters change only inside a
  * transaction that also advances the shard's checkpoint. A cycle close sets `closedAt` on the cycle's
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
@@ -141,8 +141,8 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
   } else if (update.kind === 'cycle') {
     condition = 'attribute_not_exists(closedAt)';
   } else if (update.kind === 'late') {
-    // When the event first and last changed the closed cycle: reports list adjustments by when they were applied.
-    sets.push('firstAppliedAt = if_not_exists(firstAppliedAt, :appliedAt)', 'appliedAt = :appliedAt');
+    // Reports list each change in the cycle it was applied in, so every minute of application has its own item.
+    sets.push('appliedAt = if_not_exists(appliedAt, :appliedAt)');
     values[':appliedAt'] = appliedAt;
   }
   let i = 0;
@@ -154,7 +154,7 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
     i++;
   }
   return {
-    Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType, update.member) },
+    Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType, update.kind === 'late' ? `${appliedAt.slice(0, 16)}#${update.member}` : update.member) },
     UpdateExpression: `SET ${sets.join(', ')} ADD ${adds.join(', ')}`,
     ...(condition ? { ConditionExpression: condition } : {}),
     ExpressionAttributeNames: names,

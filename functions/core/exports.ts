@@ -33,7 +33,12 @@ export const exportRequestSchema = z
     to: boundary.describe('exclusive'),
     granularity: z.enum(['hour', 'day']),
     /** Workspaces to export; all of them when absent (finance and admin keys only). */
-    subjects: z.array(z.string().min(1).max(128)).min(1).max(1000).optional(),
+    subjects: z
+      .array(z.string().min(1).max(128))
+      .min(1)
+      .max(1000)
+      .refine((ids) => new Set(ids).size === ids.length, 'must not name a workspace twice')
+      .optional(),
     format: z.enum(['json', 'jsonl']).default('json'),
   })
   .refine((r) => r.from < r.to, { message: 'must be after from', path: ['to'] })
@@ -172,21 +177,50 @@ export async function* jsonLines(header: object, buckets: AsyncIterable<ExportBu
 /**
  * One subject's buckets in [from, to), in time order then usage type: hour buckets are UTC hours; day
  * buckets are the subject's local days whose first instant is in the range. Empty buckets are left out.
+ * In a zone whose offset is not whole hours, one UTC hour straddles two local days and so has a counter
+ * in both day items: a day's hour buckets are held back until the next day has been read, and merged.
  */
 export async function* subjectBuckets(subject: Subject, request: Pick<ExportRequest, 'from' | 'to' | 'granularity'>, rollups: RollupReader): AsyncGenerator<ExportBucket> {
   // Local days that can hold a bucket of the range: the day containing `from` (its later hours) to the one containing `to`.
   const lastDay = localDate(new Date(Date.parse(request.to) - 1), subject.timeZone);
+  let held = new Map<string, ExportBucket>();
   for (let day = localDate(request.from, subject.timeZone); day <= lastDay; day = addDays(day, WINDOW_DAYS)) {
     const windowEnd = minDay(addDays(day, WINDOW_DAYS - 1), lastDay);
     const rows = await rollups.query(subject.id, 'day', day, windowEnd);
     const byDay = new Map<string, RollupRow[]>();
     for (const row of rows) byDay.set(row.period, [...(byDay.get(row.period) ?? []), row]);
     for (const [period, dayRows] of [...byDay].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const buckets = request.granularity === 'day' ? dayRows.flatMap((row) => dayBucket(subject, period, row, request)) : dayRows.flatMap((row) => hourBuckets(subject, row, request));
-      buckets.sort((a, b) => (a.start === b.start ? (a.usageType < b.usageType ? -1 : 1) : a.start < b.start ? -1 : 1));
-      yield* buckets;
+      if (request.granularity === 'day') {
+        yield* inOrder(dayRows.flatMap((row) => dayBucket(subject, period, row, request)));
+        continue;
+      }
+      const next = new Map<string, ExportBucket>();
+      for (const bucket of dayRows.flatMap((row) => hourBuckets(subject, row, request))) {
+        const key = `${bucket.start}|${bucket.usageType}`;
+        const earlier = held.get(key);
+        if (earlier) held.set(key, merged(earlier, bucket));
+        else next.set(key, bucket);
+      }
+      // The next day's buckets of the straddling hour (or earlier) go out with this day's.
+      const last = [...held.values()].reduce((max, b) => (b.start > max ? b.start : max), '');
+      const now = [...next].filter(([, b]) => b.start <= last);
+      for (const [key] of now) next.delete(key);
+      yield* inOrder([...held.values(), ...now.map(([, b]) => b)]);
+      held = next;
     }
   }
+  yield* inOrder([...held.values()]);
+}
+
+function inOrder(buckets: ExportBucket[]): ExportBucket[] {
+  return buckets.sort((a, b) => (a.start === b.start ? (a.usageType < b.usageType ? -1 : 1) : a.start < b.start ? -1 : 1));
+}
+
+/** One UTC hour's counts from two local days. */
+function merged(a: ExportBucket, b: ExportBucket): ExportBucket {
+  const byChannel = new Map<string, NanoUnits>();
+  for (const part of [a.byChannel, b.byChannel]) for (const [channel, amount] of Object.entries(part)) byChannel.set(channel, (byChannel.get(channel) ?? 0n) + units(amount));
+  return { ...a, quantity: toDecimalString(units(a.quantity) + units(b.quantity)), byChannel: channels(byChannel) };
 }
 
 function dayBucket(subject: Subject, day: string, row: RollupRow, range: Pick<ExportRequest, 'from' | 'to'>): ExportBucket[] {

@@ -68,12 +68,16 @@ export interface RollupRow {
   late?: string;
   /** Of a cycle item: when its cycle was closed. */
   closedAt?: string;
-  /** Of a late item: when the event last changed the closed cycle. */
+  /** Of a late item: when the change was applied. */
   appliedAt?: string;
   counters: Record<string, string>;
 }
 
-/** What one event changed in a cycle after the cycle was closed: a late event or a correction. */
+/**
+ * What one event changed in a cycle after the cycle was closed (a late event or a correction), as applied
+ * within one minute; an event changed again later has another entry. A correction that only moved the event
+ * to another channel, feature or user has a delta of 0.
+ */
 export interface LateChange {
   cycleStart: string;
   usageType: string;

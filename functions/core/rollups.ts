@@ -95,7 +95,7 @@ export const channelCounter = (channel: string) => `c#${channel}`;
 export const featureCounter = (feature: string) => `f#${feature}`;
 
 export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', late: 'L' };
-/** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#eventKey. */
+/** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#… (see the store). */
 export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) =>
   `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
@@ -131,8 +131,9 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
 
   const flush = () => {
     if (first === undefined) return;
-    // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed.
-    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || [...u.counters.values()].some((c) => c !== 0n));
+    // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed. So
+    // does a late item: a correction that moves an event to another channel or feature changes the closed cycle too.
+    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || u.kind === 'late' || [...u.counters.values()].some((c) => c !== 0n));
     chunks.push({ firstSequenceNumber: first, lastSequenceNumber: last, updates, records });
     current = new Map();
     first = undefined;

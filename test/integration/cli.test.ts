@@ -54,9 +54,12 @@ describe('usage-pipeline local, as a separate process', () => {
       sqs: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), queueUrl: expect.stringContaining('127.0.0.1'), dlqUrl: expect.stringContaining('127.0.0.1') },
       dynamodb: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) },
       ses: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), store: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/store$/) },
+      s3: { endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), bucket: 'usage-pipeline-reports' },
     });
     const store = await fetch(ready.ses.store);
     expect(await store.json()).toMatchObject({ emails: [] });
+    // The bucket exists: an empty listing, path-style, answers 200.
+    expect((await fetch(`${ready.s3.endpoint}/${ready.s3.bucket}?list-type=2`)).status).toBe(200);
   });
 
   test('counts what a producer sends with SendMessageBatch, within seconds', async () => {

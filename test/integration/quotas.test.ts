@@ -265,7 +265,12 @@ describe('quotas through two cycle closes on the local stack', () => {
     const t1 = new Date(Math.max(Date.parse(c1.ws_q1.end), Date.parse(c1.ws_q31.end)) + 61 * MINUTE);
     const advanced = await call('POST', '/v1/test-clock', { advanceTo: t1.toISOString() });
     expect(advanced.status).toBe(200);
-    expect((advanced.body as { closes: { cyclesClosed: unknown } }).closes.cyclesClosed).toEqual(expect.arrayContaining([{ subject: 'ws_q1', cycleStart: c1.ws_q1.start }, { subject: 'ws_q31', cycleStart: c1.ws_q31.start }]));
+    expect((advanced.body as { closes: { cyclesClosed: unknown } }).closes.cyclesClosed).toEqual(
+      expect.arrayContaining([
+        { subject: 'ws_q1', cycleStart: c1.ws_q1.start, report: `reports/${c1.ws_q1.start}/ws_q1.json` },
+        { subject: 'ws_q31', cycleStart: c1.ws_q31.start, report: `reports/${c1.ws_q31.start}/ws_q31.json` },
+      ]),
+    );
     held = { ws_q1: carryAll('ws_q1', held.ws_q1, c1.ws_q1), ws_q31: carryAll('ws_q31', held.ws_q31, c1.ws_q31) };
 
     // Assert: the new cycle starts with the spillover and what is left of the bonus
