@@ -142,7 +142,7 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
     condition = 'attribute_not_exists(closedAt)';
   } else if (update.kind === 'late') {
     // Reports list each change in the cycle it was applied in, so every minute of application has its own item.
-    sets.push('appliedAt = if_not_exists(appliedAt, :appliedAt)');
+    sets.push('appliedAt = :appliedAt');
     values[':appliedAt'] = appliedAt;
   }
   let i = 0;

@@ -68,7 +68,7 @@ export interface RollupRow {
   late?: string;
   /** Of a cycle item: when its cycle was closed. */
   closedAt?: string;
-  /** Of a late item: when the change was applied. */
+  /** Of a late item: when it was last changed. */
   appliedAt?: string;
   counters: Record<string, string>;
 }
@@ -85,6 +85,7 @@ export interface LateChange {
   eventKey: string;
   /** Exact decimal string; negative when a correction lowered the count. */
   delta: string;
+  /** The last time within that minute. */
   appliedAt: string;
 }
 

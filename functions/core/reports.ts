@@ -50,7 +50,7 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
     const row = rows.find((r) => r.usageType === usageType);
     const total = units(row?.total ?? '0');
     const frozen = stored ? units(stored.usage[usageType]?.used ?? '0') : undefined;
-    const events = late.filter((l) => l.cycleStart === cycle.start && l.usageType === usageType);
+    const events = byEvent(late.filter((l) => l.cycleStart === cycle.start && l.usageType === usageType));
     const byFeature = counters(row, 'f#');
     const price = deps.config.rateCard?.prices[usageType];
     const lines = price ? priceUsage(price, total, byFeature, toDecimalString) : undefined;
@@ -79,9 +79,11 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
     cycle: { start: cycle.start, end: cycle.end, status: stored ? 'closed' : 'open', closedAt: stored?.frozenAt ?? null },
     currency: deps.config.rateCard?.currency ?? null,
     usage,
-    earlierCycleAdjustments: late
-      .filter((l) => l.cycleStart < cycle.start && l.appliedAt >= cycle.start && l.appliedAt < cycle.end)
-      .map((l) => ({ cycleStart: l.cycleStart, usageType: l.usageType, ...lateEvent(l) })),
+    earlierCycleAdjustments: byEvent(late.filter((l) => l.cycleStart < cycle.start && l.appliedAt >= cycle.start && l.appliedAt < cycle.end)).map((l) => ({
+      cycleStart: l.cycleStart,
+      usageType: l.usageType,
+      ...lateEvent(l),
+    })),
     amount: deps.config.rateCard ? moneyOf.reduce((a, b) => a + b, 0) : null,
   };
 }
@@ -168,6 +170,27 @@ function top(rows: readonly RollupRow[]): UsageReport['topUsers'] {
     .sort((a, b) => (a.amount === b.amount ? (a.id < b.id ? -1 : 1) : a.amount > b.amount ? -1 : 1))
     .slice(0, TOP_MEMBERS)
     .map((r) => ({ id: r.id, amount: toDecimalString(r.amount) }));
+}
+
+/** One entry per event (cycle, usage type and identity): its changes summed, as of the last one; ordered by cycle, usage type, identity. */
+function byEvent(changes: readonly LateChange[]): LateChange[] {
+  const merged = new Map<string, LateChange>();
+  for (const change of changes) {
+    const key = `${change.cycleStart}|${change.usageType}|${change.eventKey}`;
+    const earlier = merged.get(key);
+    merged.set(
+      key,
+      earlier
+        ? { ...change, delta: toDecimalString(units(earlier.delta) + units(change.delta)), appliedAt: earlier.appliedAt > change.appliedAt ? earlier.appliedAt : change.appliedAt }
+        : change,
+    );
+  }
+  const order = (c: LateChange) => [c.cycleStart, c.usageType, c.eventKey];
+  return [...merged.values()].sort((a, b) => {
+    const [x, y] = [order(a), order(b)];
+    const i = x.findIndex((part, j) => part !== y[j]);
+    return i < 0 ? 0 : (x[i] ?? '') < (y[i] ?? '') ? -1 : 1;
+  });
 }
 
 function lateEvent(change: LateChange) {
