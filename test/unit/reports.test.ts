@@ -6,7 +6,7 @@ import type { CycleSnapshot, Grant } from '../../functions/core/balance';
 import { type Config, configSchema } from '../../functions/core/config';
 import type { Cycle } from '../../functions/core/cycles';
 import type { RollupRow, Subject } from '../../functions/core/ports';
-import type { CycleReport, UsageReport } from '../../functions/core/report-schema';
+import { type CycleReport, type UsageReport, reportJsonSchema } from '../../functions/core/report-schema';
 import { buildCycleReport, cycleSummary } from '../../functions/core/reports';
 import { FixedClock, InMemoryAccounts, InMemoryRollupReader } from '../support/fakes';
 import { nano } from './rollup-model';
@@ -277,10 +277,11 @@ describe('buildCycleReport of an open cycle', () => {
     // Act
     const report = await buildCycleReport(ny, MAR, deps);
 
-    // Assert: e03 at exactly the start is in, evt_09 is in, e12 at exactly the end is out, January's were applied in February
+    // Assert: e03 at exactly the start is in, evt_09 is in, e12 at exactly the end is out, January's were applied in February;
+    // ordered by cycle, usage type and identity (["https…","evt_09"] sorts before ["sdk","e03"])
     expect(report.earlierCycleAdjustments).toEqual([
-      { cycleStart: FEB.start, usageType: 'tokens', source: 'sdk', id: 'e03', delta: '-5', appliedAt: '2026-03-08T05:00:00.000Z' },
       { cycleStart: FEB.start, usageType: 'tokens', source: 'https://api.example.com/v1', id: 'evt_09', delta: '30', appliedAt: '2026-03-09T10:00:00.000Z' },
+      { cycleStart: FEB.start, usageType: 'tokens', source: 'sdk', id: 'e03', delta: '-5', appliedAt: '2026-03-08T05:00:00.000Z' },
     ]);
   });
 
@@ -312,7 +313,40 @@ describe('buildCycleReport of an open cycle', () => {
   });
 });
 
+describe('late changes of one event applied in several minutes', () => {
+  test('are one adjustment: the deltas summed, as of the last change; in earlier-cycle adjustments too', async () => {
+    // Arrange: e03 changed again (+8) a day later, and e12 corrected twice within March (+1, −4)
+    const { deps, rollups } = await nyWorld('2026-03-20T12:00:00.000Z');
+    rollups.late.push(
+      { subject: 'ws_ny', cycleStart: FEB.start, usageType: 'tokens', eventKey: '["sdk","e03"]', delta: '8', appliedAt: '2026-03-09T05:00:00.000Z' },
+      { subject: 'ws_ny', cycleStart: FEB.start, usageType: 'tokens', eventKey: '["sdk","e12"]', delta: '1', appliedAt: '2026-03-11T00:00:00.000Z' },
+      { subject: 'ws_ny', cycleStart: FEB.start, usageType: 'tokens', eventKey: '["sdk","e12"]', delta: '-4', appliedAt: '2026-03-10T00:00:00.000Z' },
+    );
+
+    // Act
+    const feb = await buildCycleReport(ny, FEB, deps);
+    const mar = await buildCycleReport(ny, MAR, deps);
+
+    // Assert: February lists every change to it; e03 −5 + 8 = 3, e12 20 + 1 − 4 = 17 (last change Apr 8)
+    expect(usageOf(feb, 'tokens').adjustments.events).toEqual([
+      { source: 'https://api.example.com/v1', id: 'evt_09', delta: '30', appliedAt: '2026-03-09T10:00:00.000Z' },
+      { source: 'sdk', id: 'e03', delta: '3', appliedAt: '2026-03-09T05:00:00.000Z' },
+      { source: 'sdk', id: 'e12', delta: '17', appliedAt: '2026-04-08T04:00:00.000Z' },
+    ]);
+    // March lists what was applied during March: e03 3, e12 1 − 4 = −3 (its Apr 8 change belongs to April)
+    expect(mar.earlierCycleAdjustments).toEqual([
+      { cycleStart: FEB.start, usageType: 'tokens', source: 'https://api.example.com/v1', id: 'evt_09', delta: '30', appliedAt: '2026-03-09T10:00:00.000Z' },
+      { cycleStart: FEB.start, usageType: 'tokens', source: 'sdk', id: 'e03', delta: '3', appliedAt: '2026-03-09T05:00:00.000Z' },
+      { cycleStart: FEB.start, usageType: 'tokens', source: 'sdk', id: 'e12', delta: '-3', appliedAt: '2026-03-11T00:00:00.000Z' },
+    ]);
+  });
+});
+
 describe('the report schema', () => {
+  test('the committed schemas/usage-report.schema.json is the one the code generates (npm run report-schema)', () => {
+    expect(schemaDocument).toEqual(reportJsonSchema());
+  });
+
   test('is not vacuous: a report with a float quantity, a missing field or an extra key is invalid', async () => {
     // Arrange
     const { deps } = await nyWorld('2026-03-10T03:30:00.000Z');
@@ -348,12 +382,12 @@ describe('buildCycleReport of a closed cycle', () => {
     expect(report.usage.map((u) => u.usageType)).toEqual(['tokens']);
     const tokens = usageOf(report, 'tokens');
     expect([tokens.total, tokens.closedTotal]).toEqual(['1545', '1500']);
-    // total − closedTotal = 45 = −5 + 30 + 20, each event with its source and id
+    // total − closedTotal = 45 = −5 + 30 + 20, each event with its source and id, ordered by identity
     expect(tokens.adjustments).toEqual({
       total: '45',
       events: [
-        { source: 'sdk', id: 'e03', delta: '-5', appliedAt: '2026-03-08T05:00:00.000Z' },
         { source: 'https://api.example.com/v1', id: 'evt_09', delta: '30', appliedAt: '2026-03-09T10:00:00.000Z' },
+        { source: 'sdk', id: 'e03', delta: '-5', appliedAt: '2026-03-08T05:00:00.000Z' },
         { source: 'sdk', id: 'e12', delta: '20', appliedAt: '2026-04-08T04:00:00.000Z' },
       ],
     });
