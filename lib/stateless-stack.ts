@@ -115,7 +115,6 @@ export class StatelessStack extends Stack {
     const exportFunction = new UsageFunction(this, 'Export', { name: 'export', configFile })
       .bindTable(tables.rollups, TABLES.rollups, 'read')
       .bindTable(tables.subjects, TABLES.subjects, 'read')
-      .bindTable(tables.accounts, TABLES.accounts, 'read')
       .bindTable(tables.exports, TABLES.exports, 'readWrite')
       .bindBucket(reportsBucket, reports.envVar, 'write', reports.exportsPrefix);
     this.functions = { ingest, aggregate, api, scheduler, notify, export: exportFunction };

@@ -20,6 +20,8 @@ export const cycleReportKey = (cycleStart: string, subject: string) => `${report
 /** Subject ids start with a letter or digit, so the summary's name cannot be a subject's. */
 export const cycleSummaryKey = (cycleStart: string) => `${reportsPrefix}${cycleStart}/_summary.json`;
 
+const READS_IN_FLIGHT = 16;
+
 export class S3Reports implements ReportStore {
   constructor(
     private readonly client: S3Client,
@@ -34,17 +36,16 @@ export class S3Reports implements ReportStore {
     return this.getJson<CycleReport>(cycleReportKey(cycleStart, subject));
   }
 
-  async listCycleReports(cycleStart: string): Promise<{ key: string; report: CycleReport }[]> {
-    const keys: string[] = [];
+  async *listCycleReports(cycleStart: string): AsyncIterable<{ key: string; report: CycleReport }> {
     for await (const page of paginateListObjectsV2({ client: this.client }, { Bucket: this.bucket, Prefix: `${reportsPrefix}${cycleStart}/` })) {
-      for (const object of page.Contents ?? []) if (object.Key && object.Key !== cycleSummaryKey(cycleStart)) keys.push(object.Key);
+      const keys = (page.Contents ?? []).flatMap((object) => (object.Key && object.Key !== cycleSummaryKey(cycleStart) ? [object.Key] : []));
+      // A few reads in flight at a time; only those reports are held.
+      for (let i = 0; i < keys.length; i += READS_IN_FLIGHT) {
+        const batch = keys.slice(i, i + READS_IN_FLIGHT);
+        const reports = await Promise.all(batch.map((key) => this.getJson<CycleReport>(key)));
+        for (const [j, report] of reports.entries()) if (report) yield { key: batch[j] ?? '', report };
+      }
     }
-    const reports: { key: string; report: CycleReport }[] = [];
-    for (const key of keys) {
-      const report = await this.getJson<CycleReport>(key);
-      if (report) reports.push({ key, report });
-    }
-    return reports;
   }
 
   async putCycleSummary(summary: CycleSummary): Promise<string> {

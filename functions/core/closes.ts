@@ -52,8 +52,7 @@ export async function runDueCloses(deps: CloseDeps): Promise<CloseSummary> {
   }
   // Rebuilt from the reports themselves, so a run that closed only some subjects of a cycle start still lists all.
   for (const cycleStart of new Set(summary.cyclesClosed.map((c) => c.cycleStart))) {
-    const reports = await deps.reports.listCycleReports(cycleStart);
-    summary.summaries.push(await deps.reports.putCycleSummary(cycleSummary(cycleStart, reports, deps.clock.now().toISOString())));
+    summary.summaries.push(await deps.reports.putCycleSummary(await cycleSummary(cycleStart, deps.reports.listCycleReports(cycleStart), deps.clock.now().toISOString())));
   }
   return summary;
 }

@@ -88,22 +88,20 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
   };
 }
 
-/** All subjects' reports of one cycle start, in one file: totals per subject and overall. */
-export function cycleSummary(cycleStart: string, reports: readonly { key: string; report: CycleReport }[], generatedAt: string): CycleSummary {
+/**
+ * All subjects' reports of one cycle start, in one file: totals per subject and overall. Reports are read
+ * one at a time and only their totals kept, so a summary of many workspaces needs little memory.
+ */
+export async function cycleSummary(cycleStart: string, reports: AsyncIterable<{ key: string; report: CycleReport }> | Iterable<{ key: string; report: CycleReport }>, generatedAt: string): Promise<CycleSummary> {
   const totals = new Map<string, NanoUnits>();
-  const subjects = [...reports]
-    .sort((a, b) => (a.report.subject.id < b.report.subject.id ? -1 : 1))
-    .map(({ key, report }) => {
-      for (const u of report.usage) totals.set(u.usageType, (totals.get(u.usageType) ?? 0n) + units(u.total));
-      return {
-        subject: report.subject.id,
-        cycleEnd: report.cycle.end,
-        totals: Object.fromEntries(report.usage.map((u) => [u.usageType, u.total])),
-        amount: report.amount,
-        report: key,
-      };
-    });
-  const currencies = new Set(reports.map((r) => r.report.currency));
+  const currencies = new Set<string | null>();
+  const subjects: CycleSummary['subjects'] = [];
+  for await (const { key, report } of reports) {
+    for (const u of report.usage) totals.set(u.usageType, (totals.get(u.usageType) ?? 0n) + units(u.total));
+    currencies.add(report.currency);
+    subjects.push({ subject: report.subject.id, cycleEnd: report.cycle.end, totals: Object.fromEntries(report.usage.map((u) => [u.usageType, u.total])), amount: report.amount, report: key });
+  }
+  subjects.sort((a, b) => (a.subject < b.subject ? -1 : 1));
   const currency = currencies.size === 1 ? ([...currencies][0] ?? null) : null;
   return {
     schemaVersion: REPORT_SCHEMA_VERSION,

@@ -397,8 +397,8 @@ export class InMemoryReports implements ReportStore {
     return this.objects.get(`reports/${cycleStart}/${subject}.json`) as CycleReport | undefined;
   }
 
-  async listCycleReports(cycleStart: string): Promise<{ key: string; report: CycleReport }[]> {
-    return [...this.objects].filter(([key, value]) => key.startsWith(`reports/${cycleStart}/`) && value.kind === 'cycle-report').map(([key, report]) => ({ key, report: report as CycleReport }));
+  async *listCycleReports(cycleStart: string): AsyncIterable<{ key: string; report: CycleReport }> {
+    yield* [...this.objects].filter(([key, value]) => key.startsWith(`reports/${cycleStart}/`) && value.kind === 'cycle-report').map(([key, report]) => ({ key, report: report as CycleReport }));
   }
 
   async putCycleSummary(summary: CycleSummary): Promise<string> {

@@ -512,7 +512,7 @@ describe('cycleSummary', () => {
     const listed = await reports();
 
     // Act
-    const summary = cycleSummary(APR.start, listed, '2026-05-01T03:00:00.000Z');
+    const summary = await cycleSummary(APR.start, listed, '2026-05-01T03:00:00.000Z');
 
     // Assert
     expectValid('cycleSummary', summary);
@@ -539,7 +539,7 @@ describe('cycleSummary', () => {
     const euro = { ...second, report: { ...second.report, currency: 'EUR' } };
 
     // Act
-    const summary = cycleSummary(APR.start, [first, euro], '2026-05-01T03:00:00.000Z');
+    const summary = await cycleSummary(APR.start, [first, euro], '2026-05-01T03:00:00.000Z');
 
     // Assert: the quantities still add up
     expectValid('cycleSummary', summary);
@@ -554,7 +554,7 @@ describe('cycleSummary', () => {
     const listed = await reports(configWithoutRates);
 
     // Act
-    const summary = cycleSummary(APR.start, listed, '2026-05-01T03:00:00.000Z');
+    const summary = await cycleSummary(APR.start, listed, '2026-05-01T03:00:00.000Z');
 
     // Assert
     expectValid('cycleSummary', summary);
@@ -562,9 +562,9 @@ describe('cycleSummary', () => {
     expect(summary.subjects.map((s) => s.amount)).toEqual([null, null]);
   });
 
-  test('no reports give an empty summary', () => {
+  test('no reports give an empty summary', async () => {
     // Act
-    const summary = cycleSummary(APR.start, [], '2026-05-01T03:00:00.000Z');
+    const summary = await cycleSummary(APR.start, [], '2026-05-01T03:00:00.000Z');
 
     // Assert
     expectValid('cycleSummary', summary);
