@@ -28,6 +28,8 @@ export interface StatelessStackProps extends StackProps {
   readonly configFile: string;
 }
 
+type StreamSource = (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'];
+
 /** Per-account guard rails for the HTTP API; producers with real volume use SQS directly. */
 const API_THROTTLE = { rateLimit: 50, burstLimit: 100 };
 /** Aggregation more than this far behind the ledger means rollups and alerts are stale. */
@@ -127,73 +129,16 @@ export class StatelessStack extends Stack {
       }),
     );
 
-    // Stream positions expire after 24 h, so this queue holds pointers, not events: it may go with the stack.
-    this.aggregateFailures = new Queue(this, 'AggregateFailures', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
-    });
-    const stream = EVENT_SOURCES.aggregate;
-    aggregate.addEventSource(
-      new DynamoEventSource(tables.ledger, {
-        startingPosition: StartingPosition[stream.startingPosition],
-        batchSize: stream.batchSize,
-        maxBatchingWindow: Duration.seconds(stream.maxBatchingWindowSeconds),
-        tumblingWindow: Duration.seconds(stream.tumblingWindowSeconds),
-        parallelizationFactor: stream.parallelizationFactor,
-        bisectBatchOnError: stream.bisectBatchOnError,
-        retryAttempts: stream.retryAttempts,
-        reportBatchItemFailures: true,
-        onFailure: new SqsDlq(this.aggregateFailures),
+    this.aggregateFailures = this.streamMapping('Aggregate', aggregate, tables.ledger, EVENT_SOURCES.aggregate);
+    // Only new alerts that ask for an email; the function's own updates (marking an alert sent) never invoke it.
+    this.notifyFailures = this.streamMapping('Notify', notify, tables.alerts, EVENT_SOURCES.notify, [
+      FilterCriteria.filter({
+        eventName: FilterRule.isEqual('INSERT'),
+        dynamodb: { NewImage: { notify: { BOOL: FilterRule.isEqual(true) } } },
       }),
-    );
-
-    this.notifyFailures = new Queue(this, 'NotifyFailures', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
-    });
-    const alerts = EVENT_SOURCES.notify;
-    notify.addEventSource(
-      new DynamoEventSource(tables.alerts, {
-        startingPosition: StartingPosition[alerts.startingPosition],
-        batchSize: alerts.batchSize,
-        maxBatchingWindow: Duration.seconds(alerts.maxBatchingWindowSeconds),
-        parallelizationFactor: alerts.parallelizationFactor,
-        bisectBatchOnError: alerts.bisectBatchOnError,
-        retryAttempts: alerts.retryAttempts,
-        reportBatchItemFailures: true,
-        onFailure: new SqsDlq(this.notifyFailures),
-        // Only new alerts that ask for an email; the function's own updates (marking an alert sent) never invoke it.
-        filters: [
-          FilterCriteria.filter({
-            eventName: FilterRule.isEqual('INSERT'),
-            dynamodb: { NewImage: { notify: { BOOL: FilterRule.isEqual(true) } } },
-          }),
-        ],
-      }),
-    );
-
-    this.exportFailures = new Queue(this, 'ExportFailures', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
-    });
-    const jobs = EVENT_SOURCES.export;
-    exportFunction.addEventSource(
-      new DynamoEventSource(tables.exports, {
-        startingPosition: StartingPosition[jobs.startingPosition],
-        batchSize: jobs.batchSize,
-        maxBatchingWindow: Duration.seconds(jobs.maxBatchingWindowSeconds),
-        parallelizationFactor: jobs.parallelizationFactor,
-        bisectBatchOnError: jobs.bisectBatchOnError,
-        retryAttempts: jobs.retryAttempts,
-        reportBatchItemFailures: true,
-        onFailure: new SqsDlq(this.exportFailures),
-        // Only new jobs; the function's own status updates (running, done, failed) never invoke it.
-        filters: [FilterCriteria.filter({ eventName: FilterRule.isEqual('INSERT') })],
-      }),
-    );
+    ]);
+    // Only new jobs; the function's own status updates (running, done, failed) never invoke it.
+    this.exportFailures = this.streamMapping('Export', exportFunction, tables.exports, EVENT_SOURCES.export, [FilterCriteria.filter({ eventName: FilterRule.isEqual('INSERT') })]);
 
     this.schedulerFailures = new Queue(this, 'SchedulerFailures', {
       encryption: QueueEncryption.SQS_MANAGED,
@@ -254,6 +199,35 @@ export class StatelessStack extends Stack {
     }
 
     new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'HTTP API base URL (Authorization: Bearer <API key>)' });
+  }
+
+  /**
+   * A table's stream → a function, as its definition in EVENT_SOURCES says, with partial batch failures and
+   * an on-failure queue (`{id}Failures`). Stream positions expire after 24 h, so that queue holds pointers,
+   * not data: it may go with the stack.
+   */
+  private streamMapping(id: string, fn: UsageFunction, table: ITable, source: StreamSource, filters?: Record<string, unknown>[]): Queue {
+    const failures = new Queue(this, `${id}Failures`, {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+    });
+    fn.addEventSource(
+      new DynamoEventSource(table, {
+        startingPosition: StartingPosition[source.startingPosition],
+        batchSize: source.batchSize,
+        maxBatchingWindow: Duration.seconds(source.maxBatchingWindowSeconds),
+        // A tumbling window is what puts the shard id in the aggregate function's events.
+        ...('tumblingWindowSeconds' in source ? { tumblingWindow: Duration.seconds(source.tumblingWindowSeconds) } : {}),
+        parallelizationFactor: source.parallelizationFactor,
+        bisectBatchOnError: source.bisectBatchOnError,
+        retryAttempts: source.retryAttempts,
+        reportBatchItemFailures: true,
+        onFailure: new SqsDlq(failures),
+        ...(filters ? { filters } : {}),
+      }),
+    );
+    return failures;
   }
 
   private alarm(id: string, metric: IMetric, threshold: number, description: string): Alarm {

@@ -157,40 +157,27 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       invoke: options.wrapIngest ? options.wrapIngest(invokeIngest) : invokeIngest,
       onError: (error) => onError('ingest', error),
     });
-    const streamPoller = new StreamPoller({
-      streams,
-      streamArn: streamArns.ledger,
-      batchSize: EVENT_SOURCES.aggregate.batchSize,
-      maxBatchingWindowMs: EVENT_SOURCES.aggregate.maxBatchingWindowSeconds * 1000,
-      tumblingWindowSeconds: EVENT_SOURCES.aggregate.tumblingWindowSeconds,
-      invoke: options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate,
-      onError: (error) => onError('aggregate', error),
-    });
+    // Each table stream drives its function like Lambda's event source mapping, with the same numbers.
+    const streamPoller = (streamArn: string, source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'], name: string, invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>) =>
+      new StreamPoller({
+        streams,
+        streamArn,
+        batchSize: source.batchSize,
+        maxBatchingWindowMs: source.maxBatchingWindowSeconds * 1000,
+        tumblingWindowSeconds: 'tumblingWindowSeconds' in source ? source.tumblingWindowSeconds : 0,
+        invoke,
+        onError: (error) => onError(name, error),
+      });
     const invokeNotify: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => notify(event, lambdaContext('notify', FUNCTIONS.notify.timeoutSeconds));
-    const alertsPoller = new StreamPoller({
-      streams,
-      streamArn: streamArns.alerts,
-      batchSize: EVENT_SOURCES.notify.batchSize,
-      maxBatchingWindowMs: EVENT_SOURCES.notify.maxBatchingWindowSeconds * 1000,
-      tumblingWindowSeconds: 0,
-      invoke: options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify,
-      onError: (error) => onError('notify', error),
-    });
     const invokeExport: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => exportFiles(event, lambdaContext('export', FUNCTIONS.export.timeoutSeconds));
-    const exportsPoller = new StreamPoller({
-      streams,
-      streamArn: streamArns.exports,
-      batchSize: EVENT_SOURCES.export.batchSize,
-      maxBatchingWindowMs: EVENT_SOURCES.export.maxBatchingWindowSeconds * 1000,
-      tumblingWindowSeconds: 0,
-      invoke: options.wrapExport ? options.wrapExport(invokeExport) : invokeExport,
-      onError: (error) => onError('export', error),
-    });
+    const ledgerPoller = streamPoller(streamArns.ledger, EVENT_SOURCES.aggregate, 'aggregate', options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate);
+    const alertsPoller = streamPoller(streamArns.alerts, EVENT_SOURCES.notify, 'notify', options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify);
+    const exportsPoller = streamPoller(streamArns.exports, EVENT_SOURCES.export, 'export', options.wrapExport ? options.wrapExport(invokeExport) : invokeExport);
     sqsPoller.start();
-    streamPoller.start();
+    ledgerPoller.start();
     alertsPoller.start();
     exportsPoller.start();
-    stops.push(() => sqsPoller.stop(), () => streamPoller.stop(), () => alertsPoller.stop(), () => exportsPoller.stop());
+    stops.push(() => sqsPoller.stop(), () => ledgerPoller.stop(), () => alertsPoller.stop(), () => exportsPoller.stop());
 
     // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
     let jobs: Promise<unknown> = Promise.resolve();
@@ -219,7 +206,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       while (quiet < 5) {
         if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
         await sleep(200);
-        quiet = sqsPoller.idle && streamPoller.idle && alertsPoller.idle && exportsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+        quiet = sqsPoller.idle && ledgerPoller.idle && alertsPoller.idle && exportsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
       }
     };
     const advanceClock = async (instant: Date) => {
