@@ -187,7 +187,7 @@ async function showReports(stack: LocalStack, out: (line: string) => void, close
   out(`cycle reports written at close (S3 stand-in ${stack.ready.s3.endpoint}, bucket ${stack.ready.s3.bucket}):`);
   for (const c of closed) out(`  s3://${stack.ready.s3.bucket}/${c.report}`);
   for (const start of new Set(closed.map((c) => c.cycleStart))) out(`  s3://${stack.ready.s3.bucket}/reports/${start}/_summary.json`);
-  out(`${acme.subject}'s closed cycle ${acme.cycleStart.slice(0, 10)}, read again after a late event: tokens ${tokens?.closedTotal} at close + ${tokens?.adjustments.total} adjusted = ${tokens?.total}; ${report.currency ?? ''} ${((report.amount ?? 0) / 100).toFixed(2)}`);
+  out(`${acme.subject}'s closed cycle ${acme.cycleStart.slice(0, 10)}, read again after a late event: tokens ${tokens?.closedTotal} at close + ${tokens?.adjustments.total} adjusted = ${tokens?.total}; ${money(report.amount, report.currency)}`);
   out(adjusted ? `  the late event ${late.source} ${late.id} is listed as an adjustment of +1234` : '  MISMATCH: the late event is not listed as an adjustment');
 
   // An hourly export of Acme's closed cycle, every workspace, downloaded through its presigned URL.
@@ -322,6 +322,13 @@ async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Pr
   out(table(['workspace', 'usage type', 'closed cycle: used of limit', 'spillover in', 'new cycle', 'limit', 'bonus', 'available', 'can use'], rows));
   out(consistent ? 'every spillover carried out of a closed cycle shows in the new cycle' : 'MISMATCH between the closed cycles and the new quota view');
   return { consistent, closed: advanced.closes.cyclesClosed };
+}
+
+/** Integer minor units as the currency writes them (cents for USD, whole yen for JPY). */
+function money(amount: number | null, currency: string | null): string {
+  if (amount === null || currency === null) return 'no rate card';
+  const format = new Intl.NumberFormat('en-US', { style: 'currency', currency });
+  return format.format(amount / 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2));
 }
 
 function table(header: string[], rows: string[][]): string {
