@@ -117,6 +117,13 @@ export interface ExportDeps {
   clock: Clock;
   /** Where export files go, e.g. `exports/`. */
   prefix: string;
+  /** Wall-clock time (ms) by which the export must have stopped: past it, the job is marked failed, not left running. */
+  deadline?: number;
+}
+
+/** The export ran out of the time its function has. */
+export class ExportTimeoutError extends Error {
+  override readonly name = 'ExportTimeoutError';
 }
 
 /** Runs one job: writes its file and marks it ready, or marks it failed with the reason. */
@@ -129,6 +136,7 @@ export async function runExport(id: string, deps: ExportDeps): Promise<ExportJob
   let bucketCount = 0;
   const counted = async function* (): AsyncGenerator<ExportBucket> {
     for (const subject of known) {
+      if (deps.deadline !== undefined && Date.now() > deps.deadline) throw new ExportTimeoutError(`the export did not finish in time (stopped before ${subject.id}); ask for a shorter range or fewer workspaces`);
       for await (const bucket of subjectBuckets(subject, job.request, deps.rollups)) {
         bucketCount += 1;
         yield bucket;
@@ -151,7 +159,8 @@ export async function runExport(id: string, deps: ExportDeps): Promise<ExportJob
     const { bytes } = await deps.files.write(key, format === 'json' ? 'application/json' : 'application/x-ndjson', format === 'json' ? jsonDocument(header, counted()) : jsonLines(header, counted()));
     await deps.exports.finish(id, { key, bucketCount, bytes, completedAt: deps.clock.now().toISOString() });
   } catch (error) {
-    await deps.exports.fail(id, { code: 'export_failed', message: (error as Error).message }, deps.clock.now().toISOString());
+    const code = error instanceof ExportTimeoutError ? 'export_timeout' : 'export_failed';
+    await deps.exports.fail(id, { code, message: (error as Error).message }, deps.clock.now().toISOString());
   }
   return deps.exports.get(id);
 }

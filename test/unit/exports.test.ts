@@ -669,6 +669,19 @@ describe('runExport', () => {
     expect(files.files.size).toBe(0);
   });
 
+  test('past its deadline, a job stops before the next workspace and is marked failed with export_timeout', async () => {
+    // Arrange: the function's time ran out a moment ago
+    const { exports, files, deps } = world();
+    await exports.create(job('exp_7'));
+
+    // Act
+    const done = await runExport('exp_7', { ...deps, deadline: Date.now() - 1 });
+
+    // Assert: failed with the reason, no file left behind
+    expect(done).toMatchObject({ status: 'failed', error: { code: 'export_timeout', message: expect.stringContaining('did not finish in time') } });
+    expect(files.files.size).toBe(0);
+  });
+
   test('a job already ready (or failed) is not run again', async () => {
     // Arrange
     const { exports, files, deps } = world();
