@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { CycleSnapshot, Grant } from '../core/balance';
 import type { AccountStore, Adjustment, DaySnapshot } from '../core/ports';
 
@@ -10,9 +10,12 @@ import type { AccountStore, Adjustment, DaySnapshot } from '../core/ports';
  *   D#<local day>                                a day snapshot
  *   A#<cycle start>#<usage type>#<detected at>   an adjustment to a closed cycle
  * Snapshots and grants are written only if absent, so a re-run never replaces what a close froze.
+ * One more partition, `_summaries` (no subject id starts with `_`), holds `S#<cycle start>` for each
+ * per-cycle summary still to be written.
  */
 
-const PREFIX = { grant: 'G#', cycle: 'C#', day: 'D#', adjustment: 'A#' } as const;
+const PREFIX = { grant: 'G#', cycle: 'C#', day: 'D#', adjustment: 'A#', summary: 'S#' } as const;
+const SUMMARIES_PK = '_summaries';
 type Item = Record<string, unknown>;
 
 export class DynamoAccounts implements AccountStore {
@@ -81,6 +84,18 @@ export class DynamoAccounts implements AccountStore {
   async putAdjustment(adjustment: Adjustment): Promise<void> {
     const sk = `${PREFIX.adjustment}${adjustment.cycleStart}#${adjustment.usageType}#${adjustment.detectedAt}`;
     await this.putIfAbsent({ pk: adjustment.subject, sk, adjustment });
+  }
+
+  async markSummaryDue(cycleStart: string): Promise<void> {
+    await this.putIfAbsent({ pk: SUMMARIES_PK, sk: `${PREFIX.summary}${cycleStart}`, cycleStart });
+  }
+
+  async summariesDue(): Promise<string[]> {
+    return (await this.queryPrefix(SUMMARIES_PK, PREFIX.summary)).map((item) => String(item.cycleStart));
+  }
+
+  async clearSummaryDue(cycleStart: string): Promise<void> {
+    await this.client.send(new DeleteCommand({ TableName: this.tableName, Key: { pk: SUMMARIES_PK, sk: `${PREFIX.summary}${cycleStart}` } }));
   }
 
   private async putIfAbsent(item: Item): Promise<boolean> {

@@ -50,9 +50,11 @@ export async function runDueCloses(deps: CloseDeps): Promise<CloseSummary> {
     summary.daysClosed += days.length;
     if (days.length > 0) summary.adjustments.push(...(await recordAdjustments(subject, deps)));
   }
-  // Rebuilt from the reports themselves, so a run that closed only some subjects of a cycle start still lists all.
-  for (const cycleStart of new Set(summary.cyclesClosed.map((c) => c.cycleStart))) {
+  // Rebuilt from the reports themselves, so a run that closed only some subjects of a cycle start still lists
+  // all; a summary a crashed run left due is written by the next run.
+  for (const cycleStart of await deps.accounts.summariesDue()) {
     summary.summaries.push(await deps.reports.putCycleSummary(await cycleSummary(cycleStart, deps.reports.listCycleReports(cycleStart), deps.clock.now().toISOString())));
+    await deps.accounts.clearSummaryDue(cycleStart);
   }
   return summary;
 }
@@ -106,6 +108,7 @@ async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Prom
     });
   }
   // Written before the cycle is marked closed, so a crash here is repaired by the next run.
+  await deps.accounts.markSummaryDue(cycle.start);
   const report = await deps.reports.putCycleReport(await buildCycleReport(subject, cycle, deps));
   await deps.accounts.markCycleClosed(subject.id, cycle.start);
   return report;

@@ -145,6 +145,11 @@ export interface AccountStore {
   freezeDay(snapshot: DaySnapshot): Promise<void>;
   listAdjustments(subject: string): Promise<Adjustment[]>;
   putAdjustment(adjustment: Adjustment): Promise<void>;
+  /** Notes that the summary of the cycles starting at `cycleStart` must be (re)written; noting it twice is once. */
+  markSummaryDue(cycleStart: string): Promise<void>;
+  /** Cycle starts whose summary is due, oldest first. */
+  summariesDue(): Promise<string[]>;
+  clearSummaryDue(cycleStart: string): Promise<void>;
 }
 
 /** The usage-events queue, for events recorded through the API. */

@@ -187,6 +187,9 @@ function crashAfterWrite(inner: AccountStore, n: number): AccountStore {
     markCycleClosed: (s, c) => written(inner.markCycleClosed(s, c)),
     freezeDay: (s) => written(inner.freezeDay(s)),
     putAdjustment: (a) => written(inner.putAdjustment(a)),
+    summariesDue: () => inner.summariesDue(),
+    markSummaryDue: (c) => written(inner.markSummaryDue(c)),
+    clearSummaryDue: (c) => written(inner.clearSummaryDue(c)),
   };
 }
 

@@ -236,6 +236,20 @@ export class InMemoryAccounts implements AccountStore {
     this.putIfAbsent(`${adjustment.subject}|A|${adjustment.cycleStart}#${adjustment.usageType}#${adjustment.detectedAt}`, adjustment);
   }
 
+  async markSummaryDue(cycleStart: string): Promise<void> {
+    this.putIfAbsent(`_summaries|S|${cycleStart}`, cycleStart);
+  }
+
+  async summariesDue(): Promise<string[]> {
+    return this.byPrefix<string>('_summaries|S|');
+  }
+
+  async clearSummaryDue(cycleStart: string): Promise<void> {
+    const key = `_summaries|S|${cycleStart}`;
+    this.beforeWrite?.(key);
+    this.items.delete(key);
+  }
+
   /** Everything stored, sorted by key, for comparing two runs. */
   dump(): [string, unknown][] {
     return [...this.items].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
