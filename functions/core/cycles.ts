@@ -73,7 +73,9 @@ export function startOfLocalDay(date: string, timeZone: string): string {
 
 /** The UTC hour containing an instant, as 'YYYY-MM-DDTHH'. */
 export function utcHour(instant: Instant): string {
-  return new Date(toMillis(instant)).toISOString().slice(0, 13);
+  const millis = toMillis(instant);
+  // A canonical instant that parsed is its own UTC hour (see isCanonical); no need to format it again.
+  return typeof instant === 'string' && CANONICAL.test(instant) ? instant.slice(0, 13) : new Date(millis).toISOString().slice(0, 13);
 }
 
 export function isValidTimeZone(tz: string): boolean {
@@ -132,15 +134,25 @@ function formatDate({ year, month, day }: LocalDate): string {
   return `${String(year).padStart(4, '0')}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`;
 }
 
+const CANONICAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 function toMillis(instant: Instant): number {
   let millis = typeof instant === 'string' ? Date.parse(instant) : instant.getTime();
   // Date.parse is fast but lenient (Feb 30 rolls into March, no offset means host-local time), so only trust it
-  // for the canonical form; anything else goes through luxon's strict ISO parser, which reads no offset as UTC.
-  if (typeof instant === 'string' && !(Number.isFinite(millis) && new Date(millis).toISOString() === instant)) {
+  // for the canonical form, and only when the day and hour did not roll over; anything else goes through
+  // luxon's strict ISO parser, which reads no offset as UTC.
+  if (typeof instant === 'string' && !(Number.isFinite(millis) && isCanonical(instant, millis))) {
     millis = DateTime.fromISO(instant, { zone: 'utc' }).toMillis();
   }
   if (!Number.isFinite(millis)) throw new RangeError(`invalid instant "${String(instant)}"`);
   return millis;
+}
+
+/** `instant` is 'YYYY-MM-DDTHH:MM:SS.sssZ' and names the very day and hour it parsed to. */
+function isCanonical(instant: string, millis: number): boolean {
+  if (!CANONICAL.test(instant)) return false;
+  const parsed = new Date(millis);
+  return parsed.getUTCDate() === Number(instant.slice(8, 10)) && parsed.getUTCHours() === Number(instant.slice(11, 13));
 }
 
 function toIso(dateTime: DateTime): string {

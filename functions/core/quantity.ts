@@ -10,6 +10,8 @@ export type NanoUnits = bigint;
 
 /** Parses a JSON number or DynamoDB number string; undefined when it has more than 9 decimals. */
 export function toNanoUnits(value: number | string): NanoUnits | undefined {
+  // Most quantities are whole numbers: no text to parse.
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value) * SCALE;
   const text = typeof value === 'number' ? numberToPlainString(value) : value.trim();
   const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(text);
   if (!match) return undefined;

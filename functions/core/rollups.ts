@@ -141,36 +141,62 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
   };
 
   for (const change of changes) {
-    const deltas = changeDeltas(change);
-    const touched = new Set(deltas.flatMap(({ image }) => itemKeys(image, isClosed(image))));
-    const fresh = [...touched].filter((key) => !current.has(key)).length;
+    // Each image's item keys are built once: they decide whether the change fits, then where it lands.
+    const deltas = changeDeltas(change).map(({ image, sign }) => {
+      const closed = isClosed(image);
+      return { image, sign, closed, keys: itemKeys(image, closed) };
+    });
+    let fresh = 0;
+    const counted: string[] = [];
+    for (const { keys } of deltas) {
+      for (const key of keys) {
+        if (current.has(key) || counted.includes(key)) continue;
+        counted.push(key);
+        fresh += 1;
+      }
+    }
     if (current.size + fresh > maxItems) flush();
     first ??= change.sequenceNumber;
     last = change.sequenceNumber;
     records += 1;
-    for (const { image, sign } of deltas) {
-      const quantity = toNanoUnits(image.quantity);
-      if (quantity === undefined) throw new Error(`ledger item holds an invalid quantity "${image.quantity}"`);
-      const delta = sign * quantity;
-      const day = add(current, image, 'day', image.day, delta);
+    for (const { image, sign, closed, keys } of deltas) {
+      const delta = sign * quantityOf(image.quantity);
+      const [dayKey, cycleKey, ...memberKeys] = keys as [string, string, ...string[]];
+      const day = add(current, dayKey, image, 'day', image.day, delta);
       bump(day, hourCounter(image.hour), delta);
       if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
-      const cycle = add(current, image, 'cycle', image.cycleStart, delta);
-      if (isClosed(image)) {
+      const cycle = add(current, cycleKey, image, 'cycle', image.cycleStart, delta);
+      if (closed) {
         cycle.closed = true;
-        add(current, image, 'late', image.cycleStart, delta, image.eventKey);
+        add(current, memberKeys.shift() as string, image, 'late', image.cycleStart, delta, image.eventKey);
       }
       bump(cycle, dayCounter(image.day), delta);
       if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
       if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
-      if (image.userId !== undefined) add(current, image, 'user', image.cycleStart, delta, image.userId);
-      if (image.groupId !== undefined) add(current, image, 'group', image.cycleStart, delta, image.groupId);
+      if (image.userId !== undefined) add(current, memberKeys.shift() as string, image, 'user', image.cycleStart, delta, image.userId);
+      if (image.groupId !== undefined) add(current, memberKeys.shift() as string, image, 'group', image.cycleStart, delta, image.groupId);
     }
   }
   flush();
   return chunks;
 }
 
+// Ledger quantities repeat (1, 10, 1500, …); parsing each again was a good part of the fold's time.
+const MAX_CACHED_QUANTITIES = 10_000;
+const quantities = new Map<string, NanoUnits>();
+
+function quantityOf(text: string): NanoUnits {
+  let quantity = quantities.get(text);
+  if (quantity === undefined) {
+    quantity = toNanoUnits(text);
+    if (quantity === undefined) throw new Error(`ledger item holds an invalid quantity "${text}"`);
+    if (quantities.size >= MAX_CACHED_QUANTITIES) quantities.clear();
+    quantities.set(text, quantity);
+  }
+  return quantity;
+}
+
+/** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group. */
 function itemKeys(image: LedgerImage, closed: boolean): string[] {
   return [
     itemKey(image, 'day', image.day),
@@ -185,8 +211,7 @@ function itemKey(image: LedgerImage, kind: RollupKind, period: string, member?: 
   return `${image.subject}\u0000${rollupSortKey(kind, period, image.usageType, member)}`;
 }
 
-function add(items: Map<string, RollupUpdate>, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, member?: string): RollupUpdate {
-  const key = itemKey(image, kind, period, member);
+function add(items: Map<string, RollupUpdate>, key: string, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, member?: string): RollupUpdate {
   let item = items.get(key);
   if (!item) {
     item = { subject: image.subject, usageType: image.usageType, kind, period, ...(member === undefined ? {} : { member }), total: 0n, counters: new Map() };
