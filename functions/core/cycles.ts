@@ -71,6 +71,31 @@ export function startOfLocalDay(date: string, timeZone: string): string {
   return toIso(firstInstantOf(Number(match[1]), Number(match[2]), Number(match[3]), timeZone));
 }
 
+/** Where an event's quantity is counted: its UTC hour, its local day and the start of its billing cycle. */
+export interface EventBuckets {
+  hour: string;
+  day: string;
+  cycleStart: string;
+}
+
+// Ingest buckets every event; consecutive events of a subject mostly share a minute, and a minute has one UTC
+// hour, one local day and one cycle (zone offsets and cycle starts fall on whole minutes).
+const MAX_CACHED_BUCKETS = 50_000;
+const bucketCache = new Map<string, Readonly<EventBuckets>>();
+
+/** The buckets of an instant for a subject's zone and billing anchor. */
+export function bucketsOf(instant: string, anchor: BillingAnchor): Readonly<EventBuckets> {
+  const minute = CANONICAL.test(instant) ? instant.slice(0, 16) : new Date(toMillis(instant)).toISOString().slice(0, 16);
+  const key = `${anchor.timeZone}|${anchor.billingAnchorDay}|${minute}`;
+  let buckets = bucketCache.get(key);
+  if (!buckets) {
+    buckets = Object.freeze({ hour: utcHour(instant), day: localDate(instant, anchor.timeZone), cycleStart: cycleContaining(instant, anchor).start });
+    if (bucketCache.size >= MAX_CACHED_BUCKETS) bucketCache.clear();
+    bucketCache.set(key, buckets);
+  }
+  return buckets;
+}
+
 /** The UTC hour containing an instant, as 'YYYY-MM-DDTHH'. */
 export function utcHour(instant: Instant): string {
   const millis = toMillis(instant);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type Config } from './config';
-import { cycleContaining, localDate, utcHour } from './cycles';
+import { bucketsOf } from './cycles';
 import { type Rejection, type UsageEvent, eventKey, parseMessageBody, validateEvent } from './envelope';
 import type { Clock, Ledger, Quarantine, QuarantineRecord, SubjectDirectory } from './ports';
 import type { LedgerEntry } from './rollups';
@@ -84,9 +84,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     const entry: LedgerEntry = {
       ...event,
       sentAt,
-      hour: utcHour(event.time),
-      day: localDate(event.time, subject.timeZone),
-      cycleStart: cycleContaining(event.time, subject).start,
+      ...bucketsOf(event.time, subject),
       expiresAt: Math.floor(Date.parse(event.time) / 1000) + deps.config.ingest.retentionDays * 86_400,
     };
     entriesByKey.set(key, { entry, messageIds });

@@ -2,6 +2,7 @@ import { Settings } from 'luxon';
 import {
   type BillingAnchor,
   type Cycle,
+  bucketsOf,
   cycleContaining,
   isValidTimeZone,
   localDate,
@@ -364,5 +365,33 @@ describe('memoization', () => {
     // Assert
     expect(hours).toHaveLength(743); // 31 days less the hour skipped on 2026-03-29
     expect([...distinct]).toEqual([JSON.stringify({ start: '2026-03-27T23:00:00.000Z', end: '2026-04-27T22:00:00.000Z' })]);
+  });
+});
+
+describe('bucketsOf', () => {
+  test('agrees with utcHour, localDate and cycleContaining, memoized or not, across zones, DST and half-hour offsets', () => {
+    // Arrange: every 7 minutes and 13 seconds over 40 days, in zones with whole, half and quarter-hour offsets
+    const zones = ['UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Kolkata', 'Asia/Kathmandu', 'Australia/Lord_Howe'];
+    const start = Date.parse('2026-03-01T00:00:00.000Z');
+    for (const timeZone of zones) {
+      const anchor = { billingAnchorDay: 31, timeZone };
+      for (let t = start; t < start + 40 * 86_400_000; t += 433_000) {
+        const instant = new Date(t).toISOString();
+        // Act (twice: the second answer comes from the memo)
+        const first = bucketsOf(instant, anchor);
+        const again = bucketsOf(instant, anchor);
+        // Assert
+        const expected = { hour: utcHour(instant), day: localDate(instant, timeZone), cycleStart: cycleContaining(instant, anchor).start };
+        expect({ instant, timeZone, ...first }).toEqual({ instant, timeZone, ...expected });
+        expect(again).toEqual(expected);
+      }
+    }
+  });
+
+  test('the last millisecond before local midnight and midnight itself, in a half-hour zone, are different days', () => {
+    // Kolkata is UTC+05:30: local midnight of Mar 2 is 18:30Z on Mar 1
+    const anchor = { billingAnchorDay: 2, timeZone: 'Asia/Kolkata' };
+    expect(bucketsOf('2026-03-01T18:29:59.999Z', anchor)).toEqual({ hour: '2026-03-01T18', day: '2026-03-01', cycleStart: '2026-02-01T18:30:00.000Z' });
+    expect(bucketsOf('2026-03-01T18:30:00.000Z', anchor)).toEqual({ hour: '2026-03-01T18', day: '2026-03-02', cycleStart: '2026-03-01T18:30:00.000Z' });
   });
 });
