@@ -62,7 +62,8 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d
 const text = (max: number) => z.string().min(1).max(max).regex(/\S/, 'must not be blank');
 const dimension = z.string().min(1).max(256).optional();
 
-const envelopeSchema = z.object({
+/** The CloudEvents envelope of a usage event: what the schema accepts is what ingest accepts (before usage types and the clock). */
+export const envelopeSchema = z.object({
   specversion: z.literal('1.0'),
   id: text(256),
   source: text(1024),
@@ -95,16 +96,24 @@ const REASON_BY_FIELD: Record<string, RejectionReason> = {
 
 export type Validated = { ok: true; event: UsageEvent } | { ok: false; rejection: Rejection };
 
+type Envelope = z.infer<typeof envelopeSchema>;
+
 /** Validates one event against the envelope, the usage types and the clock. */
 export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
-  const parsed = envelopeSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = (issue?.path ?? []).map(String).join('.');
-    const reason = REASON_BY_FIELD[field] ?? 'invalid_envelope';
-    return reject(reason, field ? `${field}: ${issue?.message ?? 'invalid'}` : (issue?.message ?? 'invalid'));
+  // Almost every event is valid: a plain check of exactly the schema's rules accepts those; anything it does
+  // not accept goes through the schema, which names the first problem.
+  let envelope = wellFormed(raw);
+  if (!envelope) {
+    const parsed = envelopeSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = (issue?.path ?? []).map(String).join('.');
+      const reason = REASON_BY_FIELD[field] ?? 'invalid_envelope';
+      return reject(reason, field ? `${field}: ${issue?.message ?? 'invalid'}` : (issue?.message ?? 'invalid'));
+    }
+    envelope = parsed.data;
   }
-  const { data, ...envelope } = parsed.data;
+  const { data } = envelope;
 
   const usageType = rules.usageTypes.get(data.usageType);
   if (!usageType) return reject('unknown_usage_type', `usage type "${data.usageType}" is not configured`);
@@ -134,9 +143,9 @@ export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
       id: envelope.id,
       type: envelope.type,
       subject: envelope.subject,
-      time: new Date(millis).toISOString(),
+      time: CANONICAL_TIME.test(envelope.time) ? envelope.time : new Date(millis).toISOString(),
       usageType: data.usageType,
-      quantity: toDecimalString(toNanoUnits(data.quantity) ?? 0n),
+      quantity: Number.isSafeInteger(data.quantity) ? String(data.quantity) : toDecimalString(toNanoUnits(data.quantity) ?? 0n),
       dimensions,
     },
   };
@@ -165,11 +174,33 @@ export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
 }
 
 /** Date.parse rolls 2026-02-30 over into March; an event time must name a real calendar instant. */
+/** The envelope, when `raw` meets every rule of envelopeSchema (and so the schema would accept it); else undefined. */
+function wellFormed(raw: unknown): Envelope | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const e = raw as Record<string, unknown>;
+  const data = e.data as Record<string, unknown> | null | undefined;
+  if (e.specversion !== '1.0' || typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const { id, source, type, subject, time } = e;
+  if (!isText(id, 256) || !isText(source, 1024) || !isText(type, 256) || !isText(subject, 128)) return undefined;
+  if (typeof time !== 'string' || !RFC3339.test(time)) return undefined;
+  const { usageType, quantity, userId, groupId, channel, feature } = data;
+  if (typeof usageType !== 'string' || usageType.length < 1 || usageType.length > 128 || typeof quantity !== 'number') return undefined;
+  if (!isDimension(userId) || !isDimension(groupId) || !isDimension(channel) || !isDimension(feature)) return undefined;
+  return { specversion: '1.0', id, source, type, subject, time, data: { usageType, quantity, userId, groupId, channel, feature } };
+}
+
+const isText = (value: unknown, max: number): value is string => typeof value === 'string' && value.length >= 1 && value.length <= max && /\S/.test(value);
+const isDimension = (value: unknown): value is string | undefined => value === undefined || (typeof value === 'string' && value.length >= 1 && value.length <= 256);
+
+/** A time as toISOString writes it: kept as given once it is known to name a real instant. */
+const CANONICAL_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 function isCalendarTime(time: string): boolean {
-  const [year, month, day, hour, minute, second] = (time.match(/\d+/g) ?? []).map(Number) as number[];
-  if (year === undefined || month === undefined || day === undefined) return false;
+  // RFC3339 (checked first) fixes where each field is.
+  const field = (from: number, to: number) => Number(time.slice(from, to));
+  const [year, month, day, hour, minute, second] = [field(0, 4), field(5, 7), field(8, 10), field(11, 13), field(14, 16), field(17, 19)];
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && (hour ?? 0) < 24 && (minute ?? 0) < 60 && (second ?? 0) < 60;
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour < 24 && minute < 60 && second < 60;
 }
 
 function checkQuantity(quantity: number, allowFractions: boolean): string | undefined {

@@ -3,6 +3,7 @@ import {
   MAX_MESSAGE_BYTES,
   REJECTION_REASONS,
   type RejectionReason,
+  envelopeSchema,
   eventKey,
   parseMessageBody,
   validateEvent,
@@ -270,5 +271,57 @@ describe('REJECTION_REASONS', () => {
 
     // Assert
     expect([...demonstrated].sort()).toEqual([...REJECTION_REASONS].sort());
+  });
+});
+
+describe('the fast check of well-formed events', () => {
+  test('accepts nothing the envelope schema rejects, and gives the schema\'s reason for what it does not accept (10,000 mutations)', () => {
+    // Arrange: a seeded generator replaces or removes one to three fields of a valid event with edge values
+    let state = 20261124;
+    const next = () => ((state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
+    const REMOVE = Symbol('remove');
+    const edge = ['', ' ', '\t\n', 'x', 'x'.repeat(128), 'x'.repeat(129), 'x'.repeat(256), 'x'.repeat(257), 'x'.repeat(1025), '1.0', '2.0', 0, -1, 1.5, 3, Number.NaN, 1e300, null, true, [], {}, ['a'], '2026-11-22T10:00:00Z', '2026-11-22T10:00:00.000Z', '2026-02-30T10:00:00Z', '2026-11-22 10:00:00Z', 'tokens', 'credits', 'unknown', REMOVE];
+    const top = ['specversion', 'id', 'source', 'type', 'subject', 'time', 'data'];
+    const inData = ['usageType', 'quantity', 'userId', 'groupId', 'channel', 'feature'];
+    let accepted = 0;
+
+    for (let i = 0; i < 10_000; i++) {
+      const raw = event({}, { userId: 'u1', channel: 'api' });
+      const data = raw.data as Json;
+      for (let m = 1 + Math.floor(next() * 3); m > 0; m--) {
+        const inside = next() < 0.6;
+        const target = inside ? data : raw;
+        const field = pick(inside ? inData : top);
+        const value = pick(edge);
+        if (value === REMOVE) delete target[field];
+        else target[field] = value;
+      }
+
+      // Act
+      const result = validateEvent(raw, rules());
+      const schema = envelopeSchema.safeParse(raw);
+
+      // Assert: accepted ⇒ the schema accepts; rejected by the schema ⇒ rejected, for the schema's field
+      if (result.ok) {
+        accepted++;
+        expect({ raw, schema: schema.success }).toEqual({ raw, schema: true });
+      }
+      if (!schema.success) expect(result.ok).toBe(false);
+    }
+    // Enough valid events among the mutations that acceptance was exercised too.
+    expect(accepted).toBeGreaterThan(500);
+  });
+
+  test('a valid event comes out the same whether its time and quantity take the short way or not', () => {
+    // Act
+    const canonical = validateEvent(event({ time: '2026-11-22T10:00:00.000Z' }, { quantity: 7 }), rules());
+    const other = validateEvent(event({ time: '2026-11-22T11:00:00+01:00' }, { quantity: 7.0 }), rules());
+    const fraction = validateEvent(event({}, { usageType: 'credits', quantity: 0.25 }), rules());
+
+    // Assert
+    expect(canonical).toMatchObject({ ok: true, event: { time: '2026-11-22T10:00:00.000Z', quantity: '7' } });
+    expect(other).toMatchObject({ ok: true, event: { time: '2026-11-22T10:00:00.000Z', quantity: '7' } });
+    expect(fraction).toMatchObject({ ok: true, event: { quantity: '0.25' } });
   });
 });
