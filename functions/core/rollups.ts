@@ -140,41 +140,37 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
     records = 0;
   };
 
+  const counted: string[] = [];
   for (const change of changes) {
     // Each image's item keys are built once: they decide whether the change fits, then where it lands.
     const deltas = changeDeltas(change).map(({ image, sign }) => {
       const closed = isClosed(image);
       return { image, sign, closed, keys: itemKeys(image, closed) };
     });
-    let fresh = 0;
-    const counted: string[] = [];
-    for (const { keys } of deltas) {
-      for (const key of keys) {
-        if (current.has(key) || counted.includes(key)) continue;
-        counted.push(key);
-        fresh += 1;
-      }
-    }
-    if (current.size + fresh > maxItems) flush();
+    counted.length = 0;
+    for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
+    if (current.size + counted.length > maxItems) flush();
     first ??= change.sequenceNumber;
     last = change.sequenceNumber;
     records += 1;
     for (const { image, sign, closed, keys } of deltas) {
-      const delta = sign * quantityOf(image.quantity);
-      const [dayKey, cycleKey, ...memberKeys] = keys as [string, string, ...string[]];
-      const day = add(current, dayKey, image, 'day', image.day, delta);
+      const quantity = quantityOf(image.quantity);
+      const delta = sign === 1n ? quantity : -quantity;
+      // keys: day, cycle, then late, user and group as the image has them (itemKeys).
+      let next = 2;
+      const day = add(current, keys[0] as string, image, 'day', image.day, delta);
       bump(day, hourCounter(image.hour), delta);
       if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
-      const cycle = add(current, cycleKey, image, 'cycle', image.cycleStart, delta);
+      const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta);
       if (closed) {
         cycle.closed = true;
-        add(current, memberKeys.shift() as string, image, 'late', image.cycleStart, delta, image.eventKey);
+        add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, image.eventKey);
       }
       bump(cycle, dayCounter(image.day), delta);
       if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
       if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
-      if (image.userId !== undefined) add(current, memberKeys.shift() as string, image, 'user', image.cycleStart, delta, image.userId);
-      if (image.groupId !== undefined) add(current, memberKeys.shift() as string, image, 'group', image.cycleStart, delta, image.groupId);
+      if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
+      if (image.groupId !== undefined) add(current, keys[next++] as string, image, 'group', image.cycleStart, delta, image.groupId);
     }
   }
   flush();
@@ -198,13 +194,11 @@ function quantityOf(text: string): NanoUnits {
 
 /** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group. */
 function itemKeys(image: LedgerImage, closed: boolean): string[] {
-  return [
-    itemKey(image, 'day', image.day),
-    itemKey(image, 'cycle', image.cycleStart),
-    ...(closed ? [itemKey(image, 'late', image.cycleStart, image.eventKey)] : []),
-    ...(image.userId === undefined ? [] : [itemKey(image, 'user', image.cycleStart, image.userId)]),
-    ...(image.groupId === undefined ? [] : [itemKey(image, 'group', image.cycleStart, image.groupId)]),
-  ];
+  const keys = [itemKey(image, 'day', image.day), itemKey(image, 'cycle', image.cycleStart)];
+  if (closed) keys.push(itemKey(image, 'late', image.cycleStart, image.eventKey));
+  if (image.userId !== undefined) keys.push(itemKey(image, 'user', image.cycleStart, image.userId));
+  if (image.groupId !== undefined) keys.push(itemKey(image, 'group', image.cycleStart, image.groupId));
+  return keys;
 }
 
 function itemKey(image: LedgerImage, kind: RollupKind, period: string, member?: string): string {
@@ -214,7 +208,8 @@ function itemKey(image: LedgerImage, kind: RollupKind, period: string, member?: 
 function add(items: Map<string, RollupUpdate>, key: string, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, member?: string): RollupUpdate {
   let item = items.get(key);
   if (!item) {
-    item = { subject: image.subject, usageType: image.usageType, kind, period, ...(member === undefined ? {} : { member }), total: 0n, counters: new Map() };
+    item = { subject: image.subject, usageType: image.usageType, kind, period, total: 0n, counters: new Map() };
+    if (member !== undefined) item.member = member;
     items.set(key, item);
   }
   item.total += delta;

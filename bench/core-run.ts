@@ -1,0 +1,90 @@
+/**
+ * The measured part of bench/core.ts (which bundles this file as the functions are deployed and runs it).
+ */
+import { parseArgs } from 'node:util';
+import { validateEvent } from '../functions/core/envelope';
+import { bucketsOf } from '../functions/core/cycles';
+import { eventKey, type UsageEvent } from '../functions/core/envelope';
+import { type LedgerChange, planChunks } from '../functions/core/rollups';
+import { MAX_ROLLUP_ITEMS_PER_CHUNK } from '../functions/core/aggregate';
+
+const TARGET_PER_SECOND = 200_000;
+const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '7' } } });
+const count = Number(values.events);
+const rounds = Number(values.rounds);
+
+// 1,000 workspaces in four zones, events over the last hour, four channels, a tenth with a user.
+const zones = ['UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Kolkata'];
+const subjects = Array.from({ length: 1000 }, (_, i) => ({ id: `ws_${String(i).padStart(4, '0')}`, billingAnchorDay: 1 + (i % 28), timeZone: zones[i % zones.length] ?? 'UTC' }));
+const now = Date.now();
+const bodies = Array.from({ length: count }, (_, i) =>
+  JSON.stringify({
+    specversion: '1.0',
+    id: `evt-${i}`,
+    source: '//bench/core',
+    type: 'com.example.usage',
+    subject: subjects[i % subjects.length]?.id,
+    time: new Date(now - ((i * 37) % 3_600_000)).toISOString(),
+    data: { usageType: 'tokens', quantity: 1 + (i % 500), channel: ['ui', 'api', 'cli', 'mcp'][i % 4], ...(i % 10 === 0 ? { userId: `u${i % 50}` } : {}) },
+  }),
+);
+const rules = { usageTypes: new Map([['tokens', { allowFractions: false }]]), now: new Date(now), maxFutureSeconds: 300, retentionDays: 400 };
+const subjectOf = new Map(subjects.map((s) => [s.id, s]));
+
+function parse(): unknown[] {
+  return bodies.map((body) => JSON.parse(body) as unknown);
+}
+
+function validate(raws: readonly unknown[]): UsageEvent[] {
+  return raws.map((raw) => {
+    const result = validateEvent(raw, rules);
+    if (!result.ok) throw new Error(`bench event rejected: ${result.rejection.detail}`);
+    return result.event;
+  });
+}
+
+/** What ingest writes to the ledger and the stream hands the aggregator: the event and its buckets. */
+function bucket(events: readonly UsageEvent[]): LedgerChange[] {
+  return events.map((event, i) => {
+    const subject = subjectOf.get(event.subject);
+    if (!subject) throw new Error(`unknown subject ${event.subject}`);
+    return { sequenceNumber: String(100 + i), newImage: { eventKey: eventKey(event), subject: event.subject, usageType: event.usageType, quantity: event.quantity, ...bucketsOf(event.time, subject), ...event.dimensions } };
+  });
+}
+
+function fold(changes: readonly LedgerChange[]): number {
+  return planChunks(changes, MAX_ROLLUP_ITEMS_PER_CHUNK).length;
+}
+
+/** The median time of `rounds` runs after one warm-up, in ms. */
+function median(run: () => unknown): number {
+  run();
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const start = performance.now();
+    run();
+    times.push(performance.now() - start);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] ?? Number.NaN;
+}
+
+const raws = parse();
+const events = validate(raws);
+const changes = bucket(events);
+const stages = [
+  { stage: 'JSON.parse (floor)', ms: median(parse) },
+  { stage: 'validate', ms: median(() => validate(raws)) },
+  { stage: 'bucket', ms: median(() => bucket(events)) },
+  { stage: 'fold', ms: median(() => fold(changes)) },
+];
+const core = median(() => fold(bucket(validate(raws))));
+const perSecond = (ms: number) => Math.round((count / ms) * 1000);
+
+console.log(`${count.toLocaleString('en-US')} events, median of ${rounds} rounds, one core (Node ${process.version})\n`);
+console.log(`${'stage'.padEnd(30)}${'ms'.padStart(10)}${'events/s'.padStart(14)}${'µs/event'.padStart(10)}`);
+for (const { stage, ms } of [...stages, { stage: 'validate + bucket + fold', ms: core }]) {
+  console.log(`${stage.padEnd(30)}${ms.toFixed(1).padStart(10)}${perSecond(ms).toLocaleString('en-US').padStart(14)}${((ms * 1000) / count).toFixed(2).padStart(10)}`);
+}
+const pass = perSecond(core) >= TARGET_PER_SECOND;
+console.log(`\ntarget validate + bucket + fold ≥ ${TARGET_PER_SECOND.toLocaleString('en-US')} events/s: ${pass ? 'PASS' : 'FAIL'}`);
+process.exitCode = pass ? 0 : 1;
