@@ -170,7 +170,7 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
       if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
       if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
       if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
-      if (image.groupId !== undefined) add(current, keys[next++] as string, image, 'group', image.cycleStart, delta, image.groupId);
+      if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, image.groupId);
     }
   }
   flush();
