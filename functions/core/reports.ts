@@ -30,7 +30,9 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
     deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start),
     deps.accounts.listGrants(subject.id),
     deps.accounts.listCycleSnapshots(subject.id),
-    deps.rollups.lateChanges(subject.id, '', cycle.start),
+    // Events older than the retention window are refused, so a change applied during this cycle is to a cycle
+    // that starts at most the window (and one cycle's length) before it.
+    deps.rollups.lateChanges(subject.id, new Date(Date.parse(cycle.start) - (deps.config.ingest.retentionDays + 32) * DAY_MS).toISOString(), cycle.start),
   ]);
   const plan = deps.config.plans.find((p) => p.id === subject.plan);
   const stored = snapshots.find((s) => s.cycleStart === cycle.start);
