@@ -1,0 +1,114 @@
+import type { DynamoMeter } from './pipeline-meter';
+import type { FunctionUse } from './pipeline-protocol';
+
+/** What every contender runs with: the instruments the child reads, and the shape of a started contender. */
+
+export interface Hooks {
+  /** Handlers wait here until the queue is loaded, so that every contender starts on the same full queue. */
+  gate: Gate;
+  clock: HandlerClock;
+  visibility: Visibility;
+  meter: DynamoMeter;
+  onError(message: string): void;
+}
+
+export interface ContenderStack {
+  sqs: { endpoint: string; queueUrl: string };
+  dynamodb: { endpoint: string };
+  /** Where the counters are: the project's rollup items, or the baselines' one item per hour, day and cycle. */
+  counters: { table: string; layout: 'rollups' | 'counters' };
+  /** Resolves once the queue is empty and nothing is being processed. */
+  settle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Gate {
+  private release: () => void = () => undefined;
+  readonly opened = new Promise<void>((resolve) => (this.release = resolve));
+  open(): void {
+    this.release();
+  }
+}
+
+/**
+ * Wall time per function (what Lambda bills) and process CPU while any handler runs. CPU is read with
+ * process.cpuUsage() when the first invocation starts and the last one ends, so overlapping invocations
+ * are not counted twice; what else the process does meanwhile (pollers, the in-process SQS stand-in) is.
+ */
+export class HandlerClock {
+  private running = 0;
+  private since: NodeJS.CpuUsage | undefined;
+  private cpuMicros = 0;
+  private functions: Record<string, FunctionUse> = {};
+
+  async time<T>(name: string, memoryMb: number, invoke: () => Promise<T>): Promise<T> {
+    if (this.running++ === 0) this.since = process.cpuUsage();
+    const started = performance.now();
+    try {
+      return await invoke();
+    } finally {
+      const use = (this.functions[name] ??= { invocations: 0, durationMs: 0, memoryMb });
+      use.invocations += 1;
+      use.durationMs += performance.now() - started;
+      if (--this.running === 0) {
+        const { user, system } = process.cpuUsage(this.since);
+        this.cpuMicros += user + system;
+      }
+    }
+  }
+
+  /** What was measured since the last take; called between phases, when no handler runs. */
+  take(): { functions: Record<string, FunctionUse>; handlerCpuMs: number } {
+    const taken = { functions: this.functions, handlerCpuMs: this.cpuMicros / 1000 };
+    this.functions = {};
+    this.cpuMicros = 0;
+    return taken;
+  }
+}
+
+/** Send and first-visible instants of the events sent through `sent`; other events pass unnoticed. */
+export class Visibility {
+  private readonly sentAt = new Map<string, number>();
+  private readonly visibleAt = new Map<string, number>();
+
+  sent(key: string, at: number): void {
+    if (!this.sentAt.has(key)) this.sentAt.set(key, at);
+  }
+
+  visible(key: string): void {
+    if (this.sentAt.has(key) && !this.visibleAt.has(key)) this.visibleAt.set(key, Date.now());
+  }
+
+  get pending(): number {
+    return this.sentAt.size - this.visibleAt.size;
+  }
+
+  get lastVisibleAt(): number {
+    return Math.max(0, ...this.visibleAt.values());
+  }
+
+  latenciesMs(): number[] {
+    return [...this.visibleAt].map(([key, at]) => at - (this.sentAt.get(key) ?? at));
+  }
+}
+
+/** Peak RSS, sampled every 50 ms; `reset` starts a new phase. */
+export class RssSampler {
+  private peak = 0;
+  private readonly timer = setInterval(() => this.sample(), 50);
+
+  sample(): void {
+    this.peak = Math.max(this.peak, process.memoryUsage().rss);
+  }
+
+  reset(): number {
+    this.sample();
+    const peak = this.peak;
+    this.peak = 0;
+    return peak / (1024 * 1024);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,433 @@
+/**
+ * End-to-end pipeline benchmark: this pipeline against the obvious designs, side by side, on
+ * DynamoDB Local and the fauxqs SQS stand-in. For each scenario (sparse: 1,000 workspaces; dense: 10)
+ * the same messages go to
+ *   ours        the real pipeline via local/runtime.ts: SQS → ingest → ledger → stream → aggregate;
+ *   baseline A  per event, UpdateItem ADD on its hour, day and cycle counters, no deduplication;
+ *   baseline B  the same behind a Powertools-style idempotency record per message;
+ * each in a fresh process with its own DynamoDB Local and SQS stand-in (bench/pipeline-run.ts). The
+ * workspaces come from bench/pipeline.config.json (one usage type, a plan whose limit no run reaches, so
+ * that no alert is written). Every event counts exactly once in the ground truth
+ * (test/support/ground-truth.ts), which each contender's final counters are compared with.
+ *
+ *   npm run bench -- [--events 100000] [--duplicates 0.1] [--duplicate-spread 5000]
+ *                    [--paced-events 1500] [--rate 75] [--scenarios sparse,dense]
+ *                    [--contenders ours,baseline-a,baseline-b] [--skip-users-groups] [--raw-stream-polling] [--seed 1]
+ *
+ * A quick run: `npm run bench -- --events 10000`.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../functions/adapters/app-context';
+import { EVENT_SOURCES } from '../functions/adapters/resources';
+import { GroundTruth, type Granularity } from '../test/support/ground-truth';
+import { renderChart } from './pipeline-chart';
+import { type EventPlan, messages } from './pipeline-events';
+import { CONTENDERS, type Contender, type CountedBuckets, type PhaseReport, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
+import { PRICES } from './prices';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RUN_SCRIPT = join(ROOT, 'bench', 'pipeline-run.ts');
+const CONFIG_FILE = join(ROOT, 'bench', 'pipeline.config.json');
+const RESULTS_FILE = join(ROOT, 'bench', 'results', 'pipeline.json');
+const CHART_FILE = join(ROOT, 'bench', 'results', 'pipeline.svg');
+
+const SCENARIOS = { sparse: 1000, dense: 10 } as const;
+type Scenario = keyof typeof SCENARIOS;
+
+/** The targets: write units per unique event, and how this pipeline compares with the baselines. */
+const TARGETS = {
+  writeUnitsPerEvent: { dense: 1.1, sparse: 2.0 } as Record<Scenario, number>,
+  fewerWriteUnitsThanA: 1.5,
+  fasterThanB: 3,
+};
+
+const LABELS: Record<Contender, string> = {
+  ours: 'ours',
+  'baseline-a': 'A: 3 × UpdateItem',
+  'baseline-b': 'B: idempotency + 3',
+};
+
+interface Row {
+  scenario: Scenario;
+  contender: Contender;
+  label: string;
+  usersAndGroups: boolean;
+  loadAverage: number;
+  report?: RunReport;
+  figures?: Figures;
+  crashed?: string;
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  for (const scenario of options.scenarios) {
+    const plans = scenarioPlans(scenario, false);
+    console.log(`\n${scenario}: ${SCENARIOS[scenario].toLocaleString('en-US')} workspaces; working out the ground truth …`);
+    const truth = groundTruth(plans);
+    for (const contender of options.contenders) rows.push(await runRow(scenario, contender, plans, truth, false));
+    if (scenario === 'dense' && !options.skipUsersGroups && options.contenders.includes('ours')) {
+      const withMembers = scenarioPlans(scenario, true);
+      rows.push(await runRow(scenario, 'ours', withMembers, groundTruth(withMembers), true));
+    }
+  }
+  const targets = judge(rows);
+  printTable(rows, targets);
+  await writeResults(rows, targets);
+  if (targets.some((t) => !t.pass)) process.exitCode = 1;
+}
+
+// ── plans ───────────────────────────────────────────────────────────────────────────────────────
+
+interface Options {
+  events: number;
+  duplicates: number;
+  duplicateSpread: number;
+  pacedEvents: number;
+  rate: number;
+  scenarios: Scenario[];
+  contenders: Contender[];
+  skipUsersGroups: boolean;
+  rawStreamPolling: boolean;
+  seed: number;
+}
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string', default: '100000' },
+      duplicates: { type: 'string', default: '0.1' },
+      'duplicate-spread': { type: 'string', default: '5000' },
+      'paced-events': { type: 'string', default: '1500' },
+      rate: { type: 'string', default: '75' },
+      scenarios: { type: 'string', default: 'sparse,dense' },
+      contenders: { type: 'string', default: CONTENDERS.join(',') },
+      'skip-users-groups': { type: 'boolean', default: false },
+      'raw-stream-polling': { type: 'boolean', default: false },
+      seed: { type: 'string', default: '1' },
+    },
+  });
+  const number = (name: keyof typeof values, min: number, max: number, integer = true) => {
+    const value = Number(values[name]);
+    if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+    return value;
+  };
+  const list = <T extends string>(name: 'scenarios' | 'contenders', allowed: readonly T[]) => {
+    const items = values[name].split(',').map((s) => s.trim());
+    const bad = items.find((s) => !allowed.includes(s as T));
+    if (bad !== undefined) throw new Error(`--${name}: "${bad}" is not one of ${allowed.join(', ')}`);
+    return items as T[];
+  };
+  return {
+    events: number('events', 100, 10_000_000),
+    duplicates: number('duplicates', 0, 1, false),
+    duplicateSpread: number('duplicate-spread', 1, 1_000_000),
+    pacedEvents: number('paced-events', 10, 1_000_000),
+    rate: number('rate', 1, 100_000, false),
+    scenarios: list('scenarios', Object.keys(SCENARIOS) as Scenario[]),
+    contenders: list('contenders', CONTENDERS),
+    skipUsersGroups: values['skip-users-groups'],
+    rawStreamPolling: values['raw-stream-polling'],
+    seed: number('seed', 0, 2 ** 31),
+  };
+}
+
+/** One scenario's traffic, the same for every contender: fixed seed, fixed `now`. */
+function scenarioPlans(scenario: Scenario, usersAndGroups: boolean): Pick<RunPlan, 'throughput' | 'paced'> {
+  const subjects = config.subjects.slice(0, SCENARIOS[scenario]).map((s) => s.id);
+  const common = { duplicateRate: options.duplicates, duplicateSpread: options.duplicateSpread, subjects, now: Date.now(), usersAndGroups };
+  return {
+    throughput: { ...common, count: options.events, idPrefix: 'e', seed: options.seed },
+    paced: { ...common, count: options.pacedEvents, idPrefix: 'paced', seed: options.seed + 1, ratePerSecond: options.rate },
+  };
+}
+
+function groundTruth(plans: Pick<RunPlan, 'throughput' | 'paced'>): GroundTruth {
+  const truth = new GroundTruth(Object.fromEntries(config.subjects.map((s) => [s.id, s.billingAnchorDay])));
+  for (const plan of [plans.throughput, plans.paced] as EventPlan[]) for (const { event, duplicate } of messages(plan)) if (!duplicate) truth.accept(event);
+  return truth;
+}
+
+// ── runs ────────────────────────────────────────────────────────────────────────────────────────
+
+async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunPlan, 'throughput' | 'paced'>, truth: GroundTruth, usersAndGroups: boolean): Promise<Row> {
+  const label = `${LABELS[contender]}${usersAndGroups ? ', with users and groups' : ''}`;
+  const row: Row = { scenario, contender, label, usersAndGroups, loadAverage: loadavg()[0] ?? 0 };
+  console.log(`  ${label} (load average ${row.loadAverage.toFixed(2)}) …`);
+  const started = performance.now();
+  const outcome = await runChild({ contender, scenario, configPath: CONFIG_FILE, ...plans, slowIdleStreams: !options.rawStreamPolling });
+  if ('crashed' in outcome) {
+    console.log(`    crashed: ${outcome.crashed}`);
+    return { ...row, crashed: outcome.crashed };
+  }
+  const figures = figuresOf(outcome, check(truth, outcome.counted, plans.throughput.subjects));
+  console.log(`    done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${fmt(figures.eventsPerSecond, 0)} events/s, ${fmt(figures.writeUnitsPerEvent, 3)} WU/event, ${figures.correctness.summary}`);
+  for (const error of outcome.errors) console.log(`    error: ${error}`);
+  return { ...row, report: outcome, figures };
+}
+
+/** One contender in a fresh process; its progress lines are shown as they come, its stderr only if it fails. */
+async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  let result: RunReport | undefined;
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.startsWith(PROGRESS_PREFIX)) console.log(`    ${line.slice(PROGRESS_PREFIX.length)}`);
+    if (line.startsWith(RESULT_PREFIX)) result = JSON.parse(line.slice(RESULT_PREFIX.length)) as RunReport;
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  process.removeListener('exit', kill);
+  if (result) return result;
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  return { crashed: `exit code ${code}: ${lines.find((l) => /^\w*Error\b/.test(l)) ?? lines.at(-1) ?? 'no output'}` };
+}
+
+// ── figures ─────────────────────────────────────────────────────────────────────────────────────
+
+interface Correctness {
+  exact: boolean;
+  /** Hour, day and cycle buckets whose count differs from the ground truth. */
+  mismatchedBuckets: number;
+  truth: number;
+  counted: number;
+  /** Counted minus truth over the cycle buckets; positive is an over-count. */
+  excess: number;
+  summary: string;
+}
+
+function check(truth: GroundTruth, counted: CountedBuckets, subjects: readonly string[]): Correctness {
+  let mismatchedBuckets = 0;
+  let expectedTotal = 0;
+  let countedTotal = 0;
+  for (const subject of subjects) {
+    for (const granularity of ['hour', 'day', 'cycle'] as Granularity[]) {
+      const expected = new Map(truth.buckets(subject, granularity).map((b) => [b.start, b.quantity]));
+      const got = counted[subject]?.[granularity] ?? {};
+      for (const start of new Set([...expected.keys(), ...Object.keys(got)])) {
+        if ((expected.get(start) ?? 0) !== (got[start] ?? 0)) mismatchedBuckets += 1;
+        if (granularity === 'cycle') {
+          expectedTotal += expected.get(start) ?? 0;
+          countedTotal += got[start] ?? 0;
+        }
+      }
+    }
+  }
+  const excess = countedTotal - expectedTotal;
+  const share = expectedTotal === 0 ? 0 : (100 * excess) / expectedTotal;
+  const summary = mismatchedBuckets === 0 ? 'exact' : `${excess >= 0 ? '+' : ''}${share.toFixed(1)}% (${mismatchedBuckets} buckets off)`;
+  return { exact: mismatchedBuckets === 0, mismatchedBuckets, truth: expectedTotal, counted: countedTotal, excess, summary };
+}
+
+interface PhaseFigures {
+  writeUnitsPerEvent: number;
+  /** Transactions at 2 units per item, as if every rollup item were under 1 KB. */
+  writeUnitsPerEventMinimum: number;
+  writeRequestsPerEvent: number;
+  readUnitsPerEvent: number;
+  handlerCpuMsPer1k: number;
+  processCpuMsPer1k: number;
+  lambdaGbSecondsPerEvent: number;
+  lambdaInvocationsPerEvent: number;
+}
+
+interface Figures extends PhaseFigures {
+  eventsPerSecond: number;
+  latency: { p50Ms: number; p99Ms: number; maxMs: number; samples: number; unseen: number };
+  paced: PhaseFigures;
+  peakRssMb: number;
+  costPerMillionEvents: { dynamodbWrites: number; dynamodbReads: number; lambda: number; sqs: number; total: number };
+  correctness: Correctness;
+}
+
+function phaseFigures(phase: PhaseReport): PhaseFigures {
+  const per = (value: number) => value / phase.uniqueEvents;
+  const tables = Object.values(phase.tables);
+  const sum = (pick: (t: (typeof tables)[number]) => number) => tables.reduce((total, t) => total + pick(t), 0);
+  const functions = Object.values(phase.functions);
+  return {
+    writeUnitsPerEvent: per(sum((t) => t.writeUnits) + phase.transactions.sizedUnits),
+    writeUnitsPerEventMinimum: per(sum((t) => t.writeUnits) + phase.transactions.minimumUnits),
+    writeRequestsPerEvent: per(sum((t) => t.writeRequests) + phase.transactions.transactions),
+    readUnitsPerEvent: per(sum((t) => t.readUnits)),
+    handlerCpuMsPer1k: per(phase.handlerCpuMs) * 1000,
+    processCpuMsPer1k: per(phase.processCpuMs) * 1000,
+    lambdaGbSecondsPerEvent: per(functions.reduce((total, f) => total + (f.durationMs / 1000) * (f.memoryMb / 1024), 0)),
+    lambdaInvocationsPerEvent: per(functions.reduce((total, f) => total + f.invocations, 0)),
+  };
+}
+
+/** SQS requests per message: one SendMessageBatch, one ReceiveMessage and one DeleteMessageBatch per ten, for every contender alike. */
+const SQS_REQUESTS_PER_MESSAGE = 3 / 10;
+
+function figuresOf(report: RunReport, correctness: Correctness): Figures {
+  const { throughput, paced } = report;
+  const phase = phaseFigures(throughput);
+  const latencies = [...paced.latencyMs].sort((a, b) => a - b);
+  const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
+  const million = 1_000_000;
+  const cost = {
+    dynamodbWrites: phase.writeUnitsPerEvent * PRICES.dynamodb.perMillionWriteRequestUnits,
+    dynamodbReads: phase.readUnitsPerEvent * PRICES.dynamodb.perMillionReadRequestUnits,
+    lambda: phase.lambdaGbSecondsPerEvent * million * PRICES.lambda.perGbSecondArm + phase.lambdaInvocationsPerEvent * PRICES.lambda.perMillionRequests,
+    sqs: (throughput.messages / throughput.uniqueEvents) * SQS_REQUESTS_PER_MESSAGE * PRICES.sqs.perMillionRequests,
+  };
+  return {
+    ...phase,
+    eventsPerSecond: throughput.uniqueEvents / throughput.seconds,
+    latency: { p50Ms: percentile(50), p99Ms: percentile(99), maxMs: latencies.at(-1) ?? Number.NaN, samples: latencies.length, unseen: paced.unseen },
+    paced: phaseFigures(paced),
+    peakRssMb: throughput.peakRssMb,
+    costPerMillionEvents: { ...cost, total: cost.dynamodbWrites + cost.dynamodbReads + cost.lambda + cost.sqs },
+    correctness,
+  };
+}
+
+// ── targets ─────────────────────────────────────────────────────────────────────────────────────
+
+interface Target {
+  scenario: Scenario;
+  name: string;
+  value: number;
+  digits: number;
+  goal: string;
+  pass: boolean;
+}
+
+function judge(rows: Row[]): Target[] {
+  const targets: Target[] = [];
+  for (const scenario of options.scenarios) {
+    const find = (contender: Contender) => rows.find((r) => r.scenario === scenario && r.contender === contender && !r.usersAndGroups)?.figures;
+    const [ours, a, b] = [find('ours'), find('baseline-a'), find('baseline-b')];
+    if (!ours) continue;
+    const limit = TARGETS.writeUnitsPerEvent[scenario];
+    targets.push({ scenario, name: 'ours: write units per unique event', value: ours.writeUnitsPerEvent, digits: 3, goal: `≤ ${limit}`, pass: ours.writeUnitsPerEvent <= limit });
+    targets.push({ scenario, name: 'ours: buckets that differ from the ground truth', value: ours.correctness.mismatchedBuckets, digits: 0, goal: '= 0', pass: ours.correctness.exact });
+    if (a) {
+      const ratio = a.writeUnitsPerEvent / ours.writeUnitsPerEvent;
+      targets.push({ scenario, name: 'write units: baseline A ÷ ours', value: ratio, digits: 2, goal: `≥ ${TARGETS.fewerWriteUnitsThanA}`, pass: ratio >= TARGETS.fewerWriteUnitsThanA });
+    }
+    if (b) {
+      const ratio = ours.eventsPerSecond / b.eventsPerSecond;
+      targets.push({ scenario, name: 'events/s: ours ÷ baseline B', value: ratio, digits: 2, goal: `≥ ${TARGETS.fasterThanB}`, pass: ratio >= TARGETS.fasterThanB });
+    }
+  }
+  return targets;
+}
+
+// ── report ──────────────────────────────────────────────────────────────────────────────────────
+
+const fmt = (value: number | undefined, digits: number) =>
+  value === undefined || !Number.isFinite(value) ? '–' : value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+function printTable(rows: Row[], targets: Target[]): void {
+  const header = ['scenario', 'contender', 'events/s', 'p50 ms', 'p99 ms', 'WU/event', 'writes/event', 'RU/event', 'CPU ms/1k', 'peak RSS MB', 'counted vs truth', '$/M events'];
+  const cells = rows.map(({ scenario, label, figures: f, crashed }) =>
+    !f
+      ? [scenario, label, `crashed: ${crashed ?? '?'}`]
+      : [
+          scenario,
+          label,
+          fmt(f.eventsPerSecond, 0),
+          fmt(f.latency.p50Ms, 0),
+          fmt(f.latency.p99Ms, 0),
+          fmt(f.writeUnitsPerEvent, 3),
+          fmt(f.writeRequestsPerEvent, 3),
+          fmt(f.readUnitsPerEvent, 3),
+          fmt(f.handlerCpuMsPer1k, 0),
+          fmt(f.peakRssMb, 0),
+          f.correctness.summary,
+          fmt(f.costPerMillionEvents.total, 2),
+        ],
+  );
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => (r.length === header.length ? (r[i] ?? '').length : 0))));
+  const line = (r: string[]) => r.map((c, i) => (i < 2 || i === 10 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  console.log(`\n${line(header)}\n${widths.map((w) => '─'.repeat(w)).join('  ')}`);
+  for (const r of cells) console.log(line(r));
+
+  console.log(
+    [
+      '',
+      `${fmt(options.events, 0)} events per scenario + ${fmt(Math.floor(options.events * options.duplicates), 0)} duplicates (resent 1–${fmt(options.duplicateSpread, 0)} messages later), ` +
+        `pre-loaded on the queue; events/s: unique events from the consumers' start until every counter holds them.`,
+      `Latency: ${fmt(options.pacedEvents, 0)} further events sent at ${options.rate}/s, from send to the end of the commit that makes the event visible ` +
+        `(ours: the aggregate invocation applying it; baselines: its last UpdateItem).`,
+      `WU/event, writes/event, RU/event: DynamoDB write units, write requests and read units per unique event in the throughput phase. Standard writes and reads as ` +
+        `ReturnConsumedCapacity reports them, a refused conditional write as 1; ours' transactions at 2 units per item per started KB of the item's final size, ` +
+        `an upper bound since items only grow (at 2 per item, the lower bound, see the JSON).`,
+      `CPU ms/1k: process CPU while any handler ran (overlapping invocations counted once; the in-process SQS stand-in and pollers included), per 1,000 unique events. ` +
+        `Peak RSS: the contender's whole process, SQS stand-in with its queue included, during the throughput phase.`,
+      `$/M events: ${PRICES.region} on-demand list prices of ${PRICES.lookedUp} (bench/prices.ts): DynamoDB writes and reads as measured, Lambda arm64 at the measured ` +
+        `handler durations (1,024 MB, as deployed; durations against an emulator), SQS at 3 requests per 10 messages. DynamoDB Streams reads by Lambda are free.`,
+      `Baseline B writes its idempotency record once; Powertools also updates it to COMPLETED after the handler (one more write unit per event).`,
+      `Aggregate stream batches: up to ${fmt(EVENT_SOURCES.aggregate.batchSize, 0)} records, ${EVENT_SOURCES.aggregate.maxBatchingWindowSeconds} s window (functions/adapters/resources.ts).`,
+    ].join('\n'),
+  );
+  for (const { scenario, label, contender, figures, report } of rows) {
+    if (contender !== 'ours' || !figures || !report) continue;
+    const { uniqueEvents, functions, transactions } = report.throughput;
+    console.log(
+      `${scenario}, ${label}: ${fmt(uniqueEvents / (functions.aggregate?.invocations ?? Number.NaN), 0)} events per aggregate batch and ` +
+        `${fmt(transactions.items / transactions.transactions, 0)} items per transaction on average; at ${options.rate} events/s, ${fmt(figures.paced.writeUnitsPerEvent, 3)} WU/event.`,
+    );
+  }
+
+  console.log('\nTargets');
+  for (const t of targets) console.log(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.scenario.padEnd(6)}  ${t.name}: ${fmt(t.value, t.digits)} (${t.goal})`);
+}
+
+async function writeResults(rows: Row[], targets: Target[]): Promise<void> {
+  const cpu = cpus();
+  const document = {
+    benchmark: 'pipeline',
+    date: new Date().toISOString(),
+    machine: { platform: platform(), release: release(), arch: arch(), cpus: cpu.length, cpuModel: cpu[0]?.model ?? 'unknown', totalMemoryMb: Math.round(totalmem() / 1024 / 1024) },
+    node: process.version,
+    parameters: {
+      events: options.events,
+      duplicateRate: options.duplicates,
+      duplicateSpread: options.duplicateSpread,
+      pacedEvents: options.pacedEvents,
+      pacedRatePerSecond: options.rate,
+      scenarios: Object.fromEntries(options.scenarios.map((s) => [s, { workspaces: SCENARIOS[s] }])),
+      usageTypes: config.usageTypes.map((u) => u.id),
+      seed: options.seed,
+      eventSources: EVENT_SOURCES,
+      prices: PRICES,
+    },
+    targets,
+    results: rows.map(({ scenario, contender, label, usersAndGroups, loadAverage, figures, crashed, report }) => ({
+      scenario,
+      contender,
+      label,
+      usersAndGroups,
+      loadAverageAtStart: loadAverage,
+      crashed,
+      figures,
+      // Everything measured, less the raw latencies and counters (summarized in figures).
+      report: report && { ...report, paced: { ...report.paced, latencyMs: undefined }, counted: undefined },
+    })),
+  };
+  await mkdir(dirname(RESULTS_FILE), { recursive: true });
+  await writeFile(RESULTS_FILE, `${JSON.stringify(document, null, 2)}\n`);
+  const bars = rows.flatMap((r) => (r.figures ? [{ scenario: r.scenario, label: r.label, ours: r.contender === 'ours', writeUnitsPerEvent: r.figures.writeUnitsPerEvent, eventsPerSecond: r.figures.eventsPerSecond }] : []));
+  await writeFile(CHART_FILE, renderChart(bars, options.scenarios.map((scenario) => ({ scenario, value: TARGETS.writeUnitsPerEvent[scenario] }))));
+  console.log(`\nresults written to ${RESULTS_FILE.slice(ROOT.length + 1)} and ${CHART_FILE.slice(ROOT.length + 1)}`);
+}
+
+// ── run (last, so that every declaration above is initialized) ─────────────────────────────────
+
+const options = parseOptions();
+const config = loadConfigFile(CONFIG_FILE);
+console.log(
+  `pipeline benchmark: ${options.contenders.join(', ')} on ${options.scenarios.join(' and ')}; ` +
+    `${options.events.toLocaleString('en-US')} events + ${(options.duplicates * 100).toFixed(0)}% duplicates per scenario, then ${options.pacedEvents.toLocaleString('en-US')} at ${options.rate}/s`,
+);
+await main();
