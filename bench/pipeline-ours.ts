@@ -7,9 +7,7 @@ import { localTableName } from '../local/bootstrap';
 import { startLocal } from '../local/runtime';
 import { sleep } from '../local/sqs-poller';
 import type { ContenderStack, Hooks } from './pipeline-harness';
-
-/** How long an empty poll of a stream other than the ledger's waits before the poller may poll again. */
-export const IDLE_STREAM_POLL_MS = 5000;
+import { IDLE_STREAM_POLL_MS } from './pipeline-protocol';
 
 /**
  * This pipeline, exactly as `usage-pipeline local` runs it (local/runtime.ts): SQS → ingest → ledger →

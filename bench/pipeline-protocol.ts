@@ -18,6 +18,9 @@ export interface RunPlan {
   slowIdleStreams: boolean;
 }
 
+/** Ours, unless --raw-stream-polling: how long an empty poll of a stream other than the ledger's takes (bench/pipeline-ours.ts). */
+export const IDLE_STREAM_POLL_MS = 5000;
+
 /** The child prints `PROGRESS …` lines as it goes and one `RESULT {json}` line at the end. */
 export const PROGRESS_PREFIX = 'PROGRESS ';
 export const RESULT_PREFIX = 'RESULT ';

@@ -28,7 +28,7 @@ import { EVENT_SOURCES } from '../functions/adapters/resources';
 import { GroundTruth, type Granularity } from '../test/support/ground-truth';
 import { renderChart } from './pipeline-chart';
 import { type EventPlan, messages } from './pipeline-events';
-import { CONTENDERS, type Contender, type CountedBuckets, type PhaseReport, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
+import { CONTENDERS, type Contender, type CountedBuckets, IDLE_STREAM_POLL_MS, type PhaseReport, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
 import { PRICES } from './prices';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -368,14 +368,19 @@ function printTable(rows: Row[], targets: Target[]): void {
         `handler durations (1,024 MB, as deployed; durations against an emulator), SQS at 3 requests per 10 messages. DynamoDB Streams reads by Lambda are free.`,
       `Baseline B writes its idempotency record once; Powertools also updates it to COMPLETED after the handler (one more write unit per event).`,
       `Aggregate stream batches: up to ${fmt(EVENT_SOURCES.aggregate.batchSize, 0)} records, ${EVENT_SOURCES.aggregate.maxBatchingWindowSeconds} s window (functions/adapters/resources.ts).`,
+      options.rawStreamPolling
+        ? 'Ours ran with the local runtime polling its idle alerts and exports streams every 100 ms (--raw-stream-polling).'
+        : `Ours: the local runtime's polls of its idle alerts and exports streams were answered after ${IDLE_STREAM_POLL_MS / 1000} s (bench/pipeline-ours.ts): ` +
+          'DynamoDB Local scans every stream record to answer an empty GetRecords, which AWS does not. --raw-stream-polling runs them as they are.',
     ].join('\n'),
   );
   for (const { scenario, label, contender, figures, report } of rows) {
     if (contender !== 'ours' || !figures || !report) continue;
     const { uniqueEvents, functions, transactions } = report.throughput;
     console.log(
-      `${scenario}, ${label}: ${fmt(uniqueEvents / (functions.aggregate?.invocations ?? Number.NaN), 0)} events per aggregate batch and ` +
-        `${fmt(transactions.items / transactions.transactions, 0)} items per transaction on average; at ${options.rate} events/s, ${fmt(figures.paced.writeUnitsPerEvent, 3)} WU/event.`,
+      `${scenario}, ${label}: on average ${fmt(uniqueEvents / (functions.aggregate?.invocations ?? Number.NaN), 0)} events per aggregate batch, ` +
+        `${fmt(uniqueEvents / transactions.transactions, 0)} events and ${fmt(transactions.items / transactions.transactions, 0)} items per transaction; ` +
+        `at ${options.rate} events/s, ${fmt(figures.paced.writeUnitsPerEvent, 3)} WU/event.`,
     );
   }
 
@@ -400,6 +405,7 @@ async function writeResults(rows: Row[], targets: Target[]): Promise<void> {
       usageTypes: config.usageTypes.map((u) => u.id),
       seed: options.seed,
       eventSources: EVENT_SOURCES,
+      oursIdleStreamPollMs: options.rawStreamPolling ? null : IDLE_STREAM_POLL_MS,
       prices: PRICES,
     },
     targets,
