@@ -32,6 +32,8 @@ const TABLE = { subjects: 'baseline-subjects', counters: 'baseline-counters', id
 const CONCURRENT_BATCHES = 2;
 /** Messages in flight within a batch, as many as ours' ledger writes (functions/adapters/ledger-store.ts). */
 const CONCURRENT_MESSAGES = 32;
+/** As long as ours may take to settle (bench/pipeline-ours.ts). */
+const SETTLE_TIMEOUT_MS = 600_000;
 /** Powertools' defaults: a record expires after an hour; an in-progress one after the function's timeout. */
 const IDEMPOTENCY_EXPIRY_SECONDS = 3600;
 
@@ -82,7 +84,11 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
       counters: { table: TABLE.counters, layout: 'counters' },
       // Like the local runtime's settle: quiet for a second in a row.
       settle: async () => {
-        for (let quiet = 0; quiet < 5; quiet = poller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0) await sleep(200);
+        const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+        for (let quiet = 0; quiet < 5; quiet = poller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0) {
+          if (Date.now() > deadline) throw new Error(`${kind} did not settle within ${SETTLE_TIMEOUT_MS / 1000} s`);
+          await sleep(200);
+        }
       },
       stop,
     };

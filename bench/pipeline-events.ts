@@ -32,7 +32,7 @@ export interface Message {
   duplicate: boolean;
 }
 
-export const SOURCE = 'bench/producer';
+const SOURCE = 'bench/producer';
 export const USAGE_TYPE = 'tokens';
 const CHANNELS = ['ui', 'api', 'cli', 'mcp'];
 

@@ -14,7 +14,8 @@
  *                    [--paced-events 1500] [--rate 75] [--scenarios sparse,dense]
  *                    [--contenders ours,baseline-a,baseline-b] [--skip-users-groups] [--raw-stream-polling] [--seed 1]
  *
- * A quick run: `npm run bench -- --events 10000`.
+ * The full run takes about half an hour on a 2-vCPU machine, DynamoDB Local being the bottleneck; a quick one,
+ * a few minutes: `npm run bench -- --events 10000 --paced-events 500 --skip-users-groups`.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
