@@ -37,6 +37,7 @@ import { rollupSortKey } from '../functions/core/rollups';
 import { createBucket, createTables } from '../local/bootstrap';
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal } from '../local/stand-ins';
 import { type Mode, RANGE_ENV, RESULT_PREFIX, type RunReport } from './export-protocol';
+import { Random } from './random';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUN_SCRIPT = join(ROOT, 'bench', 'export-run.ts');
@@ -302,19 +303,6 @@ async function putAll(documents: DynamoDBDocumentClient, table: string, items: I
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
-}
-
-/** mulberry32: the same data on every run with the same parameters. */
-class Random {
-  constructor(private state: number) {}
-  /** An integer in [0, n). */
-  int(n: number): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  }
 }
 
 // ── processes ───────────────────────────────────────────────────────────────────────────────────

@@ -1,4 +1,5 @@
 import type { TestEvent } from '../test/support/ground-truth';
+import { Random } from './random';
 
 /**
  * The benchmark's traffic, generated the same way in the parent (for the ground truth) and in each
@@ -76,15 +77,3 @@ function makeEvent(plan: EventPlan, i: number, random: Random): BenchEvent {
   };
 }
 
-/** mulberry32: the same traffic on every run with the same plan. */
-class Random {
-  constructor(private state: number) {}
-  /** An integer in [0, n). */
-  int(n: number): number {
-    this.state = (this.state + 0x6d2b79f5) | 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  }
-}
