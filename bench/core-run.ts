@@ -6,7 +6,7 @@ import { validateEvent } from '../functions/core/envelope';
 import { bucketsOf } from '../functions/core/cycles';
 import { eventKey, type UsageEvent } from '../functions/core/envelope';
 import { type LedgerChange, planChunks } from '../functions/core/rollups';
-import { MAX_ROLLUP_ITEMS_PER_CHUNK } from '../functions/core/aggregate';
+import { MAX_ITEMS_PER_TRANSACTION } from '../functions/core/aggregate';
 
 const TARGET_PER_SECOND = 200_000;
 const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '7' } } });
@@ -53,7 +53,7 @@ function bucket(events: readonly UsageEvent[]): LedgerChange[] {
 }
 
 function fold(changes: readonly LedgerChange[]): number {
-  return planChunks(changes, MAX_ROLLUP_ITEMS_PER_CHUNK).length;
+  return planChunks(changes, MAX_ITEMS_PER_TRANSACTION).length;
 }
 
 /** The median time of `rounds` runs after one warm-up, in ms. */

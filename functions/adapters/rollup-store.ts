@@ -1,13 +1,14 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Clock, CommitResult, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
 import { type Chunk, CyclesClosedError, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
 
-const CHECKPOINT_SK = 'checkpoint';
-const checkpointKey = (shardId: string) => ({ pk: `shard#${shardId}`, sk: CHECKPOINT_SK });
+/** One checkpoint per shard and owner (subject): records of that subject from that shard are applied up to it. */
+const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
+const MAX_KEYS_PER_BATCH_GET = 100;
 const COUNTER = /^(h|d|ch|c|f)#/;
 const MAX_CONFLICT_RETRIES = 6;
 
@@ -15,7 +16,7 @@ const MAX_CONFLICT_RETRIES = 6;
  * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
  * channel and feature counters), U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, and
  * L#cycleStart#usageType#appliedMinute#eventKey (what one event changed in a closed cycle, per minute it was applied). Counters change only inside a
- * transaction that also advances the shard's checkpoint. A cycle close sets `closedAt` on the cycle's
+ * transaction that also advances the checkpoints (pk shard#id, sk owner#subject) of the records' subjects. A cycle close sets `closedAt` on the cycle's
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */
@@ -26,9 +27,25 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
     private readonly clock: Clock = { now: () => new Date() },
   ) {}
 
-  async readCheckpoint(shardId: string): Promise<string | undefined> {
-    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: checkpointKey(shardId), ConsistentRead: true }));
-    return typeof Item?.sequenceNumber === 'string' ? Item.sequenceNumber : undefined;
+  async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
+    const checkpoints = new Map<string, string>();
+    const groups: string[][] = [];
+    for (let i = 0; i < owners.length; i += MAX_KEYS_PER_BATCH_GET) groups.push(owners.slice(i, i + MAX_KEYS_PER_BATCH_GET));
+    await Promise.all(
+      groups.map(async (group) => {
+        let keys: Record<string, unknown>[] = group.map((owner) => checkpointKey(shardId, owner));
+        for (let attempt = 0; keys.length > 0; attempt++) {
+          if (attempt >= MAX_CONFLICT_RETRIES) throw new Error(`checkpoints of shard ${shardId} stayed unprocessed after ${attempt} attempts`);
+          if (attempt > 0) await backoff(attempt);
+          const response = await this.client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }));
+          for (const item of response.Responses?.[this.tableName] ?? []) {
+            if (typeof item.sequenceNumber === 'string') checkpoints.set(String(item.sk).slice('owner#'.length), item.sequenceNumber);
+          }
+          keys = response.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+        }
+      }),
+    );
+    return checkpoints;
   }
 
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
@@ -37,30 +54,30 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
     const command = new TransactWriteCommand({
       TransactItems: [
         ...chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } })),
-        {
+        ...chunk.runs.map((run) => ({
           Update: {
             TableName: this.tableName,
-            Key: checkpointKey(shardId),
-            // Applied only if no later record of this shard has been committed: a retried chunk finds this false.
+            Key: checkpointKey(shardId, run.owner),
+            // Applied only if none of this run has been committed: a retried chunk finds this false.
             ConditionExpression: 'attribute_not_exists(sequenceNumber) OR sequenceNumber < :first',
             UpdateExpression: 'SET sequenceNumber = :last, expiresAt = :expiresAt',
             ExpressionAttributeValues: {
-              ':first': padSequenceNumber(chunk.firstSequenceNumber),
-              ':last': padSequenceNumber(chunk.lastSequenceNumber),
+              ':first': padSequenceNumber(run.firstSequenceNumber),
+              ':last': padSequenceNumber(run.lastSequenceNumber),
               ':expiresAt': expiresAt,
             },
           },
-        },
+        })),
       ],
     });
     for (let attempt = 0; ; attempt++) {
       try {
         await this.client.send(command);
-        writeMeter.recordTransaction(this.tableName, chunk.updates.length + 1);
+        writeMeter.recordTransaction(this.tableName, chunk.updates.length + chunk.runs.length);
         return 'committed';
       } catch (error) {
         const reasons = error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
-        if (reasons.at(-1)?.Code === 'ConditionalCheckFailed') return 'already-applied';
+        if (reasons.slice(chunk.updates.length).some((r) => r.Code === 'ConditionalCheckFailed')) return 'already-applied';
         const closed = chunk.updates.filter((update, i) => update.kind === 'cycle' && !update.closed && reasons[i]?.Code === 'ConditionalCheckFailed');
         if (closed.length > 0) throw new CyclesClosedError(closed.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
         const transient = reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');

@@ -1,16 +1,19 @@
 import type { CommitResult, RollupWriter } from './ports';
-import { CyclesClosedError, type LedgerChange, padSequenceNumber, planChunks } from './rollups';
+import { CyclesClosedError, type LedgerChange, changesCounters, ownerOf, padSequenceNumber, planChunks } from './rollups';
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
- * 1. Drop records at or below the shard's checkpoint: a retried batch skips what it already applied.
- * 2. Fold the rest into chunks of at most 99 rollup items (+1 checkpoint item = the 100-item transaction limit).
- * 3. Commit each chunk with its checkpoint in one transaction; on failure, report the chunk's first record.
+ * 1. Drop records at or below their owner's checkpoint (one per shard and subject): a retried batch
+ *    skips what it already applied, whichever records that was.
+ * 2. Fold the rest, grouped by subject across the batch, into chunks of at most 100 transaction items
+ *    (rollup items plus one checkpoint per subject).
+ * 3. Commit each chunk with its checkpoints in one transaction. On failure, report the first record not
+ *    applied: Lambda redelivers from there, and step 1 skips the later records that were applied.
  *    A commit that finds a cycle closed since it was planned writes nothing; the cycle joins `closedCycles`
  *    and the rest is planned again, so that the cycle's late events are counted as adjustments.
  */
 
-export const MAX_ROLLUP_ITEMS_PER_CHUNK = 99;
+export const MAX_ITEMS_PER_TRANSACTION = 100;
 
 export interface AggregateDeps {
   rollups: RollupWriter;
@@ -31,18 +34,22 @@ export interface AggregateResult {
 }
 
 export async function aggregateChanges(shardId: string, changes: readonly LedgerChange[], deps: AggregateDeps): Promise<AggregateResult> {
-  const result: AggregateResult = { applied: 0, skipped: 0, chunks: 0 };
-  let remaining = [...changes];
+  // TTL expiries move no counter: there is nothing to apply, once or again.
+  let remaining = changes.filter(changesCounters);
+  const result: AggregateResult = { applied: changes.length - remaining.length, skipped: 0, chunks: 0 };
   let index = 0;
   const closedCycles = deps.closedCycles ?? new Set<string>();
-  // Each pass starts from the stored checkpoint. A commit that finds the checkpoint moved (another
-  // invocation of this shard got there first) starts a new pass, so no record is skipped or applied twice.
+  // Each pass starts from the stored checkpoints. A commit that finds one moved (another invocation of
+  // this shard got there first) starts a new pass, so no record is skipped or applied twice.
   replan: while (remaining.length > 0) {
-    const checkpoint = await deps.rollups.readCheckpoint(shardId);
-    const pending = checkpoint === undefined ? remaining : remaining.filter((c) => padSequenceNumber(c.sequenceNumber) > checkpoint);
+    const checkpoints = await deps.rollups.readCheckpoints(shardId, [...new Set(remaining.map(ownerOf))]);
+    const pending = remaining.filter((c) => {
+      const checkpoint = checkpoints.get(ownerOf(c));
+      return checkpoint === undefined || padSequenceNumber(c.sequenceNumber) > checkpoint;
+    });
     result.skipped += remaining.length - pending.length;
     remaining = pending;
-    for (const chunk of planChunks(pending, deps.maxItemsPerChunk ?? MAX_ROLLUP_ITEMS_PER_CHUNK, closedCycles)) {
+    for (const chunk of planChunks(pending, deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION, closedCycles)) {
       result.chunks += 1;
       let outcome: CommitResult | 'skipped-empty' = 'skipped-empty';
       try {
@@ -53,12 +60,14 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
           result.chunks -= 1;
           continue replan;
         }
-        return { ...result, failedSequenceNumber: chunk.firstSequenceNumber, error };
+        // `remaining` keeps stream order: its head is the first record not applied.
+        return { ...result, failedSequenceNumber: remaining[0]?.sequenceNumber, error };
       }
-      await deps.onChunk?.({ index: index++, result: outcome, records: chunk.records, items: chunk.updates.length });
+      await deps.onChunk?.({ index: index++, result: outcome, records: chunk.sequenceNumbers.length, items: chunk.updates.length });
       if (outcome === 'already-applied') continue replan;
-      result.applied += chunk.records;
-      remaining = remaining.slice(chunk.records);
+      result.applied += chunk.sequenceNumbers.length;
+      const done = new Set(chunk.sequenceNumbers);
+      remaining = remaining.filter((c) => !done.has(c.sequenceNumber));
     }
   }
   return result;

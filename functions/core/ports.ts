@@ -41,6 +41,8 @@ export interface QuarantineRecord extends Rejection {
   receivedAt: string;
   /** The rejected event as received (or the whole message body when it could not be split into events). */
   body: string;
+  /** The stored body is cut short (the original was over the item size limit): it cannot be replayed. */
+  bodyTruncated?: boolean;
 }
 
 export interface Quarantine {
@@ -51,9 +53,12 @@ export interface Quarantine {
 export type CommitResult = 'committed' | 'already-applied';
 
 export interface RollupWriter {
-  /** The padded sequence number of the last record applied on this shard, if any. */
-  readCheckpoint(shardId: string): Promise<string | undefined>;
-  /** Applies a chunk and advances the checkpoint in one transaction; 'already-applied' if the checkpoint had passed it. */
+  /** Per owner (a subject): the padded sequence number of its last record applied from this shard, if any. */
+  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
+  /**
+   * Applies a chunk and moves each of its owners' checkpoints across its run, in one transaction;
+   * 'already-applied' (and nothing written) if any owner's checkpoint had reached its run.
+   */
   commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult>;
 }
 
@@ -156,6 +161,53 @@ export interface AccountStore {
 export interface UsageQueue {
   /** Sends message bodies; resolves once the queue has accepted every one. */
   sendAll(bodies: readonly string[]): Promise<void>;
+}
+
+/** Which entries a replay takes: those of one subject, those quarantined for one reason. */
+export interface ReplayFilter {
+  subject?: string;
+  reason?: Rejection['reason'];
+}
+
+/** The quarantine as a replay reads and empties it. */
+export interface QuarantineReplaySource {
+  /** How many entries the filter selects (for progress). */
+  count(filter: ReplayFilter): Promise<number>;
+  /** The entries the filter selects, a page at a time; removing entries already read does not disturb the paging. */
+  entries(filter: ReplayFilter): AsyncIterable<QuarantineRecord[]>;
+  /** Removes entries; returns those whose removal failed. */
+  remove(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }>;
+}
+
+/** A message sent again, with the time it was first sent, so that the message sent last still wins. */
+export interface OriginalMessage {
+  body: string;
+  sentAt: string;
+}
+
+/** The usage-events queue, as a replay sends to it. */
+export interface ReplayQueue {
+  /** Sends each message with its original send time; resolves with those the queue still refused after retries. */
+  resend<M extends OriginalMessage>(messages: readonly M[]): Promise<{ failed: M[] }>;
+}
+
+/** A message received from the dead-letter queue. */
+export interface DeadLetter extends OriginalMessage {
+  messageId: string;
+  /** What deleting or releasing this receipt of the message takes. */
+  receipt: string;
+}
+
+/** The usage-events dead-letter queue. */
+export interface DeadLetterQueue {
+  /** Roughly how many messages wait (for progress). */
+  approximateCount(): Promise<number>;
+  /** Up to 10 messages, hidden from other receivers for the rest of the replay; none once the queue is empty. */
+  receive(): Promise<DeadLetter[]>;
+  /** Deletes messages; returns those whose deletion failed. */
+  delete(messages: readonly DeadLetter[]): Promise<{ failed: DeadLetter[] }>;
+  /** Makes messages visible again at once: those a replay leaves in the queue. */
+  release(messages: readonly DeadLetter[]): Promise<void>;
 }
 
 /** One crossed threshold of one subject, usage type and cycle. */

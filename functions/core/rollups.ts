@@ -70,13 +70,23 @@ export interface RollupUpdate {
   counters: Map<string, NanoUnits>;
 }
 
-export interface Chunk {
+/** The records of one owner (see `ownerOf`) that a chunk applies: a run of its records, in order. */
+export interface OwnerRun {
+  owner: string;
   firstSequenceNumber: string;
   lastSequenceNumber: string;
-  updates: RollupUpdate[];
-  records: number;
 }
 
+/**
+ * One transaction's worth of records: their folded rollup updates, and per owner the run of its records
+ * applied here. The commit moves each owner's checkpoint from before the run's first record to its last.
+ */
+export interface Chunk {
+  updates: RollupUpdate[];
+  runs: OwnerRun[];
+  /** The records folded in, in stream order. */
+  sequenceNumbers: string[];
+}
 /**
  * A commit found cycles closed that the chunk took for open. Nothing was written; the chunk is planned
  * again with those cycles closed, so that their late events are counted as adjustments, in the same transaction.
@@ -115,62 +125,85 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
 export const cycleItemKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000${rollupSortKey('cycle', cycleStart, usageType)}`;
 
 /**
- * Splits changes, in order, into chunks that each touch at most `maxItems` rollup items, folding
- * every change into its chunk. Items whose deltas cancel out are dropped. A change to a cycle in
- * `closedCycles` (see `cycleItemKey`) is a late event or a correction: it also counts in its cycle item's
- * `late` total and in one late item per event. One change touches at most 10 items (day, cycle, user,
- * group and late, of its old and its new image), so `maxItems` must be at least 10.
+ * The subject whose checkpoint a record is applied under. A change that moves an event to another
+ * subject touches both, but counts under one: any fixed choice works, since the record is applied once.
+ */
+export const ownerOf = (change: LedgerChange): string => (change.newImage ?? change.oldImage)?.subject ?? '';
+
+/** Whether a change moves any counter; a TTL expiry (or a record without images) never does. */
+export const changesCounters = (change: LedgerChange): boolean => !change.expired && (change.oldImage !== undefined || change.newImage !== undefined);
+
+/**
+ * Folds changes into chunks of at most `maxItems` transaction items: the rollup items the records touch,
+ * plus one checkpoint item per owner. Records are grouped by owner across the whole batch, so that a
+ * subject's day and cycle items are written once per batch rather than once per few records; each
+ * owner's records keep their order, and an owner too big for one chunk continues in the next. Items
+ * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
+ * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
+ * event. One change touches at most 10 rollup items (day, cycle, user, group and late, of its old and its
+ * new image) and one checkpoint, so `maxItems` must be at least 11.
  */
 export function planChunks(changes: readonly LedgerChange[], maxItems: number, closedCycles: ReadonlySet<string> = new Set()): Chunk[] {
   const isClosed = (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
+  const byOwner = new Map<string, LedgerChange[]>();
+  for (const change of changes) {
+    const owner = ownerOf(change);
+    const own = byOwner.get(owner);
+    if (own) own.push(change);
+    else byOwner.set(owner, [change]);
+  }
+
   const chunks: Chunk[] = [];
   let current: Map<string, RollupUpdate> = new Map();
-  let first: string | undefined;
-  let last = '';
-  let records = 0;
+  let runs: Map<string, OwnerRun> = new Map();
+  let sequenceNumbers: string[] = [];
 
   const flush = () => {
-    if (first === undefined) return;
+    if (sequenceNumbers.length === 0) return;
     // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed. So
     // does a late item: a correction that moves an event to another channel or feature changes the closed cycle too.
     const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || u.kind === 'late' || [...u.counters.values()].some((c) => c !== 0n));
-    chunks.push({ firstSequenceNumber: first, lastSequenceNumber: last, updates, records });
+    chunks.push({ updates, runs: [...runs.values()], sequenceNumbers });
     current = new Map();
-    first = undefined;
-    records = 0;
+    runs = new Map();
+    sequenceNumbers = [];
   };
 
   const counted: string[] = [];
-  for (const change of changes) {
-    // Each image's item keys are built once: they decide whether the change fits, then where it lands.
-    const deltas = changeDeltas(change).map(({ image, sign }) => {
-      const closed = isClosed(image);
-      return { image, sign, closed, keys: itemKeys(image, closed) };
-    });
-    counted.length = 0;
-    for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
-    if (current.size + counted.length > maxItems) flush();
-    first ??= change.sequenceNumber;
-    last = change.sequenceNumber;
-    records += 1;
-    for (const { image, sign, closed, keys } of deltas) {
-      const quantity = quantityOf(image.quantity);
-      const delta = sign === 1n ? quantity : -quantity;
-      // keys: day, cycle, then late, user and group as the image has them (itemKeys).
-      let next = 2;
-      const day = add(current, keys[0] as string, image, 'day', image.day, delta);
-      bump(day, hourCounter(image.hour), delta);
-      if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
-      const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta);
-      if (closed) {
-        cycle.closed = true;
-        add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, image.eventKey);
+  for (const [owner, own] of byOwner) {
+    for (const change of own) {
+      // Each image's item keys are built once: they decide whether the change fits, then where it lands.
+      const deltas = changeDeltas(change).map(({ image, sign }) => {
+        const closed = isClosed(image);
+        return { image, sign, closed, keys: itemKeys(image, closed) };
+      });
+      counted.length = 0;
+      for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
+      const newRun = runs.has(owner) ? 0 : 1;
+      if (current.size + runs.size + counted.length + newRun > maxItems) flush();
+      const run = runs.get(owner);
+      if (run) run.lastSequenceNumber = change.sequenceNumber;
+      else runs.set(owner, { owner, firstSequenceNumber: change.sequenceNumber, lastSequenceNumber: change.sequenceNumber });
+      sequenceNumbers.push(change.sequenceNumber);
+      for (const { image, sign, closed, keys } of deltas) {
+        const quantity = quantityOf(image.quantity);
+        const delta = sign === 1n ? quantity : -quantity;
+        // keys: day, cycle, then late, user and group as the image has them (itemKeys).
+        let next = 2;
+        const day = add(current, keys[0] as string, image, 'day', image.day, delta);
+        bump(day, hourCounter(image.hour), delta);
+        if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
+        const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta);
+        if (closed) {
+          cycle.closed = true;
+          add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, image.eventKey);
+        }
+        bump(cycle, dayCounter(image.day), delta);
+        if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
+        if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
+        if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
+        if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, image.groupId);
       }
-      bump(cycle, dayCounter(image.day), delta);
-      if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
-      if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
-      if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
-      if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, image.groupId);
     }
   }
   flush();

@@ -8,7 +8,8 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 
 /**
  * A crash between two rollup transactions of one batch, on the real adapter and DynamoDB Local:
- * the retry (same batch, or a batch of another size starting elsewhere) applies each record once.
+ * the retry (same batch, or a batch of another size starting elsewhere) applies each record once,
+ * also when the batch interleaves many subjects and each transaction holds whole subjects.
  */
 
 let stack: LocalStack;
@@ -49,7 +50,7 @@ function expectedDayTotals(records: LedgerChange[]): Map<string, number> {
 class InjectedCrash extends Error {}
 
 test('a crash between chunks, retried with the same batch, applies every record once', async () => {
-  // Arrange: 150 day items + 5 cycle items → two transactions of at most 99 items.
+  // Arrange: 150 day items + 5 cycle items + the checkpoint → two transactions of at most 100 items.
   const batch = changes('ws_crash_same', 150, 1000);
   const crashAfterFirstChunk = ({ index }: { index: number }) => {
     if (index === 0) throw new InjectedCrash('injected between chunk 1 and 2');
@@ -93,4 +94,63 @@ test('chunks of one shard never affect the checkpoint of another', async () => {
   await aggregateChanges('shard-two', records, { rollups });
   const doubled = new Map([...expectedDayTotals(records)].map(([day, q]) => [day, q * 2]));
   expect(await dayTotals('ws_two_shards')).toEqual(doubled);
+});
+
+/** Records round-robin over `subjects` subjects, all on one day: each subject needs its day and cycle items. */
+function interleaved(prefix: string, subjects: number, count: number, firstSequence: number): LedgerChange[] {
+  return Array.from({ length: count }, (_, i) => ({
+    sequenceNumber: String(firstSequence + i),
+    newImage: { eventKey: JSON.stringify(['test', `${prefix}-${i}`]), subject: `${prefix}_${i % subjects}`, usageType: 'tokens', quantity: String((i % 7) + 1), hour: '2026-03-04T05', day: '2026-03-04', cycleStart: '2026-03-01T00:00:00.000Z' },
+  }));
+}
+
+/** Per subject, the sum of its records' quantities: what its day item must hold. */
+function expectedSubjectTotals(records: LedgerChange[]): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const r of records) totals.set(r.newImage!.subject, (totals.get(r.newImage!.subject) ?? 0) + Number(r.newImage!.quantity));
+  return totals;
+}
+
+async function subjectTotals(subjects: readonly string[]): Promise<Map<string, number>> {
+  const totals = new Map<string, number>();
+  for (const subject of subjects) {
+    const [day] = await rollups.query(subject, 'day', '2026-03-04', '2026-03-04');
+    if (day) totals.set(subject, Number(day.total));
+  }
+  return totals;
+}
+
+test('a batch interleaving 120 subjects is folded per subject, and a failed commit redelivered from the reported record completes it once', async () => {
+  // Arrange: 1,200 records, 10 per subject; each subject takes 3 transaction items (day, cycle, checkpoint), so 33 per transaction.
+  const batch = interleaved('ws_mix', 120, 1200, 20_000);
+  const subjects = [...new Set(batch.map((r) => r.newImage!.subject))];
+  let commits = 0;
+  const failThird = async () => {
+    if (++commits === 3) throw new InjectedCrash('commit rejected');
+  };
+  const failing = new DynamoRollups(createDocumentClient(raw), stack.tables.rollups);
+  const commit = failing.commitChunk.bind(failing);
+  failing.commitChunk = async (shardId, chunk) => {
+    await failThird();
+    return commit(shardId, chunk);
+  };
+
+  // Act: the third transaction fails; Lambda redelivers from the record the batch reports, and later again the whole batch.
+  const first = await aggregateChanges('shard-mix', batch, { rollups: failing });
+  const failedAt = batch.findIndex((r) => r.sequenceNumber === first.failedSequenceNumber);
+  const partial = await subjectTotals(subjects);
+  const retry = await aggregateChanges('shard-mix', batch.slice(failedAt), { rollups });
+  const again = await aggregateChanges('shard-mix', batch, { rollups });
+
+  // Assert: two transactions of 33 whole subjects committed before the failure, and nothing else.
+  expect(first.error).toBeInstanceOf(InjectedCrash);
+  expect(first.chunks).toBe(3);
+  expect(first.applied).toBe(660);
+  expect(partial.size).toBe(66);
+  for (const [subject, total] of partial) expect(total).toBe(expectedSubjectTotals(batch).get(subject));
+  expect(failedAt).toBeGreaterThan(0);
+  expect(retry.failedSequenceNumber).toBeUndefined();
+  expect(retry.chunks).toBe(2); // the other 54 subjects: 33 + 21
+  expect(await subjectTotals(subjects)).toEqual(expectedSubjectTotals(batch));
+  expect(again).toMatchObject({ applied: 0, skipped: 1200, chunks: 0 });
 });

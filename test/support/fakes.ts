@@ -52,17 +52,19 @@ export function addTo(totals: Map<string, bigint>, key: string, delta: bigint): 
   else totals.set(key, next);
 }
 
+/** Names one owner's checkpoint on one shard in `InMemoryRollupWriter.checkpoints`. */
+export const checkpointOf = (shardId: string, owner: string) => `${shardId}\u0000${owner}`;
+
 export interface CommitAttempt {
   shardId: string;
-  firstSequenceNumber: string;
-  lastSequenceNumber: string;
+  sequenceNumbers: readonly string[];
   result: CommitResult | 'threw';
 }
 
 /**
- * A rollup table with a checkpoint per shard. `commitChunk` applies a chunk and moves the checkpoint
- * to its last record only if the stored checkpoint is below the chunk's padded first record, exactly
- * like the TransactWriteItems condition in DESIGN.md; otherwise it changes nothing and says so.
+ * A rollup table with a checkpoint per shard and owner. `commitChunk` applies a chunk and moves each
+ * owner's checkpoint to the last record of its run only if every stored checkpoint is below its run's
+ * padded first record, exactly like the TransactWriteItems conditions; otherwise it changes nothing and says so.
  *
  * Cycle items in `closed` (`cycleItemKey` strings) were marked closed by a cycle close. As in the
  * DynamoDB conditions, a chunk that updates one of them as open fails as a whole with CyclesClosedError,
@@ -74,6 +76,7 @@ export class InMemoryRollupWriter implements RollupWriter {
   static readonly MAX_CALLS = 10_000;
   private calls = 0;
   readonly totals = new Map<string, bigint>();
+  /** Keyed by `checkpointOf(shardId, owner)`. */
   readonly checkpoints = new Map<string, string>();
   readonly attempts: CommitAttempt[] = [];
   /** Cycle items marked closed (`cycleItemKey(subject, cycleStart, usageType)`). */
@@ -81,19 +84,27 @@ export class InMemoryRollupWriter implements RollupWriter {
   /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
   beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
 
-  async readCheckpoint(shardId: string): Promise<string | undefined> {
+  async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
     this.guard();
-    return this.checkpoints.get(shardId);
+    const found = new Map<string, string>();
+    for (const owner of owners) {
+      const checkpoint = this.checkpoints.get(checkpointOf(shardId, owner));
+      if (checkpoint !== undefined) found.set(owner, checkpoint);
+    }
+    return found;
   }
 
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
     this.guard();
     const attempt = this.attempts.length;
-    const record: CommitAttempt = { shardId, firstSequenceNumber: chunk.firstSequenceNumber, lastSequenceNumber: chunk.lastSequenceNumber, result: 'threw' };
+    const record: CommitAttempt = { shardId, sequenceNumbers: chunk.sequenceNumbers, result: 'threw' };
     this.attempts.push(record);
     await this.beforeCommit?.(shardId, chunk, attempt);
-    const stored = this.checkpoints.get(shardId);
-    if (stored !== undefined && !(stored < pad40(chunk.firstSequenceNumber))) {
+    const passed = chunk.runs.some((run) => {
+      const stored = this.checkpoints.get(checkpointOf(shardId, run.owner));
+      return stored !== undefined && !(stored < pad40(run.firstSequenceNumber));
+    });
+    if (passed) {
       record.result = 'already-applied';
       return 'already-applied';
     }
@@ -108,7 +119,7 @@ export class InMemoryRollupWriter implements RollupWriter {
       if (update.kind === 'cycle' && update.closed === true) addTo(this.totals, flatKey(update.subject, update.usageType, 'cycle', period, 'late'), update.total);
       for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period, counter), delta);
     }
-    this.checkpoints.set(shardId, pad40(chunk.lastSequenceNumber));
+    for (const run of chunk.runs) this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
     record.result = 'committed';
     return 'committed';
   }

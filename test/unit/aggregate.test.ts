@@ -1,10 +1,10 @@
 import { type AggregateDeps, aggregateChanges } from '../../functions/core/aggregate';
 import type { LedgerChange } from '../../functions/core/rollups';
-import { InMemoryRollupWriter, pad40 } from '../support/fakes';
+import { InMemoryRollupWriter, checkpointOf, pad40 } from '../support/fakes';
 import { generateChanges, modelTotals, sorted } from './rollup-model';
 
 const SHARD = 'shardId-00000001700000000000-abcdef01';
-const CHUNK = 4; // small chunks: a batch of 60 records makes many of them
+const CHUNK = 12; // small chunks: a batch of 60 records makes many of them
 
 class Crash extends Error {
   override readonly name = 'Crash';
@@ -13,8 +13,21 @@ class Crash extends Error {
 /** Applies the changes that the rollups must reflect and returns the independent model. */
 const expectedTotals = (changes: readonly LedgerChange[]) => sorted(modelTotals(changes));
 
+/** The subject a record counts under, by the rule stated in DESIGN: the new image's, else the old image's. */
+const ownerOfChange = (change: LedgerChange) => (change.newImage ?? change.oldImage)?.subject ?? '';
+
+/** Each subject's checkpoint after `applied`: the padded sequence number of its last record that moves a counter. */
+function expectedCheckpoints(applied: readonly LedgerChange[]): [string, string][] {
+  const last = new Map<string, string>();
+  for (const change of applied) if (!change.expired) last.set(checkpointOf(SHARD, ownerOfChange(change)), pad40(change.sequenceNumber));
+  return [...last].sort();
+}
+
+/** The records the committed chunks applied. */
+const committedRecords = (rollups: InMemoryRollupWriter) => new Set(rollups.attempts.filter((a) => a.result === 'committed').flatMap((a) => a.sequenceNumbers));
+
 describe('aggregateChanges', () => {
-  test('applies every record exactly once and moves the checkpoint to the last record', async () => {
+  test('applies every record exactly once and moves each subject’s checkpoint to its last record', async () => {
     // Arrange
     const changes = generateChanges(60, 11);
     const rollups = new InMemoryRollupWriter();
@@ -27,7 +40,7 @@ describe('aggregateChanges', () => {
     expect(result).toMatchObject({ applied: 60, skipped: 0 });
     expect(result.failedSequenceNumber).toBeUndefined();
     expect(result.chunks).toBeGreaterThan(5);
-    expect(rollups.checkpoints.get(SHARD)).toBe(pad40(changes.at(-1)?.sequenceNumber ?? ''));
+    expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(changes));
   });
 
   test('with the default chunk size a small batch is one transaction', async () => {
@@ -56,7 +69,9 @@ describe('aggregateChanges', () => {
 
     // Assert
     expect(sorted(rollups.totals)).toEqual(expectedTotals(changes));
-    expect(retry).toMatchObject({ applied: 0, skipped: 60, chunks: 0 });
+    // TTL expiries need no commit: they count as applied on every delivery.
+    const expired = changes.filter((c) => c.expired).length;
+    expect(retry).toMatchObject({ applied: expired, skipped: 60 - expired, chunks: 0 });
     expect(rollups.attempts).toHaveLength(commitsBefore);
   });
 
@@ -64,7 +79,7 @@ describe('aggregateChanges', () => {
     // Arrange
     const changes = generateChanges(20, 14);
     const rollups = new InMemoryRollupWriter();
-    rollups.checkpoints.set('shardId-other', pad40('99999999'));
+    for (const subject of ['ws_a', 'ws_b', 'ws_c']) rollups.checkpoints.set(checkpointOf('shardId-other', subject), pad40('99999999'));
 
     // Act
     const result = await aggregateChanges(SHARD, changes, { rollups, maxItemsPerChunk: CHUNK });
@@ -100,39 +115,41 @@ describe('aggregateChanges', () => {
     const changes = generateChanges(60, 21);
     const CRASH_AFTER = 3; // chunk index
 
-    /** Runs the batch until it crashes after chunk CRASH_AFTER; returns the writer and how many records were applied. */
+    /** Runs the batch until it crashes after chunk CRASH_AFTER; returns the writer and the records it applied. */
     async function crashedRun(batch: readonly LedgerChange[] = changes) {
       const rollups = new InMemoryRollupWriter();
-      let appliedRecords = 0;
       const onChunk: AggregateDeps['onChunk'] = (event) => {
-        appliedRecords += event.records;
         if (event.index === CRASH_AFTER) throw new Crash('Lambda timed out');
       };
       await expect(aggregateChanges(SHARD, batch, { rollups, maxItemsPerChunk: CHUNK, onChunk })).rejects.toThrow(Crash);
-      return { rollups, appliedRecords };
+      const applied = committedRecords(rollups);
+      return { rollups, applied, appliedChanges: changes.filter((c) => applied.has(c.sequenceNumber)) };
     }
 
-    test('the crashed run applied exactly the records of chunks 0..k', async () => {
+    test('the crashed run applied exactly the records of chunks 0..k, and each subject’s checkpoint is at its last of them', async () => {
       // Act
-      const { rollups, appliedRecords } = await crashedRun();
+      const { rollups, applied, appliedChanges } = await crashedRun();
 
       // Assert
-      expect(appliedRecords).toBeGreaterThan(0);
-      expect(appliedRecords).toBeLessThan(changes.length);
-      expect(sorted(rollups.totals)).toEqual(expectedTotals(changes.slice(0, appliedRecords)));
-      expect(rollups.checkpoints.get(SHARD)).toBe(pad40(changes[appliedRecords - 1]?.sequenceNumber ?? ''));
+      expect(rollups.attempts.filter((a) => a.result === 'committed')).toHaveLength(CRASH_AFTER + 1);
+      expect(applied.size).toBeGreaterThan(0);
+      expect(applied.size).toBeLessThan(changes.length);
+      expect(sorted(rollups.totals)).toEqual(expectedTotals(appliedChanges));
+      expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(appliedChanges));
     });
 
     test('a retry with the same records gives the model totals', async () => {
       // Arrange
-      const { rollups, appliedRecords } = await crashedRun();
+      const { rollups, applied } = await crashedRun();
+      const expired = changes.filter((c) => c.expired).length;
 
       // Act
       const retry = await aggregateChanges(SHARD, changes, { rollups, maxItemsPerChunk: CHUNK });
 
       // Assert
       expect(sorted(rollups.totals)).toEqual(expectedTotals(changes));
-      expect(retry).toMatchObject({ skipped: appliedRecords, applied: changes.length - appliedRecords });
+      expect(retry).toMatchObject({ skipped: applied.size, applied: changes.length - applied.size });
+      expect(expired).toBeGreaterThan(0); // expiries count as applied without a commit
     });
 
     test('a retry with more records appended gives the model totals of all of them', async () => {
@@ -152,19 +169,21 @@ describe('aggregateChanges', () => {
       const { rollups } = await crashedRun();
 
       // Act
-      await aggregateChanges(SHARD, changes, { rollups, maxItemsPerChunk: 7 });
+      await aggregateChanges(SHARD, changes, { rollups, maxItemsPerChunk: 17 });
 
       // Assert
       expect(sorted(rollups.totals)).toEqual(expectedTotals(changes));
     });
 
     test.each([
-      ['from the middle of the last committed chunk', -2],
       ['from the first record not applied', 0],
+      ['from a few records before it', -3],
     ])('a retry starting %s gives the model totals', async (_label, shift) => {
-      // Arrange
-      const { rollups, appliedRecords } = await crashedRun();
-      const retryBatch = changes.slice(appliedRecords + shift);
+      // Arrange: Lambda redelivers from the record the handler reports, the first one not applied.
+      const { rollups, applied } = await crashedRun();
+      const firstNotApplied = changes.findIndex((c) => !c.expired && !applied.has(c.sequenceNumber));
+      expect(firstNotApplied).toBeGreaterThan(3);
+      const retryBatch = changes.slice(firstNotApplied + shift);
 
       // Act
       await aggregateChanges(SHARD, retryBatch, { rollups, maxItemsPerChunk: CHUNK });
@@ -188,7 +207,7 @@ describe('aggregateChanges', () => {
 
   describe('when a commit fails', () => {
     const changes = generateChanges(60, 31);
-    const FAILING_COMMIT = 3; // a chunk of several records, so its first and last records differ
+    const FAILING_COMMIT = 3;
 
     async function failingRun() {
       const rollups = new InMemoryRollupWriter();
@@ -200,22 +219,20 @@ describe('aggregateChanges', () => {
       return { rollups, result, failure };
     }
 
-    test('reports the failing chunk’s first record and applies nothing from there on', async () => {
+    test('reports the first record not applied, and applies nothing after the failing chunk', async () => {
       // Act
       const { rollups, result, failure } = await failingRun();
 
       // Assert
-      const failedChunk = rollups.attempts[FAILING_COMMIT];
       expect(rollups.attempts).toHaveLength(FAILING_COMMIT + 1);
-      expect(failedChunk?.result).toBe('threw');
-      expect(failedChunk?.firstSequenceNumber).not.toBe(failedChunk?.lastSequenceNumber);
-      expect(result.failedSequenceNumber).toBe(failedChunk?.firstSequenceNumber);
+      expect(rollups.attempts[FAILING_COMMIT]?.result).toBe('threw');
       expect(result.error).toBe(failure);
-      const failedAt = changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber);
-      expect(failedAt).toBeGreaterThan(0);
-      expect(result.applied).toBe(failedAt);
-      expect(sorted(rollups.totals)).toEqual(expectedTotals(changes.slice(0, failedAt)));
-      expect(rollups.checkpoints.get(SHARD)).toBe(pad40(changes[failedAt - 1]?.sequenceNumber ?? ''));
+      const applied = committedRecords(rollups);
+      const firstNotApplied = changes.find((c) => !c.expired && !applied.has(c.sequenceNumber));
+      expect(result.failedSequenceNumber).toBe(firstNotApplied?.sequenceNumber);
+      const appliedChanges = changes.filter((c) => applied.has(c.sequenceNumber));
+      expect(sorted(rollups.totals)).toEqual(expectedTotals(appliedChanges));
+      expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(appliedChanges));
     });
 
     test('redelivery from the reported record completes the totals', async () => {
@@ -233,14 +250,14 @@ describe('aggregateChanges', () => {
     });
   });
 
-  describe('when a concurrent invocation of the same shard advances the checkpoint mid-way', () => {
+  describe('when a concurrent invocation of the same shard moves checkpoints mid-way', () => {
     const changes = generateChanges(60, 41);
 
     test.each([
-      ['exactly to the end of the next chunk', 0],
-      ['into the middle of a later chunk', 9],
+      ['through the last record of the next chunk', 0],
+      ['a few records further', 9],
       ['to the end of the batch', 1000],
-    ])('re-reads the checkpoint and still applies every record once (%s)', async (_label, extra) => {
+    ])('re-reads the checkpoints and still applies every record once (%s)', async (_label, extra) => {
       // Arrange: before our second commit, "another invocation" applies a prefix of the batch with its own chunking.
       const rollups = new InMemoryRollupWriter();
       const results: string[] = [];
@@ -248,8 +265,8 @@ describe('aggregateChanges', () => {
       rollups.beforeCommit = async (shard, chunk, attempt) => {
         if (interfered || attempt !== 1) return;
         interfered = true;
-        const through = changes.findIndex((c) => c.sequenceNumber === chunk.lastSequenceNumber) + 1 + extra;
-        const other = await aggregateChanges(shard, changes.slice(0, through), { rollups, maxItemsPerChunk: 6 });
+        const through = Math.max(...chunk.sequenceNumbers.map((n) => changes.findIndex((c) => c.sequenceNumber === n))) + 1 + extra;
+        const other = await aggregateChanges(shard, changes.slice(0, through), { rollups, maxItemsPerChunk: 17 });
         expect(other.failedSequenceNumber).toBeUndefined();
       };
 
@@ -261,7 +278,7 @@ describe('aggregateChanges', () => {
       expect(results).toContain('already-applied');
       expect(result.failedSequenceNumber).toBeUndefined();
       expect(sorted(rollups.totals)).toEqual(expectedTotals(changes));
-      expect(rollups.checkpoints.get(SHARD)).toBe(pad40(changes.at(-1)?.sequenceNumber ?? ''));
+      expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(changes));
     });
   });
 });

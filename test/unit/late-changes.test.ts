@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { aggregateChanges } from '../../functions/core/aggregate';
 import { type Chunk, CyclesClosedError, type LedgerChange, type LedgerImage, cycleItemKey, planChunks } from '../../functions/core/rollups';
-import { InMemoryRollupWriter, addTo, flatKey, pad40 } from '../support/fakes';
+import { InMemoryRollupWriter, addTo, flatKey } from '../support/fakes';
 import { chunkTotals, generateChanges, modelTotals, nano, sorted } from './rollup-model';
 
 /**
@@ -172,8 +172,8 @@ describe('planChunks with closed cycles', () => {
   });
 
   test('late items count toward maxItems: nine events that fit one open chunk take two when their cycle is closed', () => {
-    // Arrange: nine events of one day and cycle. Open: 2 items. Closed: day + cycle + one late item each,
-    // so eight events make 10 items and the ninth would make 11.
+    // Arrange: nine events of one day and cycle. Open: 2 items and the checkpoint. Closed: day + cycle + checkpoint
+    // + one late item each, so seven events make 10 items and the eighth would make 11.
     const changes: LedgerChange[] = Array.from({ length: 9 }, (_, i) => ({ sequenceNumber: String(10 + i), newImage: image({ eventKey: key(`n${i}`), quantity: '1' }) }));
 
     // Act
@@ -181,10 +181,11 @@ describe('planChunks with closed cycles', () => {
     const closedChunks = planChunks(changes, 10, closed);
 
     // Assert
-    expect(open.map((c) => [c.firstSequenceNumber, c.lastSequenceNumber, c.records, c.updates.length])).toEqual([['10', '18', 9, 2]]);
-    expect(closedChunks.map((c) => [c.firstSequenceNumber, c.lastSequenceNumber, c.records, c.updates.length])).toEqual([
-      ['10', '17', 8, 10],
-      ['18', '18', 1, 3],
+    const shape = (c: Chunk) => [c.sequenceNumbers[0], c.sequenceNumbers.at(-1), c.sequenceNumbers.length, c.updates.length];
+    expect(open.map(shape)).toEqual([['10', '18', 9, 2]]);
+    expect(closedChunks.map(shape)).toEqual([
+      ['10', '16', 7, 9],
+      ['17', '18', 2, 4],
     ]);
   });
 
@@ -220,29 +221,33 @@ describe('planChunks with closed cycles', () => {
   }
 
   const generatedClosed = new Set([closedKey('ws_a', OCT, 'tokens'), closedKey('ws_b', OCT, 'credits'), closedKey('ws_c', NOV, 'tokens')]);
-  const cases = [1, 2, 3].flatMap((seed) => [10, 11, 13, 99].map((maxItems) => ({ seed, maxItems })));
+  const cases = [1, 2, 3].flatMap((seed) => [11, 12, 13, 100].map((maxItems) => ({ seed, maxItems })));
 
   test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded chunks, late items per event, totals unchanged', ({ seed, maxItems }) => {
     // Arrange
     const changes = generateChanges(120, seed);
+    const bySequence = new Map(changes.map((c) => [c.sequenceNumber, c]));
 
     // Act
     const chunks = planChunks(changes, maxItems, generatedClosed);
 
-    // Assert: never more than maxItems updates or touched items (late items included); greedy
-    let offset = 0;
+    // Assert: never more than maxItems transaction items (late items and checkpoints included); greedy
     for (const [i, chunk] of chunks.entries()) {
-      const own = changes.slice(offset, offset + chunk.records);
+      const own = chunk.sequenceNumbers.map((n) => bySequence.get(n) as LedgerChange);
       const touched = new Set(own.flatMap((c) => itemsOf(c, generatedClosed)));
-      expect(chunk.updates.length).toBeLessThanOrEqual(maxItems);
-      expect(touched.size).toBeLessThanOrEqual(maxItems);
-      const nextChange = changes[offset + chunk.records];
-      if (i < chunks.length - 1 && nextChange) expect(new Set([...touched, ...itemsOf(nextChange, generatedClosed)]).size).toBeGreaterThan(maxItems);
+      expect(chunk.updates.length + chunk.runs.length).toBeLessThanOrEqual(maxItems);
+      expect(touched.size + chunk.runs.length).toBeLessThanOrEqual(maxItems);
+      const next = chunks[i + 1]?.sequenceNumbers[0];
+      if (next !== undefined) {
+        const nextChange = bySequence.get(next) as LedgerChange;
+        const owner = (nextChange.newImage ?? nextChange.oldImage)?.subject;
+        const runs = new Set([...chunk.runs.map((r) => r.owner), owner]).size;
+        expect(new Set([...touched, ...itemsOf(nextChange, generatedClosed)]).size + runs).toBeGreaterThan(maxItems);
+      }
       // Exactly the cycle updates of closed cycles are flagged
       for (const u of chunk.updates.filter((x) => x.kind === 'cycle')) expect(u.closed === true).toBe(generatedClosed.has(closedKey(u.subject, u.period, u.usageType)));
-      offset += chunk.records;
     }
-    expect(offset).toBe(changes.length);
+    expect(chunks.flatMap((c) => c.sequenceNumbers).sort()).toEqual(changes.map((c) => c.sequenceNumber).sort());
     const totals = chunkTotals(chunks);
     // Day, cycle, user and group totals are those of the model; the late items are the per-event model
     expect(withoutLate(totals)).toEqual(sorted(modelTotals(changes)));
@@ -252,18 +257,20 @@ describe('planChunks with closed cycles', () => {
 
 describe('aggregateChanges when a cycle closes between planning and commit', () => {
   /**
-   * maxItems 10. Chunk 1 (records 101–104): ws_a Oct e1 5 (user u1), ws_a Nov e2 3, ws_b Oct e3 4, ws_c Oct e4 1 = 9 items;
-   * ws_d's e5 would make 11. Chunk 2 (105–108): ws_d Oct e5 1, e1 corrected 5 → 8, ws_a Oct e6 2, ws_a Nov e7 10.
-   * ws_a's October cycle closes after chunk 1 commits: chunk 2 fails and is planned again with the cycle closed,
-   * so e1's +3 and e6's +2 are late: ws_a Oct total 5 + 3 + 2 = 10, of which 5 late.
+   * maxItems 10 (rollup items + one checkpoint per subject). Chunk 1: ws_b Oct e3 4 (2 items + checkpoint), ws_c Oct
+   * e4 1 (3 more), ws_a Oct e1 5 with user u1 (day, cycle, user + checkpoint = 10). ws_a's Nov e2 would make 12, so
+   * chunk 2 holds the rest of ws_a (e2 Nov 3, e1 corrected 5 → 8, e6 Oct 2, e7 Nov 10: 5 items + checkpoint) and
+   * ws_d's e5 (3 more). ws_a's October cycle closes after chunk 1 commits: chunk 2 fails and is planned again with
+   * the cycle closed, so e1's +3 and e6's +2 are late (two late items: ws_a now takes 8, and ws_d moves to a chunk
+   * of its own). ws_a Oct total 5 + 3 + 2 = 10, of which 5 late.
    */
   const a = (overrides: Partial<LedgerImage>) => image({ subject: 'ws_a', ...overrides });
   const nov = { cycleStart: NOV, day: '2026-11-20', hour: '2026-11-20T10' };
   const batch: LedgerChange[] = [
-    { sequenceNumber: '101', newImage: a({ eventKey: key('e1'), quantity: '5', userId: 'u1' }) },
-    { sequenceNumber: '102', newImage: a({ eventKey: key('e2'), quantity: '3', ...nov }) },
-    { sequenceNumber: '103', newImage: image({ subject: 'ws_b', eventKey: key('e3'), quantity: '4' }) },
-    { sequenceNumber: '104', newImage: image({ subject: 'ws_c', eventKey: key('e4'), quantity: '1' }) },
+    { sequenceNumber: '101', newImage: image({ subject: 'ws_b', eventKey: key('e3'), quantity: '4' }) },
+    { sequenceNumber: '102', newImage: image({ subject: 'ws_c', eventKey: key('e4'), quantity: '1' }) },
+    { sequenceNumber: '103', newImage: a({ eventKey: key('e1'), quantity: '5', userId: 'u1' }) },
+    { sequenceNumber: '104', newImage: a({ eventKey: key('e2'), quantity: '3', ...nov }) },
     { sequenceNumber: '105', newImage: image({ subject: 'ws_d', eventKey: key('e5'), quantity: '1' }) },
     { sequenceNumber: '106', oldImage: a({ eventKey: key('e1'), quantity: '5', userId: 'u1' }), newImage: a({ eventKey: key('e1'), quantity: '8', userId: 'u1' }) },
     { sequenceNumber: '107', newImage: a({ eventKey: key('e6'), quantity: '2' }) },
@@ -299,15 +306,15 @@ describe('aggregateChanges when a cycle closes between planning and commit', () 
     const result = await aggregateChanges(SHARD, batch, { rollups, maxItemsPerChunk: 10, closedCycles });
 
     // Assert
-    expect(result).toMatchObject({ applied: 8, skipped: 0, chunks: 2 });
+    expect(result).toMatchObject({ applied: 8, skipped: 0, chunks: 3 });
     expect(result.failedSequenceNumber).toBeUndefined();
     expect(rejected).toEqual([[A_OCT]]);
-    expect(rollups.attempts.map((x) => [x.firstSequenceNumber, x.lastSequenceNumber, x.result])).toEqual([
-      ['101', '104', 'committed'],
-      ['105', '108', 'threw'],
-      ['105', '108', 'committed'],
+    expect(rollups.attempts.map((x) => [x.sequenceNumbers.join(' '), x.result])).toEqual([
+      ['101 102 103', 'committed'],
+      ['104 106 107 108 105', 'threw'],
+      ['104 106 107 108', 'committed'],
+      ['105', 'committed'],
     ]);
-    expect(rollups.checkpoints.get(SHARD)).toBe(pad40('108'));
     const t = rollups.totals;
     expect(t.get(flatKey('ws_a', 'tokens', 'cycle', OCT))).toBe(10n * NANO);
     expect(lateCounter(t, 'ws_a', 'tokens', OCT)).toBe(5n * NANO);
@@ -385,15 +392,15 @@ describe('aggregateChanges when a cycle closes between planning and commit', () 
     const { rollups, rejected } = writer();
 
     // Act
-    const result = await aggregateChanges(SHARD, batch.slice(0, 4), { rollups, maxItemsPerChunk: 10, closedCycles: new Set([A_OCT]) });
+    const result = await aggregateChanges(SHARD, batch.slice(2, 4), { rollups, maxItemsPerChunk: 10, closedCycles: new Set([A_OCT]) });
 
     // Assert
-    expect(result).toMatchObject({ applied: 0, failedSequenceNumber: '101' });
+    expect(result).toMatchObject({ applied: 0, failedSequenceNumber: '103' });
     expect(result.error).toBeInstanceOf(Error);
     expect(result.error).not.toBeInstanceOf(CyclesClosedError);
     expect(rejected).toEqual([]);
     expect(rollups.totals.size).toBe(0);
-    expect(rollups.checkpoints.get(SHARD)).toBeUndefined();
+    expect(rollups.checkpoints.size).toBe(0);
   });
 
   test('a retried chunk the checkpoint has passed is already applied, even if its cycle has closed since', async () => {
@@ -420,13 +427,13 @@ describe('aggregateChanges with cycles closing during generated streams', () => 
     { subject: 'ws_b', usageType: 'credits', cycleStart: NOV, atAttempt: 5 },
     { subject: 'ws_c', usageType: 'tokens', cycleStart: NOV, atAttempt: 0 },
   ];
-  const cases = [21, 22, 23, 24].flatMap((seed) => [10, 13].map((maxItems) => ({ seed, maxItems })));
+  const cases = [21, 22, 23, 24].flatMap((seed) => [11, 13].map((maxItems) => ({ seed, maxItems })));
 
   test.each(cases)('seed $seed, maxItems $maxItems: totals as the model, late = the deltas applied after each close', async ({ seed, maxItems }) => {
-    // Arrange: each cycle closes just before the given commit attempt; the checkpoint then says which records come after
+    // Arrange: each cycle closes just before the given commit attempt; the records of later commits come after it
     const changes = generateChanges(120, seed);
     const rollups = new InMemoryRollupWriter();
-    const closedAt = new Map<string, string | undefined>();
+    const closedAt = new Map<string, number>();
     const rejected: string[] = [];
     const commit = rollups.commitChunk.bind(rollups);
     rollups.commitChunk = async (shardId, chunk) => {
@@ -437,12 +444,12 @@ describe('aggregateChanges with cycles closing during generated streams', () => 
         throw error;
       }
     };
-    rollups.beforeCommit = (shardId, _chunk, attempt) => {
+    rollups.beforeCommit = (_shardId, _chunk, attempt) => {
       for (const c of closing) {
         if (c.atAttempt !== attempt) continue;
         const k = closedKey(c.subject, c.cycleStart, c.usageType);
         rollups.closed.add(k);
-        closedAt.set(k, rollups.checkpoints.get(shardId));
+        closedAt.set(k, attempt);
       }
     };
     const closedCycles = new Set<string>();
@@ -459,11 +466,12 @@ describe('aggregateChanges with cycles closing during generated streams', () => 
     const lateSeen: bigint[] = [];
     for (const c of closing) {
       const k = closedKey(c.subject, c.cycleStart, c.usageType);
-      const checkpoint = closedAt.get(k);
+      const closeAttempt = closedAt.get(k) ?? 0;
+      const committedAfterClose = new Set(rollups.attempts.flatMap((x, i) => (x.result === 'committed' && i >= closeAttempt ? x.sequenceNumbers : [])));
       // Deltas to this cycle of the records committed after the close, from the changes alone
       let expected = 0n;
       for (const change of changes) {
-        if (change.expired || (checkpoint !== undefined && pad40(change.sequenceNumber) <= checkpoint)) continue;
+        if (change.expired || !committedAfterClose.has(change.sequenceNumber)) continue;
         for (const [i, sign] of [
           [change.oldImage, -1n],
           [change.newImage, 1n],

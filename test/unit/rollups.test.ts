@@ -82,7 +82,7 @@ describe('planChunks folds each change into day and cycle items', () => {
 
     // Assert
     expect(chunks).toHaveLength(1);
-    expect(chunks[0]).toMatchObject({ firstSequenceNumber: '7', lastSequenceNumber: '7', records: 1 });
+    expect(chunks[0]).toMatchObject({ sequenceNumbers: ['7'], runs: [{ owner: 'ws_a', firstSequenceNumber: '7', lastSequenceNumber: '7' }] });
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_a tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
@@ -187,7 +187,7 @@ describe('planChunks folds each change into day and cycle items', () => {
     const chunks = planChunks([{ sequenceNumber: '12', oldImage: image(), expired: true }], 99);
 
     // Assert
-    expect(chunks).toEqual([{ firstSequenceNumber: '12', lastSequenceNumber: '12', records: 1, updates: [] }]);
+    expect(chunks).toEqual([{ updates: [], runs: [{ owner: 'ws_a', firstSequenceNumber: '12', lastSequenceNumber: '12' }], sequenceNumbers: ['12'] }]);
   });
 
   test('an INSERT and a REMOVE of the same event in one chunk cancel out: no item is written', () => {
@@ -201,7 +201,7 @@ describe('planChunks folds each change into day and cycle items', () => {
     );
 
     // Assert
-    expect(chunks).toEqual([{ firstSequenceNumber: '20', lastSequenceNumber: '21', records: 2, updates: [] }]);
+    expect(chunks).toEqual([{ updates: [], runs: [{ owner: 'ws_a', firstSequenceNumber: '20', lastSequenceNumber: '21' }], sequenceNumbers: ['20', '21'] }]);
   });
 
   test('a ledger image with an invalid quantity is an error, not a silent zero', () => {
@@ -214,31 +214,42 @@ describe('planChunks folds each change into day and cycle items', () => {
   });
 });
 
-describe('planChunks splits changes into chunks of at most maxItems items', () => {
-  test('hand-worked split with maxItems = 4', () => {
-    // Arrange: each subject's event touches 2 items (its day item and its cycle item).
+describe('planChunks groups records by subject across the batch, in chunks of at most maxItems items', () => {
+  test('hand-worked split with maxItems = 6 (rollup items plus one checkpoint per subject)', () => {
+    // Arrange: each subject's event touches 2 items (its day item and its cycle item) and its subject's checkpoint.
     const changes: LedgerChange[] = [
-      { sequenceNumber: '98', newImage: image({ subject: 'ws_a' }) }, // chunk 1: a-day, a-cycle
-      { sequenceNumber: '99', newImage: image({ subject: 'ws_b' }) }, // chunk 1: + b-day, b-cycle = 4
+      { sequenceNumber: '98', newImage: image({ subject: 'ws_a' }) }, // chunk 1: a-day, a-cycle, a-checkpoint
+      { sequenceNumber: '99', newImage: image({ subject: 'ws_b' }) }, // chunk 1, after all of ws_a: + 3 = 6
       { sequenceNumber: '100', newImage: image({ subject: 'ws_a', quantity: '1' }) }, // chunk 1: no new item
-      { sequenceNumber: '101', newImage: image({ subject: 'ws_c' }) }, // 6 > 4 → chunk 2: c-day, c-cycle
-      { sequenceNumber: '102', oldImage: image({ subject: 'ws_c' }), newImage: image({ subject: 'ws_d' }) }, // + d-day, d-cycle = 4
+      { sequenceNumber: '101', newImage: image({ subject: 'ws_c' }) }, // 9 > 6 → chunk 2: c-day, c-cycle, c-checkpoint
+      { sequenceNumber: '102', oldImage: image({ subject: 'ws_c' }), newImage: image({ subject: 'ws_d' }) }, // owned by ws_d: + 3 = 6
       { sequenceNumber: '103', oldImage: image({ subject: 'ws_d' }), expired: true }, // touches nothing
-      { sequenceNumber: '104', newImage: image({ subject: 'ws_a', quantity: '2' }) }, // 6 > 4 → chunk 3
+      { sequenceNumber: '104', newImage: image({ subject: 'ws_a', quantity: '2' }) }, // chunk 1, with ws_a's other records
     ];
 
     // Act
-    const chunks = planChunks(changes, 4);
+    const chunks = planChunks(changes, 6);
 
     // Assert
-    expect(chunks.map(({ firstSequenceNumber, lastSequenceNumber, records }) => ({ firstSequenceNumber, lastSequenceNumber, records }))).toEqual([
-      { firstSequenceNumber: '98', lastSequenceNumber: '100', records: 3 },
-      { firstSequenceNumber: '101', lastSequenceNumber: '103', records: 3 },
-      { firstSequenceNumber: '104', lastSequenceNumber: '104', records: 1 },
+    expect(chunks.map(({ sequenceNumbers, runs }) => ({ sequenceNumbers, runs }))).toEqual([
+      {
+        sequenceNumbers: ['98', '100', '104', '99'],
+        runs: [
+          { owner: 'ws_a', firstSequenceNumber: '98', lastSequenceNumber: '104' },
+          { owner: 'ws_b', firstSequenceNumber: '99', lastSequenceNumber: '99' },
+        ],
+      },
+      {
+        sequenceNumbers: ['101', '102', '103'],
+        runs: [
+          { owner: 'ws_c', firstSequenceNumber: '101', lastSequenceNumber: '101' },
+          { owner: 'ws_d', firstSequenceNumber: '102', lastSequenceNumber: '103' },
+        ],
+      },
     ]);
     expect(plain(chunks[0])).toEqual([
-      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 6n * NANO, counters: { 'd#2026-11-22': 6n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: 6n * NANO, counters: { 'h#2026-11-22T10': 6n * NANO } },
+      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 8n * NANO, counters: { 'd#2026-11-22': 8n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO } },
       { item: `ws_b tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
     ]);
@@ -247,10 +258,21 @@ describe('planChunks splits changes into chunks of at most maxItems items', () =
       { item: `ws_d tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_d tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
     ]);
-    expect(plain(chunks[2])).toEqual([
-      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 2n * NANO, counters: { 'd#2026-11-22': 2n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: 2n * NANO, counters: { 'h#2026-11-22T10': 2n * NANO } },
-    ]);
+  });
+
+  test('interleaved subjects: each item is written once per batch while the subjects fit', () => {
+    // Arrange: 1,000 records round-robin over 30 subjects; each subject needs 2 items + 1 checkpoint = 3.
+    const subjects = Array.from({ length: 30 }, (_, i) => `ws_${String(i).padStart(2, '0')}`);
+    const changes: LedgerChange[] = Array.from({ length: 1000 }, (_, i) => ({ sequenceNumber: String(1000 + i), newImage: image({ subject: subjects[i % 30] as string, quantity: '1' }) }));
+
+    // Act
+    const chunks = planChunks(changes, 100);
+
+    // Assert: 30 × 3 = 90 items fit in one transaction.
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]?.updates).toHaveLength(60);
+    expect(chunks[0]?.runs).toHaveLength(30);
+    for (const update of chunks[0]?.updates ?? []) expect(update.total).toBe((update.subject < 'ws_10' ? 34n : 33n) * NANO);
   });
 
   /** The rollup items a change touches, keyed independently of rollups.ts. */
@@ -267,37 +289,51 @@ describe('planChunks splits changes into chunks of at most maxItems items', () =
               ]
             : [],
         );
+  /** The subject a record counts under: the new image's, else the old image's. */
+  const ownerOfChange = (change: LedgerChange) => (change.newImage ?? change.oldImage)?.subject ?? '';
 
-  const cases = [1, 2, 3].flatMap((seed) => [8, 9, 13, 99].map((maxItems) => ({ seed, maxItems })));
+  const cases = [1, 2, 3].flatMap((seed) => [11, 12, 17, 100].map((maxItems) => ({ seed, maxItems })));
 
-  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded, ordered, greedy chunks that sum to the model', ({ seed, maxItems }) => {
+  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded, per-subject ordered, greedy chunks that sum to the model', ({ seed, maxItems }) => {
     // Arrange
     const changes = generateChanges(120, seed);
+    const bySequence = new Map(changes.map((c) => [c.sequenceNumber, c]));
 
     // Act
     const chunks = planChunks(changes, maxItems);
 
-    // Assert: the chunks tile the changes in order, with the right first and last sequence numbers.
-    let offset = 0;
+    // Assert: every record is in exactly one chunk.
+    const planned = chunks.flatMap((c) => c.sequenceNumbers);
+    expect([...planned].sort()).toEqual(changes.map((c) => c.sequenceNumber).sort());
+    // Each subject's records, read chunk after chunk, are its records in stream order.
+    const owners = [...new Set(changes.map(ownerOfChange))];
+    for (const owner of owners) {
+      const inPlan = planned.filter((n) => ownerOfChange(bySequence.get(n) as LedgerChange) === owner);
+      expect(inPlan).toEqual(changes.filter((c) => ownerOfChange(c) === owner).map((c) => c.sequenceNumber));
+    }
     for (const [i, chunk] of chunks.entries()) {
-      const own = changes.slice(offset, offset + chunk.records);
-      expect(chunk.records).toBeGreaterThan(0);
-      expect(chunk.firstSequenceNumber).toBe(own[0]?.sequenceNumber);
-      expect(chunk.lastSequenceNumber).toBe(own.at(-1)?.sequenceNumber);
-      // At most maxItems distinct items are touched, and each item appears once.
+      const own = chunk.sequenceNumbers.map((n) => bySequence.get(n) as LedgerChange);
+      // One run per subject in the chunk, from its first to its last record here.
+      const expectedRuns = [...new Set(own.map(ownerOfChange))].map((owner) => {
+        const mine = own.filter((c) => ownerOfChange(c) === owner);
+        return { owner, firstSequenceNumber: mine[0]?.sequenceNumber, lastSequenceNumber: mine.at(-1)?.sequenceNumber };
+      });
+      expect(chunk.runs).toEqual(expectedRuns);
+      // At most maxItems transaction items: distinct rollup items plus one checkpoint per subject.
       const touched = new Set(own.flatMap(itemsOf));
-      expect(touched.size).toBeLessThanOrEqual(maxItems);
+      expect(touched.size + chunk.runs.length).toBeLessThanOrEqual(maxItems);
       const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}${u.member ? `#${u.member}` : ''}`);
       expect(new Set(written).size).toBe(written.length);
       expect(written.every((item) => touched.has(item))).toBe(true);
       // Greedy: the next chunk's first record would not have fitted into this one.
-      const nextChange = changes[offset + chunk.records];
-      if (i < chunks.length - 1 && nextChange) {
-        expect(new Set([...touched, ...itemsOf(nextChange)]).size).toBeGreaterThan(maxItems);
+      const next = chunks[i + 1]?.sequenceNumbers[0];
+      if (next !== undefined) {
+        const nextChange = bySequence.get(next) as LedgerChange;
+        const items = new Set([...touched, ...itemsOf(nextChange)]).size;
+        const runs = new Set([...chunk.runs.map((r) => r.owner), ownerOfChange(nextChange)]).size;
+        expect(items + runs).toBeGreaterThan(maxItems);
       }
-      offset += chunk.records;
     }
-    expect(offset).toBe(changes.length);
     // The sum over chunks equals the independent model.
     expect(sorted(chunkTotals(chunks))).toEqual(sorted(modelTotals(changes)));
   });
