@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { EVENT_SOURCES } from '../functions/adapters/resources';
 import { GroundTruth, type Granularity } from '../test/support/ground-truth';
+import { type DensityPoint, densityCurve, densityTable } from './density';
 import { renderChart } from './pipeline-chart';
 import { type EventPlan, messages } from './pipeline-events';
 import { CONTENDERS, type Contender, type CountedBuckets, IDLE_STREAM_POLL_MS, type PhaseReport, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
@@ -79,7 +80,11 @@ async function main(): Promise<void> {
   }
   const targets = judge(rows);
   printTable(rows, targets);
-  await writeResults(rows, targets);
+  // Density is what drives the cost: the same aggregate on batches of 1 to 1,000 events per subject.
+  console.log('\nwrite units per event against events per subject in one batch of 10,000 records (ledger 1 + rollups, items priced at their size):');
+  const density = await densityCurve((line) => console.log(line));
+  console.log(densityTable(density));
+  await writeResults(rows, targets, density);
   if (targets.some((t) => !t.pass)) process.exitCode = 1;
 }
 
@@ -389,7 +394,7 @@ function printTable(rows: Row[], targets: Target[]): void {
   for (const t of targets) console.log(`  ${t.pass ? 'PASS' : 'FAIL'}  ${t.scenario.padEnd(6)}  ${t.name}: ${fmt(t.value, t.digits)} (${t.goal})`);
 }
 
-async function writeResults(rows: Row[], targets: Target[]): Promise<void> {
+async function writeResults(rows: Row[], targets: Target[], density: DensityPoint[]): Promise<void> {
   const cpu = cpus();
   const document = {
     benchmark: 'pipeline',
@@ -410,6 +415,7 @@ async function writeResults(rows: Row[], targets: Target[]): Promise<void> {
       prices: PRICES,
     },
     targets,
+    densityCurve: density,
     results: rows.map(({ scenario, contender, label, usersAndGroups, loadAverage, figures, crashed, report }) => ({
       scenario,
       contender,
