@@ -144,7 +144,8 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
  * new image) and one checkpoint, so `maxItems` must be at least 11.
  */
 export function planChunks(changes: readonly LedgerChange[], maxItems: number, closedCycles: ReadonlySet<string> = new Set()): Chunk[] {
-  const isClosed = (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
+  // Most batches know no closed cycle: skip building the key then.
+  const isClosed = closedCycles.size === 0 ? () => false : (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
   const byOwner = new Map<string, LedgerChange[]>();
   for (const change of changes) {
     const owner = ownerOf(change);
