@@ -2,7 +2,6 @@ import { CfnOutput, CfnParameter, Duration, Stack, type StackProps } from 'aws-c
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, type HttpRoute, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { Alarm, ComparisonOperator, type IMetric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { FilterCriteria, FilterRule, StartingPosition } from 'aws-cdk-lib/aws-lambda';
@@ -15,6 +14,7 @@ import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { BUCKETS, EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
 import { DEPLOYED_ROUTES } from '../functions/api';
+import { Operations } from './operations';
 import type { TableName } from './stateful-stack';
 import { type FunctionName, UsageFunction } from './usage-function';
 
@@ -32,8 +32,6 @@ type StreamSource = (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'];
 
 /** Per-account guard rails for the HTTP API; producers with real volume use SQS directly. */
 const API_THROTTLE = { rateLimit: 50, burstLimit: 100 };
-/** Aggregation more than this far behind the ledger means rollups and alerts are stale. */
-const MAX_ITERATOR_AGE = Duration.minutes(5);
 /** Times EventBridge Scheduler retries an invocation the Lambda service refused, before the dead-letter queue. */
 const SCHEDULE_RETRY_ATTEMPTS = 10;
 
@@ -57,6 +55,8 @@ export class StatelessStack extends Stack {
   readonly scheduleRole: Role;
   readonly api: HttpApi;
   readonly apiRoutes: HttpRoute[];
+  /** Alarms (on one SNS topic) and the dashboard. */
+  readonly operations: Operations;
 
   constructor(scope: Construct, id: string, props: StatelessStackProps) {
     super(scope, id, props);
@@ -188,15 +188,18 @@ export class StatelessStack extends Stack {
       accessLogSettings: { destination: new LogGroupLogDestination(accessLogs), format: accessLogFormat() },
     });
 
-    this.alarm('UsageDeadLetters', props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'Usage events moved to the dead-letter queue');
-    this.alarm('AggregateFailures', this.aggregateFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The aggregate mapping gave up on a ledger stream batch');
-    this.alarm('NotifyFailures', this.notifyFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The notify mapping gave up on an alerts stream batch');
-    this.alarm('ExportFailures', this.exportFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'The export mapping gave up on an export job');
-    this.alarm('SchedulerFailures', this.schedulerFailures.metricApproximateNumberOfMessagesVisible({ statistic: 'Maximum' }), 0, 'EventBridge Scheduler could not invoke the scheduler function');
-    this.alarm('AggregateIteratorAge', aggregate.metric('IteratorAge', { statistic: 'Maximum' }), MAX_ITERATOR_AGE.toMilliseconds(), 'Aggregation lags the ledger stream');
-    for (const [name, fn] of Object.entries(this.functions)) {
-      this.alarm(`${fn.node.id}Errors`, fn.metricErrors({ statistic: 'Sum' }), 0, `The ${name} function failed`);
-    }
+    this.operations = new Operations(this, 'Operations', {
+      functions: this.functions,
+      tables,
+      usageQueue: props.usageQueue,
+      deadLetters: {
+        UsageDeadLetters: { queue: props.deadLetterQueue, description: 'Usage events moved to the dead-letter queue' },
+        AggregateFailures: { queue: this.aggregateFailures, description: 'The aggregate mapping gave up on a ledger stream batch' },
+        NotifyFailures: { queue: this.notifyFailures, description: 'The notify mapping gave up on an alerts stream batch' },
+        ExportFailures: { queue: this.exportFailures, description: 'The export mapping gave up on an export job' },
+        SchedulerFailures: { queue: this.schedulerFailures, description: 'EventBridge Scheduler could not invoke the scheduler function' },
+      },
+    });
 
     new CfnOutput(this, 'ApiUrl', { value: stage.url, description: 'HTTP API base URL (Authorization: Bearer <API key>)' });
   }
@@ -228,18 +231,6 @@ export class StatelessStack extends Stack {
       }),
     );
     return failures;
-  }
-
-  private alarm(id: string, metric: IMetric, threshold: number, description: string): Alarm {
-    return new Alarm(this, `${id}Alarm`, {
-      metric,
-      threshold,
-      alarmDescription: description,
-      comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      // No data means nothing happened (no dead letters, no invocations), which is healthy.
-      treatMissingData: TreatMissingData.NOT_BREACHING,
-    });
   }
 }
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CfnElement, Stack } from 'aws-cdk-lib';
+import { App, type CfnElement, Stack } from 'aws-cdk-lib';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
@@ -838,5 +839,74 @@ describe('cdk-nag AwsSolutions', () => {
     const annotations = Annotations.fromStack(stack());
     const messages = [...annotations.findError('*', Match.anyValue()), ...annotations.findWarning('*', Match.anyValue())].map((m) => `${m.id}: ${String(m.entry.data)}`);
     expect(messages).toEqual([]);
+  });
+});
+
+describe('encryption at rest and in transit, in every stack', () => {
+  /** How each resource type that can hold data is encrypted at rest; a new data-holding type fails the test below until it is listed. */
+  const ENCRYPTED_AT_REST: Record<string, (properties: Record<string, unknown>) => boolean> = {
+    'AWS::DynamoDB::Table': (p) => (p.SSESpecification as { SSEEnabled?: boolean } | undefined)?.SSEEnabled === true,
+    'AWS::SQS::Queue': (p) => p.SqsManagedSseEnabled === true || p.KmsMasterKeyId !== undefined,
+    'AWS::S3::Bucket': (p) => p.BucketEncryption !== undefined,
+    'AWS::SNS::Topic': (p) => p.KmsMasterKeyId !== undefined,
+    // CloudWatch Logs always encrypts log data at rest (service-managed AES-256); a retention is what the template decides.
+    'AWS::Logs::LogGroup': (p) => typeof p.RetentionInDays === 'number',
+    'AWS::KMS::Key': (p) => p.EnableKeyRotation === true,
+  };
+  /** Types that hold no data of their own (configuration, code, wiring, alarms). */
+  const WITHOUT_DATA = new Set([
+    'AWS::IAM::Role', 'AWS::IAM::Policy', 'AWS::Lambda::Function', 'AWS::Lambda::EventSourceMapping', 'AWS::Lambda::Permission', 'AWS::SQS::QueuePolicy',
+    'AWS::S3::BucketPolicy', 'AWS::SNS::TopicPolicy', 'AWS::Scheduler::Schedule', 'AWS::ApiGatewayV2::Api', 'AWS::ApiGatewayV2::Integration',
+    'AWS::ApiGatewayV2::Route', 'AWS::ApiGatewayV2::Stage', 'AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'CDK::Metadata',
+  ]);
+
+  it.each([
+    ['stateful', () => stateful],
+    ['stateless', () => stateless],
+  ])('%s: every resource that holds data is encrypted at rest, and no unknown kind of resource exists', (_name, template) => {
+    const resources = Object.entries(template().toJSON().Resources as Record<string, CfnResourceJson>);
+    for (const [logicalId, { Type, Properties }] of resources) {
+      const check = ENCRYPTED_AT_REST[Type];
+      expect([logicalId, Type, check ? 'data' : WITHOUT_DATA.has(Type) ? 'no data' : 'unknown']).not.toContainEqual('unknown');
+      if (check) expect([logicalId, check(Properties ?? {})]).toEqual([logicalId, true]);
+    }
+  });
+
+  it('every table, queue, bucket and topic of the app is counted above', () => {
+    const count = (type: string) => Object.keys({ ...stateful.findResources(type), ...stateless.findResources(type) }).length;
+    expect(count('AWS::DynamoDB::Table')).toBe(Object.keys(TABLES).length);
+    expect(count('AWS::SQS::Queue')).toBe(6);
+    expect(count('AWS::S3::Bucket')).toBe(2);
+    expect(count('AWS::SNS::Topic')).toBe(1);
+  });
+
+  it('the alarm topic refuses plain HTTP, like every queue and bucket', () => {
+    stateless.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Principal: '*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+  });
+});
+
+describe('cdk-nag suppressions', () => {
+  it.each([
+    ['stateful', () => stateful],
+    ['stateless', () => stateless],
+  ])('%s: every acknowledged finding names its rule and gives a reason', (_name, template) => {
+    const resources = Object.values(template().toJSON().Resources as Record<string, CfnResourceJson & { Metadata?: { cdk_nag?: { rules_to_suppress?: { id: string; reason: string }[] } } }>);
+    const rules = resources.flatMap((r) => r.Metadata?.cdk_nag?.rules_to_suppress ?? []);
+    for (const rule of rules) {
+      expect(rule.id).toMatch(/^AwsSolutions-[A-Z]+\d+/);
+      expect(rule.reason.length).toBeGreaterThan(40);
+    }
+  });
+
+  it('the check walks every stack of an app and reports a new finding (a queue without TLS or a dead-letter queue)', () => {
+    const app = new App();
+    new Stack(app, 'Clean');
+    const probe = new Stack(app, 'Probe');
+    new Queue(probe, 'Careless', { encryption: QueueEncryption.SQS_MANAGED });
+    const { violations } = new AwsSolutionsChecks().validateScope(app);
+    const rules = violations.map((v) => `${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(',')}`);
+    expect(rules).toEqual(expect.arrayContaining([expect.stringMatching(/^AwsSolutions-SQS3 Probe\/Careless/), expect.stringMatching(/^AwsSolutions-SQS4 Probe\/Careless/)]));
   });
 });
