@@ -37,12 +37,23 @@ const USAGE = `usage: usage-pipeline <command> [options]
       table; exits 1 on any difference. Reads the tables named by LEDGER_TABLE, ROLLUPS_TABLE,
       SUBJECTS_TABLE and ACCOUNTS_TABLE and the bucket named by REPORTS_BUCKET.
 
+  replay --from dlq|quarantine [--reason REASON] [--subject ID] [--dry-run] [--json]
+      Send messages back to the usage queue once what made them fail is fixed. From the dead-letter
+      queue (USAGE_DLQ_URL): every message, each deleted only after the usage queue (USAGE_QUEUE_URL)
+      took it. From the quarantine (QUARANTINE_TABLE): the entries whose event passes validation now
+      (config, SUBJECTS_TABLE, the clock), each removed once sent; the rest stay, listed with the reason
+      they still fail for. --reason (quarantine only) and --subject select entries; --dry-run lists what
+      would be sent and changes nothing. Replaying twice counts every event once. Prints the counts of
+      replayed, skipped and failed entries and one line per entry (--json: one JSON object); exits 1
+      if any failed. Progress goes to stderr.
+
   report-schema
       Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
       schemas/usage-report.schema.json).
 
-  subjects, grants, keys and audit take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json)
-  for plans and usage types; audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint).
+  subjects, grants, keys, audit and replay take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json)
+  for plans and usage types; audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint);
+  replay takes --sqs-endpoint URL for the local SQS stand-in (READY's sqs.endpoint).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -58,6 +69,8 @@ async function main(argv: string[]): Promise<number> {
       return keys(rest);
     case 'audit':
       return audit(rest);
+    case 'replay':
+      return replay(rest);
     case 'openapi': {
       const { DEPLOYED_ROUTES } = await import('../functions/api');
       const { buildOpenApi } = await import('../functions/openapi');
@@ -278,6 +291,71 @@ async function audit(args: string[]): Promise<number> {
   });
   process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${reportTable(result)}\n`);
   return result.differences === 0 ? 0 : 1;
+}
+
+async function replay(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      from: { type: 'string' },
+      reason: { type: 'string' },
+      subject: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      'sqs-endpoint': { type: 'string' },
+      ...ADMIN_OPTIONS,
+    },
+    strict: true,
+  });
+  const { REJECTION_REASONS } = await import('../functions/core/envelope');
+  if (values.from !== 'dlq' && values.from !== 'quarantine') throw new UsageError(`--from must be dlq or quarantine, got "${values.from ?? ''}"`);
+  if (values.reason !== undefined && values.from === 'dlq') throw new UsageError('--reason selects quarantine entries; dead-letter messages have no reason');
+  const reason = values.reason === undefined ? undefined : REJECTION_REASONS.find((r) => r === values.reason);
+  if (values.reason !== undefined && !reason) throw new UsageError(`--reason must be one of ${REJECTION_REASONS.join(', ')}; got "${values.reason}"`);
+  if (values.subject !== undefined && (values.subject.length === 0 || values.subject.length > 128)) throw new UsageError('--subject must be 1-128 characters');
+
+  const { QUEUES } = await import('../functions/adapters/resources');
+  if (values['sqs-endpoint']) {
+    const { GetQueueUrlCommand, SQSClient } = await import('@aws-sdk/client-sqs');
+    const { localQueueName } = await import('../local/bootstrap');
+    process.env.AWS_ENDPOINT_URL_SQS = values['sqs-endpoint'];
+    process.env.AWS_REGION ??= 'us-east-1';
+    process.env.AWS_ACCESS_KEY_ID ??= 'local';
+    process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
+    const sqs = new SQSClient({});
+    for (const definition of [QUEUES.usageEvents, QUEUES.deadLetter]) {
+      process.env[definition.envVar] ??= (await sqs.send(new GetQueueUrlCommand({ QueueName: localQueueName(definition) }))).QueueUrl;
+    }
+    sqs.destroy();
+  }
+  const deps = await adminContext(values);
+  const { appContext } = await import('../functions/adapters/app-context');
+  const { requireEnv } = await import('../functions/adapters/dynamodb');
+  const { SqsUsageQueue, createSqsClient } = await import('../functions/adapters/usage-queue');
+  const { replayDeadLetters, replayQuarantine, replayTable } = await import('../functions/core/replay');
+  const { progressBar } = await import('../local/progress');
+  const sqs = createSqsClient();
+  const queue = new SqsUsageQueue(sqs, requireEnv(QUEUES.usageEvents.envVar));
+  let bar: ReturnType<typeof progressBar> | undefined;
+  const options = {
+    dryRun: values['dry-run'],
+    onProgress: (done: number, total: number) => {
+      bar ??= progressBar(`replay ${values.from}`, total);
+      bar.tick(done);
+    },
+  };
+  const subject = values.subject === undefined ? {} : { subject: values.subject };
+  let result;
+  if (values.from === 'dlq') {
+    const { SqsDeadLetterQueue } = await import('../functions/adapters/dead-letter-queue');
+    result = await replayDeadLetters(subject, options, { dlq: new SqsDeadLetterQueue(sqs, requireEnv(QUEUES.deadLetter.envVar)), queue });
+  } else {
+    result = await replayQuarantine({ ...subject, ...(reason ? { reason } : {}) }, options, { quarantine: appContext.quarantine(), queue, config: deps.config, subjects: deps.subjects, clock: deps.clock });
+  }
+  bar?.end();
+  sqs.destroy();
+  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${replayTable(result)}\n`);
+  return result.failed === 0 ? 0 : 1;
 }
 
 /** Validates command-line options against the schema the API uses; the first problem names its option. */

@@ -5,6 +5,7 @@ import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
+import { ORIGINAL_SENT_AT_ATTRIBUTE } from './adapters/usage-queue';
 import { ingestMessages } from './core/ingest';
 
 /** SQS → validate → ledger (or quarantine). Only messages whose writes failed are redelivered. */
@@ -18,6 +19,8 @@ async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {
   });
   metrics.addMetric('EventsAccepted', MetricUnit.Count, result.accepted);
   metrics.addMetric('DuplicatesInBatch', MetricUnit.Count, result.duplicatesInBatch);
+  // The total beside the per-reason counts below: the quarantine-rate alarm divides it by what was received.
+  metrics.addMetric('EventsQuarantined', MetricUnit.Count, result.quarantined.length);
   const byReason = new Map<string, number>();
   for (const record of result.quarantined) {
     byReason.set(record.reason, (byReason.get(record.reason) ?? 0) + 1);
@@ -35,7 +38,10 @@ async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {
 
 function toQueueMessage(record: SQSRecord) {
   const sent = Number(record.attributes.SentTimestamp);
-  return { messageId: record.messageId, body: record.body, sentAt: new Date(Number.isFinite(sent) ? sent : Date.now()).toISOString() };
+  const sentAt = Number.isFinite(sent) ? sent : Date.now();
+  // A replayed message keeps the time it was first sent, so the message sent last still wins.
+  const original = Date.parse(record.messageAttributes?.[ORIGINAL_SENT_AT_ATTRIBUTE]?.stringValue ?? '');
+  return { messageId: record.messageId, body: record.body, sentAt: new Date(original < sentAt ? original : sentAt).toISOString() };
 }
 
 export const handler = middy(ingest).use(injectLambdaContext(logger)).use(logMetrics(metrics));

@@ -45,16 +45,18 @@ export async function createBucket(client: S3Client): Promise<string> {
   return localBucketName;
 }
 
+export const localQueueName = (definition: { name: string }) => `usage-pipeline-${definition.name}`;
+
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {
   const retention = (days: number) => String(days * 86_400);
   const { QueueUrl: dlqUrl } = await client.send(
-    new CreateQueueCommand({ QueueName: `usage-pipeline-${QUEUES.deadLetter.name}`, Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays) } }),
+    new CreateQueueCommand({ QueueName: localQueueName(QUEUES.deadLetter), Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays) } }),
   );
   if (!dlqUrl) throw new Error('dead-letter queue was not created');
   const { Attributes } = await client.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }));
   const { QueueUrl: queueUrl } = await client.send(
     new CreateQueueCommand({
-      QueueName: `usage-pipeline-${QUEUES.usageEvents.name}`,
+      QueueName: localQueueName(QUEUES.usageEvents),
       Attributes: {
         VisibilityTimeout: String(visibilityTimeoutSeconds),
         MessageRetentionPeriod: retention(QUEUES.usageEvents.retentionDays),

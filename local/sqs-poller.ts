@@ -71,6 +71,7 @@ export class SqsPoller {
           MaxNumberOfMessages: Math.min(10, batchSize - messages.length),
           WaitTimeSeconds: messages.length === 0 ? 1 : 0,
           MessageSystemAttributeNames: ['All'],
+          MessageAttributeNames: ['All'],
         }),
       );
       if (messages.length === 0 && Messages.length === 0) {
@@ -119,7 +120,9 @@ export class SqsPoller {
         SenderId: a.SenderId ?? 'local',
         ApproximateFirstReceiveTimestamp: a.ApproximateFirstReceiveTimestamp ?? String(Date.now()),
       },
-      messageAttributes: {},
+      messageAttributes: Object.fromEntries(
+        Object.entries(message.MessageAttributes ?? {}).map(([name, value]) => [name, { dataType: value.DataType ?? 'String', ...(value.StringValue !== undefined ? { stringValue: value.StringValue } : {}) }]),
+      ),
       md5OfBody: message.MD5OfBody ?? '',
       eventSource: 'aws:sqs',
       eventSourceARN: this.options.queueArn,

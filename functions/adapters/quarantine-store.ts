@@ -1,5 +1,6 @@
-import { type DynamoDBDocumentClient, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import type { Quarantine, QuarantineRecord } from '../core/ports';
+import { BatchWriteCommand, type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/ports';
+import { backoff } from './dynamodb';
 import { batchPut } from './batch-write';
 import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
 
@@ -11,7 +12,7 @@ const MAX_BODY_CHARS = 300_000;
  * Quarantined events: pk = subject (or "-"), sk = sentAt#messageId#index. The key depends only on
  * the message, so a redelivered message rewrites its records instead of adding new ones.
  */
-export class DynamoQuarantine implements Quarantine {
+export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
@@ -42,6 +43,56 @@ export class DynamoQuarantine implements Quarantine {
       .sort((a, b) => (a.sentAt === b.sentAt ? a.messageId.localeCompare(b.messageId) || a.index - b.index : a.sentAt < b.sentAt ? 1 : -1))
       .slice(0, limit);
   }
+
+  async count(filter: ReplayFilter): Promise<number> {
+    let total = 0;
+    for await (const page of this.pages(filter, { Select: 'COUNT' })) total += page.Count ?? 0;
+    return total;
+  }
+
+  async *entries(filter: ReplayFilter): AsyncIterable<QuarantineRecord[]> {
+    for await (const page of this.pages(filter, {})) yield (page.Items ?? []).map(toRecord);
+  }
+
+  async remove(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
+    const failed: QuarantineRecord[] = [];
+    for (let i = 0; i < records.length; i += 25) {
+      let pending = records.slice(i, i + 25).map((record) => ({ record, key: keyOf(record) }));
+      for (let attempt = 0; attempt < 8 && pending.length > 0; attempt++) {
+        if (attempt > 0) await backoff(attempt);
+        try {
+          const response = await this.client.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: pending.map(({ key }) => ({ DeleteRequest: { Key: key } })) } }));
+          const left = new Set((response.UnprocessedItems?.[this.tableName] ?? []).map((r) => `${String(r.DeleteRequest?.Key?.pk)}\u0000${String(r.DeleteRequest?.Key?.sk)}`));
+          pending = pending.filter(({ key }) => left.has(`${key.pk}\u0000${key.sk}`));
+        } catch {
+          // The SDK has retried already; the next attempt may still get through.
+        }
+      }
+      failed.push(...pending.map(({ record }) => record));
+    }
+    return { failed };
+  }
+
+  /** The filter's pages: a query of the subject's partition, else a scan; the reason as a filter expression. */
+  private async *pages(filter: ReplayFilter, extra: Pick<QueryCommandInput, 'Select'>) {
+    const reason = filter.reason === undefined ? {} : { FilterExpression: '#reason = :reason', ExpressionAttributeNames: { '#reason': 'reason' } };
+    const values = { ...(filter.subject === undefined ? {} : { ':pk': filter.subject }), ...(filter.reason === undefined ? {} : { ':reason': filter.reason }) };
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const input = { TableName: this.tableName, ExclusiveStartKey, ...reason, ...extra, ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}) };
+      const page =
+        filter.subject === undefined
+          ? await this.client.send(new ScanCommand(input))
+          : await this.client.send(new QueryCommand({ ...input, KeyConditionExpression: 'pk = :pk' }));
+      yield page;
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+  }
+}
+
+function keyOf(record: QuarantineRecord): { pk: string; sk: string } {
+  const { pk, sk } = toItem(record);
+  return { pk, sk };
 }
 
 function toItem(record: QuarantineRecord) {
@@ -71,5 +122,6 @@ function toRecord(item: Record<string, unknown>): QuarantineRecord {
     sentAt: String(item.sentAt),
     receivedAt: String(item.receivedAt),
     body: String(item.body),
+    ...(item.bodyTruncated === true ? { bodyTruncated: true } : {}),
   };
 }

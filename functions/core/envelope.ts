@@ -175,7 +175,7 @@ export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
 
 /** Date.parse rolls 2026-02-30 over into March; an event time must name a real calendar instant. */
 /** The envelope, when `raw` meets every rule of envelopeSchema (and so the schema would accept it); else undefined. */
-function wellFormed(raw: unknown): Envelope | undefined {
+export function wellFormed(raw: unknown): Envelope | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
   const e = raw as Record<string, unknown>;
   const data = e.data as Record<string, unknown> | null | undefined;

@@ -1,12 +1,41 @@
+import type { RejectionReason } from './envelope';
+
+/**
+ * Every code a request can be refused with, beside the reasons an event is rejected for (REJECTION_REASONS,
+ * which POST …/usages answers with too). README's bad-input catalog lists each; a test holds the two together.
+ */
+export const ERROR_CODES = [
+  'invalid_parameter',
+  'invalid_json',
+  'range_too_large',
+  'invalid_cursor',
+  'subject_mismatch',
+  'too_many_events',
+  'unknown_plan',
+  'unknown_usage_type',
+  'clock_backwards',
+  'missing_api_key',
+  'invalid_api_key',
+  'forbidden_scope',
+  'forbidden_workspace',
+  'unknown_workspace',
+  'unknown_api_key',
+  'unknown_export',
+  'route_not_found',
+  'billing_anchor_fixed',
+  'internal_error',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number] | RejectionReason;
+
 /** Errors that cross into responses carry a stable machine-readable code; the HTTP edge maps them to status. */
 export abstract class DomainError extends Error {
-  abstract readonly code: string;
+  abstract readonly code: ErrorCode;
 }
 
 export class InvalidRequestError extends DomainError {
   override readonly name = 'InvalidRequestError';
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
@@ -16,7 +45,7 @@ export class InvalidRequestError extends DomainError {
 export class NotFoundError extends DomainError {
   override readonly name = 'NotFoundError';
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
@@ -26,7 +55,7 @@ export class NotFoundError extends DomainError {
 export class ConflictError extends DomainError {
   override readonly name = 'ConflictError';
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
@@ -37,7 +66,7 @@ export class ConflictError extends DomainError {
 export class UnauthorizedError extends DomainError {
   override readonly name = 'UnauthorizedError';
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
@@ -48,7 +77,7 @@ export class UnauthorizedError extends DomainError {
 export class ForbiddenError extends DomainError {
   override readonly name = 'ForbiddenError';
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);

@@ -39,6 +39,15 @@ function numberToPlainString(value: number): string {
   if (!Number.isFinite(value)) return 'NaN';
   const text = String(value);
   if (!/e/i.test(text)) return text;
-  // 1e-7 → "0.0000001"; 1e21 → "1000000000000000000000"
-  return value.toFixed(20).replace(/\.?0+$/, '');
+  // Beyond 1e21 a double no longer holds a whole number of units anyone meant: refused, as its text is not plain.
+  if (Math.abs(value) >= 1e21) return text;
+  // Shift the decimal point of the shortest round-trip form by its exponent, digit by digit:
+  // 1e-7 → "0.0000001", 1.5e-21 → "0.0000000000000000000015" (too precise, so refused), 1e21 → "1" + 21 zeros.
+  const [mantissa = '', exponent = '0'] = text.toLowerCase().split('e');
+  const negative = mantissa.startsWith('-');
+  const [whole = '', fraction = ''] = mantissa.replace('-', '').split('.');
+  const digits = whole + fraction;
+  const point = whole.length + Number(exponent);
+  const plain = point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return `${negative ? '-' : ''}${plain}`;
 }

@@ -47,7 +47,7 @@ describe('toNanoUnits and toDecimalString', () => {
     expect(toDecimalString(sum)).toBe('1');
   });
 
-  test.each([['0.0000000001'], ['1.1234567891'], [0.0000000001], [1.0000000001], [1e-10]])('%p has more than 9 decimals → undefined', (input) => {
+  test.each([['0.0000000001'], ['1.1234567891'], [0.0000000001], [1.0000000001], [1e-10], [1e-21], [1.5e-21], [-3e-25], [5e-324]])('%p has more than 9 decimals → undefined', (input) => {
     expect(FRACTION_DIGITS).toBe(9);
     expect(toNanoUnits(input)).toBeUndefined();
   });
@@ -56,6 +56,7 @@ describe('toNanoUnits and toDecimalString', () => {
     [1e-7, 100n],
     [1.5e-7, 150n],
     [5e-9, 5n],
+    [-2.5e-8, -25n],
     [1e20, 100_000_000_000_000_000_000_000_000_000n],
   ])('the number %p, which JavaScript may print with an exponent, is %p nano-units', (input, units) => {
     expect(toNanoUnits(input)).toBe(units);
