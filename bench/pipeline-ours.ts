@@ -62,7 +62,7 @@ function markVisible(event: LedgerStreamEvent, response: LedgerStreamResponse, h
  * ledger's answers only after IDLE_STREAM_POLL_MS. The ledger's own polls are untouched. Must run before
  * startLocal builds its streams client.
  */
-function slowIdlePollsOfOtherStreams(ledgerTable: string): void {
+export function slowIdlePollsOfOtherStreams(ledgerTable: string): void {
   // DynamoDB Local's shard iterators begin with their stream's ARN: arn:…:table/NAME/stream/…|…
   const ledgerStream = `:table/${ledgerTable}/stream/`;
   const send = DynamoDBStreamsClient.prototype.send as (this: DynamoDBStreamsClient, command: unknown) => Promise<unknown>;

@@ -187,7 +187,7 @@ function tumblingWindow(seconds: number) {
   };
 }
 
-function toLambdaRecord(record: _Record, streamArn: string): DynamoDBRecord {
+export function toLambdaRecord(record: _Record, streamArn: string): DynamoDBRecord {
   const d = record.dynamodb;
   return {
     eventID: record.eventID,

@@ -46,6 +46,10 @@ export function loadConfigFile(path: string): Config {
 const dynamoClient = once(() => new DynamoDBClient({ maxAttempts: 8 }));
 const documentClient = once(() => createDocumentClient(dynamoClient()));
 const s3Client = once(() => createS3Client());
+const sesClient = once(() => createSesClient());
+
+/** The SDK clients the handlers share, one of each per process; fault-injection tests add middleware to their stacks. */
+export const awsClients = { dynamodb: dynamoClient, ses: sesClient, s3: s3Client };
 
 let clock: Clock = { now: () => new Date() };
 
@@ -59,7 +63,7 @@ export const appContext = {
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
   alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),
   apiKeys: once(() => new DynamoApiKeys(documentClient(), requireEnv(TABLES.apiKeys.envVar))),
-  email: once(() => new SesEmailSender(createSesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),
+  email: once(() => new SesEmailSender(sesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),
   s3: s3Client,
   reportsBucket: once(() => requireEnv(BUCKETS.reports.envVar)),
   reports: once(() => new S3Reports(s3Client(), requireEnv(BUCKETS.reports.envVar))),
