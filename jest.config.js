@@ -1,4 +1,4 @@
-// Three suites, each runnable alone: `npx jest --selectProjects unit|integration|infra`.
+// Four suites, each runnable alone: `npx jest --selectProjects unit|integration|infra|browser`.
 const transform = {
   '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }],
 };
@@ -11,5 +11,7 @@ export default {
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
     { ...common, displayName: 'infra', testMatch: ['<rootDir>/test/infra/**/*.test.ts'] },
+    // The dashboard in Debian's Chromium (/usr/bin/chromium) against the local stack.
+    { ...common, displayName: 'browser', testMatch: ['<rootDir>/test/browser/**/*.test.ts'] },
   ],
 };

@@ -2,10 +2,11 @@ import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { App, type AppProps, Validations } from 'aws-cdk-lib';
+import { App, type AppProps, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { type Config, ConfigError, parseConfig } from '../functions/core/config';
-import { acknowledgeNagFindings } from '../lib/nag-suppressions';
+import { DashboardSite } from '../lib/dashboard-site';
+import { acknowledgeDashboardNagFindings, acknowledgeNagFindings } from '../lib/nag-suppressions';
 import { StatefulStack } from '../lib/stateful-stack';
 import { StatelessStack } from '../lib/stateless-stack';
 
@@ -15,6 +16,7 @@ export interface UsagePipelineApp {
   app: App;
   stateful: StatefulStack;
   stateless: StatelessStack;
+  dashboard: DashboardSite;
 }
 
 /**
@@ -38,9 +40,12 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
     configFile: deployableConfigFile(configFile, config),
   });
 
+  const dashboard = new DashboardSite(new Stack(app, 'UsagePipeline-Dashboard', { description: 'Usage pipeline: the dashboard (S3 + CloudFront, /v1/* to the HTTP API)' }), 'Site', { api: stateless.api });
+
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
   acknowledgeNagFindings(stateful, stateless);
-  return { app, stateful, stateless };
+  acknowledgeDashboardNagFindings(dashboard);
+  return { app, stateful, stateless, dashboard };
 }
 
 /**

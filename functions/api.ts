@@ -12,7 +12,7 @@ import { type Access, type Principal, authenticate, authorize, createKey, keyBod
 import { exportRequestSchema, exportView, requestExport } from './core/exports';
 import { buildCycleReport } from './core/reports';
 import { presignDownload } from './adapters/s3';
-import { NotFoundError } from './core/errors';
+import { InvalidRequestError, NotFoundError } from './core/errors';
 import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
 import { addGrant, grantBodySchema, parseBody, parseQuery, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
@@ -41,7 +41,16 @@ function callerOf(caller: Principal | undefined): Principal {
 function workspaceId(event: APIGatewayProxyEventV2): string {
   const id = event.pathParameters?.id;
   if (!id) throw new NotFoundError('unknown_workspace', 'workspace id is missing');
-  return decodeURIComponent(id);
+  return pathParameter(id);
+}
+
+/** A path parameter as the caller meant it; a malformed percent-encoding is the caller's mistake, not a 500. */
+function pathParameter(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new InvalidRequestError('invalid_parameter', 'a path parameter has a malformed percent-encoding');
+  }
 }
 
 const getUsage: Route = async (event) => {
@@ -131,7 +140,7 @@ const postExport: Route = async (event, caller) =>
 const getExport: Route = async (event, caller) =>
   json(
     200,
-    await exportView(decodeURIComponent(event.pathParameters?.exportId ?? ''), callerOf(caller), {
+    await exportView(pathParameter(event.pathParameters?.exportId ?? ''), callerOf(caller), {
       exports: appContext.exports(),
       downloadUrl: (job) => presignDownload(appContext.s3(), appContext.reportsBucket(), job.key ?? '', `${job.id}.${job.request.format}`),
     }),
@@ -139,13 +148,19 @@ const getExport: Route = async (event, caller) =>
 
 const getOpenApi: Route = async () => json(200, openApiDocument());
 
+/** Who the key is: a client signing in with a key learns its scope and, for a workspace key, its workspace. */
+const getMe: Route = async (_event, caller) => {
+  const { keyId, scope, subject } = callerOf(caller);
+  return json(200, { keyId, scope, ...(subject ? { subject } : {}) });
+};
+
 const postKey: Route = async (event) =>
   json(201, await createKey(parseBody(keyBodySchema, event.body), { keys: appContext.apiKeys(), subjects: appContext.subjects(), clock: appContext.clock() }));
 
 const getKeys: Route = async () => json(200, { keys: await listKeys({ keys: appContext.apiKeys() }) });
 
 const deleteKey: Route = async (event) =>
-  json(200, await revokeKey(decodeURIComponent(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
+  json(200, await revokeKey(pathParameter(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
 
 const advanceTestClock: Route = async (event) => {
   const clock = appContext.testClock();
@@ -171,6 +186,7 @@ export const ROUTES = [
   { method: 'POST', path: '/v1/workspaces/{id}/grants', access: 'admin', handler: postGrant },
   { method: 'GET', path: '/v1/workspaces/{id}/closes', access: 'workspace-read', handler: listCloses },
   { method: 'GET', path: '/v1/usage-types', access: 'any', handler: listUsageTypes },
+  { method: 'GET', path: '/v1/me', access: 'any', handler: getMe },
   { method: 'GET', path: '/v1/quarantine', access: 'admin', handler: listQuarantine },
   { method: 'POST', path: '/v1/keys', access: 'admin', handler: postKey },
   { method: 'GET', path: '/v1/keys', access: 'admin', handler: getKeys },

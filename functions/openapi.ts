@@ -254,6 +254,10 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     summary: 'Configured usage types',
     responses: { 200: { description: 'usage types', schema: z.object({ usageTypes: z.array(z.object({ id: z.string(), unit: z.string(), allowFractions: z.boolean() })) }) } },
   },
+  'GET /v1/me': {
+    summary: 'The calling key: its scope and, for a workspace key, its workspace',
+    responses: { 200: { description: 'the key', schema: z.object({ keyId: z.string(), scope: z.enum(SCOPES), subject: z.string().optional() }) } },
+  },
   'GET /v1/quarantine': {
     summary: 'Rejected events with their reason (admin)',
     query: quarantineQuerySchema,

@@ -1,12 +1,24 @@
-import { type IncomingMessage, type Server, createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { extname, join, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { SECURITY_HEADERS } from '../dashboard/site';
 
 /** Serves the API handler over HTTP the way API Gateway's HTTP API (payload 2.0) calls it. */
 export type ApiHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResultV2>;
 
-export async function startApiServer(options: { port: number; handler: ApiHandler; context: () => Context }): Promise<{ url: string; server: Server; stop(): Promise<void> }> {
+/**
+ * The API under /v1 (and its /openapi.json), and with `staticRoot` the dashboard's build at every other
+ * path, as CloudFront serves them in AWS: one origin, so the page calls the API without CORS.
+ */
+export async function startApiServer(options: { port: number; handler: ApiHandler; context: () => Context; staticRoot?: string }): Promise<{ url: string; server: Server; stop(): Promise<void> }> {
+  const staticRoot = options.staticRoot;
   const server = createServer(async (request, response) => {
     try {
+      if (staticRoot && !isApiPath(request.url ?? '/') && (request.method === 'GET' || request.method === 'HEAD')) {
+        await serveStatic(staticRoot, request, response);
+        return;
+      }
       const event = await toEvent(request);
       const result = (await options.handler(event, options.context())) as APIGatewayProxyStructuredResultV2;
       response.writeHead(result.statusCode ?? 200, (result.headers ?? {}) as Record<string, string>);
@@ -30,6 +42,63 @@ export async function startApiServer(options: { port: number; handler: ApiHandle
       server.close(() => resolve());
     }),
   };
+}
+
+/** Paths the API answers; everything else belongs to the dashboard. */
+export function isApiPath(url: string): boolean {
+  const path = url.split('?')[0] ?? '/';
+  return path === '/v1' || path.startsWith('/v1/') || path === '/openapi.json';
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+
+/**
+ * A file of the build, or index.html for a page path (no extension) that is not a file: the page
+ * routes itself. A path that resolves outside the root is refused; a missing asset is a 404, never
+ * the page in its place. Hashed assets are cached for good, index.html never.
+ */
+async function serveStatic(root: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const base = resolve(root);
+  let path: string;
+  try {
+    path = decodeURIComponent(new URL(request.url ?? '/', 'http://local').pathname);
+  } catch {
+    return plain(response, 400, 'bad request');
+  }
+  const file = resolve(join(base, path));
+  if (path.includes('\0') || (file !== base && !file.startsWith(base + sep))) return plain(response, 404, 'not found');
+  let target = file;
+  const found = await stat(file).catch(() => undefined);
+  if (!found?.isFile()) {
+    if (extname(path) !== '') return plain(response, 404, 'not found');
+    target = join(base, 'index.html');
+  }
+  const body = await readFile(target);
+  const immutable = target.startsWith(join(base, 'assets') + sep);
+  response.writeHead(200, {
+    'content-type': CONTENT_TYPES[extname(target)] ?? 'application/octet-stream',
+    'content-length': body.length,
+    'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+    ...SECURITY_HEADERS,
+  });
+  response.end(request.method === 'HEAD' ? undefined : body);
+}
+
+function plain(response: ServerResponse, status: number, text: string): void {
+  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS });
+  response.end(text);
 }
 
 async function toEvent(request: IncomingMessage): Promise<APIGatewayProxyEventV2> {

@@ -150,7 +150,101 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   const closes = await closeTheCycle(stack, out);
   const emailsMatch = await crossThresholds(stack, out);
   const reportsMatch = await showReports(stack, out, closes.closed);
+  await showDashboard(stack, out);
+  if (process.stdin.isTTY) {
+    out('serving the API and the dashboard until Ctrl-C');
+    await new Promise(() => undefined); // the CLI stops the stack on SIGINT
+  }
   return allMatch && closes.consistent && emailsMatch && reportsMatch;
+}
+
+/** The dashboard's own data: lively use in every workspace's current cycle, then where to open it and a key to sign in with. */
+async function showDashboard(stack: LocalStack, out: (line: string) => void): Promise<void> {
+  const sent = await loadDashboardUsage(stack);
+  const keys = stack.config.apiKeys.filter((k) => k.scope !== 'admin');
+  out('');
+  out(`${sent.length} more events with users, groups and channels in each workspace's current cycle, for the dashboard:`);
+  out(`  dashboard: ${stack.ready.api}/`);
+  for (const key of keys) out(`  sign in with ${key.key}  (${key.scope === 'workspace' ? `workspace ${key.subject ?? ''}` : key.scope})`);
+}
+
+const DASHBOARD_USERS = ['ana', 'ben', 'chen', 'dara', 'eli', 'fatima', 'gus', 'hana', 'ivan', 'jo', 'kai', 'lena'];
+const DASHBOARD_GROUPS = ['research', 'support', 'growth', 'platform', 'design', 'data', 'sales'];
+/** How fast each workspace spends its monthly allowance, as a share of the pace that uses it up exactly at cycle end. */
+const DASHBOARD_PACE: Record<string, number> = { ws_acme: 1.3, ws_globex: 0.55, ws_initech: 0.8 };
+
+export interface DashboardEvent {
+  specversion: '1.0';
+  id: string;
+  source: string;
+  type: string;
+  subject: string;
+  time: string;
+  data: { usageType: string; quantity: number; userId: string; groupId: string; channel?: string };
+}
+
+/**
+ * Use for the dashboard to show: in each workspace's current cycle so far (as of the local clock), tokens and
+ * images from twelve users in seven groups (a few heavy users, a long tail), over every channel and some
+ * with none, a share of it in the last 24 hours, at DASHBOARD_PACE of the plan's monthly limit. Sends it
+ * through SQS, waits until it is counted, and returns what it sent (the tests' ground truth).
+ */
+export async function loadDashboardUsage(stack: LocalStack, eventsPerUsageType = 160): Promise<DashboardEvent[]> {
+  const rand = random(7);
+  const now = stack.clock.now().getTime();
+  const events: DashboardEvent[] = [];
+  const weights = DASHBOARD_USERS.map((_, i) => 1 / (i + 1));
+  const pickUser = () => {
+    let r = rand() * weights.reduce((a, b) => a + b, 0);
+    for (let i = 0; i < weights.length; i++) if ((r -= weights[i] ?? 0) <= 0) return i;
+    return weights.length - 1;
+  };
+  const pickChannel = () => {
+    const r = rand();
+    return r < 0.4 ? 'ui' : r < 0.72 ? 'api' : r < 0.86 ? 'cli' : r < 0.96 ? 'mcp' : undefined;
+  };
+  for (const subject of stack.config.subjects) {
+    const plan = stack.config.plans.find((p) => p.id === subject.plan);
+    const cycle = cycleContaining(new Date(now), subject);
+    const start = Date.parse(cycle.start);
+    const elapsed = now - 60_000 - start;
+    if (!plan || elapsed <= 0) continue;
+    for (const usageType of ['tokens', 'images']) {
+      const limit = plan.quotas[usageType]?.monthlyLimit;
+      if (limit === undefined) continue;
+      const target = Math.round((limit * (DASHBOARD_PACE[subject.id] ?? 0.5) * elapsed) / (Date.parse(cycle.end) - start));
+      const count = Math.min(eventsPerUsageType, target);
+      const shares = Array.from({ length: count }, () => 0.2 + rand());
+      const sum = shares.reduce((a, b) => a + b, 0);
+      const quantities = shares.map((share) => Math.max(1, Math.floor((share / sum) * target)));
+      for (let i = 0; i < count; i++) {
+        // A sixth of the events in the last 24 hours (within the cycle), the rest over the cycle so far.
+        const span = i % 6 === 0 ? Math.min(elapsed, 86_400_000) : elapsed;
+        const user = pickUser();
+        const channel = pickChannel();
+        events.push({
+          specversion: '1.0',
+          id: `dash-${subject.id}-${usageType}-${i}`,
+          source: '//demo/dashboard',
+          type: 'com.example.usage.recorded',
+          subject: subject.id,
+          time: new Date(now - 60_000 - Math.floor(rand() * span)).toISOString(),
+          data: { usageType, quantity: quantities[i] ?? 1, userId: DASHBOARD_USERS[user] ?? 'ana', groupId: DASHBOARD_GROUPS[user % DASHBOARD_GROUPS.length] ?? 'research', ...(channel ? { channel } : {}) },
+        });
+      }
+    }
+  }
+  const sqs = new SQSClient({ region: stack.ready.region, endpoint: stack.ready.sqs.endpoint, credentials: LOCAL_CREDENTIALS });
+  try {
+    for (let i = 0; i < events.length; i += 10) {
+      const entries = events.slice(i, i + 10).map((event, j) => ({ Id: String(j), MessageBody: JSON.stringify(event) }));
+      await sqs.send(new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: entries }));
+    }
+  } finally {
+    sqs.destroy();
+  }
+  await stack.settle();
+  return events;
 }
 
 interface ClosedCycle {

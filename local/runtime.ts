@@ -17,6 +17,7 @@ import { InvalidRequestError } from '../functions/core/errors';
 import type { SchedulerEvent } from '../functions/scheduler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
+import { ensureDashboardBuilt } from './dashboard';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from './stand-ins';
@@ -97,7 +98,13 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.length = 0;
   };
   try {
-    const [dynamo, sqsStandIn, sesStandIn] = await Promise.all([startDynamoDbLocal({ persistDir: options.persistDir, region: REGION }), startSqsStandIn({ region: REGION }), startSesStandIn()]);
+    // The dashboard is built (only when missing or stale) while Java starts; without it the API still runs.
+    const [dynamo, sqsStandIn, sesStandIn, dashboard] = await Promise.all([
+      startDynamoDbLocal({ persistDir: options.persistDir, region: REGION }),
+      startSqsStandIn({ region: REGION }),
+      startSesStandIn(),
+      ensureDashboardBuilt((line) => console.error(line)).catch((error: unknown) => void console.error(`the dashboard could not be built: ${error instanceof Error ? error.message : String(error)}`)),
+    ]);
     stops.push(dynamo.stop, sqsStandIn.stop, sesStandIn.stop);
 
     // The SDK reads these, so handler modules build their clients against the stand-ins unchanged.
@@ -190,7 +197,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     timer.unref();
     stops.push(async () => clearInterval(timer));
 
-    const server = await startApiServer({ port: options.port ?? 0, handler: api as ApiHandler, context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds) });
+    const server = await startApiServer({ port: options.port ?? 0, handler: api as ApiHandler, context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds), ...(dashboard ? { staticRoot: dashboard } : {}) });
     stops.push(server.stop);
 
     const queueDepth = async () => {

@@ -327,6 +327,7 @@ describe('tenant isolation', () => {
       { method: 'POST', path: `/v1/workspaces/${W}/grants`, body: { id: 'isolation-bonus', kind: 'bonus', usageType: 'tokens', amount: 10 }, allowed: ['admin'] },
       { method: 'GET', path: `/v1/workspaces/${W}/closes`, allowed: READERS },
       { method: 'GET', path: '/v1/usage-types', allowed: ALL },
+      { method: 'GET', path: '/v1/me', allowed: ALL },
       { method: 'GET', path: '/v1/quarantine', allowed: ['admin'] },
       { method: 'POST', path: '/v1/keys', body: { scope: 'workspace', subject: W, name: 'isolation' }, allowed: ['admin'] },
       { method: 'GET', path: '/v1/keys', allowed: ['admin'] },
@@ -392,7 +393,7 @@ describe('tenant isolation', () => {
         checked++;
       }
     }
-    expect(checked).toBe(19 * (denied.length + ALL.length));
+    expect(checked).toBe(20 * (denied.length + ALL.length));
   });
 
   test('a workspace key reads its own workspace\'s numbers, which match what admin reads', async () => {

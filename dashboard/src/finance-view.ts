@@ -1,0 +1,106 @@
+import { type Api, ApiError } from './api';
+import { formatAmount } from './cards';
+import { h, replace } from './dom';
+import { rankingTable } from './ranking';
+import type { ExportView, UsageType } from './types';
+import { titleCase } from './workspace-view';
+
+const RANKING_PAGE = 10;
+const POLL_MS = 1000;
+/** How long the page waits for an export before it says so (the export itself goes on). */
+const POLL_LIMIT = 300;
+
+/** Finance: workspaces ranked by use in their own cycle, and exports of hourly or daily usage. */
+export function financeView(api: Api, usageTypes: UsageType[]): HTMLElement {
+  const picker = h('select', { id: 'usage-type', name: 'usage-type' }, ...usageTypes.map((u) => h('option', { value: u.id }, titleCase(u.id))));
+  const rankingSlot = h('div');
+  const showRanking = () => {
+    const unit = usageTypes.find((u) => u.id === picker.value)?.unit ?? picker.value;
+    replace(
+      rankingSlot,
+      rankingTable({
+        id: 'top-workspaces',
+        title: 'Top workspaces this cycle',
+        noun: 'Workspace',
+        unit,
+        empty: 'No workspace has used this yet this cycle.',
+        withCycle: true,
+        load: (cursor) => api.topWorkspaces(picker.value, RANKING_PAGE, cursor),
+      }),
+    );
+  };
+  picker.addEventListener('change', showRanking);
+  showRanking();
+  return h('div', { class: 'stack' }, h('div', { class: 'toolbar' }, h('div', { class: 'field inline' }, h('label', { for: 'usage-type' }, 'Usage type'), picker)), rankingSlot, exportForm(api));
+}
+
+function exportForm(api: Api): HTMLElement {
+  const today = new Date();
+  const isoDate = (d: Date) => d.toISOString().slice(0, 10);
+  const monthAgo = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth() - 1, today.getUTCDate()));
+  const field = (id: string, label: string, control: HTMLElement, hint?: string) =>
+    h('div', { class: 'field' }, h('label', { for: id }, label), control, hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null);
+  const from = h('input', { id: 'export-from', name: 'from', type: 'date', required: true, value: isoDate(monthAgo) });
+  const to = h('input', { id: 'export-to', name: 'to', type: 'date', required: true, value: isoDate(new Date(today.getTime() + 86_400_000)) });
+  const granularity = h('select', { id: 'export-granularity', name: 'granularity' }, h('option', { value: 'day' }, 'Daily'), h('option', { value: 'hour' }, 'Hourly'));
+  const format = h('select', { id: 'export-format', name: 'format' }, h('option', { value: 'json' }, 'JSON document'), h('option', { value: 'jsonl' }, 'JSON Lines'));
+  const subjects = h('input', { id: 'export-subjects', name: 'subjects', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'All workspaces', 'aria-describedby': 'export-subjects-hint' });
+  const submit = h('button', { type: 'submit', class: 'button primary' }, 'Start export');
+  const result = h('div', { class: 'export-result', role: 'status', 'aria-live': 'polite' });
+
+  const form = h(
+    'form',
+    { id: 'export-form', novalidate: true },
+    h('div', { class: 'form-grid' }, field('export-from', 'From (UTC, inclusive)', from), field('export-to', 'To (UTC, exclusive)', to), field('export-granularity', 'Buckets', granularity), field('export-format', 'Format', format)),
+    field('export-subjects', 'Workspaces', subjects, 'Workspace ids separated by commas; leave empty for every workspace.'),
+    h('div', { class: 'form-actions' }, submit),
+    result,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!from.value || !to.value) {
+      replace(result, h('p', { class: 'error' }, 'Choose both dates.'));
+      return;
+    }
+    submit.disabled = true;
+    replace(result, h('p', {}, 'Starting the export…'));
+    try {
+      const ids = subjects.value.split(',').map((s) => s.trim()).filter(Boolean);
+      const { id } = await api.requestExport({ from: from.value, to: to.value, granularity: granularity.value, format: format.value, ...(ids.length ? { subjects: ids } : {}) });
+      let view: ExportView | undefined;
+      for (let i = 0; i < POLL_LIMIT; i++) {
+        view = await api.exportView(id);
+        if (view.status === 'ready' || view.status === 'failed') break;
+        replace(result, h('p', {}, `Export ${id} is ${view.status}…`));
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+      if (view?.status === 'ready' && view.url) {
+        replace(
+          result,
+          h(
+            'p',
+            { class: 'success' },
+            `Export ${id} is ready: ${formatAmount(view.bucketCount ?? 0)} buckets, ${bytes(view.bytes ?? 0)}. `,
+            h('a', { href: view.url, 'data-export-id': id, download: '' }, 'Download the file'),
+            h('span', { class: 'muted' }, ' (the link works for 5 minutes)'),
+          ),
+        );
+      } else if (view?.status === 'failed') {
+        replace(result, h('p', { class: 'error' }, `Export ${id} failed: ${view.error?.message ?? 'no reason given'}`));
+      } else {
+        replace(result, h('p', {}, `Export ${id} is still running. Check back later.`));
+      }
+    } catch (error) {
+      replace(result, h('p', { class: 'error' }, error instanceof ApiError ? error.message : 'The export could not be started.'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return h('section', { class: 'panel', id: 'exports', 'aria-labelledby': 'exports-title' }, h('div', { class: 'panel-head' }, h('h2', { id: 'exports-title' }, 'Export usage'), h('p', { class: 'muted' }, 'Hourly or daily buckets for a date range, as a file to download.')), form);
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} bytes`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
