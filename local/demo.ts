@@ -18,7 +18,7 @@ interface DemoEvent {
   type: string;
   subject: string;
   time: string;
-  data: { usageType: string; quantity: number; userId: string; channel: string; feature?: string };
+  data: { usageType: string; quantity: number; userId?: string; groupId?: string; channel?: string; feature?: string };
 }
 
 const CHANNELS = ['ui', 'api', 'cli', 'mcp'];
@@ -173,15 +173,8 @@ const DASHBOARD_GROUPS = ['research', 'support', 'growth', 'platform', 'design',
 /** How fast each workspace spends its monthly allowance, as a share of the pace that uses it up exactly at cycle end. */
 const DASHBOARD_PACE: Record<string, number> = { ws_acme: 1.3, ws_globex: 0.55, ws_initech: 0.8 };
 
-export interface DashboardEvent {
-  specversion: '1.0';
-  id: string;
-  source: string;
-  type: string;
-  subject: string;
-  time: string;
-  data: { usageType: string; quantity: number; userId: string; groupId: string; channel?: string };
-}
+/** The dashboard's events name a user and a group, so that its rankings have something to rank. */
+export type DashboardEvent = DemoEvent & { data: { userId: string; groupId: string } };
 
 /**
  * Use for the dashboard to show: in each workspace's current cycle so far (as of the local clock), tokens and
