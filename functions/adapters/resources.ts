@@ -27,7 +27,7 @@ export const TABLES = {
     stream: 'NEW_AND_OLD_IMAGES',
     pointInTimeRecovery: true,
   },
-  /** Day items (with hour counters), cycle items (with day counters), and per-shard checkpoints. */
+  /** Day items (with hour counters), cycle items (with day counters), and checkpoints per shard and subject. */
   rollups: {
     name: 'Rollups',
     envVar: 'ROLLUPS_TABLE',
