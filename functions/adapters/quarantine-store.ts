@@ -1,7 +1,6 @@
-import { BatchWriteCommand, type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/ports';
-import { backoff } from './dynamodb';
-import { batchPut } from './batch-write';
+import { batchDelete, batchPut } from './batch';
 import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
 
 const NO_SUBJECT = '-';
@@ -20,10 +19,9 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
 
   async putAll(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
     const items = records.map((record) => ({ item: toItem(record), record }));
-    const bySk = new Map(items.map(({ item, record }) => [`${item.pk}\u0000${item.sk}`, record]));
-    const keyNames = [TABLES.quarantine.partitionKey.name, TABLES.quarantine.sortKey.name];
-    const { failed } = await batchPut(this.client, this.tableName, keyNames, items.map((i) => i.item));
-    return { failed: failed.map((item) => bySk.get(`${item.pk}\u0000${item.sk}`)).filter((r): r is QuarantineRecord => r !== undefined) };
+    const byKey = new Map(items.map(({ item, record }) => [keyText(item), record]));
+    const { failed } = await batchPut(this.client, this.tableName, KEY_NAMES, items.map((i) => i.item));
+    return { failed: failed.map((item) => byKey.get(keyText(item))).filter((r): r is QuarantineRecord => r !== undefined) };
   }
 
   async list({ subject, limit }: { subject?: string; limit: number }): Promise<QuarantineRecord[]> {
@@ -55,22 +53,9 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
   }
 
   async remove(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
-    const failed: QuarantineRecord[] = [];
-    for (let i = 0; i < records.length; i += 25) {
-      let pending = records.slice(i, i + 25).map((record) => ({ record, key: keyOf(record) }));
-      for (let attempt = 0; attempt < 8 && pending.length > 0; attempt++) {
-        if (attempt > 0) await backoff(attempt);
-        try {
-          const response = await this.client.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: pending.map(({ key }) => ({ DeleteRequest: { Key: key } })) } }));
-          const left = new Set((response.UnprocessedItems?.[this.tableName] ?? []).map((r) => `${String(r.DeleteRequest?.Key?.pk)}\u0000${String(r.DeleteRequest?.Key?.sk)}`));
-          pending = pending.filter(({ key }) => left.has(`${key.pk}\u0000${key.sk}`));
-        } catch {
-          // The SDK has retried already; the next attempt may still get through.
-        }
-      }
-      failed.push(...pending.map(({ record }) => record));
-    }
-    return { failed };
+    const byKey = new Map(records.map((record) => [keyText(keyOf(record)), record]));
+    const { failed } = await batchDelete(this.client, this.tableName, KEY_NAMES, [...byKey.keys()].map((text) => keyOf(byKey.get(text) as QuarantineRecord)));
+    return { failed: failed.map((key) => byKey.get(keyText(key))).filter((r): r is QuarantineRecord => r !== undefined) };
   }
 
   /** The filter's pages: a query of the subject's partition, else a scan; the reason as a filter expression. */
@@ -89,6 +74,9 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
     } while (ExclusiveStartKey);
   }
 }
+
+const KEY_NAMES = [TABLES.quarantine.partitionKey.name, TABLES.quarantine.sortKey.name];
+const keyText = (key: { pk: unknown; sk: unknown }) => `${String(key.pk)}\u0000${String(key.sk)}`;
 
 function keyOf(record: QuarantineRecord): { pk: string; sk: string } {
   const { pk, sk } = toItem(record);

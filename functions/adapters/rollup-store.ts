@@ -1,14 +1,14 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { BatchGetCommand, type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Clock, CommitResult, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
 import { type Chunk, CyclesClosedError, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
 
 /** One checkpoint per shard and owner (subject): records of that subject from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
-const MAX_KEYS_PER_BATCH_GET = 100;
 const COUNTER = /^(h|d|ch|c|f)#/;
 const MAX_CONFLICT_RETRIES = 6;
 
@@ -28,23 +28,9 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
   ) {}
 
   async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
+    const items = await batchGet(this.client, this.tableName, owners.map((owner) => checkpointKey(shardId, owner)), { consistentRead: true });
     const checkpoints = new Map<string, string>();
-    const groups: string[][] = [];
-    for (let i = 0; i < owners.length; i += MAX_KEYS_PER_BATCH_GET) groups.push(owners.slice(i, i + MAX_KEYS_PER_BATCH_GET));
-    await Promise.all(
-      groups.map(async (group) => {
-        let keys: Record<string, unknown>[] = group.map((owner) => checkpointKey(shardId, owner));
-        for (let attempt = 0; keys.length > 0; attempt++) {
-          if (attempt >= MAX_CONFLICT_RETRIES) throw new Error(`checkpoints of shard ${shardId} stayed unprocessed after ${attempt} attempts`);
-          if (attempt > 0) await backoff(attempt);
-          const response = await this.client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }));
-          for (const item of response.Responses?.[this.tableName] ?? []) {
-            if (typeof item.sequenceNumber === 'string') checkpoints.set(String(item.sk).slice('owner#'.length), item.sequenceNumber);
-          }
-          keys = response.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
-        }
-      }),
-    );
+    for (const item of items) if (typeof item.sequenceNumber === 'string') checkpoints.set(String(item.sk).slice('owner#'.length), item.sequenceNumber);
     return checkpoints;
   }
 

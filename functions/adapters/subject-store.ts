@@ -1,8 +1,8 @@
-import { BatchGetCommand, type BatchGetCommandOutput, type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Subject, SubjectStore } from '../core/ports';
+import { batchGet } from './batch';
 
 const CACHE_TTL_MS = 60_000;
-const MAX_BATCH_GET = 100;
 
 /**
  * Subjects (workspaces). Known subjects are cached for a minute per process, since every ingest
@@ -30,17 +30,10 @@ export class DynamoSubjects implements SubjectStore {
       if (cached && cached.until > now) found.set(id, cached.subject);
       else missing.push(id);
     }
-    for (let i = 0; i < missing.length; i += MAX_BATCH_GET) {
-      let keys: Record<string, unknown>[] | undefined = missing.slice(i, i + MAX_BATCH_GET).map((id) => ({ id }));
-      while (keys && keys.length > 0) {
-        const response: BatchGetCommandOutput = await this.client.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }));
-        for (const item of response.Responses?.[this.tableName] ?? []) {
-          const subject = toSubject(item);
-          found.set(subject.id, subject);
-          this.cache.set(subject.id, { subject, until: now + CACHE_TTL_MS });
-        }
-        keys = response.UnprocessedKeys?.[this.tableName]?.Keys;
-      }
+    for (const item of await batchGet(this.client, this.tableName, missing.map((id) => ({ id })))) {
+      const subject = toSubject(item);
+      found.set(subject.id, subject);
+      this.cache.set(subject.id, { subject, until: now + CACHE_TTL_MS });
     }
     return found;
   }

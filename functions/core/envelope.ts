@@ -57,6 +57,19 @@ export interface EnvelopeRules {
   retentionDays: number;
 }
 
+/** A config's rules at an instant: ingest, `POST …/usages` and replay all validate with these. */
+export function envelopeRules(
+  config: { usageTypes: readonly { id: string; allowFractions: boolean }[]; ingest: { maxFutureSeconds: number; retentionDays: number } },
+  now: Date,
+): EnvelopeRules {
+  return {
+    usageTypes: new Map(config.usageTypes.map((u) => [u.id, u])),
+    now,
+    maxFutureSeconds: config.ingest.maxFutureSeconds,
+    retentionDays: config.ingest.retentionDays,
+  };
+}
+
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
 // Identities are compared exactly, so they are not trimmed; a blank one is missing.
 const text = (max: number) => z.string().min(1).max(max).regex(/\S/, 'must not be blank');

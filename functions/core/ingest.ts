@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type Config } from './config';
 import { bucketsOf } from './cycles';
-import { type Rejection, type UsageEvent, eventKey, parseMessageBody, validateEvent } from './envelope';
+import { type Rejection, type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from './envelope';
 import type { Clock, Ledger, Quarantine, QuarantineRecord, SubjectDirectory } from './ports';
 import type { LedgerEntry } from './rollups';
 
@@ -36,12 +36,7 @@ export interface IngestResult {
 
 export async function ingestMessages(messages: readonly QueueMessage[], deps: IngestDeps): Promise<IngestResult> {
   const now = deps.clock.now();
-  const rules = {
-    usageTypes: new Map(deps.config.usageTypes.map((u) => [u.id, u])),
-    now,
-    maxFutureSeconds: deps.config.ingest.maxFutureSeconds,
-    retentionDays: deps.config.ingest.retentionDays,
-  };
+  const rules = envelopeRules(deps.config, now);
   const receivedAt = now.toISOString();
   const quarantined: QuarantineRecord[] = [];
   const candidates: { message: QueueMessage; index: number; event: UsageEvent; raw: unknown }[] = [];

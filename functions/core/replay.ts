@@ -1,5 +1,5 @@
 import type { Config } from './config';
-import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, parseMessageBody, validateEvent } from './envelope';
+import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, parseMessageBody, validateEvent } from './envelope';
 import type { Clock, DeadLetter, DeadLetterQueue, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, SubjectDirectory } from './ports';
 
 /**
@@ -110,12 +110,7 @@ export interface QuarantineReplayDeps {
 export async function replayQuarantine(filter: ReplayFilter, options: ReplayOptions, deps: QuarantineReplayDeps): Promise<ReplayResult> {
   const result = emptyResult('quarantine', options.dryRun);
   const total = await deps.quarantine.count(filter);
-  const rules: EnvelopeRules = {
-    usageTypes: new Map(deps.config.usageTypes.map((u) => [u.id, u])),
-    now: deps.clock.now(),
-    maxFutureSeconds: deps.config.ingest.maxFutureSeconds,
-    retentionDays: deps.config.ingest.retentionDays,
-  };
+  const rules = envelopeRules(deps.config, deps.clock.now());
   let done = 0;
   for await (const page of deps.quarantine.entries(filter)) {
     const selected = page.filter((entry) => matches(entry, filter));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from './balance';
 import { type Config, formatPath, subjectSchema } from './config';
-import { validateEvent } from './envelope';
+import { envelopeRules, validateEvent } from './envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from './errors';
 import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from './ports';
 import { toDecimalString } from './quantity';
@@ -109,12 +109,7 @@ export async function recordUsages(
   if (items.length > MAX_EVENTS_PER_REQUEST) throw new InvalidRequestError('too_many_events', `at most ${MAX_EVENTS_PER_REQUEST} events per request, got ${items.length}`);
   if (!(await deps.subjects.get(subjectId))) throw new NotFoundError('unknown_workspace', `workspace "${subjectId}" does not exist`);
 
-  const rules = {
-    usageTypes: new Map(deps.config.usageTypes.map((u) => [u.id, u])),
-    now: deps.clock.now(),
-    maxFutureSeconds: deps.config.ingest.maxFutureSeconds,
-    retentionDays: deps.config.ingest.retentionDays,
-  };
+  const rules = envelopeRules(deps.config, deps.clock.now());
   const events = items.map((item, index) => {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new InvalidRequestError('invalid_envelope', `events[${index}]: must be an object`);
     const filled: Record<string, unknown> = { source: '//api', id: randomUUID(), ...item };
