@@ -21,6 +21,7 @@ import { cycleContaining, localDate, utcHour } from '../functions/core/cycles';
 import { type UsageEvent, eventKey, parseMessageBody, validateEvent } from '../functions/core/envelope';
 import { createQueues } from '../local/bootstrap';
 import { SqsPoller, sleep } from '../local/sqs-poller';
+import { INGEST_BATCHES_IN_FLIGHT } from '../local/runtime';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSqsStandIn } from '../local/stand-ins';
 import type { ContenderStack, Hooks } from './pipeline-harness';
 
@@ -28,8 +29,6 @@ export type BaselineKind = 'baseline-a' | 'baseline-b';
 
 const REGION = 'us-east-1';
 const TABLE = { subjects: 'baseline-subjects', counters: 'baseline-counters', idempotency: 'baseline-idempotency' };
-/** local/runtime.ts runs ours' ingest with two batches in flight; the baselines get the same. */
-const CONCURRENT_BATCHES = 2;
 /** Messages in flight within a batch, as many as ours' ledger writes (functions/adapters/ledger-store.ts). */
 const CONCURRENT_MESSAGES = 32;
 /** As long as ours may take to settle (bench/pipeline-ours.ts). */
@@ -48,7 +47,7 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
     stops.push(dynamo.stop, sqsStandIn.stop);
     const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
     const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: dynamo.endpoint, maxAttempts: 8 });
-    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint });
+    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true }); // as ours' poller (local/runtime.ts)
     stops.push(async () => [dynamodb, sqs].forEach((client) => client.destroy()));
     await createBaselineTables(dynamodb);
     const documents = createDocumentClient(dynamodb);
@@ -64,7 +63,7 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
       queueArn: Attributes?.QueueArn ?? queueUrl,
       batchSize: EVENT_SOURCES.ingest.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.ingest.maxBatchingWindowSeconds * 1000,
-      concurrency: CONCURRENT_BATCHES,
+      concurrency: INGEST_BATCHES_IN_FLIGHT, // as ours (local/runtime.ts)
       invoke: async (event) => {
         await hooks.gate.opened;
         return hooks.clock.time(kind, FUNCTIONS.ingest.memoryMb, () => consume(event));

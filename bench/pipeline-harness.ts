@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { DynamoMeter } from './pipeline-meter';
 import type { FunctionUse } from './pipeline-protocol';
 
@@ -22,11 +24,18 @@ export interface ContenderStack {
   stop(): Promise<void>;
 }
 
+/** Closed at first; closed again between the warm-up and the measured phase. */
 export class Gate {
   private release: () => void = () => undefined;
-  readonly opened = new Promise<void>((resolve) => (this.release = resolve));
+  opened = this.closedPromise();
   open(): void {
     this.release();
+  }
+  close(): void {
+    this.opened = this.closedPromise();
+  }
+  private closedPromise(): Promise<void> {
+    return new Promise<void>((resolve) => (this.release = resolve));
   }
 }
 
@@ -110,5 +119,25 @@ export class RssSampler {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+}
+
+/**
+ * CPU time of the DynamoDB Local (Java) process serving `endpoint`, from /proc: the other half of the
+ * machine, which the process's own cpuUsage() does not see. Undefined where /proc or pgrep is missing.
+ */
+export function emulatorCpu(endpoint: string): (() => number) | undefined {
+  try {
+    const port = new URL(endpoint).port;
+    const pid = execFileSync('pgrep', ['-f', `DynamoDBLocal.jar.* -port ${port}( |$)`], { encoding: 'utf8' }).trim().split('\n')[0];
+    const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
+    const read = () => {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(fields[11]) + Number(fields[12])) / ticksPerMs;
+    };
+    read();
+    return read;
+  } catch {
+    return undefined;
   }
 }

@@ -1,7 +1,6 @@
 import { DynamoDBStreamsClient, GetRecordsCommand, type GetRecordsCommandOutput } from '@aws-sdk/client-dynamodb-streams';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
-import { appContext } from '../functions/adapters/app-context';
+import { awsClients } from '../functions/adapters/app-context';
 import { FUNCTIONS, QUEUES, TABLES } from '../functions/adapters/resources';
 import { localTableName } from '../local/bootstrap';
 import { startLocal } from '../local/runtime';
@@ -32,8 +31,9 @@ export async function startOurs(configPath: string, hooks: Hooks, options: { slo
     },
     onError: (source, error) => hooks.onError(`${source}: ${error instanceof Error ? error.message : String(error)}`),
   });
-  // The handlers share one DynamoDB client per process, private to app-context; the rollup store holds it.
-  hooks.meter.attach((Reflect.get(appContext.rollups(), 'client') as DynamoDBDocumentClient).middlewareStack);
+  // The handlers' DynamoDB clients, one per process; the ledger's caches its middleware, so it is metered before its first put (ingest waits at the gate).
+  hooks.meter.attach(awsClients.dynamodb().middlewareStack);
+  hooks.meter.attach(awsClients.ledger().middlewareStack);
   return {
     sqs: { endpoint: stack.ready.sqs.endpoint, queueUrl: stack.ready.sqs.queueUrl },
     dynamodb: stack.ready.dynamodb,

@@ -10,6 +10,8 @@ export interface RunPlan {
   contender: Contender;
   scenario: string;
   configPath: string;
+  /** Run through first on subjects of their own, unmeasured, so that DynamoDB Local's JIT is warm for every contender alike. */
+  warmup: EventPlan;
   /** Pre-loaded on the queue, then consumed as fast as the contender goes. */
   throughput: EventPlan;
   /** Sent at a steady rate, for event-to-visible latency. */
@@ -63,6 +65,8 @@ export interface PhaseReport {
   handlerCpuMs: number;
   /** Process CPU over the whole phase: handlers, pollers, the in-process SQS stand-in, the harness. */
   processCpuMs: number;
+  /** CPU of the contender's DynamoDB Local (Java) process over the phase, where it can be read. */
+  emulatorCpuMs?: number;
   /** From the consumers' start to every event being visible (throughput), or from first send to last visible (paced). */
   seconds: number;
   /** Highest RSS sampled during the phase. */

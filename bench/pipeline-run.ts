@@ -1,7 +1,7 @@
 /**
  * One contender of bench/pipeline.ts on one scenario, alone in a fresh process with its own DynamoDB
  * Local and SQS stand-in. Usage: pipeline-run '<RunPlan as JSON>'. In order:
- *   1. start the contender, its handlers held at a gate;
+ *   1. start the contender, its handlers held at a gate, and warm it up (unmeasured) on subjects of its own;
  *   2. throughput: put every message on the queue, open the gate, and poll the cycle counters until
  *      each equals what the contender must count (the exact totals; every message for baseline A);
  *   3. latency: send the paced messages at a steady rate and note when each event becomes visible;
@@ -17,7 +17,7 @@ import { LOCAL_CREDENTIALS } from '../local/stand-ins';
 import { utcCycleStart } from '../test/support/ground-truth';
 import { startBaseline } from './pipeline-baselines';
 import { type EventPlan, type Message, USAGE_TYPE, messages } from './pipeline-events';
-import { type ContenderStack, Gate, HandlerClock, type Hooks, RssSampler, Visibility } from './pipeline-harness';
+import { type ContenderStack, Gate, emulatorCpu, HandlerClock, type Hooks, RssSampler, Visibility } from './pipeline-harness';
 import { DynamoMeter } from './pipeline-meter';
 import { startOurs } from './pipeline-ours';
 import { type CountedBuckets, PROGRESS_PREFIX, type PhaseReport, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
@@ -30,6 +30,19 @@ const POLL_MS = 500;
 const PACED_TIMEOUT_MS = 180_000;
 
 async function run(): Promise<RunReport> {
+  // 0. Warm-up, unmeasured: DynamoDB Local's JIT takes tens of thousands of requests to settle, and a
+  //    contender making fewer requests per event would otherwise carry more of that cost per event.
+  if (plan.warmup.count > 0) {
+    progress(`warming up with ${plan.warmup.count.toLocaleString('en-US')} events on subjects of their own`);
+    hooks.meter.startPhase('warmup');
+    const warmup = await preload(plan.warmup);
+    hooks.gate.open();
+    await untilCounted(plan.contender === 'baseline-a' ? warmup.everyMessage : warmup.exact, performance.now());
+    await stack.settle();
+    hooks.gate.close();
+    hooks.clock.take();
+  }
+
   // 1–2. Throughput on a pre-loaded queue.
   progress(`loading ${plan.throughput.count.toLocaleString('en-US')} events and their duplicates onto the queue`);
   const loadStarted = performance.now();
@@ -39,25 +52,27 @@ async function run(): Promise<RunReport> {
   hooks.meter.startPhase('throughput');
   rss.reset();
   const cpu = process.cpuUsage();
+  const emulatorStart = emulatorCpuMs?.();
   const started = performance.now();
   hooks.gate.open();
   await untilCounted(plan.contender === 'baseline-a' ? load.everyMessage : load.exact, started);
   const seconds = (performance.now() - started) / 1000;
   progress(`every event visible after ${seconds.toFixed(1)} s; settling`);
   await stack.settle(); // duplicates still queued are processed, and their writes counted, before the phase closes
-  const throughput = phaseReport('throughput', load, seconds, process.cpuUsage(cpu));
+  const throughput = phaseReport('throughput', load, seconds, process.cpuUsage(cpu), emulatorStart);
 
   // 3. Latency at a steady rate.
   const rate = plan.paced.ratePerSecond;
   progress(`latency: ${plan.paced.count.toLocaleString('en-US')} events at ${rate}/s`);
   hooks.meter.startPhase('paced');
   const pacedCpu = process.cpuUsage();
+  const pacedEmulatorStart = emulatorCpuMs?.();
   const paced = await sendPaced(plan.paced, rate);
   const deadline = Date.now() + PACED_TIMEOUT_MS;
   while (hooks.visibility.pending > 0 && Date.now() < deadline) await sleep(50);
   const pacedSeconds = Math.max(0, hooks.visibility.lastVisibleAt - paced.firstSentAt) / 1000;
   await stack.settle();
-  const pacedReport = phaseReport('paced', paced, pacedSeconds, process.cpuUsage(pacedCpu));
+  const pacedReport = phaseReport('paced', paced, pacedSeconds, process.cpuUsage(pacedCpu), pacedEmulatorStart);
 
   // 4. Final state.
   progress('reading the counters back');
@@ -76,7 +91,7 @@ async function run(): Promise<RunReport> {
   };
 }
 
-function phaseReport(phase: string, sent: Sent, seconds: number, cpu: NodeJS.CpuUsage): Omit<PhaseReport, 'transactions'> {
+function phaseReport(phase: string, sent: Sent, seconds: number, cpu: NodeJS.CpuUsage, emulatorStart: number | undefined): Omit<PhaseReport, 'transactions'> {
   const { functions, handlerCpuMs } = hooks.clock.take();
   return {
     messages: sent.messages,
@@ -85,6 +100,7 @@ function phaseReport(phase: string, sent: Sent, seconds: number, cpu: NodeJS.Cpu
     functions,
     handlerCpuMs,
     processCpuMs: (cpu.user + cpu.system) / 1000,
+    ...(emulatorStart !== undefined && emulatorCpuMs ? { emulatorCpuMs: emulatorCpuMs() - emulatorStart } : {}),
     seconds,
     peakRssMb: rss.reset(),
   };
@@ -263,6 +279,7 @@ const hooks: Hooks = {
 const rss = new RssSampler();
 const stack: ContenderStack =
   plan.contender === 'ours' ? await startOurs(plan.configPath, hooks, { slowIdleStreams: plan.slowIdleStreams }) : await startBaseline(plan.contender, plan.configPath, hooks);
+const emulatorCpuMs = emulatorCpu(stack.dynamodb.endpoint);
 const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
 const sqs = new SQSClient({ ...clientConfig, endpoint: stack.sqs.endpoint });
 // The harness's own client: what it reads is not metered against the contender.

@@ -11,7 +11,7 @@
  * (test/support/ground-truth.ts), which each contender's final counters are compared with.
  *
  *   npm run bench -- [--events 100000] [--duplicates 0.1] [--duplicate-spread 5000]
- *                    [--paced-events 1500] [--rate 75] [--scenarios sparse,dense]
+ *                    [--paced-events 1500] [--rate 75] [--warmup-events 30000] [--scenarios sparse,dense]
  *                    [--contenders ours,baseline-a,baseline-b] [--skip-users-groups] [--raw-stream-polling] [--seed 1]
  *
  * The full run takes about half an hour on a 2-vCPU machine, DynamoDB Local being the bottleneck; a quick one,
@@ -40,6 +40,8 @@ const RESULTS_FILE = join(ROOT, 'bench', 'results', 'pipeline.json');
 const CHART_FILE = join(ROOT, 'bench', 'results', 'pipeline.svg');
 
 const SCENARIOS = { sparse: 1000, dense: 10 } as const;
+/** Subjects of the config kept for the warm-up, apart from every scenario's. */
+const WARMUP_PREFIX = 'warmup_';
 type Scenario = keyof typeof SCENARIOS;
 
 /** The targets: write units per unique event, and how this pipeline compares with the baselines. */
@@ -96,6 +98,7 @@ interface Options {
   duplicateSpread: number;
   pacedEvents: number;
   rate: number;
+  warmupEvents: number;
   scenarios: Scenario[];
   contenders: Contender[];
   skipUsersGroups: boolean;
@@ -111,6 +114,7 @@ function parseOptions(): Options {
       'duplicate-spread': { type: 'string', default: '5000' },
       'paced-events': { type: 'string', default: '1500' },
       rate: { type: 'string', default: '75' },
+      'warmup-events': { type: 'string', default: '30000' },
       scenarios: { type: 'string', default: 'sparse,dense' },
       contenders: { type: 'string', default: CONTENDERS.join(',') },
       'skip-users-groups': { type: 'boolean', default: false },
@@ -135,6 +139,7 @@ function parseOptions(): Options {
     duplicateSpread: number('duplicate-spread', 1, 1_000_000),
     pacedEvents: number('paced-events', 10, 1_000_000),
     rate: number('rate', 1, 100_000, false),
+    warmupEvents: number('warmup-events', 0, 10_000_000),
     scenarios: list('scenarios', Object.keys(SCENARIOS) as Scenario[]),
     contenders: list('contenders', CONTENDERS),
     skipUsersGroups: values['skip-users-groups'],
@@ -144,10 +149,12 @@ function parseOptions(): Options {
 }
 
 /** One scenario's traffic, the same for every contender: fixed seed, fixed `now`. */
-function scenarioPlans(scenario: Scenario, usersAndGroups: boolean): Pick<RunPlan, 'throughput' | 'paced'> {
-  const subjects = config.subjects.slice(0, SCENARIOS[scenario]).map((s) => s.id);
+function scenarioPlans(scenario: Scenario, usersAndGroups: boolean): Pick<RunPlan, 'warmup' | 'throughput' | 'paced'> {
+  const subjects = config.subjects.filter((s) => !s.id.startsWith(WARMUP_PREFIX)).slice(0, SCENARIOS[scenario]).map((s) => s.id);
+  const warmupSubjects = config.subjects.filter((s) => s.id.startsWith(WARMUP_PREFIX)).map((s) => s.id);
   const common = { duplicateRate: options.duplicates, duplicateSpread: options.duplicateSpread, subjects, now: Date.now(), usersAndGroups };
   return {
+    warmup: { ...common, subjects: warmupSubjects, duplicateRate: 0, count: options.warmupEvents, idPrefix: 'warmup', seed: options.seed + 2 },
     throughput: { ...common, count: options.events, idPrefix: 'e', seed: options.seed },
     paced: { ...common, count: options.pacedEvents, idPrefix: 'paced', seed: options.seed + 1, ratePerSecond: options.rate },
   };
@@ -161,7 +168,7 @@ function groundTruth(plans: Pick<RunPlan, 'throughput' | 'paced'>): GroundTruth 
 
 // ── runs ────────────────────────────────────────────────────────────────────────────────────────
 
-async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunPlan, 'throughput' | 'paced'>, truth: GroundTruth, usersAndGroups: boolean): Promise<Row> {
+async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunPlan, 'warmup' | 'throughput' | 'paced'>, truth: GroundTruth, usersAndGroups: boolean): Promise<Row> {
   const label = `${LABELS[contender]}${usersAndGroups ? ', with users and groups' : ''}`;
   const row: Row = { scenario, contender, label, usersAndGroups, loadAverage: loadavg()[0] ?? 0 };
   console.log(`  ${label} (load average ${row.loadAverage.toFixed(2)}) …`);
@@ -179,7 +186,7 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
 
 /** One contender in a fresh process; its progress lines are shown as they come, its stderr only if it fails. */
 async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
   let result: RunReport | undefined;
@@ -240,6 +247,8 @@ interface PhaseFigures {
   readUnitsPerEvent: number;
   handlerCpuMsPer1k: number;
   processCpuMsPer1k: number;
+  /** DynamoDB Local's own CPU: the emulator's share of the machine, where it could be read. */
+  emulatorCpuMsPer1k?: number;
   lambdaGbSecondsPerEvent: number;
   lambdaInvocationsPerEvent: number;
 }
@@ -265,6 +274,7 @@ function phaseFigures(phase: PhaseReport): PhaseFigures {
     readUnitsPerEvent: per(sum((t) => t.readUnits)),
     handlerCpuMsPer1k: per(phase.handlerCpuMs) * 1000,
     processCpuMsPer1k: per(phase.processCpuMs) * 1000,
+    ...(phase.emulatorCpuMs === undefined ? {} : { emulatorCpuMsPer1k: per(phase.emulatorCpuMs) * 1000 }),
     lambdaGbSecondsPerEvent: per(functions.reduce((total, f) => total + (f.durationMs / 1000) * (f.memoryMb / 1024), 0)),
     lambdaInvocationsPerEvent: per(functions.reduce((total, f) => total + f.invocations, 0)),
   };
@@ -334,7 +344,7 @@ const fmt = (value: number | undefined, digits: number) =>
   value === undefined || !Number.isFinite(value) ? '–' : value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 function printTable(rows: Row[], targets: Target[]): void {
-  const header = ['scenario', 'contender', 'events/s', 'p50 ms', 'p99 ms', 'WU/event', 'writes/event', 'RU/event', 'CPU ms/1k', 'peak RSS MB', 'counted vs truth', '$/M events'];
+  const header = ['scenario', 'contender', 'events/s', 'p50 ms', 'p99 ms', 'WU/event', 'writes/event', 'RU/event', 'CPU ms/1k', 'DDB CPU ms/1k', 'peak RSS MB', 'counted vs truth', '$/M events'];
   const cells = rows.map(({ scenario, label, figures: f, crashed }) =>
     !f
       ? [scenario, label, `crashed: ${crashed ?? '?'}`]
@@ -348,13 +358,14 @@ function printTable(rows: Row[], targets: Target[]): void {
           fmt(f.writeRequestsPerEvent, 3),
           fmt(f.readUnitsPerEvent, 3),
           fmt(f.handlerCpuMsPer1k, 0),
+          fmt(f.emulatorCpuMsPer1k, 0),
           fmt(f.peakRssMb, 0),
           f.correctness.summary,
           fmt(f.costPerMillionEvents.total, 2),
         ],
   );
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => (r.length === header.length ? (r[i] ?? '').length : 0))));
-  const line = (r: string[]) => r.map((c, i) => (i < 2 || i === 10 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  const line = (r: string[]) => r.map((c, i) => (i < 2 || i === 11 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   console.log(`\n${line(header)}\n${widths.map((w) => '─'.repeat(w)).join('  ')}`);
   for (const r of cells) console.log(line(r));
 
@@ -362,13 +373,13 @@ function printTable(rows: Row[], targets: Target[]): void {
     [
       '',
       `${fmt(options.events, 0)} events per scenario + ${fmt(Math.floor(options.events * options.duplicates), 0)} duplicates (resent 1–${fmt(options.duplicateSpread, 0)} messages later), ` +
-        `pre-loaded on the queue; events/s: unique events from the consumers' start until every counter holds them.`,
+        `pre-loaded on the queue after an unmeasured warm-up of ${fmt(options.warmupEvents, 0)} events on subjects of their own; events/s: unique events from the consumers' start until every counter holds them.`,
       `Latency: ${fmt(options.pacedEvents, 0)} further events sent at ${options.rate}/s, from send to the end of the commit that makes the event visible ` +
         `(ours: the aggregate invocation applying it; baselines: its last UpdateItem).`,
       `WU/event, writes/event, RU/event: DynamoDB write units, write requests and read units per unique event in the throughput phase. Standard writes and reads as ` +
         `ReturnConsumedCapacity reports them, a refused conditional write as 1; ours' transactions at 2 units per item per started KB of the item's final size, ` +
         `an upper bound since items only grow (at 2 per item, the lower bound, see the JSON).`,
-      `CPU ms/1k: process CPU while any handler ran (overlapping invocations counted once; the in-process SQS stand-in and pollers included), per 1,000 unique events. ` +
+      `CPU ms/1k: process CPU while any handler ran (overlapping invocations counted once; the in-process SQS stand-in and pollers included), per 1,000 unique events. DDB CPU ms/1k: the DynamoDB Local (Java) process's CPU over the throughput phase, per 1,000 unique events. ` +
         `Peak RSS: the contender's whole process, SQS stand-in with its queue included, during the throughput phase.`,
       `$/M events: ${PRICES.region} on-demand list prices of ${PRICES.lookedUp} (bench/prices.ts): DynamoDB writes and reads as measured, Lambda arm64 at the measured ` +
         `handler durations (1,024 MB, as deployed; durations against an emulator), SQS at 3 requests per 10 messages. DynamoDB Streams reads by Lambda are free.`,
@@ -405,6 +416,7 @@ async function writeResults(rows: Row[], targets: Target[], density: DensityPoin
       events: options.events,
       duplicateRate: options.duplicates,
       duplicateSpread: options.duplicateSpread,
+      warmupEvents: options.warmupEvents,
       pacedEvents: options.pacedEvents,
       pacedRatePerSecond: options.rate,
       scenarios: Object.fromEntries(options.scenarios.map((s) => [s, { workspaces: SCENARIOS[s] }])),

@@ -19,6 +19,7 @@ async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {
   });
   metrics.addMetric('EventsAccepted', MetricUnit.Count, result.accepted);
   metrics.addMetric('DuplicatesInBatch', MetricUnit.Count, result.duplicatesInBatch);
+  metrics.addMetric('KnownDuplicates', MetricUnit.Count, result.knownDuplicates);
   // The total beside the per-reason counts below: the quarantine-rate alarm divides it by what was received.
   metrics.addMetric('EventsQuarantined', MetricUnit.Count, result.quarantined.length);
   const byReason = new Map<string, number>();

@@ -29,6 +29,9 @@ import { StreamPoller } from './stream-poller';
  * event source mappings.
  */
 
+/** Ingest batches in flight at once: Lambda runs several invocations of an SQS source side by side. */
+export const INGEST_BATCHES_IN_FLIGHT = 4;
+
 export const DEFAULT_CONFIG = 'config/example.json';
 export const REGION = 'us-east-1';
 
@@ -125,8 +128,9 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 
     const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
     const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: dynamo.endpoint });
-    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint });
-    const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint });
+    // The pollers' clients stand in for Lambda's event source mappings, whose work is not the functions'; kept lean.
+    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true });
+    const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint, cacheMiddleware: true });
     stops.push(async () => [dynamodb, sqs, streams].forEach((c) => c.destroy()));
 
     const { names, streamArns } = await createTables(dynamodb);
@@ -160,7 +164,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       queueArn: Attributes?.QueueArn ?? queueUrl,
       batchSize: EVENT_SOURCES.ingest.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.ingest.maxBatchingWindowSeconds * 1000,
-      concurrency: 2,
+      concurrency: INGEST_BATCHES_IN_FLIGHT,
       invoke: options.wrapIngest ? options.wrapIngest(invokeIngest) : invokeIngest,
       onError: (error) => onError('ingest', error),
     });

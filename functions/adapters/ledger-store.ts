@@ -1,14 +1,18 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { ConditionalCheckFailedException, type DynamoDBClient, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
+import { LRUCache } from 'lru-cache';
+import { ConditionalCheckFailedException, type DynamoDBClient, PutItemCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
 import type { LedgerScanner } from '../core/audit';
-import { type DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { NumberValue } from '@aws-sdk/lib-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
 import type { LedgerEntry, LedgerImage } from '../core/rollups';
 import { mapConcurrently, writeMeter } from './dynamodb';
 
 const CONCURRENCY = 32;
+/** Identities remembered per instance: about 15 MB at most, and long enough for SQS redeliveries and producer retries. */
+const WRITTEN_MEMORY = { entries: 100_000, ttlMs: 10 * 60_000 };
 
 /**
  * The events ledger: one item per event identity. A put lands only if the identity is new, or if
@@ -16,31 +20,43 @@ const CONCURRENCY = 32;
  * duplicate changes nothing (and the stream stays silent), a correction replaces the original,
  * and a stale copy arriving after its correction is ignored. A put the condition refuses still
  * costs one write unit, like the duplicate write it replaces.
+ *
+ * So that a duplicate costs nothing when it can, each instance remembers the content it last wrote
+ * per identity (a warm Lambda container keeps it between invocations). A copy with that same content
+ * is not written: the ledger would refuse it. What the memory cannot see is a different version
+ * written by another container meanwhile; then the copy is dropped where the ledger, asked, would
+ * have let a later-sent copy of the original replace that version (README, "How it counts exactly once").
  */
 export class DynamoLedger implements Ledger {
+  private readonly written = new LRUCache<string, string>({ max: WRITTEN_MEMORY.entries, ttl: WRITTEN_MEMORY.ttlMs });
+
+  /** `client` is best built with `cacheMiddleware: true` (see ledgerClient in app-context.ts). */
   constructor(
-    private readonly client: DynamoDBDocumentClient,
+    private readonly client: DynamoDBClient,
     private readonly tableName: string,
   ) {}
 
-  async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }> {
-    return { failed: await mapConcurrently(entries, CONCURRENCY, (entry) => this.put(entry)) };
+  async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates: number }> {
+    const items = entries.map((entry) => ({ entry, item: toItem(entry) }));
+    const unwritten = items.filter(({ item }) => this.written.get(item.pk) !== item.digest);
+    const failed = await mapConcurrently(unwritten, CONCURRENCY, ({ item }) => this.put(item));
+    return { failed: failed.map(({ entry }) => entry), knownDuplicates: items.length - unwritten.length };
   }
 
   /** True once the entry is in the ledger or superseded; false if the write failed (after the SDK's retries). */
-  private async put(entry: LedgerEntry): Promise<boolean> {
-    const item = toItem(entry);
+  private async put(item: LedgerItem): Promise<boolean> {
     try {
       const response = await this.client.send(
-        new PutCommand({
+        new PutItemCommand({
           TableName: this.tableName,
-          Item: item,
+          Item: marshall(item, { removeUndefinedValues: true }),
           ConditionExpression: 'attribute_not_exists(pk) OR (sentAt <= :sentAt AND digest <> :digest)',
-          ExpressionAttributeValues: { ':sentAt': item.sentAt, ':digest': item.digest },
+          ExpressionAttributeValues: { ':sentAt': { S: item.sentAt }, ':digest': { S: item.digest } },
           ReturnConsumedCapacity: 'TOTAL',
         }),
       );
       writeMeter.record(response.ConsumedCapacity);
+      this.written.set(item.pk, item.digest);
       return true;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) {
@@ -51,6 +67,8 @@ export class DynamoLedger implements Ledger {
     }
   }
 }
+
+type LedgerItem = ReturnType<typeof toItem>;
 
 function toItem(entry: LedgerEntry) {
   const content = {

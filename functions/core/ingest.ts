@@ -31,6 +31,8 @@ export interface IngestResult {
   failedMessageIds: string[];
   accepted: number;
   duplicatesInBatch: number;
+  /** Duplicates of earlier batches the ledger knew without a write. */
+  knownDuplicates: number;
   quarantined: QuarantineRecord[];
 }
 
@@ -99,6 +101,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     failedMessageIds: messages.map((m) => m.messageId).filter((id) => failed.has(id)),
     accepted: entriesByKey.size - failedKeys.size,
     duplicatesInBatch,
+    knownDuplicates: ledgerResult.knownDuplicates ?? 0,
     quarantined,
   };
 }

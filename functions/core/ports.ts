@@ -28,8 +28,11 @@ export interface SubjectStore extends SubjectDirectory {
 }
 
 export interface Ledger {
-  /** Writes every entry (one item per identity); returns those that still failed after retries. */
-  putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }>;
+  /**
+   * Writes every entry (one item per identity); returns those that still failed after retries, and how
+   * many were known duplicates, left unwritten because the ledger already holds the same content.
+   */
+  putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates?: number }>;
 }
 
 export interface QuarantineRecord extends Rejection {

@@ -73,7 +73,7 @@ describe('ingestMessages', () => {
     const result = await ingestMessages([message('m1', body)], deps);
 
     // Assert
-    expect(result).toEqual({ failedMessageIds: [], accepted: 1, duplicatesInBatch: 0, quarantined: [] });
+    expect(result).toEqual({ failedMessageIds: [], accepted: 1, duplicatesInBatch: 0, knownDuplicates: 0, quarantined: [] });
     expect([...ledger.items.values()]).toEqual([
       {
         source: 'app/chat',

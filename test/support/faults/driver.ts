@@ -111,8 +111,9 @@ export async function startFaultStack(scenario: Scenario, injector: FaultInjecto
     const { handler: aggregate } = await import('../../../functions/aggregate');
     const { handler: notify } = await import('../../../functions/notify');
     const { handler: scheduler } = await import('../../../functions/scheduler');
-    stops.push(async () => [awsClients.dynamodb(), awsClients.ses(), awsClients.s3()].forEach((c) => c.destroy()));
+    stops.push(async () => [awsClients.dynamodb(), awsClients.ledger(), awsClients.ses(), awsClients.s3()].forEach((c) => c.destroy()));
     injector.attach(awsClients.dynamodb().middlewareStack, 'dynamodb');
+    injector.attach(awsClients.ledger().middlewareStack, 'dynamodb');
     injector.attach(awsClients.ses().middlewareStack, 'ses');
     injector.attach(awsClients.s3().middlewareStack, 's3');
     return {
