@@ -47,7 +47,7 @@ const dynamoClient = once(() => new DynamoDBClient({ maxAttempts: 8 }));
 const documentClient = once(() => createDocumentClient(dynamoClient()));
 /**
  * The ledger's own client, for ingest's one put per event: resolving the middleware stack once per command
- * type instead of per request saves about a fifth of the client's CPU per put (bench/pipeline.ts). A document
+ * type instead of per request saves about a fifth of the client's CPU per put (README, Performance). A document
  * client cannot cache it; middleware must be added before the first request.
  */
 const ledgerClient = once(() => new DynamoDBClient({ maxAttempts: 8, cacheMiddleware: true }));

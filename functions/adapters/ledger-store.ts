@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { LRUCache } from 'lru-cache';
 import { ConditionalCheckFailedException, type DynamoDBClient, PutItemCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
 import type { LedgerScanner } from '../core/audit';
 import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
+import { LRUCache } from 'lru-cache';
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
 import type { LedgerEntry, LedgerImage } from '../core/rollups';
@@ -38,9 +38,9 @@ export class DynamoLedger implements Ledger {
 
   async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates: number }> {
     const items = entries.map((entry) => ({ entry, item: toItem(entry) }));
-    const unwritten = items.filter(({ item }) => this.written.get(item.pk) !== item.digest);
-    const failed = await mapConcurrently(unwritten, CONCURRENCY, ({ item }) => this.put(item));
-    return { failed: failed.map(({ entry }) => entry), knownDuplicates: items.length - unwritten.length };
+    const toWrite = items.filter(({ item }) => this.written.get(item.pk) !== item.digest);
+    const failed = await mapConcurrently(toWrite, CONCURRENCY, ({ item }) => this.put(item));
+    return { failed: failed.map(({ entry }) => entry), knownDuplicates: items.length - toWrite.length };
   }
 
   /** True once the entry is in the ledger or superseded; false if the write failed (after the SDK's retries). */
