@@ -18,7 +18,7 @@ import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/adapters/resource
 import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { Config } from '../functions/core/config';
 import { cycleContaining, localDate, utcHour } from '../functions/core/cycles';
-import { type UsageEvent, eventKey, parseMessageBody, validateEvent } from '../functions/core/envelope';
+import { type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from '../functions/core/envelope';
 import { createQueues } from '../local/bootstrap';
 import { SqsPoller, sleep } from '../local/sqs-poller';
 import { INGEST_BATCHES_IN_FLIGHT } from '../local/runtime';
@@ -100,9 +100,8 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
 /** One invocation: a batch of queue messages; only messages whose writes failed are reported for redelivery. */
 function baselineHandler(kind: BaselineKind, config: Config, documents: DynamoDBDocumentClient, hooks: Hooks) {
   const subjects = new DynamoSubjects(documents, TABLE.subjects);
-  const usageTypes = new Map(config.usageTypes.map((u) => [u.id, u]));
   return async (event: SQSEvent): Promise<SQSBatchResponse> => {
-    const rules = { usageTypes, now: new Date(), maxFutureSeconds: config.ingest.maxFutureSeconds, retentionDays: config.ingest.retentionDays };
+    const rules = envelopeRules(config, new Date());
     // Invalid events are dropped: the benchmark sends none, and the baselines have no quarantine.
     const valid = event.Records.flatMap((record) => {
       const parsed = parseMessageBody(record.body);

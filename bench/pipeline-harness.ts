@@ -130,10 +130,11 @@ export function emulatorCpu(endpoint: string): (() => number) | undefined {
   try {
     const port = new URL(endpoint).port;
     const pid = execFileSync('pgrep', ['-f', `DynamoDBLocal.jar.* -port ${port}( |$)`], { encoding: 'utf8' }).trim().split('\n')[0];
-    const ticksPerMs = 100 / 1000; // USER_HZ is 100 on Linux
+    const msPerTick = 10; // USER_HZ is 100 on Linux
     const read = () => {
+      // utime and stime, after the parenthesised command name
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      return (Number(fields[11]) + Number(fields[12])) / ticksPerMs;
+      return (Number(fields[11]) + Number(fields[12])) * msPerTick;
     };
     read();
     return read;

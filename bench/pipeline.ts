@@ -186,7 +186,9 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
 
 /** One contender in a fresh process; its progress lines are shown as they come, its stderr only if it fails. */
 async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }> {
-  const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_CPU_PROF=dir: a V8 CPU profile of each contender's process (README, Performance).
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);
   let result: RunReport | undefined;

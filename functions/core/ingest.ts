@@ -101,7 +101,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     failedMessageIds: messages.map((m) => m.messageId).filter((id) => failed.has(id)),
     accepted: entriesByKey.size - failedKeys.size,
     duplicatesInBatch,
-    knownDuplicates: ledgerResult.knownDuplicates ?? 0,
+    knownDuplicates: ledgerResult.knownDuplicates,
     quarantined,
   };
 }

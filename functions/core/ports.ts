@@ -32,7 +32,7 @@ export interface Ledger {
    * Writes every entry (one item per identity); returns those that still failed after retries, and how
    * many were known duplicates, left unwritten because the ledger already holds the same content.
    */
-  putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates?: number }>;
+  putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates: number }>;
 }
 
 export interface QuarantineRecord extends Rejection {

@@ -155,14 +155,15 @@ export class InMemoryLedger implements Ledger {
 
   constructor(private readonly failWhen: (entry: LedgerEntry) => boolean = () => false) {}
 
-  async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[] }> {
+  /** Remembers nothing between calls, so it reports no known duplicates. */
+  async putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates: number }> {
     this.calls.push([...entries]);
     const failed: LedgerEntry[] = [];
     for (const entry of entries) {
       if (this.failWhen(entry)) failed.push(entry);
       else this.items.set(eventKey(entry), entry);
     }
-    return { failed };
+    return { failed, knownDuplicates: 0 };
   }
 }
 
