@@ -7,6 +7,7 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
+import { withoutSdkLogging } from '../functions/adapters/observability';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
 import { createS3Client } from '../functions/adapters/s3';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';
@@ -129,8 +130,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
     const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: dynamo.endpoint });
     // The pollers' clients stand in for Lambda's event source mappings, whose work is not the functions'; kept lean.
-    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true });
-    const streams = new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint, cacheMiddleware: true });
+    const sqs = withoutSdkLogging(new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true }));
+    const streams = withoutSdkLogging(new DynamoDBStreamsClient({ ...clientConfig, endpoint: dynamo.endpoint, cacheMiddleware: true }));
     stops.push(async () => [dynamodb, sqs, streams].forEach((c) => c.destroy()));
 
     const { names, streamArns } = await createTables(dynamodb);

@@ -15,6 +15,7 @@ import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
 import { S3FileWriter, S3Reports, createS3Client } from './s3';
 import { DynamoExports } from './export-store';
+import { withoutSdkLogging } from './observability';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.
@@ -43,14 +44,14 @@ export function loadConfigFile(path: string): Config {
   return parseConfig(text, path);
 }
 
-const dynamoClient = once(() => new DynamoDBClient({ maxAttempts: 8 }));
+const dynamoClient = once(() => withoutSdkLogging(new DynamoDBClient({ maxAttempts: 8 })));
 const documentClient = once(() => createDocumentClient(dynamoClient()));
 /**
  * The ledger's own client, for ingest's one put per event: resolving the middleware stack once per command
  * type instead of per request saves about a fifth of the client's CPU per put (README, Performance). A document
  * client cannot cache it; middleware must be added before the first request.
  */
-const ledgerClient = once(() => new DynamoDBClient({ maxAttempts: 8, cacheMiddleware: true }));
+const ledgerClient = once(() => withoutSdkLogging(new DynamoDBClient({ maxAttempts: 8, cacheMiddleware: true })));
 const s3Client = once(() => createS3Client());
 const sesClient = once(() => createSesClient());
 

@@ -1,11 +1,12 @@
 import { type ConsumedCapacity, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { withoutSdkLogging } from './observability';
 
 /**
  * One DynamoDB client per process. The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB
  * (set by the local runtime), so the same code talks to AWS or to DynamoDB Local.
  */
-export function createDocumentClient(client = new DynamoDBClient({ maxAttempts: 8 })): DynamoDBDocumentClient {
+export function createDocumentClient(client = withoutSdkLogging(new DynamoDBClient({ maxAttempts: 8 }))): DynamoDBDocumentClient {
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true },
     unmarshallOptions: { wrapNumbers: true },

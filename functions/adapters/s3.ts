@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import type { FileWriter } from '../core/exports';
 import type { ReportStore } from '../core/ports';
 import type { CycleReport, CycleSummary } from '../core/report-schema';
+import { withoutSdkLogging } from './observability';
 import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
 
 /**
@@ -12,7 +13,7 @@ import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
  * AWS_ENDPOINT_URL_S3 (set by the local runtime); a local endpoint is a host and port, so it is addressed path-style.
  */
 export function createS3Client(): S3Client {
-  return new S3Client({ maxAttempts: 8, forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+  return withoutSdkLogging(new S3Client({ maxAttempts: 8, forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) }));
 }
 
 const { reportsPrefix } = BUCKETS.reports;

@@ -1,6 +1,7 @@
 import { SESClient, SendEmailCommand } from '@aws-sdk/client-ses';
 import type { Email, EmailSender } from '../core/ports';
 import { backoff } from './dynamodb';
+import { withoutSdkLogging } from './observability';
 
 /** SES error codes that mean "slow down": retried with backoff, beyond the SDK's own retries. */
 const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'TooManyRequestsException', 'MaxSendingRateExceeded']);
@@ -37,5 +38,5 @@ export class SesEmailSender implements EmailSender {
 }
 
 export function createSesClient(): SESClient {
-  return new SESClient({ maxAttempts: 3 });
+  return withoutSdkLogging(new SESClient({ maxAttempts: 3 }));
 }

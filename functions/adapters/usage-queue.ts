@@ -1,6 +1,7 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/ports';
 import { backoff } from './dynamodb';
+import { withoutSdkLogging } from './observability';
 
 const MAX_BATCH = 10;
 const MAX_ATTEMPTS = 5;
@@ -53,5 +54,5 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
 }
 
 export function createSqsClient(): SQSClient {
-  return new SQSClient({ maxAttempts: 8 });
+  return withoutSdkLogging(new SQSClient({ maxAttempts: 8 }));
 }
