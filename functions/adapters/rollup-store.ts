@@ -7,7 +7,7 @@ import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
 
-/** One checkpoint per shard and owner (subject): records of that subject from that shard are applied up to it. */
+/** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
 const COUNTER = /^(h|d|ch|c|f)#/;
 const MAX_CONFLICT_RETRIES = 6;
@@ -16,7 +16,7 @@ const MAX_CONFLICT_RETRIES = 6;
  * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
  * channel and feature counters), U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, and
  * L#cycleStart#usageType#appliedMinute#eventKey (what one event changed in a closed cycle, per minute it was applied). Counters change only inside a
- * transaction that also advances the checkpoints (pk shard#id, sk owner#subject) of the records' subjects. A cycle close sets `closedAt` on the cycle's
+ * transaction that also advances the checkpoints (pk shard#id, sk owner#bucket-n) of the records' buckets of subjects. A cycle close sets `closedAt` on the cycle's
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */

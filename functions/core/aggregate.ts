@@ -3,10 +3,10 @@ import { CyclesClosedError, type LedgerChange, changesCounters, ownerOf, padSequ
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
- * 1. Drop records at or below their owner's checkpoint (one per shard and subject): a retried batch
+ * 1. Drop records at or below their owner's checkpoint (one per shard and bucket of subjects): a retried batch
  *    skips what it already applied, whichever records that was.
- * 2. Fold the rest, grouped by subject across the batch, into chunks of at most 100 transaction items
- *    (rollup items plus one checkpoint per subject).
+ * 2. Fold the rest, grouped by bucket across the batch, into chunks of at most 100 transaction items
+ *    (rollup items plus one checkpoint per bucket).
  * 3. Commit each chunk with its checkpoints in one transaction. On failure, report the first record not
  *    applied: Lambda redelivers from there, and step 1 skips the later records that were applied.
  *    A commit that finds a cycle closed since it was planned writes nothing; the cycle joins `closedCycles`

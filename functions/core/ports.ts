@@ -56,7 +56,7 @@ export interface Quarantine {
 export type CommitResult = 'committed' | 'already-applied';
 
 export interface RollupWriter {
-  /** Per owner (a subject): the padded sequence number of its last record applied from this shard, if any. */
+  /** Per owner (a bucket of subjects, `ownerOf`): the padded sequence number of its last record applied from this shard, if any. */
   readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
   /**
    * Applies a chunk and moves each of its owners' checkpoints across its run, in one transaction;

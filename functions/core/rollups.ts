@@ -125,19 +125,39 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
 export const cycleItemKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000${rollupSortKey('cycle', cycleStart, usageType)}`;
 
 /**
- * The subject whose checkpoint a record is applied under. A change that moves an event to another
- * subject touches both, but counts under one: any fixed choice works, since the record is applied once.
+ * Checkpoints per shard: one per bucket of subjects, so that a batch over many subjects carries one
+ * checkpoint per bucket it touches rather than one per subject (README, "How it counts exactly once").
+ * Fixed for good: a record is applied under its bucket's checkpoint, and a shard whose buckets changed
+ * under a retried batch would apply its records again.
  */
-export const ownerOf = (change: LedgerChange): string => (change.newImage ?? change.oldImage)?.subject ?? '';
+export const CHECKPOINT_BUCKETS = 64;
+
+/** The checkpoint bucket of a subject: FNV-1a (32 bits) over its UTF-16 code units, stable across processes and releases. */
+export function checkpointBucketOf(subject: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < subject.length; i++) {
+    hash ^= subject.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return `bucket-${(hash >>> 0) % CHECKPOINT_BUCKETS}`;
+}
+
+/**
+ * The checkpoint a record is applied under: its subject's bucket, of the new image's subject, else the
+ * old image's. A change that moves an event to another subject touches both, but counts under one: any
+ * fixed choice works, since the record is applied once.
+ */
+export const ownerOf = (change: LedgerChange): string => checkpointBucketOf((change.newImage ?? change.oldImage)?.subject ?? '');
 
 /** Whether a change moves any counter; a TTL expiry (or a record without images) never does. */
 export const changesCounters = (change: LedgerChange): boolean => !change.expired && (change.oldImage !== undefined || change.newImage !== undefined);
 
 /**
  * Folds changes into chunks of at most `maxItems` transaction items: the rollup items the records touch,
- * plus one checkpoint item per owner. Records are grouped by owner across the whole batch, so that a
- * subject's day and cycle items are written once per batch rather than once per few records; each
- * owner's records keep their order, and an owner too big for one chunk continues in the next. Items
+ * plus one checkpoint item per owner (`ownerOf`: a bucket of subjects). Records are grouped by owner across
+ * the whole batch, so that a subject's day and cycle items are written once per batch rather than once per
+ * few records, as long as its bucket's records fit one chunk; each owner's records keep their stream order,
+ * and an owner too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
  * event. One change touches at most 10 rollup items (day, cycle, user, group and late, of its old and its
@@ -172,12 +192,20 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
 
   const counted: string[] = [];
   for (const [owner, own] of byOwner) {
-    for (const change of own) {
-      // Each image's item keys are built once: they decide whether the change fits, then where it lands.
-      const deltas = changeDeltas(change).map(({ image, sign }) => {
+    // Each image's item keys are built once: they decide whether the owner and each change fit, then where they land.
+    const planned = own.map((change) => ({
+      change,
+      deltas: changeDeltas(change).map(({ image, sign }) => {
         const closed = isClosed(image);
         return { image, sign, closed, keys: itemKeys(image, closed) };
-      });
+      }),
+    }));
+    // An owner that fits a chunk of its own starts one rather than being split, which would write its subjects' items twice.
+    const ownerKeys = new Set(planned.flatMap(({ deltas }) => deltas.flatMap(({ keys }) => keys)));
+    let added = 1; // its checkpoint
+    for (const key of ownerKeys) if (!current.has(key)) added++;
+    if (ownerKeys.size + 1 <= maxItems && current.size + runs.size + added > maxItems) flush();
+    for (const { change, deltas } of planned) {
       counted.length = 0;
       for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
       const newRun = runs.has(owner) ? 0 : 1;

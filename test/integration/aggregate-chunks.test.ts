@@ -3,13 +3,13 @@ import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/aggregate';
-import type { LedgerChange } from '../../functions/core/rollups';
+import { type LedgerChange, checkpointBucketOf } from '../../functions/core/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 
 /**
  * A crash between two rollup transactions of one batch, on the real adapter and DynamoDB Local:
  * the retry (same batch, or a batch of another size starting elsewhere) applies each record once,
- * also when the batch interleaves many subjects and each transaction holds whole subjects.
+ * also when the batch interleaves many subjects and each transaction holds whole buckets of subjects.
  */
 
 let stack: LocalStack;
@@ -120,8 +120,9 @@ async function subjectTotals(subjects: readonly string[]): Promise<Map<string, n
   return totals;
 }
 
-test('a batch interleaving 120 subjects is folded per subject, and a failed commit redelivered from the reported record completes it once', async () => {
-  // Arrange: 1,200 records, 10 per subject; each subject takes 3 transaction items (day, cycle, checkpoint), so 33 per transaction.
+test('a batch interleaving 120 subjects is folded per bucket of subjects, and a failed commit redelivered from the reported record completes it once', async () => {
+  // Arrange: 1,200 records, 10 per subject; each subject takes 2 transaction items (day, cycle) and each bucket of subjects
+  // one checkpoint, so a transaction holds a few dozen whole subjects.
   const batch = interleaved('ws_mix', 120, 1200, 20_000);
   const subjects = [...new Set(batch.map((r) => r.newImage!.subject))];
   let commits = 0;
@@ -142,15 +143,20 @@ test('a batch interleaving 120 subjects is folded per subject, and a failed comm
   const retry = await aggregateChanges('shard-mix', batch.slice(failedAt), { rollups });
   const again = await aggregateChanges('shard-mix', batch, { rollups });
 
-  // Assert: two transactions of 33 whole subjects committed before the failure, and nothing else.
+  // Assert: two transactions of whole subjects, in whole buckets, committed before the failure, and nothing else.
   expect(first.error).toBeInstanceOf(InjectedCrash);
   expect(first.chunks).toBe(3);
-  expect(first.applied).toBe(660);
-  expect(partial.size).toBe(66);
+  expect(partial.size).toBeGreaterThan(0);
+  expect(partial.size).toBeLessThan(120);
+  expect(first.applied).toBe(10 * partial.size);
   for (const [subject, total] of partial) expect(total).toBe(expectedSubjectTotals(batch).get(subject));
+  for (const subject of subjects) {
+    const sameBucket = subjects.filter((other) => checkpointBucketOf(other) === checkpointBucketOf(subject));
+    expect(sameBucket.every((other) => partial.has(other))).toBe(partial.has(subject));
+  }
   expect(failedAt).toBeGreaterThan(0);
   expect(retry.failedSequenceNumber).toBeUndefined();
-  expect(retry.chunks).toBe(2); // the other 54 subjects: 33 + 21
+  expect(retry.applied).toBe(1200 - first.applied);
   expect(await subjectTotals(subjects)).toEqual(expectedSubjectTotals(batch));
   expect(again).toMatchObject({ applied: 0, skipped: 1200, chunks: 0 });
 });

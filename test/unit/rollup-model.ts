@@ -2,7 +2,7 @@
  * An independent model of rollup totals for unit tests: a plain Map of flat counter keys
  * (see flatKey in test/support/fakes.ts), built straight from ledger changes without rollups.ts.
  */
-import type { Chunk, LedgerChange, LedgerImage } from '../../functions/core/rollups';
+import { type Chunk, type LedgerChange, type LedgerImage, checkpointBucketOf } from '../../functions/core/rollups';
 import { addTo, flatKey } from '../support/fakes';
 
 /** Decimal string → integer nano-units, by string arithmetic only. */
@@ -126,4 +126,23 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
     }
   }
   return changes;
+}
+
+/** The checkpoint a record counts under: the bucket of the new image's subject, else of the old image's. */
+export const ownerOfChange = (change: LedgerChange): string => checkpointBucketOf((change.newImage ?? change.oldImage)?.subject ?? '');
+
+/**
+ * Whether a planner that closed `chunk` before `next` had to: the record would not have fitted, or it starts
+ * a bucket that fits a chunk of its own and would not have fitted whole into this one. `itemsOf` names the
+ * rollup items a record touches; `all` is the batch.
+ */
+export function hadToClose(chunk: Chunk, next: LedgerChange, all: readonly LedgerChange[], itemsOf: (change: LedgerChange) => string[], maxItems: number): boolean {
+  const bySequence = new Map(all.map((c) => [c.sequenceNumber, c]));
+  const touched = new Set(chunk.sequenceNumbers.flatMap((n) => itemsOf(bySequence.get(n) as LedgerChange)));
+  const owner = ownerOfChange(next);
+  const runs = new Set([...chunk.runs.map((r) => r.owner), owner]).size;
+  if (new Set([...touched, ...itemsOf(next)]).size + runs > maxItems) return true;
+  const bucketItems = new Set(all.filter((c) => ownerOfChange(c) === owner).flatMap(itemsOf));
+  const startsBucket = !chunk.runs.some((r) => r.owner === owner);
+  return startsBucket && bucketItems.size + 1 <= maxItems && new Set([...touched, ...bucketItems]).size + runs > maxItems;
 }
