@@ -1,6 +1,6 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { Clock, CommitResult, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
+import type { Clock, CommitResult, CycleItemKey, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
 import { type Chunk, CyclesClosedError, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { batchGet } from './batch';
@@ -96,6 +96,11 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
   async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
     const prefix = ROLLUP_PREFIX[kind];
     return this.between(subject, kind, `${prefix}#${fromPeriod}`, `${prefix}#${toPeriod}\uffff`);
+  }
+
+  async cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>> {
+    const items = await batchGet(this.client, this.tableName, keys.map((k) => ({ pk: k.subject, sk: rollupSortKey('cycle', k.cycleStart, k.usageType) })), { consistentRead: true });
+    return new Map(items.map((item) => [cycleItemKey(String(item.pk), String(item.period), String(item.usageType)), toRow(item, 'cycle')]));
   }
 
   async members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]> {

@@ -3,7 +3,7 @@ import type { Config } from './config';
 import { cycleContaining } from './cycles';
 import type { AccountStore, Alert, AlertStore, Clock, RollupReader, SubjectDirectory } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
-import type { LedgerImage } from './rollups';
+import { type LedgerImage, cycleItemKey } from './rollups';
 
 /**
  * Threshold crossings, evaluated after the aggregator has committed a batch.
@@ -47,19 +47,21 @@ export async function evaluateThresholds(touched: readonly TouchedCycle[], deps:
   const subjects = await deps.subjects.getMany([...new Set(touched.map((t) => t.subject))]);
   const byCycle = new Map<string, TouchedCycle[]>();
   for (const t of touched) byCycle.set(`${t.subject}|${t.cycleStart}`, [...(byCycle.get(`${t.subject}|${t.cycleStart}`) ?? []), t]);
+  const planOf = (subjectId: string) => deps.config.plans.find((p) => p.id === subjects.get(subjectId)?.plan);
+  // One batched read for every cycle item with a quota, rather than one query per workspace and cycle.
+  const totals = await deps.rollups.cycleItems(touched.filter((t) => planOf(t.subject)?.quotas[t.usageType] !== undefined));
   const recorded: Alert[] = [];
   for (const group of byCycle.values()) {
     const { subject: subjectId, cycleStart } = group[0] as TouchedCycle;
     const subject = subjects.get(subjectId);
-    const plan = deps.config.plans.find((p) => p.id === subject?.plan);
+    const plan = planOf(subjectId);
     if (!subject || !plan) continue;
-    const rows = await deps.rollups.query(subjectId, 'cycle', cycleStart, cycleStart);
     const cycle = cycleContaining(cycleStart, subject);
     let grants: Grant[] | undefined;
     for (const { usageType } of group) {
       const quota = plan.quotas[usageType];
-      const used = units(rows.find((r) => r.usageType === usageType)?.total ?? '0');
       if (!quota) continue;
+      const used = units(totals.get(cycleItemKey(subjectId, cycleStart, usageType))?.total ?? '0');
       const limit = units(quota.monthlyLimit);
       // Spillover only raises the allowance: below the lowest threshold of the plan limit alone, nothing can be crossed.
       if (crossedThresholds(used, limit, quota.thresholds.slice(0, 1)).length === 0 && limit > 0n) continue;

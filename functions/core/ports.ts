@@ -110,6 +110,17 @@ export interface RollupReader {
   query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]>;
   /** Every user or group item of one subject, cycle and usage type. */
   members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]>;
+  /**
+   * Cycle items by key, read strongly consistent (so a commit just made is seen), keyed by `cycleItemKey`;
+   * a key without an item is absent.
+   */
+  cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>>;
+}
+
+export interface CycleItemKey {
+  subject: string;
+  cycleStart: string;
+  usageType: string;
 }
 
 export interface Clock {

@@ -15,6 +15,7 @@ import type {
   Clock,
   DaySnapshot,
   CommitResult,
+  CycleItemKey,
   LateChange,
   ReportStore,
   RollupCloser,
@@ -347,6 +348,15 @@ export class InMemoryRollupReader implements RollupReader, RollupCloser {
 
   async members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]> {
     return this.rows.filter((r) => r.subject === subject && r.row.kind === kind && r.row.period === cycleStart && r.row.usageType === usageType).map((r) => r.row);
+  }
+
+  async cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>> {
+    const found = new Map<string, RollupRow>();
+    for (const { subject, cycleStart, usageType } of keys) {
+      const row = this.rows.find((r) => r.subject === subject && r.row.kind === 'cycle' && r.row.period === cycleStart && r.row.usageType === usageType)?.row;
+      if (row) found.set(cycleItemKey(subject, cycleStart, usageType), row);
+    }
+    return found;
   }
 }
 
