@@ -14,6 +14,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { createHash } from 'node:crypto';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { createDocumentClient, mapConcurrently } from '../functions/adapters/dynamodb';
+import { withoutSdkLogging } from '../functions/adapters/observability';
 import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/adapters/resources';
 import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { Config } from '../functions/core/config';
@@ -47,7 +48,7 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
     stops.push(dynamo.stop, sqsStandIn.stop);
     const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
     const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: dynamo.endpoint, maxAttempts: 8 });
-    const sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true }); // as ours' poller (local/runtime.ts)
+    const sqs = withoutSdkLogging(new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint, cacheMiddleware: true })); // as ours' poller (local/runtime.ts)
     stops.push(async () => [dynamodb, sqs].forEach((client) => client.destroy()));
     await createBaselineTables(dynamodb);
     const documents = createDocumentClient(dynamodb);
