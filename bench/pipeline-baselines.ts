@@ -14,7 +14,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { createHash } from 'node:crypto';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { createDocumentClient, mapConcurrently } from '../functions/adapters/dynamodb';
-import { withoutSdkLogging } from '../functions/adapters/observability';
+import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
 import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/adapters/resources';
 import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { Config } from '../functions/core/config';

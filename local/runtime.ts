@@ -7,7 +7,7 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
-import { withoutSdkLogging } from '../functions/adapters/observability';
+import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
 import { createS3Client } from '../functions/adapters/s3';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';

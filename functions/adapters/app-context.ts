@@ -15,7 +15,7 @@ import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
 import { S3FileWriter, S3Reports, createS3Client } from './s3';
 import { DynamoExports } from './export-store';
-import { withoutSdkLogging } from './observability';
+import { withoutSdkLogging } from './sdk-clients';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.

@@ -1,6 +1,6 @@
 import { type ConsumedCapacity, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { withoutSdkLogging } from './observability';
+import { withoutSdkLogging } from './sdk-clients';
 
 /**
  * One DynamoDB client per process. The endpoint comes from the SDK's own AWS_ENDPOINT_URL_DYNAMODB

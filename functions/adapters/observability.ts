@@ -33,13 +33,3 @@ export function redactLogValue(key: string, value: unknown): unknown {
 /** One logger and one metrics sink for every handler. */
 export const logger = new Logger({ serviceName: SERVICE_NAME, jsonReplacerFn: redactLogValue });
 export const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME });
-
-/**
- * Takes the SDK's own logging off a client. It builds a redacted copy of every request and response for
- * its logger, even the default one that discards them: 0.45 → 0.39 ms of client CPU per DynamoDB put
- * (README, Performance). The handlers log through `logger` above instead. Call before the first request.
- */
-export function withoutSdkLogging<Client extends { middlewareStack: { remove(name: string): boolean } }>(client: Client): Client {
-  client.middlewareStack.remove('loggerMiddleware');
-  return client;
-}

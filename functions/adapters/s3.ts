@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { FileWriter } from '../core/exports';
 import type { ReportStore } from '../core/ports';
 import type { CycleReport, CycleSummary } from '../core/report-schema';
-import { withoutSdkLogging } from './observability';
+import { withoutSdkLogging } from './sdk-clients';
 import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
 
 /**

@@ -1,7 +1,7 @@
 import { SESClient, SendEmailCommand } from '@aws-sdk/client-ses';
 import type { Email, EmailSender } from '../core/ports';
 import { backoff } from './dynamodb';
-import { withoutSdkLogging } from './observability';
+import { withoutSdkLogging } from './sdk-clients';
 
 /** SES error codes that mean "slow down": retried with backoff, beyond the SDK's own retries. */
 const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'TooManyRequestsException', 'MaxSendingRateExceeded']);

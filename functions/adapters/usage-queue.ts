@@ -1,7 +1,7 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/ports';
 import { backoff } from './dynamodb';
-import { withoutSdkLogging } from './observability';
+import { withoutSdkLogging } from './sdk-clients';
 
 const MAX_BATCH = 10;
 const MAX_ATTEMPTS = 5;
