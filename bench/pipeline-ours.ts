@@ -1,7 +1,7 @@
 import { DynamoDBStreamsClient, GetRecordsCommand, type GetRecordsCommandOutput } from '@aws-sdk/client-dynamodb-streams';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { awsClients } from '../functions/adapters/app-context';
-import { FUNCTIONS, QUEUES, TABLES } from '../functions/adapters/resources';
+import { EVENT_SOURCES, FUNCTIONS, QUEUES, TABLES } from '../functions/adapters/resources';
 import { localTableName } from '../local/bootstrap';
 import { startLocal } from '../local/runtime';
 import { sleep } from '../local/sqs-poller';
@@ -20,6 +20,8 @@ export async function startOurs(configPath: string, hooks: Hooks, options: { slo
     configPath,
     // As deployed (not the local 30 s): messages held at the gate while the queue loads must not come back.
     visibilityTimeoutSeconds: QUEUES.usageEvents.visibilityTimeoutSeconds,
+    // As deployed (not the local 1 s): the window decides how full the aggregate's batches get.
+    aggregateWindowSeconds: EVENT_SOURCES.aggregate.maxBatchingWindowSeconds,
     wrapIngest: (invoke) => async (event) => {
       await hooks.gate.opened;
       return hooks.clock.time('ingest', FUNCTIONS.ingest.memoryMb, () => invoke(event));

@@ -32,6 +32,8 @@ import { StreamPoller } from './stream-poller';
 
 /** Ingest batches in flight at once: Lambda runs several invocations of an SQS source side by side. */
 export const INGEST_BATCHES_IN_FLIGHT = 4;
+/** The aggregate's batching window locally, unless `aggregateWindowSeconds` says otherwise (AWS: EVENT_SOURCES). */
+export const LOCAL_AGGREGATE_WINDOW_SECONDS = 1;
 
 export const DEFAULT_CONFIG = 'config/example.json';
 export const REGION = 'us-east-1';
@@ -42,6 +44,11 @@ export interface LocalOptions {
   persistDir?: string;
   /** Shorter than in AWS so that a redelivery shows within seconds. */
   visibilityTimeoutSeconds?: number;
+  /**
+   * The aggregate's batching window. Shorter than in AWS (LOCAL_AGGREGATE_WINDOW_SECONDS) so that counts show
+   * within a second or two; the bench runs the deployed `EVENT_SOURCES.aggregate.maxBatchingWindowSeconds`.
+   */
+  aggregateWindowSeconds?: number;
   logLevel?: string;
   /** Wraps each handler invocation; tests inject crashes here. */
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
@@ -170,19 +177,25 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       onError: (error) => onError('ingest', error),
     });
     // Each table stream drives its function like Lambda's event source mapping, with the same numbers.
-    const streamPoller = (streamArn: string, source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'], name: string, invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>) =>
+    const streamPoller = (streamArn: string, source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'], name: string, invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>, windowSeconds: number = source.maxBatchingWindowSeconds) =>
       new StreamPoller({
         streams,
         streamArn,
         batchSize: source.batchSize,
-        maxBatchingWindowMs: source.maxBatchingWindowSeconds * 1000,
+        maxBatchingWindowMs: windowSeconds * 1000,
         tumblingWindowSeconds: 'tumblingWindowSeconds' in source ? source.tumblingWindowSeconds : 0,
         invoke,
         onError: (error) => onError(name, error),
       });
     const invokeNotify: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => notify(event, lambdaContext('notify', FUNCTIONS.notify.timeoutSeconds));
     const invokeExport: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse> = (event) => exportFiles(event, lambdaContext('export', FUNCTIONS.export.timeoutSeconds));
-    const ledgerPoller = streamPoller(streamArns.ledger, EVENT_SOURCES.aggregate, 'aggregate', options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate);
+    const ledgerPoller = streamPoller(
+      streamArns.ledger,
+      EVENT_SOURCES.aggregate,
+      'aggregate',
+      options.wrapAggregate ? options.wrapAggregate(invokeAggregate) : invokeAggregate,
+      options.aggregateWindowSeconds ?? LOCAL_AGGREGATE_WINDOW_SECONDS,
+    );
     const alertsPoller = streamPoller(streamArns.alerts, EVENT_SOURCES.notify, 'notify', options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify);
     const exportsPoller = streamPoller(streamArns.exports, EVENT_SOURCES.export, 'export', options.wrapExport ? options.wrapExport(invokeExport) : invokeExport);
     sqsPoller.start();

@@ -120,8 +120,11 @@ export class StreamPoller {
             await sleep(POLL_MS);
             continue;
           }
-          // Keep filling while records flow and the batching window is open.
-          if (records.length > 0 && iterator && buffer.length < this.options.batchSize && Date.now() < windowClosesAt) continue;
+          // As Lambda does: keep gathering until the batch is full or the batching window closes.
+          if (iterator && buffer.length < this.options.batchSize && Date.now() < windowClosesAt) {
+            if (records.length === 0) await sleep(Math.min(POLL_MS, windowClosesAt - Date.now()));
+            continue;
+          }
         }
         if (buffer.length === 0) break;
         buffer = await this.deliver(shardId, buffer);

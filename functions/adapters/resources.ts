@@ -125,7 +125,8 @@ export const EVENT_SOURCES = {
   ingest: { batchSize: 1000, maxBatchingWindowSeconds: 1 },
   aggregate: {
     batchSize: 10000,
-    maxBatchingWindowSeconds: 1,
+    /** Fuller batches write each subject's items fewer times: sparse traffic costs half as much as at 1 s (README, Performance). */
+    maxBatchingWindowSeconds: 10,
     /** A tumbling window is what makes Lambda put `shardId` in the event; the window state stays empty. */
     tumblingWindowSeconds: 60,
     parallelizationFactor: 1,
