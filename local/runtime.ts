@@ -176,7 +176,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       invoke: options.wrapIngest ? options.wrapIngest(invokeIngest) : invokeIngest,
       onError: (error) => onError('ingest', error),
     });
-    // Each table stream drives its function like Lambda's event source mapping, with the same numbers.
+    // Each table stream drives its function like Lambda's event source mapping, with the same numbers (the aggregate's window aside).
     const streamPoller = (streamArn: string, source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'], name: string, invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>, windowSeconds: number = source.maxBatchingWindowSeconds) =>
       new StreamPoller({
         streams,
