@@ -2,8 +2,9 @@
  * The ledger put alone: what one conditional PutItem per event costs on this machine, the floor of any
  * design that keeps one ledger item per event (README, "What limits it"). Side by side, in alternating
  * rounds on one DynamoDB Local with the real ledger table (its stream on), 32 puts in flight:
- * - ledger: `DynamoLedger.putAll` on the ledger's own client (raw, cached middleware, no SDK logging),
- *   as ingest writes;
+ * - ledger: `DynamoLedger.putAll` on the ledger's own client (`createLedgerClient`: raw, cached middleware,
+ *   no SDK logger), as ingest writes;
+ * - ledger, SDK logger on: the same with the SDK's logger middleware left in, to isolate what removing it saves;
  * - baseline: the same items and condition through a document client as the SDK builds it.
  * Each round writes new identities, so every put lands. A warm-up first lets DynamoDB Local's JIT settle.
  *
@@ -12,8 +13,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mapConcurrently } from '../functions/adapters/dynamodb';
-import { DynamoLedger } from '../functions/adapters/ledger-store';
-import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
+import { DynamoLedger, createLedgerClient } from '../functions/adapters/ledger-store';
 import { eventKey } from '../functions/core/envelope';
 import type { LedgerEntry } from '../functions/core/rollups';
 import { createTables } from '../local/bootstrap';
@@ -25,6 +25,7 @@ const WARMUP = 30_000;
 const ROUND = 10_000;
 const ROUNDS = 3;
 const IN_FLIGHT = 32;
+const CONTENDERS_IN_TURN = ['ledger', 'logging', 'baseline'] as const;
 
 interface Round {
   putsPerSecond: number;
@@ -60,14 +61,17 @@ async function main(): Promise<void> {
   const dynamo = await startDynamoDbLocal({ region: REGION });
   const config = { region: REGION, endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS, maxAttempts: 8 };
   const admin = new DynamoDBClient(config);
-  const ledgerClient = withoutSdkLogging(new DynamoDBClient({ ...config, cacheMiddleware: true }));
+  const ledgerClient = createLedgerClient(config);
+  const loggingClient = new DynamoDBClient({ ...config, cacheMiddleware: true });
   const documents = DynamoDBDocumentClient.from(new DynamoDBClient(config), { marshallOptions: { removeUndefinedValues: true } });
   try {
     const { names } = await createTables(admin);
     const emulator = emulatorCpu(dynamo.endpoint);
     const ledger = new DynamoLedger(ledgerClient, names.ledger);
+    const logging = new DynamoLedger(loggingClient, names.ledger);
     const contenders = {
       ledger: async (batch: LedgerEntry[]) => (await ledger.putAll(batch)).failed.length,
+      logging: async (batch: LedgerEntry[]) => (await logging.putAll(batch)).failed.length,
       baseline: async (batch: LedgerEntry[]) =>
         (
           await mapConcurrently(batch, IN_FLIGHT, async (entry) => {
@@ -98,16 +102,16 @@ async function main(): Promise<void> {
     };
 
     console.log(`ledger puts on DynamoDB Local: warming up with ${WARMUP.toLocaleString('en-US')} puts, then ${ROUNDS} rounds of ${ROUND.toLocaleString('en-US')} per client, alternating`);
-    await run(contenders.ledger, WARMUP / 2);
-    await run(contenders.baseline, WARMUP / 2);
-    const rounds: Record<keyof typeof contenders, Round[]> = { ledger: [], baseline: [] };
-    for (let i = 0; i < ROUNDS; i++) for (const name of ['ledger', 'baseline'] as const) rounds[name].push(await run(contenders[name], ROUND));
+    for (const name of CONTENDERS_IN_TURN) await run(contenders[name], WARMUP / CONTENDERS_IN_TURN.length);
+    const rounds: Record<keyof typeof contenders, Round[]> = { ledger: [], logging: [], baseline: [] };
+    for (let i = 0; i < ROUNDS; i++) for (const name of CONTENDERS_IN_TURN) rounds[name].push(await run(contenders[name], ROUND));
 
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
     console.log('\n| client | puts/s | Node CPU ms / put | DynamoDB Local CPU ms / put |');
     console.log('|---|---:|---:|---:|');
     for (const [name, label] of [
       ['ledger', "ledger (DynamoLedger on the ledger's client)"],
+      ['logging', 'ledger, SDK logger middleware left in'],
       ['baseline', 'baseline (document client, SDK defaults)'],
     ] as const) {
       const of = rounds[name];
@@ -117,7 +121,7 @@ async function main(): Promise<void> {
     }
     console.log(`\nMedians of ${ROUNDS} rounds. Node CPU includes the ledger's digest and marshalling; DynamoDB Local's is read from /proc.`);
   } finally {
-    for (const client of [admin, ledgerClient, documents]) client.destroy();
+    for (const client of [admin, ledgerClient, loggingClient, documents]) client.destroy();
     await dynamo.stop();
   }
 }

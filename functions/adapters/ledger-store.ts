@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { ConditionalCheckFailedException, type DynamoDBClient, PutItemCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient, type DynamoDBClientConfig, PutItemCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
 import type { LedgerScanner } from '../core/audit';
 import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
@@ -9,6 +9,7 @@ import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
 import type { LedgerEntry, LedgerImage } from '../core/rollups';
 import { mapConcurrently, writeMeter } from './dynamodb';
+import { withoutSdkLogging } from './sdk-clients';
 
 const CONCURRENCY = 32;
 /** Identities remembered per instance: about 15 MB at most, and long enough for SQS redeliveries and producer retries. */
@@ -30,7 +31,7 @@ const WRITTEN_MEMORY = { entries: 100_000, ttlMs: 10 * 60_000 };
 export class DynamoLedger implements Ledger {
   private readonly written = new LRUCache<string, string>({ max: WRITTEN_MEMORY.entries, ttl: WRITTEN_MEMORY.ttlMs });
 
-  /** `client` is best built with `cacheMiddleware: true` (see ledgerClient in app-context.ts). */
+  /** `client` is best built by `createLedgerClient`. */
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
@@ -66,6 +67,15 @@ export class DynamoLedger implements Ledger {
       return false;
     }
   }
+}
+
+/**
+ * The ledger's own client, for ingest's one put per event: the middleware stack is resolved once per command
+ * type instead of per request, and the SDK's logger is off (README, Performance). A document client cannot
+ * cache its middleware. `options` adds to the defaults (an endpoint, credentials).
+ */
+export function createLedgerClient(options: DynamoDBClientConfig = {}): DynamoDBClient {
+  return withoutSdkLogging(new DynamoDBClient({ maxAttempts: 8, ...options, cacheMiddleware: true }));
 }
 
 type LedgerItem = ReturnType<typeof toItem>;
