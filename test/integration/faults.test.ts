@@ -24,7 +24,7 @@ afterAll(() => {
 describe.each(SEEDS)('seed %i', (seed) => {
   test('every invariant holds after the faults', async () => {
     // Arrange + Act
-    const result = await runFaultScenario({ seed, events: 2000, rates: DEFAULT_RATES });
+    const result = await runFaultScenario({ seed, events: 2500, rates: DEFAULT_RATES });
     results.push(result);
 
     // Assert
