@@ -75,16 +75,21 @@ export class HandlerClock {
   }
 }
 
-/** Send and first-visible instants of the events sent through `sent`; other events pass unnoticed. */
+/**
+ * Send and first-visible instants of the events sent through `sent`; other events are only counted in
+ * `reported`, every call of `visible` (a retried record may be reported twice).
+ */
 export class Visibility {
   private readonly sentAt = new Map<string, number>();
   private readonly visibleAt = new Map<string, number>();
+  reported = 0;
 
   sent(key: string, at: number): void {
     if (!this.sentAt.has(key)) this.sentAt.set(key, at);
   }
 
   visible(key: string): void {
+    this.reported += 1;
     if (this.sentAt.has(key) && !this.visibleAt.has(key)) this.visibleAt.set(key, Date.now());
   }
 
