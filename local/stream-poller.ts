@@ -29,6 +29,8 @@ export interface StreamPollerOptions {
 }
 
 const POLL_MS = 100;
+/** Lambda's limit on a synchronous invocation's payload: a batch ends before its records' JSON passes 6 MB, whatever its batch size. */
+export const MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
 
 export class StreamPoller {
   private running = false;
@@ -104,14 +106,16 @@ export class StreamPoller {
     let iterator = await this.iterator(shardId);
     let lastRead: string | undefined;
     let buffer: _Record[] = [];
+    let bufferBytes = 0;
     let windowClosesAt = Number.POSITIVE_INFINITY;
     while (this.running) {
       try {
-        if (iterator && buffer.length < this.options.batchSize) {
+        if (iterator && buffer.length < this.options.batchSize && bufferBytes < MAX_PAYLOAD_BYTES) {
           const page = await this.options.streams.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: Math.min(1000, this.options.batchSize - buffer.length) }));
           const records = page.Records ?? [];
           if (records.length > 0 && buffer.length === 0) windowClosesAt = Date.now() + this.options.maxBatchingWindowMs;
           buffer.push(...records);
+          bufferBytes += payloadBytes(records, this.options.streamArn);
           lastRead = buffer.at(-1)?.dynamodb?.SequenceNumber ?? lastRead;
           iterator = page.NextShardIterator;
           this.caughtUp.set(shardId, buffer.length === 0);
@@ -121,14 +125,18 @@ export class StreamPoller {
             continue;
           }
           // As Lambda does: keep gathering until the batch is full or the batching window closes.
-          if (iterator && buffer.length < this.options.batchSize && Date.now() < windowClosesAt) {
+          if (iterator && buffer.length < this.options.batchSize && bufferBytes < MAX_PAYLOAD_BYTES && Date.now() < windowClosesAt) {
             if (records.length === 0) await sleep(Math.min(POLL_MS, windowClosesAt - Date.now()));
             continue;
           }
         }
         if (buffer.length === 0) break;
-        buffer = await this.deliver(shardId, buffer);
-        windowClosesAt = Number.POSITIVE_INFINITY;
+        const batch = buffer.slice(0, fittingPayload(buffer, this.options.streamArn));
+        const rest = buffer.slice(batch.length);
+        buffer = [...(await this.deliver(shardId, batch)), ...rest];
+        bufferBytes = payloadBytes(buffer, this.options.streamArn);
+        // Records left over are waiting already: their window opens now.
+        windowClosesAt = rest.length > 0 ? Date.now() + this.options.maxBatchingWindowMs : Number.POSITIVE_INFINITY;
       } catch (error) {
         if (error instanceof ExpiredIteratorException || error instanceof TrimmedDataAccessException) {
           iterator = await this.iterator(shardId, lastRead);
@@ -177,6 +185,29 @@ export class StreamPoller {
     }
     return pending;
   }
+}
+
+/** A record's size in the invocation's JSON, worked out once per record. */
+const sizes = new WeakMap<_Record, number>();
+function recordBytes(record: _Record, streamArn: string): number {
+  let bytes = sizes.get(record);
+  if (bytes === undefined) sizes.set(record, (bytes = Buffer.byteLength(JSON.stringify(toLambdaRecord(record, streamArn)))));
+  return bytes;
+}
+
+function payloadBytes(records: readonly _Record[], streamArn: string): number {
+  return records.reduce((total, record) => total + recordBytes(record, streamArn), 0);
+}
+
+/** How many of the records, from the first, one invocation can carry: at least one. */
+export function fittingPayload(records: readonly _Record[], streamArn: string): number {
+  const envelope = 1024; // `{"Records":[…]}` with the shard and window fields, generously
+  let bytes = envelope;
+  for (let i = 0; i < records.length; i += 1) {
+    bytes += recordBytes(records[i] as _Record, streamArn) + 1;
+    if (bytes > MAX_PAYLOAD_BYTES) return Math.max(1, i);
+  }
+  return records.length;
 }
 
 function tumblingWindow(seconds: number) {
