@@ -83,6 +83,7 @@ export class Visibility {
   private readonly sentAt = new Map<string, number>();
   private readonly visibleAt = new Map<string, number>();
   reported = 0;
+  private tracking: { base: number; expected: number; from?: Mark; to?: Mark } | undefined;
 
   sent(key: string, at: number): void {
     if (!this.sentAt.has(key)) this.sentAt.set(key, at);
@@ -90,7 +91,32 @@ export class Visibility {
 
   visible(key: string): void {
     this.reported += 1;
+    if (this.tracking) this.mark(this.tracking);
     if (this.sentAt.has(key) && !this.visibleAt.has(key)) this.visibleAt.set(key, Date.now());
+  }
+
+  /** Starts noting when the reports from now on first reach 10% and 90% of `expected`. */
+  track(expected: number): void {
+    this.tracking = { base: this.reported, expected };
+  }
+
+  /**
+   * Reports per second between the 10% and 90% marks of what `track` expects: the rate the contender
+   * sustains, without the time its first events take to come through or the wait for its last
+   * batch. Undefined if both marks fell in one report burst (a run of one or two aggregate batches).
+   */
+  sustained(): { reports: number; seconds: number } | undefined {
+    const { from, to } = this.tracking ?? {};
+    this.tracking = undefined;
+    if (!from || !to || to.at <= from.at) return undefined;
+    return { reports: to.reports - from.reports, seconds: (to.at - from.at) / 1000 };
+  }
+
+  private mark(tracking: NonNullable<Visibility['tracking']>): void {
+    const reports = this.reported - tracking.base;
+    const at = performance.now();
+    if (!tracking.from && reports >= 0.1 * tracking.expected) tracking.from = { at, reports };
+    if (!tracking.to && reports >= 0.9 * tracking.expected) tracking.to = { at, reports };
   }
 
   get pending(): number {
@@ -104,6 +130,11 @@ export class Visibility {
   latenciesMs(): number[] {
     return [...this.visibleAt].map(([key, at]) => at - (this.sentAt.get(key) ?? at));
   }
+}
+
+interface Mark {
+  at: number;
+  reports: number;
 }
 
 /** Peak RSS, sampled every 50 ms; `reset` starts a new phase. */

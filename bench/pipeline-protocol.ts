@@ -81,7 +81,8 @@ export interface RunReport {
   scenario: string;
   /** Time to put the throughput phase's messages on the queue (not measured against the contender). */
   loadSeconds: number;
-  throughput: PhaseReport;
+  /** `sustained`: the reports (Visibility) between 10% and 90% of the expected, and the seconds between them; reports are messages for baseline A, unique events otherwise. */
+  throughput: PhaseReport & { sustained?: { reports: number; seconds: number; reportsPerUniqueEvent: number } };
   paced: PhaseReport & { ratePerSecond: number; latencyMs: number[]; unseen: number };
   counted: CountedBuckets;
   /** The kernel's high-water mark for the whole process, loading included. */

@@ -60,9 +60,11 @@ async function run(): Promise<RunReport> {
   const cpu = process.cpuUsage();
   const emulatorStart = emulatorCpuMs?.();
   const started = performance.now();
+  hooks.visibility.track(mustCount(load).reports);
   hooks.gate.open();
   await untilCounted(mustCount(load), started);
   const seconds = (performance.now() - started) / 1000;
+  const sustained = hooks.visibility.sustained();
   progress(`every event visible after ${seconds.toFixed(1)} s; settling`);
   await stack.settle(); // duplicates still queued are processed, and their writes counted, before the phase closes
   const throughput = phaseReport('throughput', load, seconds, process.cpuUsage(cpu), emulatorStart);
@@ -89,7 +91,7 @@ async function run(): Promise<RunReport> {
     contender: plan.contender,
     scenario: plan.scenario,
     loadSeconds,
-    throughput: { ...throughput, transactions: transactions.get('throughput') ?? none },
+    throughput: { ...throughput, transactions: transactions.get('throughput') ?? none, ...(sustained ? { sustained: { ...sustained, reportsPerUniqueEvent: mustCount(load).reports / load.unique } } : {}) },
     paced: { ...pacedReport, transactions: transactions.get('paced') ?? none, ratePerSecond: rate, latencyMs: hooks.visibility.latenciesMs(), unseen: hooks.visibility.pending },
     counted,
     maxRssMb: (process.resourceUsage().maxRSS * 1024) / MB,
