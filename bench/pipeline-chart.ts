@@ -37,7 +37,7 @@ export function renderChart(rows: ChartRow[], writeUnitMarks: ChartMark[] = []):
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#fff"/>`,
     `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Usage pipeline vs. per-event counters (DynamoDB Local + SQS stand-in)</text>`,
     panel(rows, 40, 'Write units per unique event (lower is better)', (r) => r.writeUnitsPerEvent, 2, color, writeUnitMarks),
-    panel(rows, 520, 'Unique events per second, end to end (higher is better)', (r) => r.eventsPerSecond, 0, color, []),
+    panel(rows, 520, 'Unique events per second, sustained (higher is better)', (r) => r.eventsPerSecond, 0, color, []),
     ...legend,
     '</svg>',
     '',

@@ -124,6 +124,7 @@ export const FUNCTIONS = {
 export const EVENT_SOURCES = {
   ingest: { batchSize: 1000, maxBatchingWindowSeconds: 1 },
   aggregate: {
+    /** The most Lambda allows; its 6 MB payload limit ends a batch of ~1 KB ledger records at ~6,000 first (local/stream-poller.ts). */
     batchSize: 10000,
     /** Fuller batches write each subject's items fewer times: sparse traffic costs half as much as at 1 s (README, Performance). */
     maxBatchingWindowSeconds: 10,
