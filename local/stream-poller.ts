@@ -124,7 +124,7 @@ export class StreamPoller {
             await sleep(POLL_MS);
             continue;
           }
-          // As Lambda does: keep gathering until the batch is full or the batching window closes.
+          // As Lambda does: keep gathering until the batch is full, would pass 6 MB, or its window closes.
           if (iterator && buffer.length < this.options.batchSize && bufferBytes < MAX_PAYLOAD_BYTES && Date.now() < windowClosesAt) {
             if (records.length === 0) await sleep(Math.min(POLL_MS, windowClosesAt - Date.now()));
             continue;
