@@ -60,9 +60,10 @@ async function run(): Promise<RunReport> {
   const cpu = process.cpuUsage();
   const emulatorStart = emulatorCpuMs?.();
   const started = performance.now();
-  hooks.visibility.track(mustCount(load).reports);
+  const must = mustCount(load);
+  hooks.visibility.track(must.reports);
   hooks.gate.open();
-  await untilCounted(mustCount(load), started);
+  await untilCounted(must, started);
   const seconds = (performance.now() - started) / 1000;
   const sustained = hooks.visibility.sustained();
   progress(`every event visible after ${seconds.toFixed(1)} s; settling`);
@@ -91,7 +92,7 @@ async function run(): Promise<RunReport> {
     contender: plan.contender,
     scenario: plan.scenario,
     loadSeconds,
-    throughput: { ...throughput, transactions: transactions.get('throughput') ?? none, ...(sustained ? { sustained: { ...sustained, reportsPerUniqueEvent: mustCount(load).reports / load.unique } } : {}) },
+    throughput: { ...throughput, transactions: transactions.get('throughput') ?? none, ...(sustained ? { sustained: { ...sustained, reportsPerUniqueEvent: must.reports / load.unique } } : {}) },
     paced: { ...pacedReport, transactions: transactions.get('paced') ?? none, ratePerSecond: rate, latencyMs: hooks.visibility.latenciesMs(), unseen: hooks.visibility.pending },
     counted,
     maxRssMb: (process.resourceUsage().maxRSS * 1024) / MB,

@@ -106,16 +106,14 @@ export class StreamPoller {
     let iterator = await this.iterator(shardId);
     let lastRead: string | undefined;
     let buffer: _Record[] = [];
-    let bufferBytes = 0;
     let windowClosesAt = Number.POSITIVE_INFINITY;
     while (this.running) {
       try {
-        if (iterator && buffer.length < this.options.batchSize && bufferBytes < MAX_PAYLOAD_BYTES) {
+        if (iterator && !this.full(buffer)) {
           const page = await this.options.streams.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: Math.min(1000, this.options.batchSize - buffer.length) }));
           const records = page.Records ?? [];
           if (records.length > 0 && buffer.length === 0) windowClosesAt = Date.now() + this.options.maxBatchingWindowMs;
           buffer.push(...records);
-          bufferBytes += payloadBytes(records, this.options.streamArn);
           lastRead = buffer.at(-1)?.dynamodb?.SequenceNumber ?? lastRead;
           iterator = page.NextShardIterator;
           this.caughtUp.set(shardId, buffer.length === 0);
@@ -125,7 +123,7 @@ export class StreamPoller {
             continue;
           }
           // As Lambda does: keep gathering until the batch is full, would pass 6 MB, or its window closes.
-          if (iterator && buffer.length < this.options.batchSize && bufferBytes < MAX_PAYLOAD_BYTES && Date.now() < windowClosesAt) {
+          if (iterator && !this.full(buffer) && Date.now() < windowClosesAt) {
             if (records.length === 0) await sleep(Math.min(POLL_MS, windowClosesAt - Date.now()));
             continue;
           }
@@ -134,7 +132,6 @@ export class StreamPoller {
         const batch = buffer.slice(0, fittingPayload(buffer, this.options.streamArn));
         const rest = buffer.slice(batch.length);
         buffer = [...(await this.deliver(shardId, batch)), ...rest];
-        bufferBytes = payloadBytes(buffer, this.options.streamArn);
         // Records left over are waiting already: their window opens now.
         windowClosesAt = rest.length > 0 ? Date.now() + this.options.maxBatchingWindowMs : Number.POSITIVE_INFINITY;
       } catch (error) {
@@ -148,6 +145,11 @@ export class StreamPoller {
     }
     if (this.running) this.finished.add(shardId);
     this.caughtUp.delete(shardId);
+  }
+
+  /** A batch ends at the batch size or where one more record would pass the payload limit. */
+  private full(buffer: readonly _Record[]): boolean {
+    return buffer.length >= this.options.batchSize || fittingPayload(buffer, this.options.streamArn) < buffer.length;
   }
 
   /** Delivers the buffer until it is empty, retrying failures like Lambda; returns what is left if stopped. */
@@ -193,10 +195,6 @@ function recordBytes(record: _Record, streamArn: string): number {
   let bytes = sizes.get(record);
   if (bytes === undefined) sizes.set(record, (bytes = Buffer.byteLength(JSON.stringify(toLambdaRecord(record, streamArn)))));
   return bytes;
-}
-
-function payloadBytes(records: readonly _Record[], streamArn: string): number {
-  return records.reduce((total, record) => total + recordBytes(record, streamArn), 0);
 }
 
 /** How many of the records, from the first, one invocation can carry: at least one. */
