@@ -121,7 +121,7 @@ function baselineHandler(kind: BaselineKind, config: Config, documents: DynamoDB
         const quantity = NumberValue.from(usage.quantity);
         const cycleStart = cycleContaining(usage.time, subject).start;
         await Promise.all([`H#${utcHour(usage.time)}`, `D#${localDate(usage.time, subject.timeZone)}`, `C#${cycleStart}`].map((period) => add(documents, usage, period, quantity)));
-        hooks.visibility.visible(eventKey(usage));
+        hooks.visibility.visible([eventKey(usage)]);
         return true;
       } catch (error) {
         hooks.onError(`${kind}: ${(error as Error).message}`);

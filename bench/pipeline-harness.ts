@@ -77,7 +77,7 @@ export class HandlerClock {
 
 /**
  * Send and first-visible instants of the events sent through `sent`; other events are only counted in
- * `reported`, every call of `visible` (a retried record may be reported twice).
+ * `reported`, every key `visible` is given (a retried record may be reported twice).
  */
 export class Visibility {
   private readonly sentAt = new Map<string, number>();
@@ -89,10 +89,12 @@ export class Visibility {
     if (!this.sentAt.has(key)) this.sentAt.set(key, at);
   }
 
-  visible(key: string): void {
-    this.reported += 1;
+  /** Events that became visible together, in one commit: one instant for all of them. */
+  visible(keys: readonly string[]): void {
+    const now = Date.now();
+    this.reported += keys.length;
     if (this.tracking) this.mark(this.tracking);
-    if (this.sentAt.has(key) && !this.visibleAt.has(key)) this.visibleAt.set(key, Date.now());
+    for (const key of keys) if (this.sentAt.has(key) && !this.visibleAt.has(key)) this.visibleAt.set(key, now);
   }
 
   /** Starts noting when the reports from now on first reach 10% and 90% of `expected`. */
@@ -103,7 +105,7 @@ export class Visibility {
   /**
    * Reports per second between the 10% and 90% marks of what `track` expects: the rate the contender
    * sustains, without the time its first events take to come through or the wait for its last
-   * batch. Undefined if both marks fell in one report burst (a run of one or two aggregate batches).
+   * batch. Undefined if both marks fell in one report (a run of one aggregate batch).
    */
   sustained(): { reports: number; seconds: number } | undefined {
     const { from, to } = this.tracking ?? {};

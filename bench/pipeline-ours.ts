@@ -48,11 +48,13 @@ export async function startOurs(configPath: string, hooks: Hooks, options: { slo
 /** Records before the first reported failure are committed; each names its event by the ledger key `["source","id"]`. */
 function markVisible(event: LedgerStreamEvent, response: LedgerStreamResponse, hooks: Hooks): void {
   const failed = response.batchItemFailures[0]?.itemIdentifier;
+  const keys: string[] = [];
   for (const record of event.Records) {
     if (failed !== undefined && record.dynamodb?.SequenceNumber === failed) break;
     const key = record.dynamodb?.NewImage?.pk?.S;
-    if (key) hooks.visibility.visible(key);
+    if (key) keys.push(key);
   }
+  hooks.visibility.visible(keys);
 }
 
 /**

@@ -80,8 +80,8 @@ async function main(): Promise<void> {
       rows.push(await runRow(scenario, 'ours', withMembers, groundTruth(withMembers), true));
     }
   }
-  const targets = judge(rows);
-  printTable(rows, targets);
+  const { targets, drainRatios } = judge(rows);
+  printTable(rows, targets, drainRatios);
   // Density is what drives the cost: the same aggregate on batches of 1 to 1,000 events per subject.
   console.log('\nwrite units per event against events per subject in one batch of 10,000 records (ledger 1 + rollups, items priced at their size):');
   const density = await densityCurve((line) => console.log(line));
@@ -256,8 +256,9 @@ interface PhaseFigures {
 }
 
 interface Figures extends PhaseFigures {
-  /** Sustained: unique events per second between 10% and 90% visible; the drain rate where a run is too short to tell. */
+  /** Sustained: unique events per second between 10% and 90% visible; the drain rate where a run is too short to tell (`sustained` false). */
   eventsPerSecond: number;
+  sustained: boolean;
   /** From the consumers' start until every counter holds every event: the rate, ramp-up and last batch included. */
   drain: { seconds: number; eventsPerSecond: number };
   latency: { p50Ms: number; p99Ms: number; maxMs: number; samples: number; unseen: number };
@@ -304,6 +305,7 @@ function figuresOf(report: RunReport, correctness: Correctness): Figures {
   return {
     ...phase,
     eventsPerSecond: sustained ? sustained.reports / sustained.reportsPerUniqueEvent / sustained.seconds : throughput.uniqueEvents / throughput.seconds,
+    sustained: sustained !== undefined,
     drain: { seconds: throughput.seconds, eventsPerSecond: throughput.uniqueEvents / throughput.seconds },
     latency: { p50Ms: percentile(50), p99Ms: percentile(99), maxMs: latencies.at(-1) ?? Number.NaN, samples: latencies.length, unseen: paced.unseen },
     paced: phaseFigures(paced),
@@ -324,11 +326,10 @@ interface Target {
   pass: boolean;
 }
 
-/** Ours ÷ B in events/s over the whole drain, per scenario: printed beside the targets, not judged. */
-const drainRatios: string[] = [];
-
-function judge(rows: Row[]): Target[] {
+/** The targets, and ours ÷ B in events/s over the whole drain per scenario (printed beside them, not judged). */
+function judge(rows: Row[]): { targets: Target[]; drainRatios: string[] } {
   const targets: Target[] = [];
+  const drainRatios: string[] = [];
   for (const scenario of options.scenarios) {
     const find = (contender: Contender) => rows.find((r) => r.scenario === scenario && r.contender === contender && !r.usersAndGroups)?.figures;
     const [ours, a, b] = [find('ours'), find('baseline-a'), find('baseline-b')];
@@ -346,7 +347,7 @@ function judge(rows: Row[]): Target[] {
       drainRatios.push(`${scenario}: ${fmt(ours.drain.eventsPerSecond / b.drain.eventsPerSecond, 2)}`);
     }
   }
-  return targets;
+  return { targets, drainRatios };
 }
 
 // ── report ──────────────────────────────────────────────────────────────────────────────────────
@@ -354,7 +355,7 @@ function judge(rows: Row[]): Target[] {
 const fmt = (value: number | undefined, digits: number) =>
   value === undefined || !Number.isFinite(value) ? '–' : value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-function printTable(rows: Row[], targets: Target[]): void {
+function printTable(rows: Row[], targets: Target[], drainRatios: string[]): void {
   const header = ['scenario', 'contender', 'events/s', 'drain s', 'p50 ms', 'p99 ms', 'WU/event', 'writes/event', 'RU/event', 'CPU ms/1k', 'DDB CPU ms/1k', 'peak RSS MB', 'counted vs truth', '$/M events'];
   const cells = rows.map(({ scenario, label, figures: f, crashed }) =>
     !f
@@ -362,7 +363,7 @@ function printTable(rows: Row[], targets: Target[]): void {
       : [
           scenario,
           label,
-          fmt(f.eventsPerSecond, 0),
+          `${fmt(f.eventsPerSecond, 0)}${f.sustained ? '' : '*'}`,
           fmt(f.drain.seconds, 1),
           fmt(f.latency.p50Ms, 0),
           fmt(f.latency.p99Ms, 0),
@@ -387,7 +388,8 @@ function printTable(rows: Row[], targets: Target[]): void {
       `${fmt(options.events, 0)} events per scenario + ${fmt(Math.floor(options.events * options.duplicates), 0)} duplicates (resent 1–${fmt(options.duplicateSpread, 0)} messages later), ` +
         `pre-loaded on the queue after an unmeasured warm-up of ${fmt(options.warmupEvents, 0)} events on subjects of their own. ` +
         `events/s: unique events per second the contender sustains, between 10% and 90% of them reported visible (ours: by the aggregate invocations applying them; baselines: by their last UpdateItem); ` +
-        `drain s: from the consumers' start until every counter holds every event, as read from DynamoDB (the first events' way through and, for ours, the last batch's window included).`,
+        `drain s: from the consumers' start until every counter holds every event, as read from DynamoDB (the first events' way through and, for ours, the last batch's window included). ` +
+        `* the drain rate: 10% and 90% came in one report (one aggregate batch), too short a run to tell a sustained rate.`,
       `Latency: ${fmt(options.pacedEvents, 0)} further events sent at ${options.rate}/s, from send to the end of the commit that makes the event visible ` +
         `(ours: the aggregate invocation applying it; baselines: its last UpdateItem).`,
       `WU/event, writes/event, RU/event: DynamoDB write units, write requests and read units per unique event in the throughput phase. Standard writes and reads as ` +
