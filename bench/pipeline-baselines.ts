@@ -67,7 +67,7 @@ export async function startBaseline(kind: BaselineKind, configPath: string, hook
       concurrency: INGEST_BATCHES_IN_FLIGHT, // as ours (local/runtime.ts)
       invoke: async (event) => {
         await hooks.gate.opened;
-        return hooks.clock.time(kind, FUNCTIONS.ingest.memoryMb, () => consume(event));
+        return hooks.clock.time(kind, FUNCTIONS.ingest.memoryMb, event.Records.length, () => consume(event));
       },
       onError: (error) => hooks.onError(`${kind}: ${(error as Error).message}`),
     });

@@ -39,6 +39,14 @@ export class Gate {
   }
 }
 
+/** One handler invocation, in performance.now() milliseconds (BENCH_TIMELINE, README "Performance"). */
+export interface Invocation {
+  function: string;
+  startMs: number;
+  endMs: number;
+  records: number;
+}
+
 /**
  * Wall time per function (what Lambda bills) and process CPU while any handler runs. CPU is read with
  * process.cpuUsage() when the first invocation starts and the last one ends, so overlapping invocations
@@ -49,16 +57,20 @@ export class HandlerClock {
   private since: NodeJS.CpuUsage | undefined;
   private cpuMicros = 0;
   private functions: Record<string, FunctionUse> = {};
+  private invocations: Invocation[] = [];
 
-  async time<T>(name: string, memoryMb: number, invoke: () => Promise<T>): Promise<T> {
+  /** `records`: the size of the invocation's batch, kept in the timeline. */
+  async time<T>(name: string, memoryMb: number, records: number, invoke: () => Promise<T>): Promise<T> {
     if (this.running++ === 0) this.since = process.cpuUsage();
     const started = performance.now();
     try {
       return await invoke();
     } finally {
+      const ended = performance.now();
       const use = (this.functions[name] ??= { invocations: 0, durationMs: 0, memoryMb });
       use.invocations += 1;
-      use.durationMs += performance.now() - started;
+      use.durationMs += ended - started;
+      this.invocations.push({ function: name, startMs: started, endMs: ended, records });
       if (--this.running === 0) {
         const { user, system } = process.cpuUsage(this.since);
         this.cpuMicros += user + system;
@@ -67,10 +79,11 @@ export class HandlerClock {
   }
 
   /** What was measured since the last take; called between phases, when no handler runs. */
-  take(): { functions: Record<string, FunctionUse>; handlerCpuMs: number } {
-    const taken = { functions: this.functions, handlerCpuMs: this.cpuMicros / 1000 };
+  take(): { functions: Record<string, FunctionUse>; handlerCpuMs: number; invocations: Invocation[] } {
+    const taken = { functions: this.functions, handlerCpuMs: this.cpuMicros / 1000, invocations: this.invocations };
     this.functions = {};
     this.cpuMicros = 0;
+    this.invocations = [];
     return taken;
   }
 }

@@ -24,10 +24,10 @@ export async function startOurs(configPath: string, hooks: Hooks, options: { slo
     aggregateWindowSeconds: EVENT_SOURCES.aggregate.maxBatchingWindowSeconds,
     wrapIngest: (invoke) => async (event) => {
       await hooks.gate.opened;
-      return hooks.clock.time('ingest', FUNCTIONS.ingest.memoryMb, () => invoke(event));
+      return hooks.clock.time('ingest', FUNCTIONS.ingest.memoryMb, event.Records.length, () => invoke(event));
     },
     wrapAggregate: (invoke) => async (event) => {
-      const response = await hooks.clock.time('aggregate', FUNCTIONS.aggregate.memoryMb, () => invoke(event));
+      const response = await hooks.clock.time('aggregate', FUNCTIONS.aggregate.memoryMb, event.Records.length, () => invoke(event));
       markVisible(event, response, hooks);
       return response;
     },

@@ -18,6 +18,8 @@ export interface RunPlan {
   paced: EventPlan & { ratePerSecond: number };
   /** Ours only: poll the idle alerts and exports streams slowly (see bench/pipeline-ours.ts). */
   slowIdleStreams: boolean;
+  /** BENCH_TIMELINE: where to write the throughput phase's handler invocations, one JSON line each. */
+  timelineFile?: string;
 }
 
 /** Ours, unless --raw-stream-polling: how long an empty poll of a stream other than the ledger's takes (bench/pipeline-ours.ts). */

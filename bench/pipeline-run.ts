@@ -10,6 +10,7 @@
  */
 import { type AttributeValue, BatchGetItemCommand, type BatchGetItemCommandOutput, DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { writeFileSync } from 'node:fs';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { eventKey } from '../functions/core/envelope';
 import { sleep } from '../local/sqs-poller';
@@ -17,7 +18,7 @@ import { LOCAL_CREDENTIALS } from '../local/stand-ins';
 import { utcCycleStart } from '../test/support/ground-truth';
 import { startBaseline } from './pipeline-baselines';
 import { type EventPlan, type Message, USAGE_TYPE, messages } from './pipeline-events';
-import { type ContenderStack, Gate, emulatorCpu, HandlerClock, type Hooks, RssSampler, Visibility } from './pipeline-harness';
+import { type ContenderStack, Gate, emulatorCpu, HandlerClock, type Hooks, type Invocation, RssSampler, Visibility } from './pipeline-harness';
 import { DynamoMeter } from './pipeline-meter';
 import { startOurs } from './pipeline-ours';
 import { type CountedBuckets, PROGRESS_PREFIX, type PhaseReport, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
@@ -68,7 +69,9 @@ async function run(): Promise<RunReport> {
   const sustained = hooks.visibility.sustained();
   progress(`every event visible after ${seconds.toFixed(1)} s; settling`);
   await stack.settle(); // duplicates still queued are processed, and their writes counted, before the phase closes
-  const throughput = phaseReport('throughput', load, seconds, process.cpuUsage(cpu), emulatorStart);
+  const handlers = hooks.clock.take();
+  if (plan.timelineFile) writeTimeline(plan.timelineFile, handlers.invocations, started);
+  const throughput = phaseReport('throughput', load, seconds, process.cpuUsage(cpu), emulatorStart, handlers);
 
   // 3. Latency at a steady rate.
   const rate = plan.paced.ratePerSecond;
@@ -81,7 +84,7 @@ async function run(): Promise<RunReport> {
   while (hooks.visibility.pending > 0 && Date.now() < deadline) await sleep(50);
   const pacedSeconds = Math.max(0, hooks.visibility.lastVisibleAt - paced.firstSentAt) / 1000;
   await stack.settle();
-  const pacedReport = phaseReport('paced', paced, pacedSeconds, process.cpuUsage(pacedCpu), pacedEmulatorStart);
+  const pacedReport = phaseReport('paced', paced, pacedSeconds, process.cpuUsage(pacedCpu), pacedEmulatorStart, hooks.clock.take());
 
   // 4. Final state.
   progress('reading the counters back');
@@ -100,8 +103,14 @@ async function run(): Promise<RunReport> {
   };
 }
 
-function phaseReport(phase: string, sent: Sent, seconds: number, cpu: NodeJS.CpuUsage, emulatorStart: number | undefined): Omit<PhaseReport, 'transactions'> {
-  const { functions, handlerCpuMs } = hooks.clock.take();
+function phaseReport(
+  phase: string,
+  sent: Sent,
+  seconds: number,
+  cpu: NodeJS.CpuUsage,
+  emulatorStart: number | undefined,
+  { functions, handlerCpuMs }: ReturnType<HandlerClock['take']>,
+): Omit<PhaseReport, 'transactions'> {
   return {
     messages: sent.messages,
     uniqueEvents: sent.unique,
@@ -113,6 +122,13 @@ function phaseReport(phase: string, sent: Sent, seconds: number, cpu: NodeJS.Cpu
     seconds,
     peakRssMb: rss.reset(),
   };
+}
+
+/** One line per handler invocation of the throughput phase, in seconds from the consumers' start. */
+function writeTimeline(file: string, invocations: readonly Invocation[], origin: number): void {
+  const seconds = (ms: number) => Math.round(ms - origin) / 1000;
+  const lines = invocations.map((i) => JSON.stringify({ function: i.function, start: seconds(i.startMs), end: seconds(i.endMs), records: i.records }));
+  writeFileSync(file, lines.map((line) => `${line}\n`).join(''));
 }
 
 interface Sent {

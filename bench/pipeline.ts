@@ -16,11 +16,13 @@
  *
  * The full run takes about half an hour on a 2-vCPU machine, DynamoDB Local being the bottleneck; a quick one,
  * a few minutes: `npm run bench -- --events 10000 --paced-events 500 --skip-users-groups`.
+ * BENCH_CPU_PROF=dir profiles each contender's process; BENCH_TIMELINE=dir writes each run's handler
+ * invocations (function, start and end in seconds from the consumers' start, batch size) as JSON lines.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -173,7 +175,8 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
   const row: Row = { scenario, contender, label, usersAndGroups, loadAverage: loadavg()[0] ?? 0 };
   console.log(`  ${label} (load average ${row.loadAverage.toFixed(2)}) …`);
   const started = performance.now();
-  const outcome = await runChild({ contender, scenario, configPath: CONFIG_FILE, ...plans, slowIdleStreams: !options.rawStreamPolling });
+  const timelineFile = await timelinePath(scenario, contender, usersAndGroups);
+  const outcome = await runChild({ contender, scenario, configPath: CONFIG_FILE, ...plans, slowIdleStreams: !options.rawStreamPolling, ...(timelineFile ? { timelineFile } : {}) });
   if ('crashed' in outcome) {
     console.log(`    crashed: ${outcome.crashed}`);
     return { ...row, crashed: outcome.crashed };
@@ -182,6 +185,14 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
   console.log(`    done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${fmt(figures.eventsPerSecond, 0)} events/s, ${fmt(figures.writeUnitsPerEvent, 3)} WU/event, ${figures.correctness.summary}`);
   for (const error of outcome.errors) console.log(`    error: ${error}`);
   return { ...row, report: outcome, figures };
+}
+
+/** BENCH_TIMELINE=dir: each run's handler invocations go to dir/SCENARIO-CONTENDER.jsonl (README, Performance). */
+async function timelinePath(scenario: Scenario, contender: Contender, usersAndGroups: boolean): Promise<string | undefined> {
+  const dir = process.env.BENCH_TIMELINE;
+  if (!dir) return undefined;
+  await mkdir(resolve(dir), { recursive: true });
+  return join(resolve(dir), `${scenario}-${contender}${usersAndGroups ? '-users-groups' : ''}.jsonl`);
 }
 
 /** One contender in a fresh process; its progress lines are shown as they come, its stderr only if it fails. */
