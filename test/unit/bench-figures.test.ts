@@ -146,7 +146,13 @@ describe('figuresOf', () => {
     expect(cost.dynamodbReads).toBeCloseTo(0.2 * PRICES.dynamodb.perMillionReadRequestUnits, 12);
     expect(cost.lambda).toBeCloseTo(6000 * PRICES.lambda.perGbSecondArm + 0.003 * PRICES.lambda.perMillionRequests, 12);
     expect(cost.sqs).toBeCloseTo(0.33 * PRICES.sqs.perMillionRequests, 12);
-    expect(cost.total).toBeCloseTo(cost.dynamodbWrites + cost.dynamodbReads + cost.lambda + cost.sqs, 12);
+    const total =
+      1.6 * PRICES.dynamodb.perMillionWriteRequestUnits +
+      0.2 * PRICES.dynamodb.perMillionReadRequestUnits +
+      6000 * PRICES.lambda.perGbSecondArm +
+      0.003 * PRICES.lambda.perMillionRequests +
+      0.33 * PRICES.sqs.perMillionRequests;
+    expect(cost.total).toBeCloseTo(total, 12);
   });
 
   test('counts reports per unique event when a report is a message (baseline A)', () => {
