@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { subjectSchema } from '../functions/core/config';
 import { ConfigError, formatPath } from '../functions/core/config';
 import { DomainError } from '../functions/core/errors';
@@ -8,9 +8,11 @@ import { DomainError } from '../functions/core/errors';
 
 const USAGE = `usage: usage-pipeline <command> [options]
 
-  local [--config FILE] [--port N] [--persist DIR] [--demo | --no-demo] [--log-level LEVEL]
+  local [--config FILE] [--port N] [--persist DIR] [--demo | --no-demo] [--log-level LEVEL] [--clock-start ISO]
       Run the whole pipeline on this machine. Prints one line, READY {...}, on stdout when ready,
       and runs until Ctrl-C. With --demo it sends a generated stream, prints the totals and exits.
+      --clock-start starts the local clock at an instant (e.g. 2028-02-29T23:30:00Z); from there it
+      runs at the wall clock's pace, and POST /v1/test-clock still moves it forward.
 
   subjects put --id ID --plan PLAN --anchor DAY [--time-zone TZ] [--contact EMAIL]... [--name NAME]
   subjects list
@@ -103,11 +105,13 @@ async function local(args: string[]): Promise<number> {
       demo: { type: 'boolean', default: false },
       'no-demo': { type: 'boolean', default: false },
       'log-level': { type: 'string' },
+      'clock-start': { type: 'string' },
     },
     strict: true,
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
+  const clockStart = values['clock-start'] === undefined ? undefined : parseClockStart(values['clock-start']);
 
   // Stdout carries READY (and the demo's report); everything the handlers log goes to stderr.
   const stdout = (line: string) => process.stdout.write(`${line}\n`);
@@ -119,6 +123,7 @@ async function local(args: string[]): Promise<number> {
     port,
     ...(values.persist ? { persistDir: values.persist } : {}),
     ...(values['log-level'] ? { logLevel: values['log-level'].toUpperCase() } : {}),
+    ...(clockStart ? { clockStart } : {}),
   });
   let stopping = false;
   const shutdown = async () => {
@@ -373,6 +378,14 @@ function asUsageError(error: unknown): never {
 }
 
 class UsageError extends Error {}
+
+const isoInstant = z.iso.datetime({ offset: true });
+
+/** An ISO 8601 instant with its offset (`Z` or ±hh:mm), as every time at the API's boundary. */
+function parseClockStart(value: string): Date {
+  if (!isoInstant.safeParse(value).success) throw new UsageError(`--clock-start must be an ISO 8601 instant such as 2028-02-29T23:30:00Z, got "${value}"`);
+  return new Date(value);
+}
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -45,7 +45,7 @@ export async function runDemo(stack: LocalStack, out: (line: string) => void, ev
   const api = apiOf(stack);
   const rand = random(42);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T;
-  const now = Date.now();
+  const now = stack.clock.now().getTime();
   const subjects = stack.config.subjects;
   const events: DemoEvent[] = [];
   for (let i = 0; i < eventCount; i++) {

@@ -49,6 +49,8 @@ export interface LocalOptions {
    * within a second or two; the bench runs the deployed `EVENT_SOURCES.aggregate.maxBatchingWindowSeconds`.
    */
   aggregateWindowSeconds?: number;
+  /** Where the local clock starts (default: the wall clock); from there it runs at the wall clock's pace. */
+  clockStart?: Date;
   logLevel?: string;
   /** Wraps each handler invocation; tests inject crashes here. */
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
@@ -59,11 +61,14 @@ export interface LocalOptions {
 }
 
 /**
- * The local notion of now: the wall clock plus an offset that only grows. Ingest validation, quotas and
- * closes all read it; `POST /v1/test-clock` moves it forward.
+ * The local notion of now: the wall clock plus an offset, set by where the clock starts and grown by
+ * `POST /v1/test-clock`, never shrunk. Ingest validation, quotas and closes all read it.
  */
 export class LocalClock {
-  private offsetMs = 0;
+  private offsetMs: number;
+  constructor(start?: Date) {
+    this.offsetMs = start ? start.getTime() - Date.now() : 0;
+  }
   now(): Date {
     return new Date(Date.now() + this.offsetMs);
   }
@@ -101,7 +106,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
   const configPath = resolve(options.configPath ?? DEFAULT_CONFIG);
   const config = loadConfigFile(configPath); // fails fast, naming the bad key
 
-  const clock = new LocalClock();
+  const clock = new LocalClock(options.clockStart);
   useClock(clock);
   const stops: (() => Promise<void>)[] = [];
   const stop = async () => {

@@ -5,6 +5,7 @@ import { type DashboardEvent, loadDashboardUsage } from '../../local/demo';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
 import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * The dashboard in a real browser (Debian's Chromium, driven by playwright-core), served by the local
@@ -57,7 +58,7 @@ const numberIn = (text: string | null) => Number((text ?? '').replace(/[^0-9.-]/
 
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  stack = await startLocal({ onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), onError: () => undefined });
   sent = await loadDashboardUsage(stack);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 }, 300_000);

@@ -5,6 +5,7 @@ import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/aggregate';
 import { type LedgerChange, checkpointBucketOf } from '../../functions/core/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * A crash between two rollup transactions of one batch, on the real adapter and DynamoDB Local:
@@ -17,7 +18,7 @@ let rollups: DynamoRollups;
 let raw: DynamoDBClient;
 
 beforeAll(async () => {
-  stack = await startLocal({ configPath: 'test/fixtures/config.json', onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: 'test/fixtures/config.json', onError: () => undefined });
   raw = new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
   rollups = new DynamoRollups(createDocumentClient(raw), stack.tables.rollups);
 });

@@ -7,6 +7,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import type { TestEvent } from '../support/ground-truth';
 import { utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Threshold emails end to end: events over SQS (duplicated, redelivered, in arrays), the aggregator,
@@ -34,6 +35,7 @@ let sequence = 0;
 
 beforeAll(async () => {
   stack = await startLocal({
+    clockStart: suiteClockStart(),
     configPath: 'test/fixtures/alert-config.json',
     visibilityTimeoutSeconds: 8,
     onError: () => undefined,

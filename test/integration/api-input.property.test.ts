@@ -7,6 +7,7 @@ import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, templateOf } from '../support/api-contract';
 import { envelopeViolations, instantOf, isObject } from '../support/envelope-rules';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Every route of the API handler (functions/api.ts, its middy chain as deployed) called in-process with
@@ -28,7 +29,7 @@ let stack: LocalStack;
 let handler: Handler;
 
 beforeAll(async () => {
-  stack = await startLocal({ configPath: CONFIG, onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: CONFIG, onError: () => undefined });
   ({ handler } = (await import('../../functions/api')) as unknown as { handler: Handler });
 });
 
@@ -210,7 +211,7 @@ function inputMeetsRules(r: Request): boolean | undefined {
 // ------------------------------------------------------------------------------------------------
 // Valid requests, and mutations of them.
 
-const recentInstant = fc.integer({ min: 60_000, max: 30 * DAY }).map((back) => new Date(Date.now() - back).toISOString());
+const recentInstant = fc.integer({ min: 60_000, max: 30 * DAY }).map((back) => new Date(NOW() - back).toISOString());
 const validEvent = fc.record({
   id: fc.string({ minLength: 1, maxLength: 40, unit: 'grapheme-ascii' }).filter((s) => s.trim() !== ''),
   time: recentInstant,
@@ -224,7 +225,7 @@ const validRequest: fc.Arbitrary<Request> = fc.oneof(
     method: 'GET',
     route: '/v1/workspaces/{id}/usage',
     param: 'ws_one',
-    query: { granularity, from: new Date(Date.now() - back * DAY).toISOString(), to: new Date().toISOString() },
+    query: { granularity, from: new Date(NOW() - back * DAY).toISOString(), to: new Date(NOW()).toISOString() },
     key,
   })),
   fc.constantFrom('quotas', 'grants', 'closes').map((what) => ({ method: 'GET', route: `/v1/workspaces/{id}/${what}`, param: 'ws_one', query: {}, key: KEYS.wsOne })),
@@ -260,7 +261,7 @@ const validRequest: fc.Arbitrary<Request> = fc.oneof(
     method: 'POST',
     route: '/v1/exports',
     query: {},
-    body: JSON.stringify({ from: new Date(Date.now() - days * DAY).toISOString(), to: new Date().toISOString(), granularity: 'day', subjects: ['ws_one'] }),
+    body: JSON.stringify({ from: new Date(NOW() - days * DAY).toISOString(), to: new Date(NOW()).toISOString(), granularity: 'day', subjects: ['ws_one'] }),
     key: KEYS.wsOne,
   })),
   fc.constantFrom('/v1/usage-types', '/openapi.json').map((route) => ({ method: 'GET', route, query: {}, key: KEYS.wsTwo })),

@@ -3,6 +3,7 @@ import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, openApi, templateOf } from '../support/api-contract';
 import { StackClient } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * The HTTP API as a client holding keys of every scope sees it, on the local stack: who may call what
@@ -111,7 +112,7 @@ function generate(subject: string, count: number, seed: number, now: number): Se
 }
 
 beforeAll(async () => {
-  stack = await startLocal({ configPath: 'test/fixtures/api-config.json', onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: 'test/fixtures/api-config.json', onError: () => undefined });
   client = new StackClient(stack);
   const now = stack.clock.now().getTime();
   await send([...generate('ws_one', 500, 7, now), ...generate('ws_two', 300, 11, now)]);

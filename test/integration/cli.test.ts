@@ -3,7 +3,8 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { ReadyInfo } from '../../local/runtime';
-import { type Bucket, GroundTruth, type TestEvent } from '../support/ground-truth';
+import { suiteClockStart } from '../support/clock-start';
+import { type Bucket, GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { ADMIN_KEY, bearer } from '../support/local-stack';
 
 /**
@@ -13,6 +14,7 @@ import { ADMIN_KEY, bearer } from '../support/local-stack';
 
 const CLI = 'bin/usage-pipeline.js';
 const DAY = 86_400_000;
+const START = suiteClockStart();
 
 function run(args: string[]): { child: ChildProcessWithoutNullStreams; stdout: () => string; stderr: () => string } {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', env: { ...process.env, NODE_OPTIONS: '' } });
@@ -38,7 +40,7 @@ describe('usage-pipeline local, as a separate process', () => {
   let ready: ReadyInfo;
 
   beforeAll(async () => {
-    proc = run(['local', '--config', 'test/fixtures/config.json', '--port', '0']);
+    proc = run(['local', '--config', 'test/fixtures/config.json', '--port', '0', '--clock-start', START.toISOString()]);
     const line = await waitFor(() => proc.stdout().split('\n').find((l) => l.startsWith('READY ')), 90_000, `READY (stderr: ${proc.stderr()})`);
     ready = JSON.parse(line.slice('READY '.length)) as ReadyInfo;
   });
@@ -62,10 +64,18 @@ describe('usage-pipeline local, as a separate process', () => {
     expect((await fetch(`${ready.s3.endpoint}/${ready.s3.bucket}?list-type=2`)).status).toBe(200);
   });
 
+  test('its clock starts where --clock-start says: the quota view is in the cycle of that instant', async () => {
+    for (const [subject, anchor] of [['ws_a31', 31], ['ws_c15', 15]] as const) {
+      const response = await fetch(`${ready.api}/v1/workspaces/${subject}/quotas`, { headers: bearer(ADMIN_KEY) });
+      const { quotas } = (await response.json()) as { quotas: { cycleStart: string }[] };
+      expect({ subject, cycleStarts: [...new Set(quotas.map((q) => q.cycleStart))] }).toEqual({ subject, cycleStarts: [utcCycleStart(START, anchor).toISOString()] });
+    }
+  });
+
   test('counts what a producer sends with SendMessageBatch, within seconds', async () => {
     // Arrange
     const truth = new GroundTruth({ ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 });
-    const now = Date.now();
+    const now = START.getTime();
     const events: TestEvent[] = Array.from({ length: 400 }, (_, i) => ({
       specversion: '1.0',
       id: `cli-${i}`,
@@ -116,6 +126,14 @@ describe('usage-pipeline local, as a separate process', () => {
     expect(proc.stdout().trim().split('\n')).toHaveLength(1);
     expect(proc.stdout()).toMatch(/^READY \{/);
   });
+});
+
+test('a --clock-start that is not an instant stops start-up, naming the flag', async () => {
+  const proc = run(['local', '--config', 'test/fixtures/config.json', '--port', '0', '--clock-start', '2028-02-30T12:00:00Z']);
+  const [code] = (await once(proc.child, 'exit')) as [number | null];
+  expect(code).toBe(2);
+  expect(proc.stderr()).toContain('--clock-start must be an ISO 8601 instant');
+  expect(proc.stdout()).toBe('');
 });
 
 test('a bad configuration file stops start-up, naming the key', async () => {

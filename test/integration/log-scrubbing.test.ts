@@ -5,6 +5,7 @@ import { PRESIGNED_URL_SECONDS } from '../../functions/adapters/resources';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * What the handlers write to their logs, captured while the real handlers run on the local stack: ingest
@@ -89,7 +90,7 @@ beforeAll(async () => {
   process.env.POWERTOOLS_LOGGER_LOG_EVENT = 'true';
   process.env.POWERTOOLS_METRICS_DISABLED = 'false';
   capture();
-  stack = await startLocal({ configPath: 'test/fixtures/alert-config.json', logLevel: 'DEBUG' });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: 'test/fixtures/alert-config.json', logLevel: 'DEBUG' });
   client = new StackClient(stack);
   secrets.push(...stack.config.subjects.flatMap((s) => s.contacts ?? []));
 

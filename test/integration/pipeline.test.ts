@@ -1,6 +1,7 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../support/clock-start';
 import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
 
@@ -10,8 +11,9 @@ import { StackClient } from '../support/local-stack';
  * ground truth after duplicates, corrections, out-of-order times, malformed input and crashes.
  */
 
+const HOUR = 3_600_000;
 const DAY = 86_400_000;
-const NOW = Date.now();
+const NOW = suiteClockStart().getTime();
 const ANCHORS = { ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 };
 const RANGE = { from: new Date(NOW - 400 * DAY), to: new Date(NOW + DAY) };
 
@@ -25,6 +27,7 @@ const truth = new GroundTruth(ANCHORS);
 beforeAll(async () => {
   stack = await startLocal({
     configPath: 'test/fixtures/config.json',
+    clockStart: new Date(NOW),
     // Short, so redeliveries happen within the test, yet longer than a batch takes on a busy machine:
     // a batch that outlives it is received again and can reach the DLQ, as in Lambda.
     visibilityTimeoutSeconds: 8,
@@ -150,7 +153,7 @@ describe('ingest and aggregate against DynamoDB Local and the SQS stand-in', () 
       { body: bad('bad-type', { data: { usageType: 'video', quantity: 1 } }), reason: 'unknown_usage_type', marker: 'bad-type' },
       { body: bad('bad-subject', { subject: 'ws_nobody' }), reason: 'unknown_subject', marker: 'bad-subject' },
       { body: JSON.stringify({ ...good, id: undefined, source: '//test/bad-missing-id' }), reason: 'missing_id', marker: 'bad-missing-id' },
-      { body: bad('bad-future', { time: new Date(NOW + 3_600_000).toISOString() }), reason: 'future_time', marker: 'bad-future' },
+      { body: bad('bad-future', { time: new Date(NOW + HOUR).toISOString() }), reason: 'future_time', marker: 'bad-future' },
       { body: bad('bad-old', { time: new Date(NOW - 500 * DAY).toISOString() }), reason: 'too_old', marker: 'bad-old' },
       { body: bad('bad-time', { time: 'yesterday' }), reason: 'invalid_time', marker: 'bad-time' },
       { body: bad('bad-version', { specversion: '0.3' }), reason: 'invalid_envelope', marker: 'bad-version' },
@@ -177,9 +180,11 @@ describe('ingest and aggregate against DynamoDB Local and the SQS stand-in', () 
   });
 
   test('a correction replaces the earlier event, also across hour, day, cycle and subject', async () => {
-    // Arrange
+    // Arrange: each move goes forward unless that would reach the last day before now; then it goes back.
     const corrections = accepted.slice(0, 40).map((event, i) => {
-      const moved = new Date(Date.parse(event.time) + [0, 3_600_000, DAY, 20 * DAY][i % 4]!);
+      const shift = [0, HOUR, DAY, 20 * DAY][i % 4]!;
+      const time = Date.parse(event.time);
+      const moved = new Date(time + shift < NOW - DAY ? time + shift : time - shift);
       const subject = i % 10 === 9 ? 'ws_c15' : event.subject;
       return { ...event, subject, time: moved.toISOString(), data: { ...event.data, quantity: event.data.usageType === 'credits' ? 0.5 : event.data.quantity + 100 } };
     });
@@ -194,7 +199,7 @@ describe('ingest and aggregate against DynamoDB Local and the SQS stand-in', () 
 
   test('a correction sent right behind its original, in the same burst, wins over it', async () => {
     // Arrange: originals and corrections go out back to back, so concurrent batches race.
-    const originals = Array.from({ length: 120 }, (_, i) => makeEvent(Object.keys(ANCHORS)[i % 4]!, new Date(NOW - (i + 30) * 3_600_000), 'tokens', 1000 + i));
+    const originals = Array.from({ length: 120 }, (_, i) => makeEvent(Object.keys(ANCHORS)[i % 4]!, new Date(NOW - (i + 30) * HOUR), 'tokens', 1000 + i));
     const corrections = originals.map((e, i) => ({ ...e, time: new Date(Date.parse(e.time) - (i % 2) * DAY).toISOString(), data: { ...e.data, quantity: e.data.quantity + 1 } }));
     corrections.forEach((e) => truth.accept(e));
     accepted.push(...corrections);
@@ -214,7 +219,7 @@ describe('ingest and aggregate against DynamoDB Local and the SQS stand-in', () 
 
   test('a crash after the ledger write and before the batch response is redelivered and counted once', async () => {
     // Arrange
-    const events = Array.from({ length: 60 }, (_, i) => makeEvent(Object.keys(ANCHORS)[i % 4]!, new Date(NOW - (i + 2) * 3_600_000), 'tokens', 10 + i));
+    const events = Array.from({ length: 60 }, (_, i) => makeEvent(Object.keys(ANCHORS)[i % 4]!, new Date(NOW - (i + 2) * HOUR), 'tokens', 10 + i));
     events.forEach((e) => truth.accept(e));
     faults.ingestCrashAfterWrite = 2;
     const before = faults.injected;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { GroundTruth, type TestEvent } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Poison cannot stall the queue or the ledger stream: through the local runtime's pollers, good events are
@@ -11,7 +12,7 @@ import { StackClient } from '../support/local-stack';
  * end quarantined with its reason, and each failing one in the dead-letter queue, alone.
  */
 
-const NOW = Date.now();
+const NOW = suiteClockStart().getTime();
 const MARKER = 'poison-fails-every-time';
 const ANCHORS = { ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 };
 
@@ -20,6 +21,7 @@ let client: StackClient;
 
 beforeAll(async () => {
   stack = await startLocal({
+    clockStart: new Date(NOW),
     configPath: 'test/fixtures/config.json',
     // Longer than a batch takes on a busy machine: a batch that outlives it is received again and can reach the DLQ.
     visibilityTimeoutSeconds: 10,

@@ -10,6 +10,7 @@ import { utcCycleStart } from '../support/ground-truth';
 import { FixedClock } from '../support/fakes';
 import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Quotas across two cycle closes, driven like a customer would: events over SQS and the API, grants over
@@ -87,7 +88,7 @@ const sent: TestEvent[] = [];
 let sequence = 0;
 
 beforeAll(async () => {
-  stack = await startLocal({ configPath: 'test/fixtures/quota-config.json', visibilityTimeoutSeconds: 8, onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: 'test/fixtures/quota-config.json', visibilityTimeoutSeconds: 8, onError: () => undefined });
   client = new StackClient(stack);
 });
 

@@ -10,6 +10,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
 import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * `usage-pipeline replay` as an operator runs it, against the local stack: events quarantined for a
@@ -22,7 +23,7 @@ import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 
 const CONFIG = 'test/fixtures/config.json';
 const HOUR = 3_600_000;
-const NOW = Date.now();
+const NOW = suiteClockStart().getTime();
 const RANGE = { from: new Date(NOW - 40 * 86_400_000), to: new Date(NOW + 86_400_000) };
 /** Workspaces of the config, plus two created only after their events were quarantined (anchor day 1, UTC). */
 const truth = new GroundTruth({ ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29, ws_late1: 1, ws_late2: 1 });
@@ -35,6 +36,7 @@ let client: StackClient;
 
 beforeAll(async () => {
   stack = await startLocal({
+    clockStart: new Date(NOW),
     configPath: CONFIG,
     // Short, so that a failing message reaches the DLQ (after 5 receives) within seconds.
     visibilityTimeoutSeconds: 3,

@@ -10,6 +10,7 @@ import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Finance reports end to end, as a client of our own meets them: a known set of events (duplicates, arrays,
@@ -683,7 +684,7 @@ async function expectOnDemandReport(subject: Subject, param: string, cycle: Cycl
 }
 
 beforeAll(async () => {
-  stack = await startLocal({ configPath: CONFIG, onError: () => undefined });
+  stack = await startLocal({ clockStart: suiteClockStart(), configPath: CONFIG, onError: () => undefined });
   client = new StackClient(stack);
   s3 = new S3Client({ region: stack.ready.region, endpoint: stack.ready.s3.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
 }, 180_000);

@@ -4,6 +4,7 @@ import { createDocumentClient } from '../../../functions/adapters/dynamodb';
 import { runAudit } from '../../../functions/core/audit';
 import { lambdaContext } from '../../../local/lambda-context';
 import type { CloseSummary } from '../../../functions/core/closes';
+import { suiteClockStart } from '../clock-start';
 import { type DeliveryStats, type FaultStack, LambdaDriver, startFaultStack } from './driver';
 import { FaultInjector, type FaultRates } from './injector';
 import { type CheckReport, type Observer, checkInvariants } from './invariants';
@@ -53,7 +54,7 @@ export function quietEmptyMetricsWarnings(): void {
 }
 
 export async function runFaultScenario(options: RunOptions): Promise<RunResult> {
-  const scenario = makeScenario(options.seed, options.events, Date.now(), options.scenario);
+  const scenario = makeScenario(options.seed, options.events, suiteClockStart().getTime(), options.scenario);
   const injector = new FaultInjector(options.seed, options.rates);
   const stack = await startFaultStack(scenario, injector);
   try {
