@@ -53,8 +53,9 @@ const USAGE = `usage: usage-pipeline <command> [options]
       Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
       schemas/usage-report.schema.json).
 
-  subjects, grants, keys, audit and replay take --endpoint URL for DynamoDB Local and --config FILE (default config/example.json)
-  for plans and usage types; audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint);
+  subjects, grants, keys, audit and replay take --endpoint URL for DynamoDB Local, --config FILE (default config/example.json)
+  for plans and usage types, and --now ISO to act as of that instant instead of the system clock (for a local stack
+  whose clock was started elsewhere with --clock-start or moved by the test clock); audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint);
   replay takes --sqs-endpoint URL for the local SQS stand-in (READY's sqs.endpoint).
 `;
 
@@ -111,7 +112,7 @@ async function local(args: string[]): Promise<number> {
   });
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got "${values.port}"`);
-  const clockStart = values['clock-start'] === undefined ? undefined : parseClockStart(values['clock-start']);
+  const clockStart = values['clock-start'] === undefined ? undefined : parseInstant('--clock-start', values['clock-start']);
 
   // Stdout carries READY (and the demo's report); everything the handlers log goes to stderr.
   const stdout = (line: string) => process.stdout.write(`${line}\n`);
@@ -145,10 +146,14 @@ async function local(args: string[]): Promise<number> {
   return 0;
 }
 
-const ADMIN_OPTIONS = { endpoint: { type: 'string' }, config: { type: 'string', default: 'config/example.json' } } as const;
+const ADMIN_OPTIONS = { endpoint: { type: 'string' }, config: { type: 'string', default: 'config/example.json' }, now: { type: 'string' } } as const;
 
-/** Points the SDK at DynamoDB Local when --endpoint is given (tables named as the local runtime names them), then builds what the admin commands need. */
-async function adminContext(values: { endpoint?: string; config: string }) {
+/**
+ * Points the SDK at DynamoDB Local when --endpoint is given (tables named as the local runtime names them), then builds what the admin commands need.
+ * --now sets the commands' clock, running from that instant, to match a local stack whose clock was pinned or moved.
+ */
+async function adminContext(values: { endpoint?: string; config: string; now?: string }) {
+  const now = values.now === undefined ? undefined : parseInstant('--now', values.now);
   if (values.endpoint) {
     const { TABLES } = await import('../functions/adapters/resources');
     const { localTableName } = await import('../local/bootstrap');
@@ -158,7 +163,11 @@ async function adminContext(values: { endpoint?: string; config: string }) {
     process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
     for (const definition of Object.values(TABLES)) process.env[definition.envVar] ??= localTableName(definition);
   }
-  const { appContext, loadConfigFile } = await import('../functions/adapters/app-context');
+  const { appContext, loadConfigFile, useClock } = await import('../functions/adapters/app-context');
+  if (now) {
+    const offsetMs = now.getTime() - Date.now();
+    useClock({ now: () => new Date(Date.now() + offsetMs) });
+  }
   return {
     config: loadConfigFile(values.config),
     subjects: appContext.subjects(),
@@ -382,8 +391,8 @@ class UsageError extends Error {}
 const isoInstant = z.iso.datetime({ offset: true });
 
 /** An ISO 8601 instant with its offset (`Z` or ±hh:mm), as every time at the API's boundary. */
-function parseClockStart(value: string): Date {
-  if (!isoInstant.safeParse(value).success) throw new UsageError(`--clock-start must be an ISO 8601 instant such as 2028-02-29T23:30:00Z, got "${value}"`);
+function parseInstant(flag: string, value: string): Date {
+  if (!isoInstant.safeParse(value).success) throw new UsageError(`${flag} must be an ISO 8601 instant such as 2028-02-29T23:30:00Z, got "${value}"`);
   return new Date(value);
 }
 

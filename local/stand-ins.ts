@@ -72,9 +72,12 @@ export async function startDynamoDbLocal(options: { persistDir?: string; region:
     stop: async () => {
       process.removeListener('exit', kill);
       if (child.exitCode !== null) return;
+      // SIGKILL if it has not gone within 3 s; the timer is cleared so that it holds no process open.
+      let timer: NodeJS.Timeout | undefined;
       const gone = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+      await Promise.race([gone, new Promise((r) => (timer = setTimeout(r, 3000)))]);
+      clearTimeout(timer);
       if (child.exitCode === null) child.kill('SIGKILL');
     },
   };

@@ -105,9 +105,9 @@ function idOf(body: string): string {
   }
 }
 
-/** The replay command in its own process (async, so the stack in this process keeps serving). */
+/** The replay command in its own process (async, so the stack in this process keeps serving), on the stack's clock. */
 function replay(...args: string[]): Promise<{ code: number; result: ReplayResult; stderr: string }> {
-  const argv = ['bin/usage-pipeline.js', 'replay', '--endpoint', stack.ready.dynamodb.endpoint, '--sqs-endpoint', stack.ready.sqs.endpoint, '--config', CONFIG, '--json', ...args];
+  const argv = ['bin/usage-pipeline.js', 'replay', '--endpoint', stack.ready.dynamodb.endpoint, '--sqs-endpoint', stack.ready.sqs.endpoint, '--config', CONFIG, '--now', stack.clock.now().toISOString(), '--json', ...args];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, argv, { env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
@@ -286,7 +286,7 @@ describe('usage-pipeline replay', () => {
   test('bad options exit 2 with a clear message', async () => {
     // Act
     const results = await Promise.all(
-      [['--from', 'inbox'], ['--from', 'dlq', '--reason', 'not_json'], ['--from', 'quarantine', '--reason', 'bogus'], []].map(
+      [['--from', 'inbox'], ['--from', 'dlq', '--reason', 'not_json'], ['--from', 'quarantine', '--reason', 'bogus'], [], ['--from', 'quarantine', '--now', 'soon']].map(
         (args) =>
           new Promise<{ code: number; stderr: string }>((resolve) => {
             execFile(process.execPath, ['bin/usage-pipeline.js', 'replay', ...args], { env: { ...process.env, NODE_OPTIONS: '' } }, (error, _stdout, stderr) =>
@@ -297,10 +297,11 @@ describe('usage-pipeline replay', () => {
     );
 
     // Assert
-    expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2]);
+    expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2, 2]);
     expect(results[0]?.stderr).toContain('--from must be dlq or quarantine, got "inbox"');
     expect(results[1]?.stderr).toContain('--reason selects quarantine entries');
     expect(results[2]?.stderr).toContain('--reason must be one of not_json,');
     expect(results[3]?.stderr).toContain('--from must be dlq or quarantine, got ""');
+    expect(results[4]?.stderr).toContain('--now must be an ISO 8601 instant such as 2028-02-29T23:30:00Z, got "soon"');
   });
 });

@@ -1017,7 +1017,7 @@ describe('finance reports across two cycle closes on the local stack', () => {
   }
 
   function audit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const argv = ['bin/usage-pipeline.js', 'audit', '--endpoint', stack.ready.dynamodb.endpoint, '--s3-endpoint', stack.ready.s3.endpoint, '--config', CONFIG, ...args];
+    const argv = ['bin/usage-pipeline.js', 'audit', '--endpoint', stack.ready.dynamodb.endpoint, '--s3-endpoint', stack.ready.s3.endpoint, '--config', CONFIG, '--now', iso(clockNow()), ...args];
     return new Promise((resolve) => {
       execFile(process.execPath, argv, { env: { ...process.env, NODE_OPTIONS: '' }, maxBuffer: 32 * 1024 * 1024, timeout: 180_000 }, (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
