@@ -39,6 +39,7 @@ export class StatefulStack extends Stack {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(QUEUES.deadLetter.retentionDays),
+      maxMessageSizeBytes: QUEUES.deadLetter.maxMessageBytes,
       // Messages here are events not yet counted; they are replayed, never thrown away with the stack.
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -48,6 +49,7 @@ export class StatefulStack extends Stack {
       enforceSSL: true,
       visibilityTimeout: Duration.seconds(usage.visibilityTimeoutSeconds),
       retentionPeriod: Duration.days(usage.retentionDays),
+      maxMessageSizeBytes: usage.maxMessageBytes,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: usage.maxReceiveCount },
       removalPolicy: RemovalPolicy.RETAIN,
     });

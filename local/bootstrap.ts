@@ -50,7 +50,7 @@ export const localQueueName = (definition: { name: string }) => `usage-pipeline-
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {
   const retention = (days: number) => String(days * 86_400);
   const { QueueUrl: dlqUrl } = await client.send(
-    new CreateQueueCommand({ QueueName: localQueueName(QUEUES.deadLetter), Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays) } }),
+    new CreateQueueCommand({ QueueName: localQueueName(QUEUES.deadLetter), Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays), MaximumMessageSize: String(QUEUES.deadLetter.maxMessageBytes) } }),
   );
   if (!dlqUrl) throw new Error('dead-letter queue was not created');
   const { Attributes } = await client.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }));
@@ -60,6 +60,7 @@ export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: 
       Attributes: {
         VisibilityTimeout: String(visibilityTimeoutSeconds),
         MessageRetentionPeriod: retention(QUEUES.usageEvents.retentionDays),
+        MaximumMessageSize: String(QUEUES.usageEvents.maxMessageBytes),
         RedrivePolicy: JSON.stringify({ deadLetterTargetArn: Attributes?.QueueArn, maxReceiveCount: QUEUES.usageEvents.maxReceiveCount }),
       },
     }),

@@ -1,9 +1,10 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { MAX_PAYLOAD_BYTES } from './lambda-context';
 
 /**
- * Behaves like Lambda's SQS event source mapping: gathers up to `batchSize` messages or until the
- * batching window closes, invokes the handler, deletes what succeeded. Failed messages stay
+ * Behaves like Lambda's SQS event source mapping: gathers up to `batchSize` messages, or what fits in
+ * Lambda's 6 MB payload, or until the batching window closes, invokes the handler, deletes what succeeded. Failed messages stay
  * invisible until the visibility timeout ends, and the queue's redrive policy moves a message to
  * the dead-letter queue after maxReceiveCount receives.
  */
@@ -43,9 +44,11 @@ export class SqsPoller {
   }
 
   private async loop(): Promise<void> {
+    // Messages received but left out of a full batch: still invisible to others, they open the next one.
+    const carried: Message[] = [];
     while (this.running) {
       try {
-        const messages = await this.gather();
+        const messages = await this.gather(carried);
         if (messages.length === 0) continue;
         this.busy += 1;
         try {
@@ -60,11 +63,25 @@ export class SqsPoller {
     }
   }
 
-  private async gather(): Promise<Message[]> {
+  /** Up to `batchSize` messages whose invocation stays within Lambda's 6 MB payload, as Lambda's own batches do. */
+  private async gather(carried: Message[]): Promise<Message[]> {
     const { sqs, queueUrl, batchSize, maxBatchingWindowMs } = this.options;
     const messages: Message[] = [];
-    let closesAt = Number.POSITIVE_INFINITY; // the window opens with the first message
-    while (this.running && messages.length < batchSize && Date.now() < closesAt) {
+    let bytes = 1024; // `{"Records":[…]}`, generously
+    const add = (received: readonly Message[]) => {
+      for (const message of received) {
+        const size = Buffer.byteLength(JSON.stringify(this.toRecord(message))) + 1;
+        if (carried.length > 0 || (messages.length > 0 && bytes + size > MAX_PAYLOAD_BYTES)) carried.push(message);
+        else {
+          messages.push(message);
+          bytes += size;
+        }
+      }
+    };
+    if (carried.length > 0) add(carried.splice(0));
+    if (carried.length > 0 || messages.length >= batchSize) return messages;
+    let closesAt = messages.length > 0 ? Date.now() + maxBatchingWindowMs : Number.POSITIVE_INFINITY; // the window opens with the first message
+    while (this.running && messages.length < batchSize && carried.length === 0 && Date.now() < closesAt) {
       const { Messages = [] } = await sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: queueUrl,
@@ -80,7 +97,7 @@ export class SqsPoller {
       }
       if (messages.length === 0) closesAt = Date.now() + maxBatchingWindowMs;
       this.emptyPolls = 0;
-      messages.push(...Messages);
+      add(Messages);
       if (Messages.length === 0) await sleep(Math.min(50, Math.max(0, closesAt - Date.now())));
     }
     return messages;

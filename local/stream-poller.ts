@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBBatchResponse, DynamoDBRecord } from 'aws-lambda';
 import type { LedgerStreamEvent } from '../functions/aggregate';
+import { MAX_PAYLOAD_BYTES } from './lambda-context';
 import { sleep } from './sqs-poller';
 
 /**
@@ -29,8 +30,6 @@ export interface StreamPollerOptions {
 }
 
 const POLL_MS = 100;
-/** Lambda's limit on a synchronous invocation's payload: a batch ends before its records' JSON passes 6 MB, whatever its batch size. */
-export const MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
 
 export class StreamPoller {
   private running = false;

@@ -4,8 +4,15 @@ import { batchDelete, batchPut } from './batch';
 import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
 
 const NO_SUBJECT = '-';
-/** DynamoDB items stop at 400 KB; a quarantined body is kept whole up to this size. */
-const MAX_BODY_CHARS = 300_000;
+/** DynamoDB items stop at 400 KB; a quarantined body is kept whole up to this many UTF-8 bytes (a 1 MiB message is not). */
+const MAX_BODY_BYTES = 300_000;
+
+/** The longest start of `text` within `maxBytes` of UTF-8, cut between characters. */
+function utf8Prefix(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text;
+  const { read } = new TextEncoder().encodeInto(text, new Uint8Array(maxBytes));
+  return text.slice(0, read);
+}
 
 /**
  * Quarantined events: pk = subject (or "-"), sk = sentAt#messageId#index. The key depends only on
@@ -84,7 +91,8 @@ function keyOf(record: QuarantineRecord): { pk: string; sk: string } {
 }
 
 function toItem(record: QuarantineRecord) {
-  const truncated = record.body.length > MAX_BODY_CHARS;
+  const body = utf8Prefix(record.body, MAX_BODY_BYTES);
+  const truncated = body.length < record.body.length;
   return {
     pk: record.subject ?? NO_SUBJECT,
     sk: `${record.sentAt}#${record.messageId}#${String(record.index).padStart(6, '0')}`,
@@ -94,7 +102,7 @@ function toItem(record: QuarantineRecord) {
     index: record.index,
     sentAt: record.sentAt,
     receivedAt: record.receivedAt,
-    body: truncated ? record.body.slice(0, MAX_BODY_CHARS) : record.body,
+    body,
     ...(truncated ? { bodyTruncated: true } : {}),
     expiresAt: Math.floor(Date.parse(record.receivedAt) / 1000) + QUARANTINE_RETENTION_DAYS * 86_400,
   };

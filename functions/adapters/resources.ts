@@ -3,6 +3,8 @@
  * variables that name them. The CDK stacks and the local runtime both build from this file.
  */
 
+import { MAX_MESSAGE_BYTES } from '../core/envelope';
+
 export type AttributeType = 'S' | 'N';
 
 export interface TableDefinition {
@@ -102,11 +104,15 @@ export const QUEUES = {
     retentionDays: 14,
     /** Receives before a message moves to the dead-letter queue. */
     maxReceiveCount: 5,
+    /** SQS's most; ingest takes a body of this size (and refuses a larger one whole as payload_too_large). */
+    maxMessageBytes: MAX_MESSAGE_BYTES,
   },
   deadLetter: {
     name: 'UsageEventsDlq',
     envVar: 'USAGE_DLQ_URL',
     retentionDays: 14,
+    /** As large as the usage queue's, so that every message it redrives fits. */
+    maxMessageBytes: MAX_MESSAGE_BYTES,
   },
 } as const;
 

@@ -1,4 +1,5 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { MAX_MESSAGE_BYTES } from '../core/envelope';
 import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/ports';
 import { backoff } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
@@ -20,8 +21,8 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
   ) {}
 
   async sendAll(bodies: readonly string[]): Promise<void> {
-    for (let i = 0; i < bodies.length; i += MAX_BATCH) {
-      let entries = bodies.slice(i, i + MAX_BATCH).map((MessageBody, j) => ({ Id: String(j), MessageBody }));
+    for (const batch of sendBatches(bodies, (body) => body)) {
+      let entries = batch.map((MessageBody, j) => ({ Id: String(j), MessageBody }));
       for (let attempt = 0; entries.length > 0; attempt++) {
         if (attempt >= MAX_ATTEMPTS) throw new Error(`the usage queue refused ${entries.length} messages after ${MAX_ATTEMPTS} attempts`);
         if (attempt > 0) await backoff(attempt);
@@ -34,8 +35,7 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
 
   async resend<M extends OriginalMessage>(messages: readonly M[]): Promise<{ failed: M[] }> {
     const failed: M[] = [];
-    for (let i = 0; i < messages.length; i += MAX_BATCH) {
-      const batch = messages.slice(i, i + MAX_BATCH);
+    for (const batch of sendBatches(messages, (message) => message.body)) {
       let pending = batch.map((message, j) => ({ message, entry: { Id: String(j), MessageBody: message.body, MessageAttributes: { [ORIGINAL_SENT_AT_ATTRIBUTE]: { DataType: 'String', StringValue: message.sentAt } } } }));
       for (let attempt = 0; attempt < MAX_ATTEMPTS && pending.length > 0; attempt++) {
         if (attempt > 0) await backoff(attempt);
@@ -51,6 +51,25 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
     }
     return { failed };
   }
+}
+
+/** SendMessageBatch takes at most 10 entries and 1 MiB in all: consecutive groups within both (a lone larger entry is sent alone). */
+export function sendBatches<T>(items: readonly T[], bodyOf: (item: T) => string): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(bodyOf(item), 'utf8');
+    if (batch.length === MAX_BATCH || (batch.length > 0 && bytes + size > MAX_MESSAGE_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(item);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 export function createSqsClient(): SQSClient {

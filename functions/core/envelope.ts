@@ -20,6 +20,7 @@ export const REJECTION_REASONS = [
   'future_time',
   'too_old',
   'invalid_dimension',
+  'field_too_long',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
@@ -28,7 +29,8 @@ export interface Rejection {
   detail: string;
 }
 
-export const MAX_MESSAGE_BYTES = 256 * 1024;
+/** SQS's largest message (1 MiB): the usage queue is set to take it, and a body over it is refused whole. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 export interface Dimensions {
   userId?: string;
@@ -93,6 +95,14 @@ export const envelopeSchema = z.object({
   }),
 });
 
+/**
+ * Every string that becomes part of a DynamoDB key or item, limited in UTF-8 bytes (a character may take
+ * up to 4): within these no item, key or expression an event touches can reach a DynamoDB limit.
+ */
+export const FIELD_BYTE_LIMITS = { id: 256, source: 1024, type: 256, subject: 128, usageType: 128, userId: 256, groupId: 256, channel: 256, feature: 256 } as const;
+/** DynamoDB's limit on a partition key; the ledger's is the event's identity, `eventKey`. */
+export const MAX_PARTITION_KEY_BYTES = 2048;
+
 /** The first schema problem decides the reason; the path says which field. */
 const REASON_BY_FIELD: Record<string, RejectionReason> = {
   id: 'missing_id',
@@ -127,6 +137,9 @@ export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
     envelope = parsed.data;
   }
   const { data } = envelope;
+
+  const tooLong = overByteLimit(envelope);
+  if (tooLong) return reject('field_too_long', tooLong);
 
   const usageType = rules.usageTypes.get(data.usageType);
   if (!usageType) return reject('unknown_usage_type', `usage type "${data.usageType}" is not configured`);
@@ -181,6 +194,29 @@ export function parseMessageBody(body: string): { ok: true; events: unknown[] } 
   return { ok: true, events: [parsed] };
 }
 
+/**
+ * Message bodies for events, each a JSON array of as many events as fit in `maxBytes` (UTF-8), in order.
+ * An event that cannot fit even alone would be refused by the queue; none can, within the field limits.
+ */
+export function packEvents(events: readonly unknown[], maxBytes = MAX_MESSAGE_BYTES): string[] {
+  const bodies: string[] = [];
+  let current: string[] = [];
+  let bytes = 2; // `[` and `]`
+  for (const event of events) {
+    const json = JSON.stringify(event);
+    const size = Buffer.byteLength(json, 'utf8') + (current.length > 0 ? 1 : 0);
+    if (current.length > 0 && bytes + size > maxBytes) {
+      bodies.push(`[${current.join(',')}]`);
+      current = [];
+      bytes = 2;
+    }
+    bytes += Buffer.byteLength(json, 'utf8') + (current.length > 0 ? 1 : 0);
+    current.push(json);
+  }
+  if (current.length > 0) bodies.push(`[${current.join(',')}]`);
+  return bodies;
+}
+
 /** The event's identity: CloudEvents `source` + `id`, unambiguous whatever characters they hold. */
 export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
   return JSON.stringify([event.source, event.id]);
@@ -214,6 +250,25 @@ function isCalendarTime(time: string): boolean {
   const [year, month, day, hour, minute, second] = [field(0, 4), field(5, 7), field(8, 10), field(11, 13), field(14, 16), field(17, 19)];
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
   return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour < 24 && minute < 60 && second < 60;
+}
+
+/** The first field over its limit in UTF-8 bytes, or an identity too long for the ledger's key. */
+function overByteLimit(envelope: Envelope): string | undefined {
+  const { data } = envelope;
+  const fields: Record<string, string | undefined> = { id: envelope.id, source: envelope.source, type: envelope.type, subject: envelope.subject };
+  for (const name of ['usageType', 'userId', 'groupId', 'channel', 'feature'] as const) fields[`data.${name}`] = data[name];
+  for (const [field, value] of Object.entries(fields)) {
+    const limit = FIELD_BYTE_LIMITS[field.replace('data.', '') as keyof typeof FIELD_BYTE_LIMITS];
+    // A UTF-16 unit takes at most 3 bytes: only a string over a third of its limit needs counting.
+    if (value === undefined || value.length * 3 <= limit) continue;
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > limit) return `${field}: ${bytes} bytes in UTF-8; the limit is ${limit}`;
+  }
+  // Escaped as JSON, a UTF-16 unit takes at most 6 bytes (\u001f).
+  if ((envelope.source.length + envelope.id.length) * 6 + 7 <= MAX_PARTITION_KEY_BYTES) return undefined;
+  const keyBytes = Buffer.byteLength(eventKey(envelope), 'utf8');
+  if (keyBytes > MAX_PARTITION_KEY_BYTES) return `source and id make a ${keyBytes}-byte key (escaped as JSON); the limit is ${MAX_PARTITION_KEY_BYTES}`;
+  return undefined;
 }
 
 function checkQuantity(quantity: number, allowFractions: boolean): string | undefined {

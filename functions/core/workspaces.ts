@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from './balance';
 import { type Config, formatPath, subjectSchema } from './config';
-import { envelopeRules, validateEvent } from './envelope';
+import { envelopeRules, packEvents, validateEvent } from './envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from './errors';
 import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from './ports';
 import { toDecimalString } from './quantity';
@@ -85,8 +85,6 @@ export async function addGrant(subjectId: string, body: z.infer<typeof grantBody
 }
 
 export const MAX_EVENTS_PER_REQUEST = 500;
-/** Events per queue message: far below the 256 KiB message limit even with long dimensions. */
-const EVENTS_PER_MESSAGE = 50;
 
 /**
  * Usage recorded over HTTP: one event or an array, in the queue's envelope. `source` and `id` may be
@@ -117,10 +115,13 @@ export async function recordUsages(
     if (filled.subject !== subjectId) throw new InvalidRequestError('subject_mismatch', `events[${index}].subject: must be "${subjectId}", the workspace in the path`);
     const result = validateEvent(filled, rules);
     if (!result.ok) throw new InvalidRequestError(result.rejection.reason, `events[${index}]: ${result.rejection.detail}`);
-    return { body: filled, event: result.event };
+    const { event } = result;
+    // Only the fields ingest reads, each within its byte limit, so that every event fits a message.
+    const data = filled.data as { quantity: number };
+    const body = { specversion: '1.0', id: event.id, source: event.source, type: event.type, subject: event.subject, time: filled.time, data: { usageType: event.usageType, quantity: data.quantity, ...event.dimensions } };
+    return { body, event };
   });
-  const bodies: string[] = [];
-  for (let i = 0; i < events.length; i += EVENTS_PER_MESSAGE) bodies.push(JSON.stringify(events.slice(i, i + EVENTS_PER_MESSAGE).map((e) => e.body)));
-  await deps.queue.sendAll(bodies);
+  // Split by bytes, never over the queue's limit: whatever a 202 lists, ingest can read.
+  await deps.queue.sendAll(packEvents(events.map((e) => e.body)));
   return { events: events.map(({ event }) => ({ source: event.source, id: event.id })) };
 }

@@ -174,7 +174,10 @@ describe('stateful stack', () => {
       VisibilityTimeout: usage.visibilityTimeoutSeconds,
       MessageRetentionPeriod: usage.retentionDays * 86_400,
       RedrivePolicy: { maxReceiveCount: usage.maxReceiveCount, deadLetterTargetArn: { 'Fn::GetAtt': [resourceOf(built.stateful.deadLetterQueue).logicalId, 'Arn'] } },
+      // SQS's largest message, 1 MiB, on the queue and on its dead-letter queue, so that a redriven message fits.
+      MaximumMessageSize: 1_048_576,
     });
+    expect(resourceOf(built.stateful.deadLetterQueue).resource.Properties.MaximumMessageSize).toBe(1_048_576);
     // Lambda's guidance for SQS sources: visibility at least six times the function timeout.
     expect(usage.visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * FUNCTIONS.ingest.timeoutSeconds);
   });

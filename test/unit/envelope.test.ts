@@ -95,15 +95,29 @@ const eventCases: [string, unknown, RejectionReason][] = [
   ['groupId an object', event({}, { groupId: { id: 'g' } }), 'invalid_dimension'],
   ['channel empty', event({}, { channel: '' }), 'invalid_dimension'],
   ['feature too long', event({}, { feature: 'x'.repeat(257) }), 'invalid_dimension'],
+  // Within the character limits, over the UTF-8 byte limits ("€" is 3 bytes, "😀" 4 in 2 UTF-16 units).
+  ['source of 1,024 "€": 3,072 bytes', event({ source: '€'.repeat(1024) }), 'field_too_long'],
+  ['source of 342 "€": 1,026 bytes', event({ source: '€'.repeat(342) }), 'field_too_long'],
+  ['id of 86 "€": 258 bytes', event({ id: '€'.repeat(86) }), 'field_too_long'],
+  ['type of 86 "€": 258 bytes', event({ type: '€'.repeat(86) }), 'field_too_long'],
+  ['subject of 33 "😀": 132 bytes', event({ subject: '😀'.repeat(33) }), 'field_too_long'],
+  ['usageType of 43 "€": 129 bytes', event({}, { usageType: '€'.repeat(43) }), 'field_too_long'],
+  ['userId of 129 "é": 258 bytes', event({}, { userId: 'é'.repeat(129) }), 'field_too_long'],
+  ['groupId of 65 "😀": 260 bytes', event({}, { groupId: '😀'.repeat(65) }), 'field_too_long'],
+  ['channel of 86 "€": 258 bytes', event({}, { channel: '€'.repeat(86) }), 'field_too_long'],
+  ['feature of 86 "€": 258 bytes', event({}, { feature: '€'.repeat(86) }), 'field_too_long'],
+  // Each within its limit, but ["source","id"] escaped as JSON is 2 × (1,000 + 200) + 7 = 2,407 bytes.
+  ['source and id of quotes: a 2,407-byte key', event({ source: '"'.repeat(1000), id: '"'.repeat(200) }), 'field_too_long'],
+  ['source and id of control characters: a 7,687-byte key', event({ source: '\u0001'.repeat(1024), id: '\u0001'.repeat(256) }), 'field_too_long'],
 ];
 
 const bodyCases: [string, string, RejectionReason][] = [
   ['not JSON', '{"specversion": "1.0",', 'not_json'],
   ['an empty body', '', 'not_json'],
   ['an empty array', '[]', 'invalid_envelope'],
-  ['1 byte over 256 KiB', JSON.stringify('a'.repeat(MAX_MESSAGE_BYTES - 1)), 'payload_too_large'],
-  ['over 256 KiB in bytes but not in characters', JSON.stringify('é'.repeat(MAX_MESSAGE_BYTES / 2)), 'payload_too_large'],
-  ['over 256 KiB and not JSON', `{${'x'.repeat(MAX_MESSAGE_BYTES)}`, 'payload_too_large'],
+  ['1 byte over 1 MiB', JSON.stringify('a'.repeat(MAX_MESSAGE_BYTES - 1)), 'payload_too_large'],
+  ['over 1 MiB in bytes but not in characters', JSON.stringify('é'.repeat(MAX_MESSAGE_BYTES / 2)), 'payload_too_large'],
+  ['over 1 MiB and not JSON', `{${'x'.repeat(MAX_MESSAGE_BYTES)}`, 'payload_too_large'],
 ];
 
 describe('validateEvent rejects with a precise reason', () => {
@@ -113,6 +127,30 @@ describe('validateEvent rejects with a precise reason', () => {
 
     // Assert
     expect(result).toEqual({ ok: false, rejection: { reason, detail: expect.any(String) } });
+  });
+
+  test('every field at its byte limit is accepted, and the detail of one byte more names the field and both sizes', () => {
+    // Arrange: "€" is 3 bytes, "é" 2, "😀" 4; each value is exactly at its limit
+    const atLimit = event({ source: `${'€'.repeat(341)}a`, id: `${'€'.repeat(85)}a`, type: `${'€'.repeat(85)}a`, subject: '😀'.repeat(32) }, { userId: 'é'.repeat(128), groupId: '😀'.repeat(64), channel: `${'€'.repeat(85)}a`, feature: `${'€'.repeat(85)}a` });
+    const oneOver = event({ source: `${'€'.repeat(341)}é` });
+
+    // Act
+    const accepted = validateEvent(atLimit, rules());
+    const refused = validateEvent(oneOver, rules());
+
+    // Assert
+    expect(accepted.ok).toBe(true);
+    expect(refused).toEqual({ ok: false, rejection: { reason: 'field_too_long', detail: 'source: 1025 bytes in UTF-8; the limit is 1024' } });
+  });
+
+  test('the ledger key of source and id is refused just past 2,048 bytes, not at it', () => {
+    // Arrange: ["<source>","<id>"] is 7 bytes of punctuation; a quote inside escapes to 2 bytes
+    const atLimit = event({ source: '"'.repeat(900), id: `${'"'.repeat(120)}a` }); // 7 + 1800 + 241 = 2048
+    const past = event({ source: '"'.repeat(900), id: '"'.repeat(121) }); // 7 + 1800 + 242 = 2049
+
+    // Act + Assert
+    expect(validateEvent(atLimit, rules()).ok).toBe(true);
+    expect(validateEvent(past, rules())).toEqual({ ok: false, rejection: { reason: 'field_too_long', detail: 'source and id make a 2049-byte key (escaped as JSON); the limit is 2048' } });
   });
 
   test('a schema rejection names the field in its detail', () => {
@@ -236,10 +274,10 @@ describe('parseMessageBody', () => {
     expect(result).toEqual({ ok: false, rejection: { reason, detail: expect.any(String) } });
   });
 
-  test('exactly 256 KiB is accepted', () => {
-    // Arrange: a JSON string of 262142 characters plus its two quotes
+  test('exactly 1 MiB, the queue\'s largest message, is accepted', () => {
+    // Arrange: a JSON string of 1,048,574 characters plus its two quotes
     const body = JSON.stringify('a'.repeat(MAX_MESSAGE_BYTES - 2));
-    expect(Buffer.byteLength(body)).toBe(256 * 1024);
+    expect(Buffer.byteLength(body)).toBe(1_048_576);
 
     // Act
     const result = parseMessageBody(body);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import type { _Record } from '@aws-sdk/client-dynamodb-streams';
-import { MAX_PAYLOAD_BYTES, fittingPayload, toLambdaRecord } from '../../local/stream-poller';
+import { MAX_PAYLOAD_BYTES } from '../../local/lambda-context';
+import { fittingPayload, toLambdaRecord } from '../../local/stream-poller';
 
 /**
  * The local stream poller ends a batch where Lambda would: before the invocation's JSON passes 6 MB,

@@ -149,7 +149,7 @@ export function makeScenario(seed: number, events: number, now = Date.now(), opt
   // Phase 1: 40 days of traffic up to now, with producer resends, corrections and stale copies.
   const originals = Array.from({ length: events }, () => event(pick(subjects).id, now - MINUTE - random.int(40 * DAY)));
   const first = pack(originals, now);
-  first.push(message([{ reason: 'payload_too_large' }], JSON.stringify({ ...originals[0], data: { ...originals[0]?.data, feature: 'x'.repeat(270_000) } })));
+  first.push(message([{ reason: 'payload_too_large' }], JSON.stringify({ ...originals[0], data: { ...originals[0]?.data, feature: 'x'.repeat(1_100_000) } })));
   const resent = resends(first, 0.1);
   const inResent = new Set(resent.flatMap((m) => m.outcomes.flatMap((o) => ('valid' in o ? [o.valid.id] : []))));
   const corrected = originals.filter((e) => !inResent.has(e.id) && random.int(20) === 0);
