@@ -164,10 +164,7 @@ async function adminContext(values: { endpoint?: string; config: string; now?: s
     for (const definition of Object.values(TABLES)) process.env[definition.envVar] ??= localTableName(definition);
   }
   const { appContext, loadConfigFile, useClock } = await import('../functions/adapters/app-context');
-  if (now) {
-    const offsetMs = now.getTime() - Date.now();
-    useClock({ now: () => new Date(Date.now() + offsetMs) });
-  }
+  if (now) useClock(new (await import('../local/clock')).LocalClock(now));
   return {
     config: loadConfigFile(values.config),
     subjects: appContext.subjects(),

@@ -14,10 +14,10 @@ import { DynamoApiKeys } from '../functions/adapters/api-key-store';
 import { configuredKey } from '../functions/core/api-keys';
 import type { CloseSummary } from '../functions/core/closes';
 import type { Config } from '../functions/core/config';
-import { InvalidRequestError } from '../functions/core/errors';
 import type { SchedulerEvent } from '../functions/scheduler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
+import { LocalClock } from './clock';
 import { ensureDashboardBuilt } from './dashboard';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
@@ -58,25 +58,6 @@ export interface LocalOptions {
   wrapNotify?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
   wrapExport?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
   onError?: (source: string, error: unknown) => void;
-}
-
-/**
- * The local notion of now: the wall clock plus an offset, set by where the clock starts and grown by
- * `POST /v1/test-clock`, never shrunk. Ingest validation, quotas and closes all read it.
- */
-export class LocalClock {
-  private offsetMs: number;
-  constructor(start?: Date) {
-    this.offsetMs = start ? start.getTime() - Date.now() : 0;
-  }
-  now(): Date {
-    return new Date(Date.now() + this.offsetMs);
-  }
-  advanceTo(instant: Date): void {
-    const ahead = instant.getTime() - Date.now();
-    if (ahead < this.offsetMs) throw new InvalidRequestError('clock_backwards', `the clock is at ${this.now().toISOString()}; it only moves forward`);
-    this.offsetMs = ahead;
-  }
 }
 
 export type Invoke<E, R> = (event: E) => Promise<R>;

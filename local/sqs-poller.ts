@@ -44,15 +44,15 @@ export class SqsPoller {
   }
 
   private async loop(): Promise<void> {
-    // Messages received but left out of a full batch: still invisible to others, they open the next one.
-    const carried: Message[] = [];
+    // Records received but left out of a full batch: still invisible to others, they open the next one.
+    const carried: SQSRecord[] = [];
     while (this.running) {
       try {
-        const messages = await this.gather(carried);
-        if (messages.length === 0) continue;
+        const records = await this.gather(carried);
+        if (records.length === 0) continue;
         this.busy += 1;
         try {
-          await this.deliver(messages);
+          await this.deliver(records);
         } finally {
           this.busy -= 1;
         }
@@ -64,47 +64,47 @@ export class SqsPoller {
   }
 
   /** Up to `batchSize` messages whose invocation stays within Lambda's 6 MB payload, as Lambda's own batches do. */
-  private async gather(carried: Message[]): Promise<Message[]> {
+  private async gather(carried: SQSRecord[]): Promise<SQSRecord[]> {
     const { sqs, queueUrl, batchSize, maxBatchingWindowMs } = this.options;
-    const messages: Message[] = [];
+    const batch: SQSRecord[] = [];
     let bytes = 1024; // `{"Records":[…]}`, generously
-    const add = (received: readonly Message[]) => {
-      for (const message of received) {
-        const size = Buffer.byteLength(JSON.stringify(this.toRecord(message))) + 1;
-        if (carried.length > 0 || (messages.length > 0 && bytes + size > MAX_PAYLOAD_BYTES)) carried.push(message);
+    const add = (received: readonly SQSRecord[]) => {
+      for (const record of received) {
+        const size = Buffer.byteLength(JSON.stringify(record)) + 1;
+        if (carried.length > 0 || (batch.length > 0 && bytes + size > MAX_PAYLOAD_BYTES)) carried.push(record);
         else {
-          messages.push(message);
+          batch.push(record);
           bytes += size;
         }
       }
     };
     if (carried.length > 0) add(carried.splice(0));
-    if (carried.length > 0 || messages.length >= batchSize) return messages;
-    let closesAt = messages.length > 0 ? Date.now() + maxBatchingWindowMs : Number.POSITIVE_INFINITY; // the window opens with the first message
-    while (this.running && messages.length < batchSize && carried.length === 0 && Date.now() < closesAt) {
+    if (carried.length > 0 || batch.length >= batchSize) return batch;
+    let closesAt = batch.length > 0 ? Date.now() + maxBatchingWindowMs : Number.POSITIVE_INFINITY; // the window opens with the first message
+    while (this.running && batch.length < batchSize && carried.length === 0 && Date.now() < closesAt) {
       const { Messages = [] } = await sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: queueUrl,
-          MaxNumberOfMessages: Math.min(10, batchSize - messages.length),
-          WaitTimeSeconds: messages.length === 0 ? 1 : 0,
+          MaxNumberOfMessages: Math.min(10, batchSize - batch.length),
+          WaitTimeSeconds: batch.length === 0 ? 1 : 0,
           MessageSystemAttributeNames: ['All'],
           MessageAttributeNames: ['All'],
         }),
       );
-      if (messages.length === 0 && Messages.length === 0) {
+      if (batch.length === 0 && Messages.length === 0) {
         this.emptyPolls = Math.min(this.emptyPolls + 1, this.options.concurrency);
-        return messages;
+        return batch;
       }
-      if (messages.length === 0) closesAt = Date.now() + maxBatchingWindowMs;
+      if (batch.length === 0) closesAt = Date.now() + maxBatchingWindowMs;
       this.emptyPolls = 0;
-      add(Messages);
+      add(Messages.map((m) => this.toRecord(m)));
       if (Messages.length === 0) await sleep(Math.min(50, Math.max(0, closesAt - Date.now())));
     }
-    return messages;
+    return batch;
   }
 
-  private async deliver(messages: Message[]): Promise<void> {
-    const event: SQSEvent = { Records: messages.map((m) => this.toRecord(m)) };
+  private async deliver(records: SQSRecord[]): Promise<void> {
+    const event: SQSEvent = { Records: records };
     let failed: Set<string>;
     try {
       const response = await this.options.invoke(event);
@@ -114,12 +114,12 @@ export class SqsPoller {
       this.options.onError(error);
       return;
     }
-    const done = messages.filter((m) => m.MessageId && !failed.has(m.MessageId));
+    const done = records.filter((r) => r.messageId && !failed.has(r.messageId));
     for (let i = 0; i < done.length; i += 10) {
       await this.options.sqs.send(
         new DeleteMessageBatchCommand({
           QueueUrl: this.options.queueUrl,
-          Entries: done.slice(i, i + 10).map((m, j) => ({ Id: String(j), ReceiptHandle: m.ReceiptHandle })),
+          Entries: done.slice(i, i + 10).map((r, j) => ({ Id: String(j), ReceiptHandle: r.receiptHandle })),
         }),
       );
     }

@@ -204,13 +204,13 @@ export function packEvents(events: readonly unknown[], maxBytes = MAX_MESSAGE_BY
   let bytes = 2; // `[` and `]`
   for (const event of events) {
     const json = JSON.stringify(event);
-    const size = Buffer.byteLength(json, 'utf8') + (current.length > 0 ? 1 : 0);
-    if (current.length > 0 && bytes + size > maxBytes) {
+    const size = Buffer.byteLength(json, 'utf8');
+    if (current.length > 0 && bytes + 1 + size > maxBytes) {
       bodies.push(`[${current.join(',')}]`);
       current = [];
       bytes = 2;
     }
-    bytes += Buffer.byteLength(json, 'utf8') + (current.length > 0 ? 1 : 0);
+    bytes += (current.length > 0 ? 1 : 0) + size; // a comma before all but the first
     current.push(json);
   }
   if (current.length > 0) bodies.push(`[${current.join(',')}]`);
