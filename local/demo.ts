@@ -1,6 +1,6 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { writeMeter } from '../functions/adapters/dynamodb';
-import { cycleContaining } from '../functions/core/cycles';
+import { cycleContaining, localDate } from '../functions/core/cycles';
 import type { LocalStack } from './runtime';
 import { progressBar } from './progress';
 import { LOCAL_CREDENTIALS } from './stand-ins';
@@ -179,8 +179,8 @@ export type DashboardEvent = DemoEvent & { data: { userId: string; groupId: stri
 /**
  * Use for the dashboard to show: in each workspace's current cycle so far (as of the local clock), tokens and
  * images from twelve users in seven groups (a few heavy users, a long tail), over every channel and some
- * with none, a share of it in the last 24 hours, at DASHBOARD_PACE of the plan's monthly limit. Sends it
- * through SQS, waits until it is counted, and returns what it sent (the tests' ground truth).
+ * with none, a share of it in the last 24 hours, at DASHBOARD_PACE of the plan's monthly limit (never all
+ * of it). Sends it through SQS, waits until it is counted, and returns what it sent (the tests' ground truth).
  */
 export async function loadDashboardUsage(stack: LocalStack, eventsPerUsageType = 160): Promise<DashboardEvent[]> {
   const rand = random(7);
@@ -205,11 +205,18 @@ export async function loadDashboardUsage(stack: LocalStack, eventsPerUsageType =
     for (const usageType of ['tokens', 'images']) {
       const limit = plan.quotas[usageType]?.monthlyLimit;
       if (limit === undefined) continue;
-      const target = Math.round((limit * (DASHBOARD_PACE[subject.id] ?? 0.5) * elapsed) / (Date.parse(cycle.end) - start));
+      // The even pace as the summary projects it: its average counts today as a whole day. A fast pace is held
+      // under the allowance (halfway from the even pace to the limit), so that on any day of the cycle the
+      // workspace is projected to run out rather than already out.
+      const daysElapsed = (Date.parse(localDate(new Date(now), subject.timeZone)) - Date.parse(localDate(new Date(start), subject.timeZone))) / 86_400_000 + 1;
+      const evenShare = (daysElapsed * 86_400_000) / (daysElapsed * 86_400_000 + Date.parse(cycle.end) - now);
+      const target = Math.round(limit * Math.min((DASHBOARD_PACE[subject.id] ?? 0.5) * evenShare, (1 + evenShare) / 2));
       const count = Math.min(eventsPerUsageType, target);
       const shares = Array.from({ length: count }, () => 0.2 + rand());
       const sum = shares.reduce((a, b) => a + b, 0);
       const quantities = shares.map((share) => Math.max(1, Math.floor((share / sum) * target)));
+      // What flooring left over goes to the last event: the workspace uses exactly its target.
+      if (count > 0) quantities[count - 1] = Math.max(1, (quantities[count - 1] ?? 0) + target - quantities.reduce((a, b) => a + b, 0));
       for (let i = 0; i < count; i++) {
         // A sixth of the events in the last 24 hours (within the cycle), the rest over the cycle so far.
         const span = i % 6 === 0 ? Math.min(elapsed, 86_400_000) : elapsed;

@@ -93,15 +93,18 @@ function generate(subject: string, count: number, seed: number, now: number): Se
     return state / 2 ** 31;
   };
   const pick = <T>(items: readonly T[]) => items[Math.floor(next() * items.length)] as T;
-  return Array.from({ length: count }, () => {
+  const cycleStart = cycleOf(subject, new Date(now)).start;
+  return Array.from({ length: count }, (_, i) => {
     const usageType = next() < 0.7 ? 'tokens' : 'images';
     const channel = pick(['ui', 'api', 'cli', undefined]);
     const userId = pick(['ana', 'bo', 'cy', 'dee', 'eli', 'fay', 'gus', undefined]);
     const groupId = pick(['red', 'green', 'blue', undefined]);
+    // Every third event in the current cycle, however young it is (its rankings need several users on any
+    // date); the rest over the last 40 days. Never in the future.
+    const time = i % 3 === 0 ? cycleStart + Math.floor(next() * Math.max(0, now - 60_000 - cycleStart)) : now - 60_000 - Math.floor(next() * 40 * DAY_MS);
     return {
       subject,
-      // Over the last 40 days, never in the future.
-      time: new Date(now - 60_000 - Math.floor(next() * 40 * DAY_MS)).toISOString(),
+      time: new Date(time).toISOString(),
       usageType,
       quantity: usageType === 'tokens' ? 10 + Math.floor(next() * 200) : 1 + Math.floor(next() * 4),
       ...(channel ? { channel } : {}),
@@ -274,7 +277,7 @@ describe('rankings', () => {
     const seen = first.body.entries as { id: string; amount: number }[];
     const lowest = before.at(-1) as { id: string };
     const now = stack.clock.now().getTime();
-    const at = new Date(now - 60_000).toISOString();
+    const at = new Date(Math.max(now - 60_000, cycleOf('ws_two', new Date(now)).start)).toISOString();
 
     // Act: a seen user grows past everyone, the lowest user grows by 1, a newcomer appears; then the next pages.
     await send([
