@@ -9,7 +9,8 @@ import { ledgerImageFromStream } from './adapters/ledger-store';
 import { logger, metrics } from './adapters/observability';
 import { aggregateChanges } from './core/aggregate';
 import { evaluateThresholds, touchedCycles } from './core/alerts';
-import type { LedgerChange } from './core/rollups';
+import type { Config } from './core/config';
+import { BREAKDOWN_LIMITS, type BreakdownPolicy, type CycleState, type LedgerChange } from './core/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
@@ -17,6 +18,20 @@ export type LedgerStreamResponse = DynamoDBBatchResponse & { state: Record<strin
 
 /** Closed cycle items this process has met; a close is final, so the set stays true for the process's life. */
 const closedCycles = new Set<string>();
+/** Breakdown values cycle items have admitted; admissions only grow (see AggregateDeps). */
+const cycleStates = new Map<string, CycleState>();
+
+/** The rate card's priced features of each usage type are kept apart whatever the breakdown limit. */
+const policies = new WeakMap<Config, BreakdownPolicy>();
+const breakdowns = (config: Config): BreakdownPolicy => {
+  let policy = policies.get(config);
+  if (!policy) {
+    const kept = new Map(Object.entries(config.rateCard?.prices ?? {}).map(([usageType, price]) => [usageType, new Set(Object.keys(price.features))]));
+    policy = { limits: BREAKDOWN_LIMITS, kept: (usageType) => kept.get(usageType) };
+    policies.set(config, policy);
+  }
+  return policy;
+};
 
 /**
  * Ledger stream → fold into rollups, exactly once per shard through the checkpoint; then record the
@@ -26,7 +41,7 @@ const closedCycles = new Set<string>();
 async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse> {
   if (!event.shardId) throw new Error('stream event has no shardId: the event source mapping needs a tumbling window');
   const changes = event.Records.flatMap(toChange);
-  const result = await aggregateChanges(event.shardId, changes, { rollups: appContext.rollups(), closedCycles });
+  const result = await aggregateChanges(event.shardId, changes, { rollups: appContext.rollups(), closedCycles, cycleStates, breakdowns: breakdowns(appContext.config()) });
   metrics.addMetric('RecordsApplied', MetricUnit.Count, result.applied);
   metrics.addMetric('RecordsSkippedAsApplied', MetricUnit.Count, result.skipped);
   metrics.addMetric('RollupTransactions', MetricUnit.Count, result.chunks);

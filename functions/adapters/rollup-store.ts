@@ -2,7 +2,7 @@ import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Clock, CommitResult, CycleItemKey, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import { type Chunk, CyclesClosedError, type MemberKind, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, type MemberKind, OTHER, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
@@ -10,6 +10,8 @@ import { CHECKPOINT_RETENTION_DAYS } from './resources';
 /** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
 const COUNTER = /^(h|d|ch|c|f)#/;
+/** Of a cycle item: how many values of each breakdown it has admitted (rollups BREAKDOWN_LIMITS). */
+const ADMITTED: Record<Breakdown, string> = { channel: 'channelsAdmitted', feature: 'featuresAdmitted' };
 const MAX_CONFLICT_RETRIES = 6;
 
 /**
@@ -64,8 +66,9 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
       } catch (error) {
         const reasons = error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
         if (reasons.slice(chunk.updates.length).some((r) => r.Code === 'ConditionalCheckFailed')) return 'already-applied';
-        const closed = chunk.updates.filter((update, i) => update.kind === 'cycle' && !update.closed && reasons[i]?.Code === 'ConditionalCheckFailed');
-        if (closed.length > 0) throw new CyclesClosedError(closed.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
+        // A cycle item's condition: closed or open as planned, and its breakdown counts as planned.
+        const changed = chunk.updates.filter((update, i) => update.kind === 'cycle' && reasons[i]?.Code === 'ConditionalCheckFailed');
+        if (changed.length > 0) throw new CycleItemsChangedError(changed.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
         const transient = reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
         if (!transient || attempt >= MAX_CONFLICT_RETRIES) throw error;
         await backoff(attempt);
@@ -96,6 +99,21 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
   async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
     const prefix = ROLLUP_PREFIX[kind];
     return this.between(subject, kind, `${prefix}#${fromPeriod}`, `${prefix}#${toPeriod}\uffff`);
+  }
+
+  async readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>> {
+    const items = await batchGet(this.client, this.tableName, keys.map((k) => ({ pk: k.subject, sk: rollupSortKey('cycle', k.cycleStart, k.usageType) })), { consistentRead: true });
+    const states = new Map<string, CycleState>();
+    for (const item of items) {
+      const admitted = (prefix: string, dimension: Breakdown) => ({
+        values: new Set(Object.keys(item).flatMap((name) => (name.startsWith(prefix) && name !== `${prefix}${OTHER}` ? [name.slice(prefix.length)] : []))),
+        count: Number(numberText(item[ADMITTED[dimension]])),
+      });
+      const subject = String(item.pk);
+      const [, cycleStart = '', usageType = ''] = /^C#([^#]*)#(.*)$/.exec(String(item.sk)) ?? [];
+      states.set(cycleItemKey(subject, cycleStart, usageType), { closed: typeof item.closedAt === 'string', channel: admitted('c#', 'channel'), feature: admitted('f#', 'feature') });
+    }
+    return states;
   }
 
   async cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>> {
@@ -153,6 +171,19 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
     sets.push('appliedAt = :appliedAt');
     values[':appliedAt'] = appliedAt;
   }
+  const conditions = condition ? [condition] : [];
+  for (const [dimension, admit] of Object.entries(update.admit ?? {}) as [Breakdown, { expected: number; values: string[] }][]) {
+    const name = `#${dimension}Admitted`;
+    names[name] = ADMITTED[dimension];
+    values[`:${dimension}Admitted`] = admit.values.length;
+    adds.push(`${name} :${dimension}Admitted`);
+    if (admit.expected === 0) {
+      conditions.push(`attribute_not_exists(${name})`);
+    } else {
+      values[`:${dimension}Expected`] = admit.expected;
+      conditions.push(`${name} = :${dimension}Expected`);
+    }
+  }
   let i = 0;
   for (const [counter, delta] of update.counters) {
     if (delta === 0n) continue;
@@ -164,7 +195,7 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
   return {
     Key: { pk: update.subject, sk: rollupSortKey(update.kind, update.period, update.usageType, update.kind === 'late' ? `${appliedAt.slice(0, 16)}#${update.member}` : update.member) },
     UpdateExpression: `SET ${sets.join(', ')} ADD ${adds.join(', ')}`,
-    ...(condition ? { ConditionExpression: condition } : {}),
+    ...(conditions.length > 0 ? { ConditionExpression: conditions.join(' AND ') } : {}),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
   };

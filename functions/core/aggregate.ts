@@ -1,5 +1,5 @@
 import type { CommitResult, RollupWriter } from './ports';
-import { CyclesClosedError, type LedgerChange, changesCounters, ownerOf, padSequenceNumber, planChunks } from './rollups';
+import { type BreakdownPolicy, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, type LedgerChange, OTHER, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks } from './rollups';
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
@@ -20,6 +20,13 @@ export interface AggregateDeps {
   maxItemsPerChunk?: number;
   /** Cycle items known to be closed (`cycleItemKey`); a cycle never reopens, so a process may keep this set across batches. */
   closedCycles?: Set<string>;
+  /**
+   * What cycle items are known to have admitted of their breakdowns. Admissions only grow, so a process may
+   * keep this across batches: a value it does not know yet is planned as new, and a commit that finds the
+   * item moved on reads it again.
+   */
+  cycleStates?: Map<string, CycleState>;
+  breakdowns?: BreakdownPolicy;
   /** Observes each commit (tests inject crashes here; the handler counts metrics). */
   onChunk?: (event: { index: number; result: 'committed' | 'already-applied' | 'skipped-empty'; records: number; items: number }) => void | Promise<void>;
 }
@@ -39,6 +46,19 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
   const result: AggregateResult = { applied: changes.length - remaining.length, skipped: 0, chunks: 0 };
   let index = 0;
   const closedCycles = deps.closedCycles ?? new Set<string>();
+  let replans = 0;
+  const cycleStates = deps.cycleStates ?? new Map<string, CycleState>();
+  const breakdowns = deps.breakdowns ?? DEFAULT_BREAKDOWNS;
+  const learn = async (keys: readonly string[]) => {
+    if (cycleStates.size + keys.length > MAX_KNOWN_CYCLES) cycleStates.clear();
+    const states = await deps.rollups.readCycleStates(keys.map(parseCycleItemKey));
+    for (const key of keys) {
+      const state = states.get(key);
+      // An item not stored yet has admitted nothing; it is not remembered, as another writer may create it.
+      if (state) cycleStates.set(key, state);
+      if (state?.closed) closedCycles.add(key);
+    }
+  };
   // Each pass starts from the stored checkpoints. A commit that finds one moved (another invocation of
   // this shard got there first) starts a new pass, so no record is skipped or applied twice.
   replan: while (remaining.length > 0) {
@@ -49,14 +69,18 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
     });
     result.skipped += remaining.length - pending.length;
     remaining = pending;
-    for (const chunk of planChunks(pending, deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION, closedCycles)) {
+    const unknown = cyclesToLearn(pending, cycleStates, breakdowns);
+    if (unknown.length > 0) await learn(unknown);
+    for (const chunk of planChunks(pending, deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION, closedCycles, cycleStates, breakdowns)) {
       result.chunks += 1;
       let outcome: CommitResult | 'skipped-empty' = 'skipped-empty';
       try {
         if (chunk.updates.length > 0) outcome = await deps.rollups.commitChunk(shardId, chunk);
       } catch (error) {
-        if (error instanceof CyclesClosedError) {
-          for (const cycle of error.cycles) closedCycles.add(cycle);
+        // Each replan learns what changed; items that keep changing under it (a hot cycle on many shards) end
+        // the batch as a failure, retried from its first record not applied.
+        if (error instanceof CycleItemsChangedError && ++replans <= MAX_REPLANS) {
+          await learn(error.cycles);
           result.chunks -= 1;
           continue replan;
         }
@@ -71,4 +95,24 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
     }
   }
   return result;
+}
+
+const MAX_REPLANS = 20;
+/** A process remembers this many cycle items' breakdown states at most (each up to a few KB). */
+const MAX_KNOWN_CYCLES = 10_000;
+
+/** Cycle items whose breakdown values a batch names, of which nothing is known yet: read once, before planning. */
+function cyclesToLearn(changes: readonly LedgerChange[], known: ReadonlyMap<string, CycleState>, breakdowns: BreakdownPolicy): string[] {
+  const keys = new Set<string>();
+  for (const change of changes) {
+    for (const image of [change.oldImage, change.newImage]) {
+      if (!image) continue;
+      const channel = image.channel !== undefined && image.channel !== OTHER;
+      const feature = image.feature !== undefined && image.feature !== OTHER && breakdowns.kept(image.usageType)?.has(image.feature) !== true;
+      if (!channel && !feature) continue;
+      const key = cycleItemKey(image.subject, image.cycleStart, image.usageType);
+      if (!known.has(key)) keys.add(key);
+    }
+  }
+  return [...keys];
 }

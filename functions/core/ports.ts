@@ -1,7 +1,7 @@
 import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
 import type { CycleReport, CycleSummary } from './report-schema';
-import type { Chunk, LedgerEntry, MemberKind, RollupKind } from './rollups';
+import type { Chunk, CycleState, LedgerEntry, MemberKind, RollupKind } from './rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
 
@@ -63,6 +63,8 @@ export interface RollupWriter {
    * 'already-applied' (and nothing written) if any owner's checkpoint had reached its run.
    */
   commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult>;
+  /** What planning needs of each cycle item (`cycleItemKey`), read consistently; an item not stored yet is left out. */
+  readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>>;
 }
 
 export interface RollupRow {

@@ -9,6 +9,9 @@ import type { NanoUnits } from './quantity';
  * a whole minor unit once per line; a report's amount is the sum of its lines.
  */
 
+/** Keeps a cycle item's feature counters well under DynamoDB's 400 KB item (README "Limits"). */
+export const MAX_PRICED_FEATURES = 200;
+
 const minorUnits = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 export const priceSchema = z.strictObject({
@@ -17,7 +20,11 @@ export const priceSchema = z.strictObject({
   /** How many units `unitPrice` pays for. */
   per: z.number().int().min(1).max(1_000_000_000).default(1),
   /** Prices of features or variants (the event's `data.feature`), per `per` units; other features pay `unitPrice`. */
-  features: z.record(z.string().min(1).max(128), minorUnits).default({}),
+  // Priced features are kept apart in every cycle item whatever the breakdown limit (rollups BREAKDOWN_LIMITS): bounded here.
+  features: z
+    .record(z.string().min(1).max(128), minorUnits)
+    .refine((features) => Object.keys(features).length <= MAX_PRICED_FEATURES, `at most ${MAX_PRICED_FEATURES} priced features per usage type`)
+    .default({}),
 });
 
 export const rateCardSchema = z.strictObject({

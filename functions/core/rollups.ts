@@ -68,7 +68,55 @@ export interface RollupUpdate {
    * of a cycle item: day counters ('d#YYYY-MM-DD'), channel totals ('c#channel') and feature totals ('f#feature').
    */
   counters: Map<string, NanoUnits>;
+  /**
+   * Of a cycle item: breakdown values this chunk admits, and how many the item had admitted when the chunk
+   * was planned. The commit adds them to the item's count only if that count is still `expected`.
+   */
+  admit?: Partial<Record<Breakdown, { expected: number; values: string[] }>>;
 }
+
+/**
+ * Channel and feature are breakdowns: a cycle keeps at most `BREAKDOWN_LIMITS` distinct values of each apart
+ * (per workspace, usage type and cycle), in the order they first arrive; the rest count under OTHER. Features
+ * the rate card prices are always kept apart, outside the limit, so that money is priced exactly. A value's
+ * place is final: a cycle admits values until it is full, and a full cycle stays full.
+ */
+export type Breakdown = 'channel' | 'feature';
+export const BREAKDOWN_LIMITS: Readonly<Record<Breakdown, number>> = { channel: 20, feature: 100 };
+/** Where a cycle's breakdown counts the values past its limit (an event may name it too: it counts there). */
+export const OTHER = '(other)';
+
+/** What a cycle item has admitted of one breakdown: the values it keeps apart and how many count toward the limit. */
+export interface Admitted {
+  values: ReadonlySet<string>;
+  count: number;
+}
+/** What planning needs to know of a cycle item besides its key. */
+export interface CycleState {
+  closed: boolean;
+  channel: Admitted;
+  feature: Admitted;
+}
+export const EMPTY_CYCLE_STATE: CycleState = { closed: false, channel: { values: new Set(), count: 0 }, feature: { values: new Set(), count: 0 } };
+
+export interface BreakdownPolicy {
+  limits: Readonly<Record<Breakdown, number>>;
+  /** Features kept apart whatever the limit (the rate card's priced features of the usage type). */
+  kept: (usageType: string) => ReadonlySet<string> | undefined;
+}
+export const DEFAULT_BREAKDOWNS: BreakdownPolicy = { limits: BREAKDOWN_LIMITS, kept: () => undefined };
+
+/**
+ * DynamoDB refuses an update expression over 4 KB: at 13 characters per counter ('#c249 :c249, '), 250
+ * counters and the SET and ADD clauses stay under 3.5 KB. A chunk's counter names (up to ~280 bytes each)
+ * stay under 1 MB, well inside a transaction's 4 MB.
+ */
+export const MAX_COUNTERS_PER_UPDATE = 250;
+export const MAX_COUNTER_BYTES_PER_CHUNK = 1_000_000;
+/** One change adds at most 2 counters to a day item and 3 to a cycle item per image, of two images. */
+const MAX_COUNTERS_PER_CHANGE = 6;
+/** 'ch#YYYY-MM-DDTHH#' and a channel of at most 256 bytes (envelope FIELD_BYTE_LIMITS). */
+const MAX_COUNTER_NAME_BYTES = 17 + 256;
 
 /** The records of one owner (see `ownerOf`) that a chunk applies: a run of its records, in order. */
 export interface OwnerRun {
@@ -88,13 +136,24 @@ export interface Chunk {
   sequenceNumbers: string[];
 }
 /**
- * A commit found cycles closed that the chunk took for open. Nothing was written; the chunk is planned
- * again with those cycles closed, so that their late events are counted as adjustments, in the same transaction.
+ * A commit found cycle items not as the chunk planned them: closed since (their late events must count as
+ * adjustments) or with breakdown values admitted by another writer. Nothing was written; the chunk is planned
+ * again from the items as they are now.
  */
-export class CyclesClosedError extends Error {
+export class CycleItemsChangedError extends Error {
+  override readonly name: string = 'CycleItemsChangedError';
+  constructor(
+    readonly cycles: readonly string[],
+    message = `${cycles.length} cycle item(s) changed since the chunk was planned`,
+  ) {
+    super(message);
+  }
+}
+/** The cycles of a CycleItemsChangedError were closed since the chunk was planned. */
+export class CyclesClosedError extends CycleItemsChangedError {
   override readonly name = 'CyclesClosedError';
-  constructor(readonly cycles: readonly string[]) {
-    super(`${cycles.length} cycle(s) closed since the chunk was planned`);
+  constructor(cycles: readonly string[]) {
+    super(cycles, `${cycles.length} cycle(s) closed since the chunk was planned`);
   }
 }
 
@@ -123,6 +182,12 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
 
 /** Names one cycle item across subjects, as `closedCycles` holds it. */
 export const cycleItemKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000${rollupSortKey('cycle', cycleStart, usageType)}`;
+/** The parts of a `cycleItemKey` (a cycle start is an ISO instant: it holds no '#'). */
+export function parseCycleItemKey(key: string): { subject: string; cycleStart: string; usageType: string } {
+  const [subject = '', sortKey = ''] = key.split('\u0000');
+  const cycleStart = sortKey.slice(2, sortKey.indexOf('#', 2));
+  return { subject, cycleStart, usageType: sortKey.slice(3 + cycleStart.length) };
+}
 
 /**
  * Checkpoints per shard: one per bucket of subjects, so that a batch over many subjects carries one
@@ -163,7 +228,13 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
  * event. One change touches at most 10 rollup items (day, cycle, user, group and late, of its old and its
  * new image) and one checkpoint, so `maxItems` must be at least 11.
  */
-export function planChunks(changes: readonly LedgerChange[], maxItems: number, closedCycles: ReadonlySet<string> = new Set()): Chunk[] {
+export function planChunks(
+  changes: readonly LedgerChange[],
+  maxItems: number,
+  closedCycles: ReadonlySet<string> = new Set(),
+  cycleStates: ReadonlyMap<string, CycleState> = new Map(),
+  breakdowns: BreakdownPolicy = DEFAULT_BREAKDOWNS,
+): Chunk[] {
   // Most batches know no closed cycle: skip building the key then.
   const isClosed = closedCycles.size === 0 ? () => false : (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
   const byOwner = new Map<string, LedgerChange[]>();
@@ -178,12 +249,45 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
   let current: Map<string, RollupUpdate> = new Map();
   let runs: Map<string, OwnerRun> = new Map();
   let sequenceNumbers: string[] = [];
+  let counterBytes = 0;
+  // What each cycle item has admitted, as the chunks planned so far leave it (they commit in order).
+  const working = new Map<string, Record<Breakdown, { values: Set<string>; count: number }>>();
+  const placeOf = (cycleKey: string, dimension: Breakdown, value: string, kept: ReadonlySet<string> | undefined): string => {
+    if (value === OTHER || kept?.has(value) === true) return value;
+    let state = working.get(cycleKey);
+    if (!state) {
+      const known = cycleStates.get(cycleKey) ?? EMPTY_CYCLE_STATE;
+      state = { channel: { values: new Set(known.channel.values), count: known.channel.count }, feature: { values: new Set(known.feature.values), count: known.feature.count } };
+      working.set(cycleKey, state);
+    }
+    const admitted = state[dimension];
+    if (admitted.values.has(value)) return value;
+    if (admitted.count >= breakdowns.limits[dimension]) return OTHER;
+    const cycle = current.get(cycleKey) as RollupUpdate;
+    cycle.admit ??= {};
+    const admit = (cycle.admit[dimension] ??= { expected: admitted.count, values: [] });
+    admit.values.push(value);
+    admitted.values.add(value);
+    admitted.count += 1;
+    return value;
+  };
+  const bump = (item: RollupUpdate, counter: string, delta: NanoUnits) => {
+    const before = item.counters.get(counter);
+    if (before === undefined) counterBytes += Buffer.byteLength(counter, 'utf8');
+    item.counters.set(counter, (before ?? 0n) + delta);
+  };
+  // A change whose counters might not fit its day or cycle item's update expression, or the chunk's bytes, starts a new chunk.
+  const overflows = (keys: readonly string[]) =>
+    counterBytes + MAX_COUNTERS_PER_CHANGE * 2 * MAX_COUNTER_NAME_BYTES > MAX_COUNTER_BYTES_PER_CHUNK ||
+    keys.some((key) => (current.get(key)?.counters.size ?? 0) + MAX_COUNTERS_PER_CHANGE > MAX_COUNTERS_PER_UPDATE);
 
   const flush = () => {
     if (sequenceNumbers.length === 0) return;
+    counterBytes = 0;
     // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed. So
     // does a late item: a correction that moves an event to another channel or feature changes the closed cycle too.
-    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || u.kind === 'late' || [...u.counters.values()].some((c) => c !== 0n));
+    // So does a cycle item that admits breakdown values: later chunks were planned with them admitted.
+    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || u.kind === 'late' || u.admit !== undefined || [...u.counters.values()].some((c) => c !== 0n));
     chunks.push({ updates, runs: [...runs.values()], sequenceNumbers });
     current = new Map();
     runs = new Map();
@@ -209,7 +313,7 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
       counted.length = 0;
       for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
       const newRun = runs.has(owner) ? 0 : 1;
-      if (current.size + runs.size + counted.length + newRun > maxItems) flush();
+      if (current.size + runs.size + counted.length + newRun > maxItems || overflows(deltas.flatMap(({ keys }) => keys.slice(0, 2)))) flush();
       const run = runs.get(owner);
       if (run) run.lastSequenceNumber = change.sequenceNumber;
       else runs.set(owner, { owner, firstSequenceNumber: change.sequenceNumber, lastSequenceNumber: change.sequenceNumber });
@@ -220,16 +324,18 @@ export function planChunks(changes: readonly LedgerChange[], maxItems: number, c
         // keys: day, cycle, then late, user and group as the image has them (itemKeys).
         let next = 2;
         const day = add(current, keys[0] as string, image, 'day', image.day, delta);
-        bump(day, hourCounter(image.hour), delta);
-        if (image.channel !== undefined) bump(day, hourChannelCounter(image.hour, image.channel), delta);
         const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta);
+        const channel = image.channel === undefined ? undefined : placeOf(keys[1] as string, 'channel', image.channel, undefined);
+        const feature = image.feature === undefined ? undefined : placeOf(keys[1] as string, 'feature', image.feature, breakdowns.kept(image.usageType));
+        bump(day, hourCounter(image.hour), delta);
+        if (channel !== undefined) bump(day, hourChannelCounter(image.hour, channel), delta);
         if (closed) {
           cycle.closed = true;
           add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, image.eventKey);
         }
         bump(cycle, dayCounter(image.day), delta);
-        if (image.channel !== undefined) bump(cycle, channelCounter(image.channel), delta);
-        if (image.feature !== undefined) bump(cycle, featureCounter(image.feature), delta);
+        if (channel !== undefined) bump(cycle, channelCounter(channel), delta);
+        if (feature !== undefined) bump(cycle, featureCounter(feature), delta);
         if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
         if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, image.groupId);
       }
@@ -276,8 +382,4 @@ function add(items: Map<string, RollupUpdate>, key: string, image: LedgerImage, 
   }
   item.total += delta;
   return item;
-}
-
-function bump(item: RollupUpdate, counter: string, delta: NanoUnits): void {
-  item.counters.set(counter, (item.counters.get(counter) ?? 0n) + delta);
 }

@@ -29,7 +29,7 @@ import type {
   SubjectDirectory,
   SubjectStore,
 } from '../../functions/core/ports';
-import { type Chunk, CyclesClosedError, type LedgerEntry, type MemberKind, type RollupKind, cycleItemKey } from '../../functions/core/rollups';
+import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerEntry, type MemberKind, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/rollups';
 import type { CycleReport, CycleSummary } from '../../functions/core/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
@@ -82,6 +82,8 @@ export class InMemoryRollupWriter implements RollupWriter {
   readonly attempts: CommitAttempt[] = [];
   /** Cycle items marked closed (`cycleItemKey(subject, cycleStart, usageType)`). */
   readonly closed = new Set<string>();
+  /** Breakdown values each cycle item admitted; a chunk planned on an older count fails, as the DynamoDB condition does. */
+  private readonly admitted = new Map<string, Record<Breakdown, { values: Set<string>; count: number }>>();
   /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
   beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
 
@@ -114,6 +116,15 @@ export class InMemoryRollupWriter implements RollupWriter {
     if (closedSince.length > 0) throw new CyclesClosedError(closedSince.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
     const notClosed = cycles.find((u) => u.closed === true && !this.closed.has(cycleItemKey(u.subject, u.period, u.usageType)));
     if (notClosed) throw new Error(`condition failed: cycle item ${notClosed.subject} ${notClosed.period} ${notClosed.usageType} is not closed`);
+    const moved = cycles.filter((u) => Object.entries(u.admit ?? {}).some(([dimension, admit]) => this.admittedOf(u)[dimension as Breakdown].count !== admit.expected));
+    if (moved.length > 0) throw new CycleItemsChangedError(moved.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
+    for (const update of cycles) {
+      const admitted = this.admittedOf(update);
+      for (const [dimension, admit] of Object.entries(update.admit ?? {}) as [Breakdown, { values: string[] }][]) {
+        for (const value of admit.values) admitted[dimension].values.add(value);
+        admitted[dimension].count += admit.values.length;
+      }
+    }
     for (const update of chunk.updates) {
       const period = update.member === undefined ? update.period : `${update.period}#${update.member}`;
       addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period), update.total);
@@ -123,6 +134,27 @@ export class InMemoryRollupWriter implements RollupWriter {
     for (const run of chunk.runs) this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
     record.result = 'committed';
     return 'committed';
+  }
+
+  async readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>> {
+    this.guard();
+    const states = new Map<string, CycleState>();
+    for (const { subject, cycleStart, usageType } of keys) {
+      const key = cycleItemKey(subject, cycleStart, usageType);
+      const admitted = this.admitted.get(key);
+      if (admitted || this.closed.has(key)) states.set(key, { closed: this.closed.has(key), ...(admitted ?? { channel: { values: new Set(), count: 0 }, feature: { values: new Set(), count: 0 } }) });
+    }
+    return states;
+  }
+
+  private admittedOf(update: RollupUpdate): Record<Breakdown, { values: Set<string>; count: number }> {
+    const key = cycleItemKey(update.subject, update.period, update.usageType);
+    let admitted = this.admitted.get(key);
+    if (!admitted) {
+      admitted = { channel: { values: new Set(), count: 0 }, feature: { values: new Set(), count: 0 } };
+      this.admitted.set(key, admitted);
+    }
+    return admitted;
   }
 
   private guard(): void {
