@@ -2,7 +2,6 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
-import { z } from 'zod';
 import { appContext } from './adapters/app-context';
 import { httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
@@ -15,7 +14,7 @@ import { presignDownload } from './adapters/s3';
 import { InvalidRequestError, NotFoundError } from './core/errors';
 import { quotaView } from './core/quotas';
 import { parseUsageQuery, queryUsage } from './core/usage';
-import { addGrant, grantBodySchema, parseBody, parseQuery, putWorkspace, recordUsages, workspaceBodySchema } from './core/workspaces';
+import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, putWorkspace, recordUsages, testClockBodySchema, workspaceBodySchema } from './core/workspaces';
 import {
   memberTopQuerySchema,
   reportQuerySchema,
@@ -38,10 +37,11 @@ function callerOf(caller: Principal | undefined): Principal {
   return caller;
 }
 
+/** The workspace of the path, decoded and held to the config's id rule (400 invalid_parameter otherwise). */
 function workspaceId(event: APIGatewayProxyEventV2): string {
   const id = event.pathParameters?.id;
   if (!id) throw new NotFoundError('unknown_workspace', 'workspace id is missing');
-  return pathParameter(id);
+  return parseWorkspaceId(pathParameter(id));
 }
 
 /** A path parameter as the caller meant it; a malformed percent-encoding is the caller's mistake, not a 500. */
@@ -165,7 +165,7 @@ const deleteKey: Route = async (event) =>
 const advanceTestClock: Route = async (event) => {
   const clock = appContext.testClock();
   if (!clock) throw new NotFoundError('route_not_found', 'no route for POST /v1/test-clock');
-  const { advanceTo } = parseBody(z.strictObject({ advanceTo: z.iso.datetime({ offset: true }) }), event.body);
+  const { advanceTo } = parseBody(testClockBodySchema, event.body);
   return json(200, await clock.advanceTo(new Date(advanceTo)));
 };
 

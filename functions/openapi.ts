@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/analytics';
 import { exportRequestSchema } from './core/exports';
+import { idSchema } from './core/config';
+import { EARLIEST_INSTANT, LATEST_INSTANT } from './core/instants';
 import { cycleReportSchema } from './core/report-schema';
 import { type Access, SCOPES, keyBodySchema } from './core/api-keys';
 import { quarantineQuerySchema } from './core/ingest';
@@ -288,7 +290,9 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
 };
 
 const ERRORS: Record<number, string> = {
-  400: 'invalid request: `error.code` names the problem',
+  400:
+    'invalid request: `error.code` names the problem; `invalid_parameter` for a missing, malformed or out-of-range parameter or body field, an unknown query parameter or body key, ' +
+    `a workspace id in the path outside its pattern, or an instant or date outside ${EARLIEST_INSTANT} to ${LATEST_INSTANT}`,
   401: 'missing, unknown or revoked API key',
   403: 'the key\'s scope or workspace does not cover this route',
   404: 'unknown workspace or resource',
@@ -317,7 +321,8 @@ export function buildOpenApi(routes: readonly { method: string; path: string; ac
   for (const { method, path, access } of routes) {
     const doc = ROUTE_DOCS[`${method} ${path}`];
     if (!doc) throw new Error(`no OpenAPI description for ${method} ${path}`);
-    const pathParameters = [...path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
+    // A workspace id in the path is held to the config's id rule (400 invalid_parameter otherwise).
+    const pathParameters = [...path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({ name, in: 'path', required: true, schema: name === 'id' ? jsonSchema(idSchema, 'input') : { type: 'string' } }));
     const queryParameters = Object.entries(doc.query?.shape ?? {}).map(([name, schema]) => {
       const described = jsonSchema(schema as z.ZodType, 'input');
       return { name, in: 'query', required: !(schema as z.ZodType).safeParse(undefined).success, schema: described };

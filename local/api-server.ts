@@ -2,23 +2,22 @@ import { readFile, stat } from 'node:fs/promises';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { extname, join, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { SECURITY_HEADERS } from '../dashboard/site';
+import { SECURITY_HEADERS, isPagePath } from '../dashboard/site';
 
 /** Serves the API handler over HTTP the way API Gateway's HTTP API (payload 2.0) calls it. */
 export type ApiHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResultV2>;
 
 /**
- * The API under /v1 (and its /openapi.json), and with `staticRoot` the dashboard's build at every other
- * path, as CloudFront serves them in AWS: one origin, so the page calls the API without CORS.
+ * The API under /v1 (and its /openapi.json), and with `staticRoot` the dashboard's build: its files and the
+ * page at the page's own paths (dashboard/site.ts), on one origin, so the page calls the API without CORS.
+ * Every other path goes to the API handler too, which answers an unknown one with its JSON 404.
  */
 export async function startApiServer(options: { port: number; handler: ApiHandler; context: () => Context; staticRoot?: string }): Promise<{ url: string; server: Server; stop(): Promise<void> }> {
   const staticRoot = options.staticRoot;
   const server = createServer(async (request, response) => {
     try {
-      if (staticRoot && !isApiPath(request.url ?? '/') && (request.method === 'GET' || request.method === 'HEAD')) {
-        await serveStatic(staticRoot, request, response);
-        return;
-      }
+      // A file of the build or a page path; anything else, as any other method, is the API's (a JSON 404 when no route has it).
+      if (staticRoot && !isApiPath(request.url ?? '/') && (request.method === 'GET' || request.method === 'HEAD') && (await serveStatic(staticRoot, request, response))) return;
       const event = await toEvent(request);
       const result = (await options.handler(event, options.context())) as APIGatewayProxyStructuredResultV2;
       response.writeHead(result.statusCode ?? 200, (result.headers ?? {}) as Record<string, string>);
@@ -65,24 +64,24 @@ const CONTENT_TYPES: Record<string, string> = {
 
 
 /**
- * A file of the build, or index.html for a page path (no extension) that is not a file: the page
- * routes itself. A path that resolves outside the root is refused; a missing asset is a 404, never
- * the page in its place. Hashed assets are cached for good, index.html never.
+ * A file of the build, or index.html at one of the page's own paths (isPagePath); false when it is
+ * neither, and the caller answers. A path that resolves outside the root is never served; a missing
+ * asset is never the page in its place. Hashed assets are cached for good, index.html never.
  */
-async function serveStatic(root: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function serveStatic(root: string, request: IncomingMessage, response: ServerResponse): Promise<boolean> {
   const base = resolve(root);
   let path: string;
   try {
     path = decodeURIComponent(new URL(request.url ?? '/', 'http://local').pathname);
   } catch {
-    return plain(response, 400, 'bad request');
+    return false;
   }
   const file = resolve(join(base, path));
-  if (path.includes('\0') || (file !== base && !file.startsWith(base + sep))) return plain(response, 404, 'not found');
+  if (path.includes('\0') || (file !== base && !file.startsWith(base + sep))) return false;
   let target = file;
   const found = await stat(file).catch(() => undefined);
   if (!found?.isFile()) {
-    if (extname(path) !== '') return plain(response, 404, 'not found');
+    if (!isPagePath(path)) return false;
     target = join(base, 'index.html');
   }
   const body = await readFile(target);
@@ -94,11 +93,7 @@ async function serveStatic(root: string, request: IncomingMessage, response: Ser
     ...SECURITY_HEADERS,
   });
   response.end(request.method === 'HEAD' ? undefined : body);
-}
-
-function plain(response: ServerResponse, status: number, text: string): void {
-  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS });
-  response.end(text);
+  return true;
 }
 
 async function toEvent(request: IncomingMessage): Promise<APIGatewayProxyEventV2> {

@@ -13,8 +13,11 @@ export class LocalClock {
     return new Date(Date.now() + this.offsetMs);
   }
   advanceTo(instant: Date): void {
-    const ahead = instant.getTime() - Date.now();
-    if (ahead < this.offsetMs) throw new InvalidRequestError('clock_backwards', `the clock is at ${this.now().toISOString()}; it only moves forward`);
-    this.offsetMs = ahead;
+    this.refuseBackwards(instant);
+    this.offsetMs = instant.getTime() - Date.now();
+  }
+  /** Throws clock_backwards if `instant` is before now: a move that advanceTo would refuse, checked before any wait. */
+  refuseBackwards(instant: Date): void {
+    if (instant.getTime() - Date.now() < this.offsetMs) throw new InvalidRequestError('clock_backwards', `the clock is at ${this.now().toISOString()}; it only moves forward`);
   }
 }

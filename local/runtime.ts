@@ -221,6 +221,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       }
     };
     const advanceClock = async (instant: Date) => {
+      clock.refuseBackwards(instant); // a move back is refused at once, not after waiting for the pipeline
       await settle(); // what was sent before the clock moved is counted before anything closes
       clock.advanceTo(instant);
       const closes = await runScheduler({ job: SCHEDULES.closeDue.job });

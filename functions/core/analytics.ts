@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { units } from './balance';
 import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay } from './cycles';
 import { InvalidRequestError, NotFoundError } from './errors';
+import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { RollupReader, RollupRow, Subject, SubjectDirectory, SubjectStore } from './ports';
 import { type NanoUnits, toNumber } from './quantity';
 import { type QuotaDeps, quotaView } from './quotas';
@@ -207,11 +208,17 @@ export async function usageSeries(
 // Rankings
 
 const cycleParam = z
-  .union([z.enum(['current', 'previous']), z.iso.date()])
+  .union([z.enum(['current', 'previous']), z.iso.date().refine(withinKeyRange, KEY_RANGE_MESSAGE)])
   .default('current')
-  .describe('current, previous, or a date (YYYY-MM-DD, in the workspace\'s time zone) inside the cycle');
+  .describe(`current, previous, or a date (YYYY-MM-DD, in the workspace's time zone) inside the cycle, from ${EARLIEST_INSTANT.slice(0, 10)} to ${LATEST_INSTANT.slice(0, 10)}`);
 const limitParam = z.coerce.number().int().min(1).max(100).default(10);
-const cursorParam = z.string().min(1).max(1024).optional().describe('nextCursor of the previous page');
+/**
+ * Longer than any cursor this module writes: the JSON of an amount, a member id of at most 256 characters
+ * (6 each when escaped) and the ranking's context is under 2,000 bytes, so under 2,700 in base64url.
+ */
+const MAX_CURSOR_CHARS = 4096;
+/** Any string: whatever is not a cursor of the ranking (too long, empty, undecodable) is refused as invalid_cursor. */
+const cursorParam = z.string().optional().describe(`nextCursor of the previous page (at most ${MAX_CURSOR_CHARS} characters)`);
 
 export const memberTopQuerySchema = z.strictObject({ by: z.enum(['user', 'group']), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
 export const workspaceTopQuerySchema = z.strictObject({ by: z.literal('workspace'), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
@@ -322,6 +329,7 @@ function encodeCursor(entry: Ranked, context: string): string {
 
 function decodeCursor(cursor: string, context: string): Ranked {
   const invalid = new InvalidRequestError('invalid_cursor', 'cursor: not a cursor of this ranking (pass nextCursor back with the same parameters)');
+  if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
   let raw: unknown;
   try {
     raw = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));

@@ -7,7 +7,12 @@ import { rateCardSchema } from './rates';
  * Validated once at start; an invalid file stops start-up with the path of the bad key.
  */
 
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 _ . : - and start with a letter or digit');
+/**
+ * The id rule of usage types, plans, subjects (workspaces) and grants: the config's ids, and every workspace
+ * id a request names in its path (so the API never creates or reads a workspace the config could not name).
+ */
+export const idSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 _ . : - and start with a letter or digit');
+const id = idSchema;
 const timeZone = z.string().refine(isTimeZone, 'must be an IANA time zone such as "UTC" or "Europe/Berlin"');
 
 export const usageTypeSchema = z.strictObject({

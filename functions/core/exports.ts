@@ -4,6 +4,7 @@ import type { Principal } from './api-keys';
 import { units } from './balance';
 import { localDate, startOfLocalDay } from './cycles';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from './errors';
+import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { Clock, RollupReader, RollupRow, Subject, SubjectStore } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from './report-schema';
@@ -24,8 +25,9 @@ const WINDOW_DAYS = 31;
 
 const boundary = z
   .union([z.iso.datetime({ offset: true }), z.iso.date()])
+  .refine(withinKeyRange, KEY_RANGE_MESSAGE)
   .transform((value) => new Date(value.length === 10 ? `${value}T00:00:00.000Z` : value).toISOString())
-  .describe('RFC 3339 instant, or a date meaning 00:00 UTC');
+  .describe(`RFC 3339 instant, or a date meaning 00:00 UTC, from ${EARLIEST_INSTANT} to ${LATEST_INSTANT}`);
 
 export const exportRequestSchema = z
   .strictObject({

@@ -1,8 +1,10 @@
 import { z } from 'zod';
 import { localDate, startOfLocalDay } from './cycles';
 import { InvalidRequestError, NotFoundError } from './errors';
+import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { RollupReader, RollupRow, SubjectDirectory } from './ports';
 import { toDecimalString, toNanoUnits } from './quantity';
+import { parseQuery } from './workspaces';
 
 /**
  * Usage buckets of one subject from the rollups.
@@ -13,10 +15,16 @@ import { toDecimalString, toNanoUnits } from './quantity';
 
 const MAX_RANGE_DAYS = { hour: 93, day: 3660, cycle: 3660 } as const;
 
-const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+// Within the key range (core/instants.ts): the day either side a query reads keeps a four-digit year.
+const instant = z.iso
+  .datetime({ offset: true })
+  .refine(withinKeyRange, KEY_RANGE_MESSAGE)
+  .transform((s) => new Date(s))
+  .describe(`RFC 3339 instant, from ${EARLIEST_INSTANT} to ${LATEST_INSTANT}`);
 
+/** Strict: an unknown parameter is refused, named, rather than ignored. */
 export const usageQuerySchema = z
-  .object({
+  .strictObject({
     granularity: z.enum(['hour', 'day', 'cycle']),
     from: instant,
     to: instant,
@@ -38,14 +46,8 @@ export interface UsageResponse {
   buckets: UsageBucket[];
 }
 
-export function parseUsageQuery(params: Record<string, string | undefined>): UsageQuery {
-  const result = usageQuerySchema.safeParse(params);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const field = issue?.path.join('.') || 'query';
-    throw new InvalidRequestError('invalid_parameter', `${field}: ${issue?.message ?? 'invalid'}`);
-  }
-  const query = result.data;
+export function parseUsageQuery(params: Record<string, string | undefined> | undefined): UsageQuery {
+  const query = parseQuery(usageQuerySchema, params);
   const days = (query.to.getTime() - query.from.getTime()) / 86_400_000;
   if (days > MAX_RANGE_DAYS[query.granularity]) {
     throw new InvalidRequestError('range_too_large', `granularity=${query.granularity} allows at most ${MAX_RANGE_DAYS[query.granularity]} days between from and to`);

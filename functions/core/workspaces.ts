@@ -1,20 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from './balance';
-import { type Config, formatPath, subjectSchema } from './config';
+import { type Config, formatPath, idSchema, subjectSchema } from './config';
 import { envelopeRules, packEvents, validateEvent } from './envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from './errors';
+import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from './ports';
 import { toDecimalString } from './quantity';
 
 /** Administration of workspaces and their credits, and usage recorded over HTTP. */
 
-const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
+// Stored as UTC ISO strings and compared as strings: within the key range (core/instants.ts), with four-digit years.
+const instant = z.iso
+  .datetime({ offset: true })
+  .refine(withinKeyRange, KEY_RANGE_MESSAGE)
+  .transform((s) => new Date(s).toISOString())
+  .describe(`RFC 3339 instant, from ${EARLIEST_INSTANT} to ${LATEST_INSTANT}`);
 
 export const workspaceBodySchema = subjectSchema.omit({ id: true });
 
+/** `POST /v1/test-clock` (local runtime only): where to move the clock. */
+export const testClockBodySchema = z.strictObject({ advanceTo: instant });
+
 export const grantBodySchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1-128 of A-Z a-z 0-9 _ . : - and start with a letter or digit'),
+  id: idSchema,
   kind: z.enum(CLIENT_GRANT_KINDS),
   usageType: z.string().min(1).max(128),
   amount: z.number().positive().max(Number.MAX_SAFE_INTEGER),
@@ -37,12 +46,21 @@ export function parseQuery<S extends z.ZodType>(schema: S, params: Record<string
   return parseWith(schema, params ?? {}, 'query');
 }
 
+/**
+ * A workspace id from a request's path (decoded): it must meet the config's id rule, so the API never creates
+ * or reads a workspace that the config could not name. A 400 before anything is read.
+ */
+export function parseWorkspaceId(id: string): string {
+  return parseWith(idSchema, id, 'id');
+}
+
 function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.infer<S> {
   const result = schema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = issue?.code === 'unrecognized_keys' ? formatPath([...issue.path, issue.keys[0] ?? '']) : formatPath(issue?.path ?? []);
-    throw new InvalidRequestError('invalid_parameter', `${field || what}: ${issue?.code === 'unrecognized_keys' ? 'unknown key' : (issue?.message ?? 'invalid')}`);
+    const unknown = what === 'query' ? 'unknown parameter' : 'unknown key';
+    throw new InvalidRequestError('invalid_parameter', `${field || what}: ${issue?.code === 'unrecognized_keys' ? unknown : (issue?.message ?? 'invalid')}`);
   }
   return result.data;
 }

@@ -155,7 +155,19 @@ const STATUS: Record<string, number[]> = {
 
 const NOW = () => stack.clock.now().getTime();
 const isInstant = (value: string | undefined) => value !== undefined && instantOf(value) !== undefined;
-const isDate = (value: string) => /^\d{4}-\d{2}-\d{2}$/.test(value) && instantOf(`${value}T00:00:00Z`) !== undefined;
+// README: instants and dates a request names lie in 0001-01-01T00:00:00Z … 9999-01-01T00:00:00Z.
+const KEY_RANGE = [Date.parse('0001-01-01T00:00:00Z'), Date.parse('9999-01-01T00:00:00Z')] as const;
+const inKeyRange = (ms: number | undefined) => ms !== undefined && ms >= KEY_RANGE[0] && ms <= KEY_RANGE[1];
+const isKeyInstant = (value: string | undefined) => isInstant(value) && inKeyRange(instantOf(value ?? ''));
+const isDate = (value: string) => /^\d{4}-\d{2}-\d{2}$/.test(value) && inKeyRange(instantOf(`${value}T00:00:00Z`));
+/** README: a workspace id in a path is 1-128 of A-Z a-z 0-9 _ . : - and starts with a letter or digit. */
+const isWorkspaceId = (param: string | undefined) => {
+  try {
+    return /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(decodeURIComponent(param ?? ''));
+  } catch {
+    return false;
+  }
+};
 const keysWithin = (query: Record<string, string>, names: string[]) => Object.keys(query).every((k) => names.includes(k));
 const usageTypeOk = (value: string | undefined) => value === undefined || Object.hasOwn(USAGE_TYPES, value);
 const limitOk = (value: string | undefined) => value === undefined || (Number.isInteger(Number(value)) && Number(value) >= 1 && Number(value) <= 100);
@@ -166,7 +178,8 @@ function inputMeetsRules(r: Request): boolean | undefined {
   const q = r.query;
   switch (`${r.method} ${r.route}`) {
     case 'GET /v1/workspaces/{id}/usage': {
-      if (!['hour', 'day', 'cycle'].includes(q.granularity ?? '') || !isInstant(q.from) || !isInstant(q.to)) return false;
+      if (!keysWithin(q, ['granularity', 'from', 'to', 'usageType'])) return false;
+      if (!['hour', 'day', 'cycle'].includes(q.granularity ?? '') || !isKeyInstant(q.from) || !isKeyInstant(q.to)) return false;
       const days = ((instantOf(q.to ?? '') ?? 0) - (instantOf(q.from ?? '') ?? 0)) / DAY;
       return days > 0 && days <= (q.granularity === 'hour' ? 93 : 3660) && (q.usageType === undefined || (q.usageType.length >= 1 && q.usageType.length <= 128));
     }
@@ -199,6 +212,7 @@ function inputMeetsRules(r: Request): boolean | undefined {
       } catch {
         return false;
       }
+      if (!isWorkspaceId(r.param)) return false;
       if (!isObject(body) || !keysWithin(body as Record<string, string>, ['plan', 'billingAnchorDay', 'timeZone', 'contacts', 'name'])) return false;
       const { plan, billingAnchorDay, timeZone } = body;
       return plan === 'pro' && Number.isInteger(billingAnchorDay) && (billingAnchorDay as number) >= 1 && (billingAnchorDay as number) <= 31 && (timeZone === undefined || timeZone === 'UTC');

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { memberTopQuerySchema, projection, rankPage, seriesQuerySchema, summaryQuerySchema, topMembers, topWorkspaces, usageSeries, workspaceTopQuerySchema } from '../../functions/core/analytics';
+import { memberTopQuerySchema, projection, rankPage, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, topMembers, topWorkspaces, usageSeries, workspaceTopQuerySchema } from '../../functions/core/analytics';
 import { units } from '../../functions/core/balance';
 import type { Cycle } from '../../functions/core/cycles';
 import { InvalidRequestError, NotFoundError } from '../../functions/core/errors';
@@ -201,6 +201,9 @@ describe('rankPage', () => {
     ['a cursor of another ranking', () => rankPage([entry('a', 2), entry('b', 1)], units(3), 1, undefined, 'ws_b|user|tokens|2026-11-15T00:00:00.000Z').nextCursor ?? ''],
     ['garbage', () => 'not a cursor at all!'],
     ['a truncated cursor', () => (rankPage([entry('a', 2), entry('b', 1)], units(3), 1, undefined, CONTEXT).nextCursor ?? '').slice(0, 10)],
+    ['an empty cursor', () => ''],
+    ['a 5,000-character cursor', () => 'A'.repeat(5000)],
+    ['a valid cursor padded past 4,096 characters', () => `${rankPage([entry('a', 2), entry('b', 1)], units(3), 1, undefined, CONTEXT).nextCursor ?? ''}${'='.repeat(4096)}`],
   ])('%s → InvalidRequestError invalid_cursor', async (_label, makeCursor) => {
     // Arrange
     const cursor = makeCursor();
@@ -604,6 +607,12 @@ describe('query schemas (through parseQuery)', () => {
     expect(parseQuery(summaryQuerySchema, undefined)).toEqual({});
   });
 
+  test('a cursor of any length passes the schema: whether it is a cursor is for the ranking to say (invalid_cursor)', () => {
+    // Act / Assert
+    expect(parseQuery(memberTopQuerySchema, { by: 'user', cursor: 'A'.repeat(5000) })).toMatchObject({ cursor: 'A'.repeat(5000) });
+    expect(parseQuery(workspaceTopQuerySchema, { by: 'workspace', cursor: '' })).toMatchObject({ cursor: '' });
+  });
+
   test.each(([
     ['summary: unknown parameter', summaryQuerySchema, { window: '7d' }, 'window'],
     ['summary: empty usageType', summaryQuerySchema, { usageType: '' }, 'usageType'],
@@ -618,6 +627,9 @@ describe('query schemas (through parseQuery)', () => {
     ['top: cycle last', memberTopQuerySchema, { by: 'user', cycle: 'last' }, 'cycle'],
     ['top: cycle Feb 29 of a common year', memberTopQuerySchema, { by: 'user', cycle: '2026-02-29' }, 'cycle'],
     ['top: unknown parameter', memberTopQuerySchema, { by: 'user', page: '2' }, 'page'],
+    ['top: cycle in December 9999 (its cycle would end in 10000)', memberTopQuerySchema, { by: 'user', cycle: '9999-12-31' }, 'cycle'],
+    ['top: cycle in year 0000', workspaceTopQuerySchema, { by: 'workspace', cycle: '0000-01-01' }, 'cycle'],
+    ['report: cycle in December 9999', reportQuerySchema, { cycle: '9999-12-31' }, 'cycle'],
   ] as const).map(([label, schema, params, field]) => ({ label, schema, params, field })))('$label → invalid_parameter whose message starts with "$field: "', async ({ schema, params, field }) => {
     // Act
     const error = await caught(() => parseQuery(schema, params));

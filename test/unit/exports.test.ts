@@ -219,6 +219,9 @@ describe('exportRequestSchema', () => {
     ['an unknown granularity', { granularity: 'week' }],
     ['a date that is not one', { from: '2026-02-30' }],
     ['an instant without offset', { from: '2026-03-01T00:00:00' }],
+    ['a range in December 9999 (its days would pass year 9999)', { from: '9999-12-01', to: '9999-12-31' }],
+    ['a to whose offset carries it into year 10000', { from: '9998-12-01', to: '9999-12-31T23:00:00-05:00' }],
+    ['a from in year 0000', { from: '0000-12-01', to: '0001-01-01' }],
   ])('rejects %s', (_label, change) => {
     expect(exportRequestSchema.safeParse({ from: '2026-03-01', to: '2026-03-02', granularity: 'day', ...change }).success).toBe(false);
   });

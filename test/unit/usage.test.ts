@@ -46,6 +46,11 @@ describe('parseUsageQuery', () => {
     ['from equal to to', { granularity: 'day', from: '2026-11-01T00:00:00Z', to: '2026-11-01T02:00:00+02:00' }, 'to'],
     ['from after to', { granularity: 'day', from: '2026-11-02T00:00:00Z', to: '2026-11-01T00:00:00Z' }, 'to'],
     ['usageType empty', { granularity: 'day', from: '2026-11-01T00:00:00Z', to: '2026-11-02T00:00:00Z', usageType: '' }, 'usageType'],
+    ['an unknown parameter', { granularity: 'day', from: '2026-11-01T00:00:00Z', to: '2026-11-02T00:00:00Z', bogus: '1' }, 'bogus'],
+    ['to in December 9999 (its day keys would pass year 9999)', { granularity: 'day', from: '9998-12-01T00:00:00Z', to: '9999-12-31T23:59:59Z' }, 'to'],
+    ['from in December 9999', { granularity: 'day', from: '9999-12-01T00:00:00Z', to: '9999-12-31T23:59:59Z' }, 'from'],
+    ['to whose offset carries it past 9999-01-01', { granularity: 'hour', from: '9998-12-31T20:00:00Z', to: '9998-12-31T23:00:00-05:00' }, 'to'],
+    ['from in year 0000', { granularity: 'cycle', from: '0000-06-01T00:00:00Z', to: '0001-06-01T00:00:00Z' }, 'from'],
   ];
 
   test.each(invalidCases.map(([label, params, field]) => ({ label, params, field })))('$label → invalid_parameter naming $field', ({ params, field }) => {
@@ -55,6 +60,23 @@ describe('parseUsageQuery', () => {
     // Assert
     expect(error.code).toBe('invalid_parameter');
     expect(error.message.startsWith(`${field}: `)).toBe(true);
+  });
+
+  test('an unknown parameter is named in the message', () => {
+    // Act
+    const error = invalid({ granularity: 'day', from: '2026-11-01T00:00:00Z', to: '2026-11-02T00:00:00Z', bogus: '1' });
+
+    // Assert
+    expect(error.message).toBe('bogus: unknown parameter');
+  });
+
+  test('from and to may be the first and last instants of the key range', () => {
+    // Act
+    const first = parseUsageQuery({ granularity: 'day', from: '0001-01-01T00:00:00Z', to: '0001-01-02T00:00:00Z' });
+    const last = parseUsageQuery({ granularity: 'day', from: '9998-12-31T00:00:00Z', to: '9999-01-01T00:00:00Z' });
+
+    // Assert
+    expect([first.from.toISOString(), last.to.toISOString()]).toEqual(['0001-01-01T00:00:00.000Z', '9999-01-01T00:00:00.000Z']);
   });
 
   test.each([
