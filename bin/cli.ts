@@ -39,12 +39,14 @@ const USAGE = `usage: usage-pipeline <command> [options]
       table; exits 1 on any difference. Reads the tables named by LEDGER_TABLE, ROLLUPS_TABLE,
       SUBJECTS_TABLE and ACCOUNTS_TABLE and the bucket named by REPORTS_BUCKET.
 
-  replay --from dlq|quarantine [--reason REASON] [--subject ID] [--dry-run] [--json]
+  replay --from dlq|quarantine|parked [--reason REASON] [--subject ID] [--dry-run] [--json]
       Send messages back to the usage queue once what made them fail is fixed. From the dead-letter
       queue (USAGE_DLQ_URL): every message, each deleted only after the usage queue (USAGE_QUEUE_URL)
       took it. From the quarantine (QUARANTINE_TABLE): the entries whose event passes validation now
       (config, SUBJECTS_TABLE, the clock), each removed once sent; the rest stay, listed with the reason
-      they still fail for. --reason (quarantine only) and --subject select entries; --dry-run lists what
+      they still fail for. From the parked ledger records (ROLLUPS_TABLE): each record DynamoDB refused on
+      its own is applied to the rollups and removed in one transaction; one still refused stays parked.
+      --reason (quarantine only) and --subject select entries; --dry-run lists what
       would be sent and changes nothing. Replaying twice counts every event once. Prints the counts of
       replayed, skipped and failed entries and one line per entry (--json: one JSON object); exits 1
       if any failed. Progress goes to stderr.
@@ -319,8 +321,8 @@ async function replay(args: string[]): Promise<number> {
     strict: true,
   });
   const { REJECTION_REASONS } = await import('../functions/core/envelope');
-  if (values.from !== 'dlq' && values.from !== 'quarantine') throw new UsageError(`--from must be dlq or quarantine, got "${values.from ?? ''}"`);
-  if (values.reason !== undefined && values.from === 'dlq') throw new UsageError('--reason selects quarantine entries; dead-letter messages have no reason');
+  if (values.from !== 'dlq' && values.from !== 'quarantine' && values.from !== 'parked') throw new UsageError(`--from must be dlq, quarantine or parked, got "${values.from ?? ''}"`);
+  if (values.reason !== undefined && values.from !== 'quarantine') throw new UsageError('--reason selects quarantine entries; dead-letter messages and parked records have no reason to select by');
   const reason = values.reason === undefined ? undefined : REJECTION_REASONS.find((r) => r === values.reason);
   if (values.reason !== undefined && !reason) throw new UsageError(`--reason must be one of ${REJECTION_REASONS.join(', ')}; got "${values.reason}"`);
   if (values.subject !== undefined && (values.subject.length === 0 || values.subject.length > 128)) throw new UsageError('--subject must be 1-128 characters');
@@ -343,10 +345,11 @@ async function replay(args: string[]): Promise<number> {
   const { appContext } = await import('../functions/adapters/app-context');
   const { requireEnv } = await import('../functions/adapters/dynamodb');
   const { SqsUsageQueue, createSqsClient } = await import('../functions/adapters/usage-queue');
-  const { replayDeadLetters, replayQuarantine, replayTable } = await import('../functions/core/replay');
+  const { replayDeadLetters, replayParked, replayQuarantine, replayTable } = await import('../functions/core/replay');
   const { progressBar } = await import('../local/progress');
   const sqs = createSqsClient();
-  const queue = new SqsUsageQueue(sqs, requireEnv(QUEUES.usageEvents.envVar));
+  // Parked records go back to the rollups, not the queue.
+  const queue = () => new SqsUsageQueue(sqs, requireEnv(QUEUES.usageEvents.envVar));
   let bar: ReturnType<typeof progressBar> | undefined;
   const options = {
     dryRun: values['dry-run'],
@@ -357,11 +360,15 @@ async function replay(args: string[]): Promise<number> {
   };
   const subject = values.subject === undefined ? {} : { subject: values.subject };
   let result;
-  if (values.from === 'dlq') {
+  if (values.from === 'parked') {
+    const { breakdownPolicy } = await import('../functions/core/rollups');
+    const rollups = appContext.rollups();
+    result = await replayParked(subject, options, { parked: rollups, rollups, breakdowns: breakdownPolicy(deps.config.rateCard) });
+  } else if (values.from === 'dlq') {
     const { SqsDeadLetterQueue } = await import('../functions/adapters/dead-letter-queue');
-    result = await replayDeadLetters(subject, options, { dlq: new SqsDeadLetterQueue(sqs, requireEnv(QUEUES.deadLetter.envVar)), queue });
+    result = await replayDeadLetters(subject, options, { dlq: new SqsDeadLetterQueue(sqs, requireEnv(QUEUES.deadLetter.envVar)), queue: queue() });
   } else {
-    result = await replayQuarantine({ ...subject, ...(reason ? { reason } : {}) }, options, { quarantine: appContext.quarantine(), queue, config: deps.config, subjects: deps.subjects, clock: deps.clock });
+    result = await replayQuarantine({ ...subject, ...(reason ? { reason } : {}) }, options, { quarantine: appContext.quarantine(), queue: queue(), config: deps.config, subjects: deps.subjects, clock: deps.clock });
   }
   bar?.end();
   sqs.destroy();

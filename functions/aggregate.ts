@@ -10,7 +10,7 @@ import { logger, metrics } from './adapters/observability';
 import { aggregateChanges } from './core/aggregate';
 import { evaluateThresholds, touchedCycles } from './core/alerts';
 import type { Config } from './core/config';
-import { BREAKDOWN_LIMITS, type BreakdownPolicy, type CycleState, type LedgerChange } from './core/rollups';
+import { type BreakdownPolicy, type CycleState, type LedgerChange, breakdownPolicy } from './core/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
@@ -21,13 +21,12 @@ const closedCycles = new Set<string>();
 /** Breakdown values cycle items have admitted; admissions only grow (see AggregateDeps). */
 const cycleStates = new Map<string, CycleState>();
 
-/** The rate card's priced features of each usage type are kept apart whatever the breakdown limit. */
+/** The rate card's priced features of each usage type are kept apart whatever the breakdown limit (one policy per config). */
 const policies = new WeakMap<Config, BreakdownPolicy>();
 const breakdowns = (config: Config): BreakdownPolicy => {
   let policy = policies.get(config);
   if (!policy) {
-    const kept = new Map(Object.entries(config.rateCard?.prices ?? {}).map(([usageType, price]) => [usageType, new Set(Object.keys(price.features))]));
-    policy = { limits: BREAKDOWN_LIMITS, kept: (usageType) => kept.get(usageType) };
+    policy = breakdownPolicy(config.rateCard);
     policies.set(config, policy);
   }
   return policy;
@@ -45,6 +44,9 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
   metrics.addMetric('RecordsApplied', MetricUnit.Count, result.applied);
   metrics.addMetric('RecordsSkippedAsApplied', MetricUnit.Count, result.skipped);
   metrics.addMetric('RollupTransactions', MetricUnit.Count, result.chunks);
+  metrics.addMetric('RecordsParked', MetricUnit.Count, result.parked.length);
+  for (const parked of result.parked) logger.error('a ledger record was refused by DynamoDB and parked; the shard goes on', { ...parked, shardId: event.shardId });
+  metrics.addMetric('RollupCommitFailures', MetricUnit.Count, result.failedSequenceNumber ? 1 : 0);
   if (result.failedSequenceNumber) {
     logger.error('rollup commit failed; the batch resumes from the failed chunk', { error: result.error as Error, sequenceNumber: result.failedSequenceNumber });
   }

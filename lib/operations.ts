@@ -123,17 +123,22 @@ export class Operations extends Construct {
       writeUnits.push(table.metricConsumedWriteCapacityUnits({ statistic: 'Sum', period: PERIOD, label: name }));
     }
 
-    // The ingest function counts every event it receives as accepted, duplicate in its batch, or quarantined.
-    const ingestMetric = (metricName: string) => new Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: SERVICE_NAME }, statistic: 'Sum', period: PERIOD });
-    const quarantined = ingestMetric('EventsQuarantined');
-    const accepted = ingestMetric('EventsAccepted');
+    // The ingest function counts every event it receives as accepted, duplicate in its batch, or quarantined;
+    // the aggregate counts its parked records and failed commits.
+    const serviceMetric = (metricName: string) => new Metric({ namespace: METRICS_NAMESPACE, metricName, dimensionsMap: { service: SERVICE_NAME }, statistic: 'Sum', period: PERIOD });
+    const quarantined = serviceMetric('EventsQuarantined');
+    const accepted = serviceMetric('EventsAccepted');
     const quarantineRate = new MathExpression({
       expression: '100 * FILL(quarantined, 0) / (FILL(quarantined, 0) + FILL(accepted, 0) + FILL(duplicates, 0))',
-      usingMetrics: { quarantined, accepted, duplicates: ingestMetric('DuplicatesInBatch') },
+      usingMetrics: { quarantined, accepted, duplicates: serviceMetric('DuplicatesInBatch') },
       label: 'quarantined %',
       period: PERIOD,
     });
     this.alarm('QuarantineRate', quarantineRate, MAX_QUARANTINE_PERCENT, `More than ${MAX_QUARANTINE_PERCENT}% of received events were quarantined`);
+    // The aggregate answers a failed commit with batchItemFailures (Lambda resumes from the failed record), which
+    // Lambda's Errors metric never counts: these two metrics of its own make failures and parked records visible.
+    this.alarm('AggregateRecordsParked', serviceMetric('RecordsParked'), 0, 'DynamoDB refused ledger records on their own; they are parked and not counted');
+    this.alarm('AggregateCommitFailures', serviceMetric('RollupCommitFailures'), 0, 'A rollup commit failed after its retries; the batch resumes from the failed record');
 
     this.dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(3) });
     const graph = (title: string, left: IMetric[], options: { leftLabel?: string } = {}) =>

@@ -1,11 +1,26 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { Clock, CommitResult, CycleItemKey, LateChange, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
+import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { Clock, CommitResult, CycleItemKey, LateChange, ParkedRecords, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, type MemberKind, OTHER, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, OTHER, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
+
+/** Parked records share one partition: there are few, and an operator lists them all. */
+const PARKED_PK = 'parked#records';
+const parkedKey = (shardId: string, sequenceNumber: string) => ({ pk: PARKED_PK, sk: `${shardId}#${padSequenceNumber(sequenceNumber)}` });
+const subjectOf = (change: LedgerChange) => (change.newImage ?? change.oldImage)?.subject ?? '';
+
+/**
+ * Why DynamoDB refused a write for good: a request it finds invalid (a key, expression or item over its
+ * limit) or a transaction cancelled for such a reason, as opposed to conflicts and throttling.
+ */
+function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: string }[]): string | undefined {
+  if (error instanceof Error && error.name === 'ValidationException') return `ValidationException: ${error.message}`;
+  const refused = reasons.find((r) => r.Code === 'ValidationError' || r.Code === 'ItemCollectionSizeLimitExceeded');
+  return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
+}
 
 /** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
@@ -22,7 +37,7 @@ const MAX_CONFLICT_RETRIES = 6;
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */
-export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
+export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, ParkedRecords {
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
@@ -37,31 +52,64 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
   }
 
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
-    const expiresAt = Math.floor(Date.now() / 1000) + CHECKPOINT_RETENTION_DAYS * 86_400;
     const appliedAt = this.clock.now().toISOString();
-    const command = new TransactWriteCommand({
-      TransactItems: [
-        ...chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } })),
-        ...chunk.runs.map((run) => ({
-          Update: {
-            TableName: this.tableName,
-            Key: checkpointKey(shardId, run.owner),
-            // Applied only if none of this run has been committed: a retried chunk finds this false.
-            ConditionExpression: 'attribute_not_exists(sequenceNumber) OR sequenceNumber < :first',
-            UpdateExpression: 'SET sequenceNumber = :last, expiresAt = :expiresAt',
-            ExpressionAttributeValues: {
-              ':first': padSequenceNumber(run.firstSequenceNumber),
-              ':last': padSequenceNumber(run.lastSequenceNumber),
-              ':expiresAt': expiresAt,
-            },
-          },
-        })),
-      ],
-    });
+    const updates = chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } }));
+    return this.transact([...updates, ...chunk.runs.map((run) => this.checkpointUpdate(shardId, run))], chunk);
+  }
+
+  async park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult> {
+    const record: ParkedRecord = { shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: this.clock.now().toISOString() };
+    const put = { Put: { TableName: this.tableName, Item: { ...parkedKey(shardId, run.firstSequenceNumber), subject: subjectOf(change), record: JSON.stringify(record) } } };
+    return this.transact([put, this.checkpointUpdate(shardId, run)], { updates: [] });
+  }
+
+  async parked(subject?: string): Promise<ParkedRecord[]> {
+    const records: ParkedRecord[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PARKED_PK }, ConsistentRead: true, ExclusiveStartKey }));
+      for (const item of page.Items ?? []) if (subject === undefined || item.subject === subject) records.push(JSON.parse(String(item.record)) as ParkedRecord);
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return records.sort((a, b) => (a.parkedAt < b.parkedAt ? -1 : a.parkedAt > b.parkedAt ? 1 : 0));
+  }
+
+  async applyParked(record: ParkedRecord, chunk: Chunk): Promise<'applied' | 'gone'> {
+    const appliedAt = this.clock.now().toISOString();
+    const updates = chunk.updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } }));
+    const remove = { Delete: { TableName: this.tableName, Key: parkedKey(record.shardId, record.sequenceNumber), ConditionExpression: 'attribute_exists(pk)' } };
+    // The removal is last, where commitChunk's checkpoints are: its failed condition reads as 'already-applied'.
+    return (await this.transact([...updates, remove], chunk)) === 'committed' ? 'applied' : 'gone';
+  }
+
+  /** A checkpoint moved across a run, only if none of the run has been committed: a retried chunk finds this false. */
+  private checkpointUpdate(shardId: string, run: OwnerRun) {
+    return {
+      Update: {
+        TableName: this.tableName,
+        Key: checkpointKey(shardId, run.owner),
+        ConditionExpression: 'attribute_not_exists(sequenceNumber) OR sequenceNumber < :first',
+        UpdateExpression: 'SET sequenceNumber = :last, expiresAt = :expiresAt',
+        ExpressionAttributeValues: {
+          ':first': padSequenceNumber(run.firstSequenceNumber),
+          ':last': padSequenceNumber(run.lastSequenceNumber),
+          ':expiresAt': Math.floor(Date.now() / 1000) + CHECKPOINT_RETENTION_DAYS * 86_400,
+        },
+      },
+    };
+  }
+
+  /**
+   * One transaction: the chunk's rollup updates first, then items whose failed condition means the work was
+   * done already ('already-applied'). Conflicts and throttling are retried; a refusal no retry changes is a
+   * ChunkRefusedError.
+   */
+  private async transact(items: NonNullable<TransactWriteCommandInput['TransactItems']>, chunk: Pick<Chunk, 'updates'>): Promise<CommitResult> {
+    const command = new TransactWriteCommand({ TransactItems: items });
     for (let attempt = 0; ; attempt++) {
       try {
         await this.client.send(command);
-        writeMeter.recordTransaction(this.tableName, chunk.updates.length + chunk.runs.length);
+        writeMeter.recordTransaction(this.tableName, items.length);
         return 'committed';
       } catch (error) {
         const reasons = error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
@@ -69,6 +117,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser {
         // A cycle item's condition: closed or open as planned, and its breakdown counts as planned.
         const changed = chunk.updates.filter((update, i) => update.kind === 'cycle' && reasons[i]?.Code === 'ConditionalCheckFailed');
         if (changed.length > 0) throw new CycleItemsChangedError(changed.map((u) => cycleItemKey(u.subject, u.period, u.usageType)));
+        const refused = refusalOf(error, reasons);
+        if (refused) throw new ChunkRefusedError(refused, { cause: error });
         const transient = reasons.some((r) => r.Code === 'TransactionConflict' || r.Code === 'ThrottlingError' || r.Code === 'ProvisionedThroughputExceeded');
         if (!transient || attempt >= MAX_CONFLICT_RETRIES) throw error;
         await backoff(attempt);

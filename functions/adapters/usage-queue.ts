@@ -33,10 +33,16 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
     }
   }
 
+  /**
+   * Sends messages back with the time each was first sent. SQS counts message attributes in its 1 MiB, so a
+   * body that fits alone but not with the attribute is sent as its events in two or more messages (each event
+   * counts on its own; a part sent twice counts once). A message fails if any of its parts does.
+   */
   async resend<M extends OriginalMessage>(messages: readonly M[]): Promise<{ failed: M[] }> {
-    const failed: M[] = [];
-    for (const batch of sendBatches(messages, (message) => message.body)) {
-      let pending = batch.map((message, j) => ({ message, entry: { Id: String(j), MessageBody: message.body, MessageAttributes: { [ORIGINAL_SENT_AT_ATTRIBUTE]: { DataType: 'String', StringValue: message.sentAt } } } }));
+    const failed = new Set<M>();
+    const parts = messages.flatMap((message) => withAttributeRoom(message.body).map((body) => ({ message, body })));
+    for (const batch of sendBatches(parts, (part) => part.body + ATTRIBUTE_OVERHEAD)) {
+      let pending = batch.map((part, j) => ({ message: part.message, entry: { Id: String(j), MessageBody: part.body, MessageAttributes: { [ORIGINAL_SENT_AT_ATTRIBUTE]: { DataType: 'String', StringValue: part.message.sentAt } } } }));
       for (let attempt = 0; attempt < MAX_ATTEMPTS && pending.length > 0; attempt++) {
         if (attempt > 0) await backoff(attempt);
         try {
@@ -47,10 +53,55 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
           // The SDK has retried already; the next attempt may still get through.
         }
       }
-      failed.push(...pending.map((p) => p.message));
+      for (const { message } of pending) failed.add(message);
     }
-    return { failed };
+    return { failed: messages.filter((message) => failed.has(message)) };
   }
+}
+
+/**
+ * What the originalSentAt attribute adds to a message's size as SQS counts it (name, type and value; the
+ * value is an ISO instant of 24 characters), padded for an instant with more digits.
+ */
+const ATTRIBUTE_OVERHEAD = 'x'.repeat(ORIGINAL_SENT_AT_ATTRIBUTE.length + 'String'.length + 32);
+
+/**
+ * A body as messages that each leave room for the attribute: an array of events is split in halves until
+ * they fit; a body that cannot be split stays whole. The events' text is kept as it was (never parsed and
+ * written again, which would round large numbers).
+ */
+export function withAttributeRoom(body: string): string[] {
+  if (Buffer.byteLength(body, 'utf8') + ATTRIBUTE_OVERHEAD.length <= MAX_MESSAGE_BYTES) return [body];
+  const events = arrayElements(body);
+  if (!events || events.length < 2) return [body];
+  const half = Math.ceil(events.length / 2);
+  return [...withAttributeRoom(`[${events.slice(0, half).join(',')}]`), ...withAttributeRoom(`[${events.slice(half).join(',')}]`)];
+}
+
+/** The text of each element of a JSON array, or undefined if the text is not an array. */
+function arrayElements(text: string): string[] | undefined {
+  const json = text.trim();
+  if (!json.startsWith('[') || !json.endsWith(']')) return undefined;
+  const elements: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let start = 1;
+  for (let i = 1; i < json.length - 1; i++) {
+    const c = json[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') depth++;
+    else if (c === ']' || c === '}') depth--;
+    else if (c === ',' && depth === 0) {
+      elements.push(json.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  const last = json.slice(start, -1).trim();
+  if (last.length > 0) elements.push(last);
+  return elements;
 }
 
 /** SendMessageBatch takes at most 10 entries and 1 MiB in all: consecutive groups within both (a lone larger entry is sent alone). */

@@ -1,5 +1,5 @@
 import type { CommitResult, RollupWriter } from './ports';
-import { type BreakdownPolicy, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, type LedgerChange, OTHER, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks } from './rollups';
+import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, EMPTY_CYCLE_STATE, type LedgerChange, OTHER, type OwnerRun, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks } from './rollups';
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
@@ -36,6 +36,8 @@ export interface AggregateResult {
   failedSequenceNumber?: string;
   error?: unknown;
   applied: number;
+  /** Records DynamoDB refused on their own, parked with their reason (`ParkedRecord`). */
+  parked: { sequenceNumber: string; subject: string; reason: string }[];
   skipped: number;
   chunks: number;
 }
@@ -43,7 +45,7 @@ export interface AggregateResult {
 export async function aggregateChanges(shardId: string, changes: readonly LedgerChange[], deps: AggregateDeps): Promise<AggregateResult> {
   // TTL expiries move no counter: there is nothing to apply, once or again.
   let remaining = changes.filter(changesCounters);
-  const result: AggregateResult = { applied: changes.length - remaining.length, skipped: 0, chunks: 0 };
+  const result: AggregateResult = { applied: changes.length - remaining.length, parked: [], skipped: 0, chunks: 0 };
   let index = 0;
   const closedCycles = deps.closedCycles ?? new Set<string>();
   let replans = 0;
@@ -59,6 +61,51 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
       if (state?.closed) closedCycles.add(key);
     }
   };
+  // A committed chunk's admissions are known from now on: the next batch plans with them.
+  const remember = (chunk: Chunk) => {
+    for (const update of chunk.updates) {
+      if (!update.admit) continue;
+      const key = cycleItemKey(update.subject, update.period, update.usageType);
+      const known = cycleStates.get(key) ?? EMPTY_CYCLE_STATE;
+      const next = { ...known };
+      for (const dimension of ['channel', 'feature'] as const) {
+        const admit = update.admit[dimension];
+        if (admit) next[dimension] = { values: new Set([...known[dimension].values, ...admit.values]), count: admit.expected + admit.values.length };
+      }
+      cycleStates.set(key, next);
+    }
+  };
+  const maxItems = deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION;
+  /**
+   * A refused chunk is narrowed to the records that cause it: each of its records is committed alone, in
+   * order, and one that is refused alone is parked. Undefined when the batch goes on (planned anew).
+   */
+  const narrow = async (chunk: Chunk): Promise<AggregateResult | undefined> => {
+    const bySequence = new Map(remaining.map((c) => [c.sequenceNumber, c]));
+    for (const sequenceNumber of chunk.sequenceNumbers) {
+      const change = bySequence.get(sequenceNumber) as LedgerChange;
+      const [alone] = planChunks([change], maxItems, closedCycles, cycleStates, breakdowns);
+      if (alone && alone.updates.length > 0) {
+        try {
+          if ((await deps.rollups.commitChunk(shardId, alone)) === 'already-applied') return undefined;
+          remember(alone);
+          result.applied += 1;
+        } catch (error) {
+          if (error instanceof CycleItemsChangedError && ++replans <= MAX_REPLANS) {
+            await learn(error.cycles);
+            return undefined;
+          }
+          if (!(error instanceof ChunkRefusedError)) return { ...result, failedSequenceNumber: remaining[0]?.sequenceNumber, error };
+          if ((await deps.rollups.park(shardId, alone.runs[0] as OwnerRun, change, error.message)) === 'already-applied') return undefined;
+          result.parked.push({ sequenceNumber, subject: (change.newImage ?? change.oldImage)?.subject ?? '', reason: error.message });
+        }
+      } else {
+        result.applied += 1;
+      }
+      remaining = remaining.filter((c) => c.sequenceNumber !== sequenceNumber);
+    }
+    return undefined;
+  };
   // Each pass starts from the stored checkpoints. A commit that finds one moved (another invocation of
   // this shard got there first) starts a new pass, so no record is skipped or applied twice.
   replan: while (remaining.length > 0) {
@@ -71,7 +118,7 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
     remaining = pending;
     const unknown = cyclesToLearn(pending, cycleStates, breakdowns);
     if (unknown.length > 0) await learn(unknown);
-    for (const chunk of planChunks(pending, deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION, closedCycles, cycleStates, breakdowns)) {
+    for (const chunk of planChunks(pending, maxItems, closedCycles, cycleStates, breakdowns)) {
       result.chunks += 1;
       let outcome: CommitResult | 'skipped-empty' = 'skipped-empty';
       try {
@@ -84,11 +131,17 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
           result.chunks -= 1;
           continue replan;
         }
+        if (error instanceof ChunkRefusedError && chunk.sequenceNumbers.length > 0) {
+          const failed = await narrow(chunk);
+          if (failed) return failed;
+          continue replan;
+        }
         // `remaining` keeps stream order: its head is the first record not applied.
         return { ...result, failedSequenceNumber: remaining[0]?.sequenceNumber, error };
       }
       await deps.onChunk?.({ index: index++, result: outcome, records: chunk.sequenceNumbers.length, items: chunk.updates.length });
       if (outcome === 'already-applied') continue replan;
+      remember(chunk);
       result.applied += chunk.sequenceNumbers.length;
       const done = new Set(chunk.sequenceNumbers);
       remaining = remaining.filter((c) => !done.has(c.sequenceNumber));

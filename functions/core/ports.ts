@@ -1,7 +1,7 @@
 import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
 import type { CycleReport, CycleSummary } from './report-schema';
-import type { Chunk, CycleState, LedgerEntry, MemberKind, RollupKind } from './rollups';
+import type { Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
 
@@ -65,6 +65,19 @@ export interface RollupWriter {
   commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult>;
   /** What planning needs of each cycle item (`cycleItemKey`), read consistently; an item not stored yet is left out. */
   readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>>;
+  /**
+   * Parks one record DynamoDB refused on its own (`reason`) and moves its owner's checkpoint across it, in one
+   * transaction; 'already-applied' (and nothing written) if the checkpoint had reached it.
+   */
+  park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult>;
+}
+
+/** The parked records (`ParkedRecord`), for replay. */
+export interface ParkedRecords {
+  /** Every parked record, oldest first; of one subject's changes when asked. */
+  parked(subject?: string): Promise<ParkedRecord[]>;
+  /** Applies a parked record's chunk and removes the record, in one transaction; 'gone' (nothing written) if it was removed already. */
+  applyParked(record: ParkedRecord, chunk: Chunk): Promise<'applied' | 'gone'>;
 }
 
 export interface RollupRow {

@@ -1,6 +1,7 @@
 import type { Config } from './config';
 import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, parseMessageBody, validateEvent } from './envelope';
-import type { Clock, DeadLetter, DeadLetterQueue, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, SubjectDirectory } from './ports';
+import type { Clock, DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter, SubjectDirectory } from './ports';
+import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, type ParkedRecord, cycleItemKey, parseCycleItemKey, planChunks } from './rollups';
 
 /**
  * Replay: send messages back to the usage queue once what made them fail is fixed.
@@ -11,7 +12,7 @@ import type { Clock, DeadLetter, DeadLetterQueue, QuarantineRecord, QuarantineRe
  * removal, a message also redelivered) still counts once.
  */
 
-export type ReplaySource = 'dlq' | 'quarantine';
+export type ReplaySource = 'dlq' | 'quarantine' | 'parked';
 
 export interface ReplayOptions {
   dryRun: boolean;
@@ -137,6 +138,61 @@ export async function replayQuarantine(filter: ReplayFilter, options: ReplayOpti
     options.onProgress?.(done, Math.max(total, done));
   }
   return result;
+}
+
+export interface ParkedReplayDeps {
+  parked: ParkedRecords;
+  rollups: Pick<RollupWriter, 'readCycleStates'>;
+  breakdowns: BreakdownPolicy;
+}
+
+/** A parked record is planned afresh this many times when other writers keep changing its cycle items. */
+const MAX_PARKED_ATTEMPTS = 5;
+
+/**
+ * Replays parked ledger records (`ParkedRecord`): each record's change is planned as the aggregator plans it,
+ * from its cycle items as they are now, and applied together with the record's removal in one transaction,
+ * so a record is applied once however often replay runs. One that DynamoDB still refuses stays parked.
+ */
+export async function replayParked(filter: Pick<ReplayFilter, 'subject'>, options: ReplayOptions, deps: ParkedReplayDeps): Promise<ReplayResult> {
+  const result = emptyResult('parked', options.dryRun);
+  const records = await deps.parked.parked(filter.subject);
+  for (const [done, parked] of records.entries()) {
+    const item = parkedItem(parked);
+    if (options.dryRun) record(result, { ...item, outcome: 'would-replay', detail: parked.reason });
+    else record(result, await applyParked(parked, item, deps));
+    options.onProgress?.(done + 1, records.length);
+  }
+  return result;
+}
+
+async function applyParked(record: ParkedRecord, item: Omit<ReplayItem, 'outcome'>, deps: ParkedReplayDeps): Promise<ReplayItem> {
+  const images = [record.change.oldImage, record.change.newImage].flatMap((image) => (image ? [image] : []));
+  const keys = [...new Set(images.map((image) => cycleItemKey(image.subject, image.cycleStart, image.usageType)))];
+  for (let attempt = 1; ; attempt++) {
+    const states = await deps.rollups.readCycleStates(keys.map(parseCycleItemKey));
+    const closed = new Set([...states].filter(([, state]) => state.closed).map(([key]) => key));
+    const [chunk] = planChunks([record.change], Number.MAX_SAFE_INTEGER, closed, states, deps.breakdowns);
+    try {
+      const outcome = await deps.parked.applyParked(record, chunk ?? { updates: [], runs: [], sequenceNumbers: [] });
+      return outcome === 'applied' ? { ...item, outcome: 'replayed' } : { ...item, outcome: 'skipped', detail: 'replayed already' };
+    } catch (error) {
+      if (error instanceof CycleItemsChangedError && attempt < MAX_PARKED_ATTEMPTS) continue;
+      if (error instanceof ChunkRefusedError) return { ...item, outcome: 'skipped', detail: `still refused, stays parked: ${error.message}` };
+      return { ...item, outcome: 'failed', detail: `stays parked: ${error instanceof Error ? error.message : String(error)}` };
+    }
+  }
+}
+
+function parkedItem(record: ParkedRecord): Omit<ReplayItem, 'outcome'> {
+  const image = record.change.newImage ?? record.change.oldImage;
+  const event = image ? (JSON.parse(image.eventKey) as unknown) : undefined;
+  const [source, id] = Array.isArray(event) && typeof event[0] === 'string' && typeof event[1] === 'string' ? (event as [string, string]) : [];
+  return {
+    id: `${record.shardId}#${record.sequenceNumber}`,
+    ...(image ? { subject: image.subject } : {}),
+    ...(source !== undefined && id !== undefined ? { event: { source, id } } : {}),
+  };
 }
 
 /** Validates each entry's body as ingest would now: the message must split into events that all pass, for subjects that exist. */

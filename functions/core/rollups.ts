@@ -106,6 +106,12 @@ export interface BreakdownPolicy {
 }
 export const DEFAULT_BREAKDOWNS: BreakdownPolicy = { limits: BREAKDOWN_LIMITS, kept: () => undefined };
 
+/** The policy of a rate card: its priced features of each usage type are kept apart whatever the limit. */
+export function breakdownPolicy(rateCard: { prices: Record<string, { features: Record<string, unknown> }> } | undefined): BreakdownPolicy {
+  const kept = new Map(Object.entries(rateCard?.prices ?? {}).map(([usageType, price]) => [usageType, new Set(Object.keys(price.features))]));
+  return { limits: BREAKDOWN_LIMITS, kept: (usageType) => kept.get(usageType) };
+}
+
 /**
  * DynamoDB refuses an update expression over 4 KB: at 13 characters per counter ('#c249 :c249, '), 250
  * counters and the SET and ADD clauses stay under 3.5 KB. A chunk's counter names (up to ~280 bytes each)
@@ -149,6 +155,27 @@ export class CycleItemsChangedError extends Error {
     super(message);
   }
 }
+/**
+ * DynamoDB refused a chunk for a reason no retry changes (a key, an expression or an item over its limit, a
+ * value it cannot store): the records that cause it are narrowed down and parked (`ParkedRecord`).
+ */
+export class ChunkRefusedError extends Error {
+  override readonly name = 'ChunkRefusedError';
+}
+
+/**
+ * A stream record whose change DynamoDB refused on its own: kept aside with its reason, its checkpoint moved
+ * past it in the same transaction, so that its shard goes on. `usage-pipeline replay --from parked` applies
+ * it once the cause is fixed, and removes it in the same transaction.
+ */
+export interface ParkedRecord {
+  shardId: string;
+  sequenceNumber: string;
+  reason: string;
+  change: LedgerChange;
+  parkedAt: string;
+}
+
 /** The cycles of a CycleItemsChangedError were closed since the chunk was planned. */
 export class CyclesClosedError extends CycleItemsChangedError {
   override readonly name = 'CyclesClosedError';

@@ -93,8 +93,21 @@ describe('alarms', () => {
     }
   });
 
-  it('has exactly the alarms below: 5 queues, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate', () => {
-    expect(Object.keys(alarms)).toHaveLength(5 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1);
+  it('has exactly the alarms below: 5 queues, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records and failed commits', () => {
+    expect(Object.keys(alarms)).toHaveLength(5 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 2);
+  });
+
+  it.each([
+    ['AggregateRecordsParked', 'RecordsParked'],
+    ['AggregateCommitFailures', 'RollupCommitFailures'],
+  ])('%s fires on the first %s the aggregate function counts', (id, metricName) => {
+    expect(alarmNamed(id).Properties).toMatchObject({
+      Namespace: 'UsagePipeline',
+      MetricName: metricName,
+      Statistic: 'Sum',
+      Threshold: 0,
+      Dimensions: [{ Name: 'service', Value: 'usage-pipeline' }],
+    });
   });
 
   it.each([

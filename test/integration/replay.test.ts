@@ -298,10 +298,10 @@ describe('usage-pipeline replay', () => {
 
     // Assert
     expect(results.map((r) => r.code)).toEqual([2, 2, 2, 2, 2]);
-    expect(results[0]?.stderr).toContain('--from must be dlq or quarantine, got "inbox"');
+    expect(results[0]?.stderr).toContain('--from must be dlq, quarantine or parked, got "inbox"');
     expect(results[1]?.stderr).toContain('--reason selects quarantine entries');
     expect(results[2]?.stderr).toContain('--reason must be one of not_json,');
-    expect(results[3]?.stderr).toContain('--from must be dlq or quarantine, got ""');
+    expect(results[3]?.stderr).toContain('--from must be dlq, quarantine or parked, got ""');
     expect(results[4]?.stderr).toContain('--now must be an ISO 8601 instant such as 2028-02-29T23:30:00Z, got "soon"');
   });
 });

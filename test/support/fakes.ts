@@ -29,7 +29,7 @@ import type {
   SubjectDirectory,
   SubjectStore,
 } from '../../functions/core/ports';
-import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerEntry, type MemberKind, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/rollups';
+import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerChange, type LedgerEntry, type MemberKind, type OwnerRun, type ParkedRecord, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/rollups';
 import type { CycleReport, CycleSummary } from '../../functions/core/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
@@ -82,6 +82,8 @@ export class InMemoryRollupWriter implements RollupWriter {
   readonly attempts: CommitAttempt[] = [];
   /** Cycle items marked closed (`cycleItemKey(subject, cycleStart, usageType)`). */
   readonly closed = new Set<string>();
+  /** Records parked by `park`, in order. */
+  readonly parkedRecords: ParkedRecord[] = [];
   /** Breakdown values each cycle item admitted; a chunk planned on an older count fails, as the DynamoDB condition does. */
   private readonly admitted = new Map<string, Record<Breakdown, { values: Set<string>; count: number }>>();
   /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
@@ -133,6 +135,15 @@ export class InMemoryRollupWriter implements RollupWriter {
     }
     for (const run of chunk.runs) this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
     record.result = 'committed';
+    return 'committed';
+  }
+
+  async park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult> {
+    this.guard();
+    const stored = this.checkpoints.get(checkpointOf(shardId, run.owner));
+    if (stored !== undefined && !(stored < pad40(run.firstSequenceNumber))) return 'already-applied';
+    this.parkedRecords.push({ shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: new Date(0).toISOString() });
+    this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
     return 'committed';
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { sendBatches } from '../../functions/adapters/usage-queue';
+import { sendBatches, withAttributeRoom } from '../../functions/adapters/usage-queue';
 import { packEvents, parseMessageBody } from '../../functions/core/envelope';
 
 /**
@@ -62,5 +62,36 @@ describe('sendBatches', () => {
     expect(batches.map((b) => b.length)).toEqual([10, 10, 7, 5]);
     expect(batches.flat()).toEqual([...small, ...large, ...tail]);
     expect(batches.every((b) => b.reduce((sum, body) => sum + bytes(body), 0) <= MIB)).toBe(true);
+  });
+});
+
+describe('withAttributeRoom (a replayed message with its originalSentAt attribute)', () => {
+  /** Event texts with what a naive splitter trips on: commas, brackets and escaped quotes in strings, and a number no double holds. */
+  const eventTexts = (count: number, size: number) =>
+    Array.from({ length: count }, (_, n) => {
+      const text = `{"id":"e${n}, [x] {y} \\"q\\"","data":{"quantity":9007199254740993,"feature":"`;
+      return `${text}${'€'.repeat(Math.floor((size - bytes(text) - 3) / 3))}"}}`;
+    });
+
+  test('a body of exactly 1 MiB is split into messages that leave room for the attribute, each event once, in order, as written', () => {
+    // Arrange: 260 events of about 4,000 bytes, padded with whitespace to exactly 1 MiB.
+    const events = eventTexts(260, 4_000);
+    const json = `[${events.join(',')}]`;
+    const body = json + ' '.repeat(MIB - bytes(json));
+    expect(bytes(body)).toBe(MIB);
+
+    // Act
+    const parts = withAttributeRoom(body);
+
+    // Assert
+    expect(parts.length).toBeGreaterThan(1);
+    expect(parts.every((part) => bytes(part) + 'originalSentAt'.length + 'String'.length + 32 <= MIB)).toBe(true);
+    expect(parts.flatMap((part) => part.slice(1, -1).split(/,(?={"id":)/))).toEqual(events);
+  });
+
+  test('a body with room to spare, and one event alone too large to split, are left whole', () => {
+    const small = `[${eventTexts(3, 1_000).join(',')}]`;
+    const single = eventTexts(1, MIB)[0] as string;
+    expect([withAttributeRoom(small), withAttributeRoom(single), withAttributeRoom(`[${single}]`)]).toEqual([[small], [single], [`[${single}]`]]);
   });
 });
