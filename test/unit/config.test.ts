@@ -162,6 +162,19 @@ describe('parseConfig reports the first bad key with its path', () => {
     expect(error.message).toMatch(/^config: \(root\): /);
   });
 
+  test.each([
+    [200, undefined],
+    [201, 'rateCard.prices.tokens.features'],
+  ])('a rate card with %i priced features of one usage type: refused past 200, naming the key', (count, key) => {
+    // Arrange: priced features are kept apart in every cycle item, so their number is bounded.
+    const features = Object.fromEntries(Array.from({ length: count }, (_, i) => [`feature-${i}`, 1]));
+    const input = { ...valid(), rateCard: { currency: 'USD', prices: { tokens: { unitPrice: 1, features } } } };
+
+    // Act / Assert
+    if (key === undefined) expect(Object.keys(parseConfig(JSON.stringify(input)).rateCard?.prices.tokens?.features ?? {})).toHaveLength(count);
+    else expect([configError(input).key, configError(input).message]).toEqual([key, expect.stringContaining('at most 200 priced features')]);
+  });
+
   test('the default source name is "config"', () => {
     expect(configError('nope').source).toBe('config');
   });
