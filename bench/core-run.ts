@@ -2,7 +2,7 @@
  * The measured part of bench/core.ts (which bundles this file as the functions are deployed and runs it).
  */
 import { parseArgs } from 'node:util';
-import { validateEvent } from '../functions/core/envelope';
+import { parseMessageBody, validateEvent } from '../functions/core/envelope';
 import { bucketsOf } from '../functions/core/cycles';
 import { eventKey, type UsageEvent } from '../functions/core/envelope';
 import { type LedgerChange, planChunks } from '../functions/core/rollups';
@@ -31,8 +31,21 @@ const bodies = Array.from({ length: count }, (_, i) =>
 const rules = { usageTypes: new Map([['tokens', { allowFractions: false }]]), now: new Date(now), maxFutureSeconds: 300, retentionDays: 400 };
 const subjectOf = new Map(subjects.map((s) => [s.id, s]));
 
+// The same events with 17 significant digits in each quantity, which only the lossless parser reads exactly.
+const longBodies = bodies.map((body, i) => body.replace(/"quantity":\d+/, `"quantity":${12_345_678 + i}.123456789`));
+
 function parse(): unknown[] {
   return bodies.map((body) => JSON.parse(body) as unknown);
+}
+
+function split(texts: readonly string[]): number {
+  let events = 0;
+  for (const text of texts) {
+    const result = parseMessageBody(text);
+    if (!result.ok) throw new Error(`bench message refused: ${result.rejection.detail}`);
+    events += result.events.length;
+  }
+  return events;
 }
 
 function validate(raws: readonly unknown[]): UsageEvent[] {
@@ -73,6 +86,8 @@ const events = validate(raws);
 const changes = bucket(events);
 const stages = [
   { stage: 'JSON.parse (floor)', ms: median(parse) },
+  { stage: 'parseMessageBody', ms: median(() => split(bodies)) },
+  { stage: 'parseMessageBody, 17-digit quantities', ms: median(() => split(longBodies)) },
   { stage: 'validate', ms: median(() => validate(raws)) },
   { stage: 'bucket', ms: median(() => bucket(events)) },
   { stage: 'fold', ms: median(() => fold(changes)) },

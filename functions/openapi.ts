@@ -15,7 +15,9 @@ import { grantBodySchema, workspaceBodySchema } from './core/workspaces';
  * `npm run openapi` writes it to openapi.json; GET /openapi.json serves it.
  */
 
-const amount = z.number().describe('exact decimal amount in the usage type\'s unit');
+const amount = z
+  .number()
+  .describe("exact decimal amount in the usage type's unit, up to 9 decimals; the number in the JSON text is exact even past 2^53, so read it with a lossless JSON parser where a sum can pass 9007199254740991");
 const instant = z.string().describe('UTC ISO 8601 instant');
 const decimal = z.string().describe('exact decimal string');
 
@@ -120,7 +122,7 @@ const usageEventBody = z.object({
   time: instant,
   data: z.object({
     usageType: z.string(),
-    quantity: z.number(),
+    quantity: z.number().describe('positive, at most 9007199254740991 and 9 decimals; read from the JSON text exactly (12345678.123456789 is counted as written)'),
     userId: z.string().optional(),
     groupId: z.string().optional(),
     channel: z.string().optional(),
@@ -348,7 +350,12 @@ export function buildOpenApi(routes: readonly { method: string; path: string; ac
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'usage-pipeline API', version: '1', description: 'Exact usage metering: quotas, usage analytics, cycle reports and exports, workspaces, grants and API keys.' },
+    info: {
+      title: 'usage-pipeline API',
+      version: '1',
+      description:
+        'Exact usage metering: quotas, usage analytics, cycle reports and exports, workspaces, grants and API keys. Amounts are exact in the JSON text: a number token carries every digit of the decimal (to 9 decimals, and past 2^53 for sums), so a client that can meet such sums reads them with a lossless JSON parser. Reports and exports carry quantities as decimal strings.',
+    },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     security: [{ apiKey: [] }],
     components: {

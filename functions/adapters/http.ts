@@ -1,6 +1,7 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { ConflictError, DomainError, ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../core/errors';
+import { stringifyExactJson } from '../core/exact-json';
 import { logger } from './observability';
 
 /** The one place where errors become HTTP responses. Anything unknown is a 500 that reveals nothing. */
@@ -24,8 +25,9 @@ export function errorResponse(error: unknown): APIGatewayProxyResultV2 {
   return response;
 }
 
+/** Amounts past what a double holds exactly are written as their exact number tokens (core/quantity.ts, toAmount). */
 export function json(statusCode: number, body: unknown): APIGatewayProxyStructuredResultV2 {
-  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+  return { statusCode, headers: { 'content-type': 'application/json' }, body: stringifyExactJson(body) };
 }
 
 export function httpErrors(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {

@@ -5,7 +5,7 @@ import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay 
 import { InvalidRequestError, NotFoundError } from './errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { RollupReader, RollupRow, Subject, SubjectDirectory, SubjectStore } from './ports';
-import { type NanoUnits, toNumber } from './quantity';
+import { type Amount, type NanoUnits, toAmount } from './quantity';
 import { type QuotaDeps, quotaView } from './quotas';
 import type { MemberKind } from './rollups';
 
@@ -61,14 +61,14 @@ export interface SummaryEntry extends Projection {
   usageType: string;
   cycleStart: string;
   cycleEnd: string;
-  usedAmount: number;
+  usedAmount: Amount;
   /** Plan allowance plus spillover carried in (L + S). */
-  allowanceAmount: number;
-  limitAmount: number;
-  spilloverAmount: number;
+  allowanceAmount: Amount;
+  limitAmount: Amount;
+  spilloverAmount: Amount;
   /** Bonus and top-up credits still available. */
-  bonusAmount: number;
-  availableAmount: number;
+  bonusAmount: Amount;
+  availableAmount: Amount;
   /** Used as a percentage of the allowance, 2 decimals; null when the allowance is 0. */
   usedPercent: number | null;
 }
@@ -91,7 +91,7 @@ export async function usageSummary(subjectId: string, query: z.infer<typeof summ
         cycleStart: q.cycleStart,
         cycleEnd: q.cycleEnd,
         usedAmount: q.usedAmount,
-        allowanceAmount: toNumber(allowance),
+        allowanceAmount: toAmount(allowance),
         limitAmount: q.limitAmount,
         spilloverAmount: q.spilloverAmount,
         bonusAmount: q.bonusAmount,
@@ -112,9 +112,9 @@ export const seriesQuerySchema = z.strictObject({ window: z.enum(['24h', '7d', '
 export interface SeriesBucket {
   start: string;
   end: string;
-  total: number;
+  total: Amount;
   /** Use per channel; use without a channel is in `total` only. */
-  byChannel: Record<string, number>;
+  byChannel: Record<string, Amount>;
 }
 
 export interface SeriesResponse {
@@ -196,8 +196,8 @@ export async function usageSeries(
     for (const row of rows) if (row.usageType === usageType) place(row, add);
     const buckets = bounds.map(({ start, end }, i): SeriesBucket => {
       const sum = sums[i] as Sum;
-      const byChannel = Object.fromEntries([...sum.byChannel].filter(([, v]) => v !== 0n).sort(([a], [b]) => (a < b ? -1 : 1)).map(([c, v]) => [c, toNumber(v)]));
-      return { start, end, total: toNumber(sum.total), byChannel };
+      const byChannel = Object.fromEntries([...sum.byChannel].filter(([, v]) => v !== 0n).sort(([a], [b]) => (a < b ? -1 : 1)).map(([c, v]) => [c, toAmount(v)]));
+      return { start, end, total: toAmount(sum.total), byChannel };
     });
     return { usageType, buckets };
   });
@@ -227,7 +227,7 @@ export const reportQuerySchema = z.strictObject({ cycle: cycleParam });
 export interface RankedEntry {
   rank: number;
   id: string;
-  amount: number;
+  amount: Amount;
   /** amount ÷ totalAmount, 4 decimals. */
   share: number;
 }
@@ -259,7 +259,7 @@ export async function topMembers(
   const entries = members.map((row) => ({ id: row.member ?? '', amount: units(row.total) }));
   const context = `${subject.id}|${kind}|${usageType}|${cycle.start}`;
   const page = rankPage(entries, total, query.limit, query.cursor, context);
-  return { subject: subject.id, by: query.by, usageType, cycleStart: cycle.start, cycleEnd: cycle.end, totalAmount: toNumber(total), ...page };
+  return { subject: subject.id, by: query.by, usageType, cycleStart: cycle.start, cycleEnd: cycle.end, totalAmount: toAmount(total), ...page };
 }
 
 /** Workspaces ranked by their use in their own cycle (current, previous, or containing a date): one cycle item each. */
@@ -288,7 +288,7 @@ export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchem
     by: query.by,
     usageType,
     cycle: query.cycle,
-    totalAmount: toNumber(total),
+    totalAmount: toAmount(total),
     entries: page.entries.map((e) => {
       const cycle = cycles.get(e.id) as Cycle;
       const name = names.get(e.id);
@@ -312,7 +312,7 @@ export function rankPage(all: readonly Ranked[], total: NanoUnits, limit: number
     if (start < 0) start = ranked.length;
   }
   const slice = ranked.slice(start, start + limit);
-  const entries = slice.map((e, i) => ({ rank: start + i + 1, id: e.id, amount: toNumber(e.amount), share: total > 0n ? rounded(e.amount, total, 4) : 0 }));
+  const entries = slice.map((e, i) => ({ rank: start + i + 1, id: e.id, amount: toAmount(e.amount), share: total > 0n ? rounded(e.amount, total, 4) : 0 }));
   const last = slice.at(-1);
   const more = start + limit < ranked.length;
   return { entries, nextCursor: more && last ? encodeCursor(last, context) : null };

@@ -1,6 +1,6 @@
 import type { QuotaConfig, SpilloverPolicy } from './config';
 import type { Cycle } from './cycles';
-import { type NanoUnits, toNanoUnits } from './quantity';
+import { type Amount, type NanoUnits, toNanoUnits } from './quantity';
 
 /**
  * Grants and the arithmetic of a cycle's balance. Pure: callers pass what the rollups and the
@@ -92,8 +92,8 @@ export interface Balance {
 const max0 = (value: NanoUnits) => (value > 0n ? value : 0n);
 const min = (a: NanoUnits, b: NanoUnits) => (a < b ? a : b);
 
-export function units(value: string | number): NanoUnits {
-  const result = toNanoUnits(value);
+export function units(value: string | Amount): NanoUnits {
+  const result = toNanoUnits(typeof value === 'object' ? value.toString() : value);
   if (result === undefined) throw new RangeError(`invalid amount "${value}"`);
   return result;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { toDecimalString, toNanoUnits } from './quantity';
+import { LosslessNumber, isLosslessNumber, parseExactJson, stringifyExactJson } from './exact-json';
+import { FRACTION_DIGITS, type NanoUnits, toDecimalString, toNanoUnits } from './quantity';
 
 /**
  * CloudEvents 1.0 structured-mode usage events: what a valid one is, and for an invalid one
@@ -87,7 +88,8 @@ export const envelopeSchema = z.object({
   time: z.string().regex(RFC3339),
   data: z.object({
     usageType: z.string().min(1).max(128),
-    quantity: z.number(),
+    // A literal of more than 15 significant digits arrives as its text (core/exact-json.ts); anything else is refused in z.number()'s words.
+    quantity: z.union([z.number(), z.custom<LosslessNumber>(isLosslessNumber)], { error: (issue) => z.number().safeParse(issue.input).error?.issues[0]?.message }),
     userId: dimension,
     groupId: dimension,
     channel: dimension,
@@ -171,7 +173,7 @@ export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
       subject: envelope.subject,
       time: CANONICAL_TIME.test(envelope.time) ? envelope.time : new Date(millis).toISOString(),
       usageType: data.usageType,
-      quantity: Number.isSafeInteger(data.quantity) ? String(data.quantity) : toDecimalString(toNanoUnits(data.quantity) ?? 0n),
+      quantity: quantityText(data.quantity),
       dimensions,
     },
   };
@@ -183,7 +185,7 @@ export function parseMessageBody(body: string): { ok: true; events: unknown[] } 
   if (bytes > MAX_MESSAGE_BYTES) return reject('payload_too_large', `message is ${bytes} bytes; the limit is ${MAX_MESSAGE_BYTES}`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body);
+    parsed = parseExactJson(body);
   } catch (error) {
     return reject('not_json', (error as Error).message);
   }
@@ -203,7 +205,7 @@ export function packEvents(events: readonly unknown[], maxBytes = MAX_MESSAGE_BY
   let current: string[] = [];
   let bytes = 2; // `[` and `]`
   for (const event of events) {
-    const json = JSON.stringify(event);
+    const json = stringifyExactJson(event);
     const size = Buffer.byteLength(json, 'utf8');
     if (current.length > 0 && bytes + 1 + size > maxBytes) {
       bodies.push(`[${current.join(',')}]`);
@@ -233,7 +235,8 @@ export function wellFormed(raw: unknown): Envelope | undefined {
   if (!isText(id, 256) || !isText(source, 1024) || !isText(type, 256) || !isText(subject, 128)) return undefined;
   if (typeof time !== 'string' || !RFC3339.test(time)) return undefined;
   const { usageType, quantity, userId, groupId, channel, feature } = data;
-  if (typeof usageType !== 'string' || usageType.length < 1 || usageType.length > 128 || typeof quantity !== 'number') return undefined;
+  if (typeof usageType !== 'string' || usageType.length < 1 || usageType.length > 128) return undefined;
+  if (typeof quantity !== 'number' && !isLosslessNumber(quantity)) return undefined;
   if (!isDimension(userId) || !isDimension(groupId) || !isDimension(channel) || !isDimension(feature)) return undefined;
   return { specversion: '1.0', id, source, type, subject, time, data: { usageType, quantity, userId, groupId, channel, feature } };
 }
@@ -271,13 +274,55 @@ function overByteLimit(envelope: Envelope): string | undefined {
   return undefined;
 }
 
-function checkQuantity(quantity: number, allowFractions: boolean): string | undefined {
+function checkQuantity(quantity: number | LosslessNumber, allowFractions: boolean): string | undefined {
+  if (isLosslessNumber(quantity)) return checkQuantityLiteral(quantity.toString(), allowFractions);
   if (!Number.isFinite(quantity)) return 'quantity must be a finite number';
   if (quantity <= 0) return `quantity must be positive, got ${quantity}`;
   if (quantity > Number.MAX_SAFE_INTEGER) return `quantity must be at most ${Number.MAX_SAFE_INTEGER}`;
   if (!allowFractions && !Number.isInteger(quantity)) return `quantity must be an integer for this usage type, got ${quantity}`;
   if (toNanoUnits(quantity) === undefined) return `quantity may have at most 9 decimal places, got ${quantity}`;
   return undefined;
+}
+
+/** The same rules as checkQuantity, applied to the literal's exact value rather than to the nearest double. */
+function checkQuantityLiteral(literal: string, allowFractions: boolean): string | undefined {
+  const { negative, digits, exponent } = decimalParts(literal);
+  if (negative || digits === '') return `quantity must be positive, got ${literal}`;
+  // digits × 10^exponent, with no zero at either end of digits: a negative exponent means a fraction.
+  const wholeDigits = digits.length + exponent;
+  const fraction = exponent < 0;
+  const tooLarge =
+    wholeDigits > String(Number.MAX_SAFE_INTEGER).length ||
+    (wholeDigits > 0 && overMaxSafe(exponent >= 0 ? digits + '0'.repeat(exponent) : digits.slice(0, wholeDigits), fraction));
+  if (tooLarge) return `quantity must be at most ${Number.MAX_SAFE_INTEGER}`;
+  if (!allowFractions && fraction) return `quantity must be an integer for this usage type, got ${literal}`;
+  if (-exponent > FRACTION_DIGITS) return `quantity may have at most ${FRACTION_DIGITS} decimal places, got ${literal}`;
+  return undefined;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Whether a number of this whole part (and a fraction, or not) is above 2^53 − 1. */
+function overMaxSafe(whole: string, fraction: boolean): boolean {
+  const value = BigInt(whole);
+  return value > MAX_SAFE || (value === MAX_SAFE && fraction);
+}
+
+/** A JSON number literal as sign, significant digits and power of ten: "-0.01250e2" → { true, "125", -2 }. */
+function decimalParts(literal: string): { negative: boolean; digits: string; exponent: number } {
+  const [, sign = '', whole = '', fraction = '', power = '0'] = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(literal) ?? [];
+  const all = `${whole}${fraction}`.replace(/^0+/, '');
+  const digits = all.replace(/0+$/, '');
+  return { negative: sign === '-' && digits !== '', digits, exponent: Number(power) - fraction.length + (all.length - digits.length) };
+}
+
+/** The quantity as an exact decimal string, once checkQuantity has passed it. */
+function quantityText(quantity: number | LosslessNumber): string {
+  if (typeof quantity === 'number') return Number.isSafeInteger(quantity) ? String(quantity) : toDecimalString(toNanoUnits(quantity) ?? 0n);
+  const { digits, exponent } = decimalParts(quantity.toString());
+  // Within the checks, exponent + 9 is between 0 and 25.
+  const units: NanoUnits = BigInt(digits) * 10n ** BigInt(exponent + FRACTION_DIGITS);
+  return toDecimalString(units);
 }
 
 function reject(reason: RejectionReason, detail: string): { ok: false; rejection: Rejection } {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { type Config } from './config';
 import { bucketsOf } from './cycles';
 import { type Rejection, type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from './envelope';
+import { stringifyExactJson } from './exact-json';
 import type { Clock, Ledger, Quarantine, QuarantineRecord, SubjectDirectory } from './ports';
 import type { LedgerEntry } from './rollups';
 
@@ -54,7 +55,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     split.events.forEach((raw, index) => {
       const result = validateEvent(raw, rules);
       if (result.ok) candidates.push({ message, index, event: result.event, raw });
-      else rejectFor(message, index, result.rejection, JSON.stringify(raw), subjectOf(raw));
+      else rejectFor(message, index, result.rejection, stringifyExactJson(raw), subjectOf(raw));
     });
   }
 
@@ -64,7 +65,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
   for (const { message, index, event, raw } of candidates) {
     const subject = subjects.get(event.subject);
     if (!subject) {
-      rejectFor(message, index, { reason: 'unknown_subject', detail: `subject "${event.subject}" does not exist` }, JSON.stringify(raw), event.subject);
+      rejectFor(message, index, { reason: 'unknown_subject', detail: `subject "${event.subject}" does not exist` }, stringifyExactJson(raw), event.subject);
       continue;
     }
     const key = eventKey(event);

@@ -1,3 +1,5 @@
+import { LosslessNumber } from './exact-json';
+
 /**
  * Exact quantities. Rollups must add up to the event, so quantities are folded as integer
  * nano-units (bigint) and written to DynamoDB as decimal strings, which DynamoDB adds exactly.
@@ -31,8 +33,17 @@ export function toDecimalString(units: NanoUnits): string {
   return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
 }
 
-export function toNumber(units: NanoUnits): number {
-  return Number(toDecimalString(units));
+/**
+ * An amount as the API answers it: a number where the double prints as the exact decimal (almost always),
+ * else the decimal's text, which the HTTP adapter writes as the same bare number token. Either way the
+ * JSON text is exact, past 2^53 and to the 9th decimal.
+ */
+export type Amount = number | LosslessNumber;
+
+export function toAmount(units: NanoUnits): Amount {
+  const text = toDecimalString(units);
+  const value = Number(text);
+  return String(value) === text ? value : new LosslessNumber(text);
 }
 
 function numberToPlainString(value: number): string {

@@ -4,7 +4,7 @@ import type { Config } from './config';
 import { cycleContaining, localDate, previousCycle } from './cycles';
 import { NotFoundError } from './errors';
 import type { AccountStore, Clock, RollupReader, SubjectDirectory } from './ports';
-import { toNumber } from './quantity';
+import { type Amount, toAmount } from './quantity';
 import { dayCounter } from './rollups';
 
 /**
@@ -18,13 +18,13 @@ import { dayCounter } from './rollups';
 
 export interface QuotaEntry {
   usageType: string;
-  limitAmount: number;
+  limitAmount: Amount;
   dailyLimitAmount: number | null;
-  usedAmount: number;
-  usedAmountDaily: number;
-  availableAmount: number;
-  bonusAmount: number;
-  spilloverAmount: number;
+  usedAmount: Amount;
+  usedAmountDaily: Amount;
+  availableAmount: Amount;
+  bonusAmount: Amount;
+  spilloverAmount: Amount;
   fairUseLimitReached: boolean;
   canUse: boolean;
   cycleStart: string;
@@ -82,13 +82,13 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
     const blocked = available === 0n && (quota?.overage ?? 'block') === 'block';
     return {
       usageType,
-      limitAmount: toNumber(balance.limit),
+      limitAmount: toAmount(balance.limit),
       dailyLimitAmount: dailyLimit ?? null,
-      usedAmount: toNumber(balance.used),
-      usedAmountDaily: toNumber(usedDaily),
-      availableAmount: toNumber(available),
-      bonusAmount: toNumber(bonus),
-      spilloverAmount: toNumber(balance.spilloverIn),
+      usedAmount: toAmount(balance.used),
+      usedAmountDaily: toAmount(usedDaily),
+      availableAmount: toAmount(available),
+      bonusAmount: toAmount(bonus),
+      spilloverAmount: toAmount(balance.spilloverIn),
       fairUseLimitReached: quota?.fairUseLimit !== undefined && balance.used >= units(quota.fairUseLimit),
       canUse: !blocked && !overDaily,
       cycleStart: cycle.start,

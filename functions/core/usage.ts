@@ -3,7 +3,7 @@ import { localDate, startOfLocalDay } from './cycles';
 import { InvalidRequestError, NotFoundError } from './errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { RollupReader, RollupRow, SubjectDirectory } from './ports';
-import { toDecimalString, toNanoUnits } from './quantity';
+import { type Amount, toAmount, toNanoUnits } from './quantity';
 import { parseQuery } from './workspaces';
 
 /**
@@ -37,7 +37,7 @@ export type UsageQuery = z.infer<typeof usageQuerySchema>;
 export interface UsageBucket {
   start: string;
   usageType: string;
-  quantity: number;
+  quantity: Amount;
 }
 
 export interface UsageResponse {
@@ -92,7 +92,7 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
   }
   const buckets: UsageBucket[] = [...sums.values()]
     .filter((b) => b.units !== 0n)
-    .map((b) => ({ start: b.start, usageType: b.usageType, quantity: Number(toDecimalString(b.units)) }));
+    .map((b) => ({ start: b.start, usageType: b.usageType, quantity: toAmount(b.units) }));
   buckets.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.usageType < b.usageType ? -1 : a.usageType > b.usageType ? 1 : 0));
   return { subject: subject.id, granularity: query.granularity, buckets };
 }

@@ -4,6 +4,7 @@ import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from './bal
 import { type Config, formatPath, idSchema, subjectSchema } from './config';
 import { envelopeRules, packEvents, validateEvent } from './envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from './errors';
+import { type LosslessNumber, parseExactJson } from './exact-json';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from './instants';
 import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from './ports';
 import { toDecimalString } from './quantity';
@@ -116,7 +117,7 @@ export async function recordUsages(
 ): Promise<{ events: { source: string; id: string }[] }> {
   let raw: unknown;
   try {
-    raw = JSON.parse(body ?? '');
+    raw = parseExactJson(body ?? '');
   } catch {
     throw new InvalidRequestError('not_json', 'the request body must be a JSON event or array of events');
   }
@@ -135,7 +136,7 @@ export async function recordUsages(
     if (!result.ok) throw new InvalidRequestError(result.rejection.reason, `events[${index}]: ${result.rejection.detail}`);
     const { event } = result;
     // Only the fields ingest reads, each within its byte limit, so that every event fits a message.
-    const data = filled.data as { quantity: number };
+    const data = filled.data as { quantity: number | LosslessNumber };
     const body = { specversion: '1.0', id: event.id, source: event.source, type: event.type, subject: event.subject, time: filled.time, data: { usageType: event.usageType, quantity: data.quantity, ...event.dimensions } };
     return { body, event };
   });

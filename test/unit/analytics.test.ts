@@ -315,7 +315,7 @@ describe('usageSeries', () => {
     const buckets = response.series[0]?.buckets ?? [];
     expect(response.series.map((s) => s.usageType)).toEqual(['tokens']);
     expect(buckets[16]).toEqual({ start: '2026-11-24T03:00:00.000Z', end: '2026-11-24T04:00:00.000Z', total: 2, byChannel: { api: 2 } });
-    expect(buckets.reduce((sum, b) => sum + b.total, 0)).toBe(2);
+    expect(buckets.reduce((sum, b) => sum + Number(b.total), 0)).toBe(2);
   });
 
   test('7d in Europe/Berlin: 7 local days ending today, bounded by local midnights (23:00Z in winter)', async () => {

@@ -1,4 +1,5 @@
-import { FRACTION_DIGITS, toDecimalString, toNanoUnits, toNumber } from '../../functions/core/quantity';
+import { LosslessNumber } from '../../functions/core/exact-json';
+import { FRACTION_DIGITS, toAmount, toDecimalString, toNanoUnits } from '../../functions/core/quantity';
 import { random } from './rollup-model';
 
 describe('toNanoUnits and toDecimalString', () => {
@@ -100,13 +101,25 @@ describe('toNanoUnits and toDecimalString', () => {
   });
 });
 
-describe('toNumber', () => {
+describe('toAmount', () => {
   test.each([
     [1_500_000_000n, 1.5],
     [300_000_000n, 0.3],
-    [-1n, -0.000000001],
     [0n, 0],
-  ])('%p nano-units is %p', (units, value) => {
-    expect(toNumber(units)).toBe(value);
+    [9_007_199_254_740_991_000_000_000n, 9007199254740991],
+    [9_007_199_254_740_994_000_000_000n, 9007199254740994], // 2^53 + 2 is a double
+  ])('%p nano-units is the number %p, which JSON writes exactly', (units, value) => {
+    expect(toAmount(units)).toBe(value);
+  });
+
+  test.each([
+    // Past 2^53, more digits than a double keeps, or a double that prints with an exponent.
+    [9_007_199_254_740_993_000_000_000n, '9007199254740993'],
+    [100_000_000_000_000_001n, '100000000.000000001'],
+    [12_345_678_123_456_789n, '12345678.123456789'],
+    [-1n, '-0.000000001'],
+    [1_000_000_000_000_000_000_000_000_000_000n, '1000000000000000000000'],
+  ])('%p nano-units is the exact decimal %p, kept as text', (units, text) => {
+    expect(toAmount(units)).toEqual(new LosslessNumber(text));
   });
 });
