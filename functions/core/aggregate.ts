@@ -6,11 +6,14 @@ import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedE
  * 1. Drop records at or below their owner's checkpoint (one per shard and bucket of subjects): a retried batch
  *    skips what it already applied, whichever records that was.
  * 2. Fold the rest, grouped by bucket across the batch, into chunks of at most 100 transaction items
- *    (rollup items plus one checkpoint per bucket).
+ *    (rollup items plus one checkpoint per bucket), with each channel and feature placed by what its cycle
+ *    item has admitted (read once for a cycle item this process has not met).
  * 3. Commit each chunk with its checkpoints in one transaction. On failure, report the first record not
  *    applied: Lambda redelivers from there, and step 1 skips the later records that were applied.
- *    A commit that finds a cycle closed since it was planned writes nothing; the cycle joins `closedCycles`
- *    and the rest is planned again, so that the cycle's late events are counted as adjustments.
+ *    A commit that finds a cycle item changed since it was planned (closed, or values admitted by another
+ *    writer) writes nothing; the item is read again and the rest is planned anew, so that a closed cycle's
+ *    late events count as adjustments and no cycle admits past its limits. A chunk DynamoDB refuses for
+ *    good is committed record by record, and a record refused alone is parked (`ParkedRecord`).
  */
 
 export const MAX_ITEMS_PER_TRANSACTION = 100;
