@@ -11,6 +11,8 @@ import { StatefulStack } from '../lib/stateful-stack';
 import { StatelessStack } from '../lib/stateless-stack';
 
 const DEFAULT_CONFIG = 'config/example.json';
+/** The committed configuration for a deployment, without local API keys or demo workspaces (README, "Deploying"). */
+const DEPLOY_EXAMPLE = 'config/prod.example.json';
 
 export interface UsagePipelineApp {
   app: App;
@@ -65,6 +67,10 @@ function readConfigText(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
+    // A missing file is most often a deploy command copied before the operator made their own config.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ConfigError(path, '', `no such file; name an existing one with -c config=<file> (${DEPLOY_EXAMPLE} is a starting point to copy)`);
+    }
     throw new ConfigError(path, '', `cannot read the file (${(error as Error).message})`);
   }
 }

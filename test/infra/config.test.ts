@@ -1,6 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildApp } from '../../bin/app';
-import { ConfigError } from '../../functions/core/config';
+import { ConfigError, parseConfig } from '../../functions/core/config';
 
 const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 
@@ -13,5 +14,28 @@ describe('configuration at synth', () => {
 
   it('reads the file named by the `config` context', () => {
     expect(() => buildApp(undefined, { context: { config: fixture('bad-config.json') } })).toThrow(/plans\[0\]\.quotas\.minutes/);
+  });
+
+  it('stops on a missing file, naming it and the committed example to start from', () => {
+    const build = () => buildApp(undefined, { context: { config: 'config/prod-missing.json' } });
+    expect(build).toThrow(ConfigError);
+    expect(build).toThrow(/config\/prod-missing\.json: \(root\): no such file; .*config\/prod\.example\.json/);
+  });
+});
+
+describe("README's deploy command", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const deploying = readme.slice(readme.indexOf('## Deploying'), readme.indexOf('\n## ', readme.indexOf('## Deploying') + 1));
+  const named = [...deploying.matchAll(/-c config=([\w./-]+)/g)].map((m) => m[1] ?? '');
+
+  it('names a configuration file that is in the repository and valid, without local API keys', () => {
+    expect(named.length).toBeGreaterThan(0);
+    for (const file of named) {
+      const path = fileURLToPath(new URL(`../../${file}`, import.meta.url));
+      expect([file, existsSync(path)]).toEqual([file, true]);
+      const config = parseConfig(readFileSync(path, 'utf8'), file);
+      // API keys in a file are for the local runtime; a deployment makes its own (README, "API keys").
+      expect(config.apiKeys).toEqual([]);
+    }
   });
 });
