@@ -46,6 +46,9 @@ export const MAX_ITERATOR_AGE = {
   export: Duration.minutes(30),
 } as const;
 
+/** The oldest usage-events message waits this long before it alarms: ingest's maxConcurrency holds a backlog in the queue. */
+export const MAX_USAGE_QUEUE_AGE = Duration.minutes(5);
+
 /** Share of received events quarantined, in percent, above which producers are likely sending something broken. */
 export const MAX_QUARANTINE_PERCENT = 5;
 
@@ -90,6 +93,10 @@ export class Operations extends Construct {
       this.alarm(alarmId, depth, 0, description);
       return depth.with({ label: alarmId });
     });
+
+    // Ingest starts at most EVENT_SOURCES.ingest.maxConcurrency invocations, so a backlog shows as waiting messages, not throttles.
+    const queueAge = usageQueue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: PERIOD });
+    this.alarm('UsageQueueAge', queueAge, MAX_USAGE_QUEUE_AGE.toSeconds(), `The oldest usage event has waited in the queue for more than ${MAX_USAGE_QUEUE_AGE.toHumanString()}`);
 
     const iteratorAge = (Object.entries(MAX_ITERATOR_AGE) as [StreamConsumer, Duration][]).map(([name, maxAge]) => {
       const fn = functions[name];

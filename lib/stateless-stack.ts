@@ -125,6 +125,7 @@ export class StatelessStack extends Stack {
       new SqsEventSource(props.usageQueue, {
         batchSize: EVENT_SOURCES.ingest.batchSize,
         maxBatchingWindow: Duration.seconds(EVENT_SOURCES.ingest.maxBatchingWindowSeconds),
+        maxConcurrency: EVENT_SOURCES.ingest.maxConcurrency,
         reportBatchItemFailures: true,
       }),
     );

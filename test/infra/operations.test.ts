@@ -93,8 +93,18 @@ describe('alarms', () => {
     }
   });
 
-  it('has exactly the alarms below: 5 queues, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records and failed commits', () => {
-    expect(Object.keys(alarms)).toHaveLength(5 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 2);
+  it('has exactly the alarms below: 5 queues, the usage queue\'s oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records and failed commits', () => {
+    expect(Object.keys(alarms)).toHaveLength(5 + 1 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 2);
+  });
+
+  it('UsageQueueAge fires when the oldest usage event has waited more than 5 minutes (ingest\'s capped concurrency keeps a backlog there)', () => {
+    expect(alarmNamed('UsageQueueAge').Properties).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Statistic: 'Maximum',
+      Threshold: 300,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::ImportValue': expect.stringContaining(`${logicalId(built.stateful.usageQueue)}QueueName`) } }],
+    });
   });
 
   it.each([

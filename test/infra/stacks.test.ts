@@ -598,6 +598,13 @@ describe('event source mappings', () => {
     });
   });
 
+  it('ingest starts at most maxConcurrency invocations, so a backlog waits in the queue instead of being throttled', () => {
+    const mappings = Object.values(stateless.findResources('AWS::Lambda::EventSourceMapping', { Properties: { FunctionName: { Ref: resourceOf(built.stateless.functions.ingest).logicalId } } }));
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0]?.Properties.ScalingConfig).toEqual({ MaximumConcurrency: 5 });
+    expect(EVENT_SOURCES.ingest.maxConcurrency).toBe(5);
+  });
+
   it('aggregate reads the ledger stream with a tumbling window and an on-failure queue', () => {
     const source = EVENT_SOURCES.aggregate;
     stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
