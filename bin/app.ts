@@ -40,6 +40,7 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
     deadLetterQueue: stateful.deadLetterQueue,
     reportsBucket: stateful.reportsBucket,
     configFile: deployableConfigFile(configFile, config),
+    emailSender: config.notifications.from,
   });
 
   const dashboard = new DashboardSite(new Stack(app, 'UsagePipeline-Dashboard', { description: 'Usage pipeline: the dashboard (S3 + CloudFront, /v1/* to the HTTP API)' }), 'Site', { api: stateless.api });

@@ -26,6 +26,8 @@ export interface StatelessStackProps extends StackProps {
   readonly reportsBucket: IBucket;
   /** Absolute path of the validated configuration file that every function bundles. */
   readonly configFile: string;
+  /** The configuration's `notifications.from`: the only address notify may send as. */
+  readonly emailSender: string;
 }
 
 type StreamSource = (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'];
@@ -44,8 +46,6 @@ export class StatelessStack extends Stack {
   readonly notifyFailures: Queue;
   /** Where the export mapping records export jobs it gave up on (shard and sequence range, not the data). */
   readonly exportFailures: Queue;
-  /** The SES identity (domain or address) threshold emails are sent from. */
-  readonly sesIdentity: CfnParameter;
   /** The SES configuration set threshold emails name; empty means none. */
   readonly sesConfigurationSet: CfnParameter;
   /** Where EventBridge Scheduler puts close-due invocations it could not deliver after its retries. */
@@ -96,11 +96,6 @@ export class StatelessStack extends Stack {
       .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
       // Writes reports/{cycleStart}/{subject}.json and reads them back for the cycle's summary.
       .bindBucket(reportsBucket, reports.envVar, 'readWrite', reports.reportsPrefix);
-    this.sesIdentity = new CfnParameter(this, 'SesIdentity', {
-      type: 'String',
-      description: 'SES identity (domain or address) threshold emails are sent from',
-      default: 'example.com',
-    });
     this.sesConfigurationSet = new CfnParameter(this, 'SesConfigurationSet', {
       type: 'String',
       description: 'SES configuration set threshold emails use (empty: none)',
@@ -112,7 +107,8 @@ export class StatelessStack extends Stack {
       .bindTable(tables.subjects, TABLES.subjects, 'read')
       .bindTable(tables.rollups, TABLES.rollups, 'read')
       .bindTable(tables.accounts, TABLES.accounts, 'read')
-      .bindEmail(this.sesIdentity.valueAsString, this.sesConfigurationSet.valueAsString);
+      // The identity notify may send as is the configured sender itself, so a mismatch cannot be deployed.
+      .bindEmail(props.emailSender, this.sesConfigurationSet.valueAsString);
     // Export jobs → one file each under exports/; it records progress and the result on the job item.
     const exportFunction = new UsageFunction(this, 'Export', { name: 'export', configFile })
       .bindTable(tables.rollups, TABLES.rollups, 'read')

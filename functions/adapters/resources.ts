@@ -192,8 +192,8 @@ export const PRESIGNED_URL_SECONDS = 300;
 /** Export job records are kept this long, like their files. */
 export const EXPORT_RETENTION_DAYS = BUCKETS.reports.exportRetentionDays;
 
-/** Where the notify function sends from; in AWS, the SES identity and configuration set are stack parameters. */
-export const EMAIL_ENV = { identity: 'SES_IDENTITY', configurationSet: 'SES_CONFIGURATION_SET' } as const;
+/** The SES configuration set threshold emails name (a stack parameter in AWS); the sender is the config's `notifications.from`. */
+export const EMAIL_ENV = { configurationSet: 'SES_CONFIGURATION_SET' } as const;
 
 /** The scheduler's one job runs hourly and closes whatever days and cycles have become due. */
 export const SCHEDULES = {

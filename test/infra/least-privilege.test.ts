@@ -48,6 +48,8 @@ const OBJECT_READ = ['s3:GetBucket*', 's3:GetObject*', 's3:List*'];
 const OBJECT_PUT = ['s3:Abort*', 's3:PutObject', 's3:PutObjectLegalHold', 's3:PutObjectRetention', 's3:PutObjectTagging', 's3:PutObjectVersionTagging'];
 const SEND_EMAIL = ['ses:SendEmail'];
 const { exportsPrefix, reportsPrefix } = BUCKETS.reports;
+/** `notifications.from` of the fixture config. */
+const SENDER = 'usage-alerts@mail.usage.example';
 
 const union = (...groups: string[][]) => [...new Set(groups.flat())].sort();
 
@@ -102,7 +104,9 @@ const EXPECTED: Record<FunctionName, Grants> = {
     'table:subjects': READ,
     'table:rollups': READ,
     'table:accounts': READ,
-    'ses:identity/SesIdentity': SEND_EMAIL,
+    // The sender of the fixture's `notifications.from`, as an address identity and as its domain's.
+    [`ses:identity/${SENDER}`]: SEND_EMAIL,
+    [`ses:identity/${SENDER.split('@')[1] ?? ''}`]: SEND_EMAIL,
     'ses:configuration-set/SesConfigurationSet': SEND_EMAIL,
     'queue:notifyFailures': SEND,
   },
@@ -174,6 +178,9 @@ function resourceName(resource: unknown): string {
     // arn:<partition>:ses:<region>:<account>:<type>/<stack parameter>
     const ses = /"arn:",\{"Ref":"AWS::Partition"\},":ses:",\{"Ref":"AWS::Region"\},":",\{"Ref":"AWS::AccountId"\},":([a-z-]+)\/",\{"Ref":"(\w+)"\}/.exec(json);
     if (ses) return `ses:${ses[1]}/${ses[2]}`;
+    // arn:<partition>:ses:<region>:<account>:<type>/<name known at synth>
+    const named = /^\["arn:",\{"Ref":"AWS::Partition"\},":ses:",\{"Ref":"AWS::Region"\},":",\{"Ref":"AWS::AccountId"\},":([a-z-]+)\/([^"]+)"\]$/.exec(JSON.stringify(parts));
+    if (named) return `ses:${named[1]}/${named[2]}`;
   }
   const conditional = (resource as { 'Fn::If'?: [string, unknown, unknown] })['Fn::If'];
   if (conditional && JSON.stringify(conditional[2]) === JSON.stringify({ Ref: 'AWS::NoValue' })) return resourceName(conditional[1]);

@@ -378,27 +378,25 @@ describe('functions', () => {
 });
 
 describe('notify function', () => {
-  it('is told the SES identity and configuration set from the stack parameters', () => {
+  it('is told the SES configuration set from its stack parameter', () => {
     stateless.templateMatches({
       Resources: {
         [resourceOf(built.stateless.functions.notify).logicalId]: {
-          Properties: {
-            Environment: { Variables: { [EMAIL_ENV.identity]: { Ref: 'SesIdentity' }, [EMAIL_ENV.configurationSet]: { Ref: 'SesConfigurationSet' } } },
-          },
+          Properties: { Environment: { Variables: { [EMAIL_ENV.configurationSet]: { Ref: 'SesConfigurationSet' } } } },
         },
       },
     });
   });
 
-  it('takes the SES identity and configuration set as stack parameters', () => {
-    stateless.hasParameter('SesIdentity', { Type: 'String', Default: 'example.com', Description: Match.stringLikeRegexp('SES identity') });
+  it('takes the configuration set as a stack parameter, and no SES identity: that comes from the configured sender', () => {
     stateless.hasParameter('SesConfigurationSet', { Type: 'String', Default: '' });
+    expect(Object.keys(stateless.toJSON().Parameters as Record<string, unknown>)).not.toContain('SesIdentity');
   });
 
   it('is the only function told about SES', () => {
     for (const name of FUNCTION_NAMES.filter((n) => n !== 'notify')) {
       const variables = (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      expect(Object.keys(variables)).not.toContain(EMAIL_ENV.identity);
+      expect(Object.keys(variables)).not.toContain(EMAIL_ENV.configurationSet);
       expect(JSON.stringify(policyStatements(name))).not.toContain('ses:');
     }
   });
@@ -555,22 +553,27 @@ describe('least privilege', () => {
     for (const name of ['ledger', 'quarantine'] as const) expect(JSON.stringify(statements)).not.toContain(tableId(name));
   });
 
-  it('the notify function may send email only from the SES identity and with the configuration set, if one is given', () => {
+  it('the notify function may send email only as the configured sender (its address or domain identity) and with the configuration set, if one is given', () => {
+    const sender = 'usage-alerts@mail.usage.example'; // the fixture's notifications.from
     const statements = policyStatements('notify');
     const ses = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith('ses:')));
-    const sesArn = (resource: string, parameter: string) => ({
-      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ses:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, `:${resource}/`, { Ref: parameter }]],
+    const sesArn = (resource: string, name: unknown) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ses:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ...(typeof name === 'string' ? [`:${resource}/${name}`] : [`:${resource}/`, name])]],
     });
     const conditions = Object.entries(stateless.toJSON().Conditions as Record<string, unknown>);
     const [inUse] = conditions.find(([, expression]) => JSON.stringify(expression) === JSON.stringify({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'SesConfigurationSet' }, ''] }] })) ?? [];
     expect(inUse).toBeDefined();
     expect(ses).toHaveLength(1);
     expect(ses[0]).toMatchObject({ Effect: 'Allow', Action: 'ses:SendEmail' });
-    // Exactly these two (policy minimization orders them).
+    // Exactly these three (policy minimization orders them).
     const resources = [ses[0]?.Resource].flat();
-    expect(resources).toHaveLength(2);
+    expect(resources).toHaveLength(3);
     expect(resources).toEqual(
-      expect.arrayContaining([sesArn('identity', 'SesIdentity'), { 'Fn::If': [inUse, sesArn('configuration-set', 'SesConfigurationSet'), { Ref: 'AWS::NoValue' }] }]),
+      expect.arrayContaining([
+        sesArn('identity', sender),
+        sesArn('identity', 'mail.usage.example'),
+        { 'Fn::If': [inUse, sesArn('configuration-set', { Ref: 'SesConfigurationSet' }), { Ref: 'AWS::NoValue' }] },
+      ]),
     );
     expect(JSON.stringify(ses)).not.toContain('*');
   });
