@@ -62,9 +62,12 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
       clock: appContext.clock(),
     });
     metrics.addMetric('ThresholdsCrossed', MetricUnit.Count, alerts.length);
+    metrics.addMetric('ThresholdEvaluationFailures', MetricUnit.Count, 0);
   } catch (error) {
-    // Retry the batch: its commits are skipped by the checkpoint, the evaluation runs again.
+    // Retry the batch: its commits are skipped by the checkpoint, the evaluation runs again. Counted, because
+    // Lambda's Errors metric never sees a batch answered with batchItemFailures.
     logger.error('threshold evaluation failed; the batch is retried', { error: error as Error });
+    metrics.addMetric('ThresholdEvaluationFailures', MetricUnit.Count, 1);
     failedAt = changes[0]?.sequenceNumber;
   }
   return { state: {}, batchItemFailures: failedAt ? [{ itemIdentifier: failedAt }] : [] };

@@ -142,10 +142,11 @@ export class Operations extends Construct {
       period: PERIOD,
     });
     this.alarm('QuarantineRate', quarantineRate, MAX_QUARANTINE_PERCENT, `More than ${MAX_QUARANTINE_PERCENT}% of received events were quarantined`);
-    // The aggregate answers a failed commit with batchItemFailures (Lambda resumes from the failed record), which
-    // Lambda's Errors metric never counts: these two metrics of its own make failures and parked records visible.
+    // The aggregate answers a failed commit or threshold evaluation with batchItemFailures (Lambda resumes from the
+    // record named), which Lambda's Errors metric never counts: these metrics of its own make failures and parked records visible.
     this.alarm('AggregateRecordsParked', serviceMetric('RecordsParked'), 0, 'DynamoDB refused ledger records on their own; they are parked and not counted');
     this.alarm('AggregateCommitFailures', serviceMetric('RollupCommitFailures'), 0, 'A rollup commit failed after its retries; the batch resumes from the failed record');
+    this.alarm('AggregateThresholdFailures', serviceMetric('ThresholdEvaluationFailures'), 0, 'Threshold evaluation failed after the rollups were applied; the batch is retried');
 
     this.dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(3) });
     const graph = (title: string, left: IMetric[], options: { leftLabel?: string } = {}) =>

@@ -93,8 +93,8 @@ describe('alarms', () => {
     }
   });
 
-  it('has exactly the alarms below: 5 queues, the usage queue\'s oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records and failed commits', () => {
-    expect(Object.keys(alarms)).toHaveLength(5 + 1 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 2);
+  it('has exactly the alarms below: 5 queues, the usage queue\'s oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records, failed commits and failed threshold evaluations', () => {
+    expect(Object.keys(alarms)).toHaveLength(5 + 1 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 3);
   });
 
   it('UsageQueueAge fires when the oldest usage event has waited more than 5 minutes (ingest\'s capped concurrency keeps a backlog there)', () => {
@@ -110,6 +110,7 @@ describe('alarms', () => {
   it.each([
     ['AggregateRecordsParked', 'RecordsParked'],
     ['AggregateCommitFailures', 'RollupCommitFailures'],
+    ['AggregateThresholdFailures', 'ThresholdEvaluationFailures'],
   ])('%s fires on the first %s the aggregate function counts', (id, metricName) => {
     expect(alarmNamed(id).Properties).toMatchObject({
       Namespace: 'UsagePipeline',
