@@ -3,7 +3,7 @@ import middy from '@middy/core';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
-import { httpErrors, json } from './adapters/http';
+import { decodedBody, httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
 import { quarantineQuerySchema } from './core/ingest';
 import { buildOpenApi } from './openapi';
@@ -224,4 +224,4 @@ const router = httpRouterHandler<APIGatewayProxyEventV2, APIGatewayProxyResultV2
   },
 });
 
-export const handler = middy(router).use(injectLambdaContext(logger)).use(httpErrors());
+export const handler = middy(router).use(injectLambdaContext(logger)).use(decodedBody()).use(httpErrors());

@@ -37,3 +37,28 @@ export function httpErrors(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayPr
     },
   };
 }
+
+/**
+ * API Gateway's HTTP API passes a body whose content type it does not treat as text base64-encoded, with
+ * `isBase64Encoded: true`. Decoded here, before any route, so every route reads the text the client sent;
+ * bytes that are not UTF-8 are a 400, never text with replacement characters.
+ */
+export function decodedBody(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
+  return {
+    before: async (request) => {
+      const { event } = request;
+      if (!event.isBase64Encoded || event.body === undefined) return;
+      request.event = { ...event, body: base64Text(event.body), isBase64Encoded: false };
+    },
+  };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function base64Text(body: string): string {
+  try {
+    return utf8.decode(Buffer.from(body, 'base64'));
+  } catch {
+    throw new InvalidRequestError('invalid_json', 'the request body is not UTF-8 text');
+  }
+}

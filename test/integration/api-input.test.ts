@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/aggregate';
+import { FUNCTIONS } from '../../functions/adapters/resources';
+import { lambdaContext } from '../../local/lambda-context';
 import { type Invoke, type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, templateOf } from '../support/api-contract';
 import { suiteClockStart } from '../support/clock-start';
@@ -256,5 +259,102 @@ describe('paths outside /v1', () => {
     // Assert
     expect([answer.status, answer.contentType]).toEqual([200, 'text/html; charset=utf-8']);
     expect(String(answer.body)).toContain('<title>Usage dashboard</title>');
+  });
+});
+
+/**
+ * An HTTP API (payload format 2.0) event as AWS documents it ("Create AWS Lambda proxy integrations for HTTP
+ * APIs in API Gateway", section "Payload format version", the 2.0 example), for one route of this API: no
+ * cookies, authorizer or client certificate, which this API does not use.
+ */
+function httpApiEvent(options: { method: string; route: string; path: string; pathParameters: Record<string, string>; contentType: string; body: string; isBase64Encoded: boolean }): APIGatewayProxyEventV2 {
+  const now = stack.clock.now();
+  return {
+    version: '2.0',
+    routeKey: `${options.method} ${options.route}`,
+    rawPath: options.path,
+    rawQueryString: '',
+    headers: {
+      accept: '*/*',
+      authorization: `Bearer ${ADMIN}`,
+      'content-length': String(options.body.length),
+      'content-type': options.contentType,
+      host: 'id.execute-api.us-east-1.amazonaws.com',
+      'user-agent': 'agent',
+      'x-amzn-trace-id': 'Root=1-5e723a3a-58b1a0c8f4d2e6a6b6a2b6f4',
+      'x-forwarded-for': '192.0.2.1',
+      'x-forwarded-port': '443',
+      'x-forwarded-proto': 'https',
+    },
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'api-id',
+      domainName: 'id.execute-api.us-east-1.amazonaws.com',
+      domainPrefix: 'id',
+      http: { method: options.method, path: options.path, protocol: 'HTTP/1.1', sourceIp: '192.0.2.1', userAgent: 'agent' },
+      requestId: 'id',
+      routeKey: `${options.method} ${options.route}`,
+      stage: '$default',
+      time: '12/Mar/2020:19:03:58 +0000',
+      timeEpoch: now.getTime(),
+    },
+    body: options.body,
+    pathParameters: options.pathParameters,
+    isBase64Encoded: options.isBase64Encoded,
+  };
+}
+
+async function invokeApi(event: APIGatewayProxyEventV2): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { handler } = await import('../../functions/api');
+  const result = (await handler(event, lambdaContext('api', FUNCTIONS.api.timeoutSeconds))) as APIGatewayProxyStructuredResultV2;
+  return { status: result.statusCode ?? 0, body: JSON.parse(result.body ?? 'null') as Record<string, unknown> };
+}
+
+describe('bodies the HTTP API passes base64-encoded (isBase64Encoded: true)', () => {
+  const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+  test('POST …/usages with a CloudEvents body is decoded, accepted and counted', async () => {
+    // Arrange: a content type API Gateway does not treat as text, and a non-ASCII value that must survive the decoding
+    const time = stack.clock.now().toISOString();
+    const event = { specversion: '1.0', id: 'base64-body-1', source: '//base64', type: 'usage', subject: 'ws_three', time, data: { usageType: 'tokens', quantity: 7, feature: 'résumé' } };
+    const request = httpApiEvent({ method: 'POST', route: '/v1/workspaces/{id}/usages', path: '/v1/workspaces/ws_three/usages', pathParameters: { id: 'ws_three' }, contentType: 'application/cloudevents+json; charset=utf-8', body: base64(JSON.stringify(event)), isBase64Encoded: true });
+
+    // Act
+    const answer = await invokeApi(request);
+    await stack.settle();
+    const usage = await call('GET', `/v1/workspaces/ws_three/usage?granularity=hour&from=${new Date(Date.parse(time) - HOUR_MS).toISOString()}&to=${new Date(Date.parse(time) + HOUR_MS).toISOString()}`);
+
+    // Assert
+    expect(answer).toEqual({ status: 202, body: { events: [{ source: '//base64', id: 'base64-body-1' }] } });
+    const buckets = (usage.body as { buckets: { usageType: string; quantity: number }[] }).buckets;
+    expect(buckets.filter((b) => b.usageType === 'tokens').map((b) => b.quantity)).toEqual([7]);
+  });
+
+  test('PUT /v1/workspaces/{id} with a base64 JSON body is decoded like any other route', async () => {
+    // Arrange
+    const body = JSON.stringify({ plan: 'pro', billingAnchorDay: 3, timeZone: 'UTC', name: 'Ünïcode Ltd' });
+    const request = httpApiEvent({ method: 'PUT', route: '/v1/workspaces/{id}', path: '/v1/workspaces/ws_base64', pathParameters: { id: 'ws_base64' }, contentType: 'application/octet-stream', body: base64(body), isBase64Encoded: true });
+
+    // Act
+    const answer = await invokeApi(request);
+
+    // Assert
+    expect(answer.status).toBe(201);
+    expect(answer.body).toMatchObject({ id: 'ws_base64', plan: 'pro', billingAnchorDay: 3, name: 'Ünïcode Ltd' });
+  });
+
+  test('a base64 body that is not UTF-8 → 400 invalid_json; the same JSON sent as text still works', async () => {
+    // Arrange
+    const notUtf8 = Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('base64');
+    const event = { specversion: '1.0', id: 'base64-body-2', source: '//base64', type: 'usage', subject: 'ws_three', time: stack.clock.now().toISOString(), data: { usageType: 'tokens', quantity: 1 } };
+    const route = { method: 'POST', route: '/v1/workspaces/{id}/usages', path: '/v1/workspaces/ws_three/usages', pathParameters: { id: 'ws_three' }, contentType: 'application/json' };
+
+    // Act
+    const refused = await invokeApi(httpApiEvent({ ...route, body: notUtf8, isBase64Encoded: true }));
+    const plain = await invokeApi(httpApiEvent({ ...route, body: JSON.stringify(event), isBase64Encoded: false }));
+
+    // Assert
+    expect([refused.status, (refused.body.error as { code?: string } | undefined)?.code]).toEqual([400, 'invalid_json']);
+    expect(plain.status).toBe(202);
   });
 });
