@@ -88,8 +88,9 @@ export class StatelessStack extends Stack {
       .bindTable(tables.exports, TABLES.exports, 'readWrite')
       // Finished exports are downloaded through presigned GetObject URLs; cycle reports are built from the tables.
       .bindBucket(reportsBucket, reports.envVar, 'read', reports.exportsPrefix);
-    // One run at a time: a close must never overlap the next one, so a run that is still busy holds the next back.
-    const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile, reservedConcurrency: 1 })
+    // One run at a time, without reserved concurrency (which accounts with a low concurrency quota cannot grant):
+    // each run holds a lease in the accounts table, and a run that finds it held closes nothing (functions/scheduler.ts).
+    const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile })
       .bindTable(tables.subjects, TABLES.subjects, 'read')
       // A cycle close marks the cycle's rollup items closed.
       .bindTable(tables.rollups, TABLES.rollups, 'readWrite')

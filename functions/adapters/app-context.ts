@@ -15,6 +15,7 @@ import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
 import { S3FileWriter, S3Reports, createS3Client } from './s3';
 import { DynamoExports } from './export-store';
+import { DynamoLeases } from './lease-store';
 import { withoutSdkLogging } from './sdk-clients';
 
 /**
@@ -64,6 +65,8 @@ export const appContext = {
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
+  /** Leases of jobs that must not overlap (the scheduler's closes), beside the accounts' items. */
+  leases: once(() => new DynamoLeases(documentClient(), requireEnv(TABLES.accounts.envVar))),
   alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),
   apiKeys: once(() => new DynamoApiKeys(documentClient(), requireEnv(TABLES.apiKeys.envVar))),
   email: once(() => new SesEmailSender(sesClient(), process.env[EMAIL_ENV.configurationSet] || undefined)),

@@ -693,16 +693,14 @@ describe('export event source mapping', () => {
 });
 
 describe('scheduler', () => {
-  it('runs at most one close at a time', () => {
-    stateless.hasResourceProperties('AWS::Lambda::Function', {
-      Handler: 'index.handler',
-      ReservedConcurrentExecutions: 1,
-      Environment: { Variables: Match.objectLike({ [TABLES.accounts.envVar]: Match.anyValue() }) },
-    });
-    expect(resourceOf(built.stateless.functions.scheduler).resource.Properties.ReservedConcurrentExecutions).toBe(1);
-    for (const name of FUNCTION_NAMES.filter((n) => n !== 'scheduler')) {
-      expect(resourceOf(built.stateless.functions[name]).resource.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  it('needs no reserved concurrency (closes are single-flight through a lease in the accounts table), nor does any function', () => {
+    for (const name of FUNCTION_NAMES) {
+      expect([name, resourceOf(built.stateless.functions[name]).resource.Properties.ReservedConcurrentExecutions]).toEqual([name, undefined]);
     }
+    // The lease is an item of the accounts table, which the scheduler may write.
+    expect(variablesOf('scheduler')[TABLES.accounts.envVar]).toBeDefined();
+    const writes = JSON.stringify(allowing(policyStatements('scheduler'), ['dynamodb:PutItem', 'dynamodb:DeleteItem']).map((s) => s.Resource));
+    expect(writes).toContain(resourceOf(built.stateful.tables.accounts).logicalId);
   });
 
   it('is invoked by an EventBridge Scheduler schedule with the close-due job, retries and a dead-letter queue', () => {

@@ -203,9 +203,11 @@ export class LambdaDriver {
 
   /** Runs the scheduled close until a run completes (each crashed run leaves part of the work done); returns the completed run's summary. */
   async schedule(): Promise<CloseSummary> {
+    // Each attempt is a retry of one asynchronous invocation, under its request id, which holds the close's lease.
+    const context = lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds);
     for (let attempt = 0; ; attempt++) {
       this.injector.begin('scheduler', attempt >= SCHEDULER_CALM_AFTER);
-      const summary = await this.invoke('scheduler', () => this.stack.handlers.scheduler({ job: SCHEDULES.closeDue.job }, lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds)));
+      const summary = await this.invoke('scheduler', () => this.stack.handlers.scheduler({ job: SCHEDULES.closeDue.job }, context));
       if (!this.injector.end() && summary) return summary;
     }
   }
