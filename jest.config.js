@@ -1,4 +1,4 @@
-// Four suites, each runnable alone: `npx jest --selectProjects unit|integration|infra|browser`.
+// Five suites, each runnable alone: `npx jest --selectProjects unit|integration|infra|browser|artifact`.
 const transform = {
   '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }],
 };
@@ -13,5 +13,7 @@ export default {
     { ...common, displayName: 'infra', testMatch: ['<rootDir>/test/infra/**/*.test.ts'] },
     // The dashboard in Debian's Chromium (/usr/bin/chromium) against the local stack.
     { ...common, displayName: 'browser', testMatch: ['<rootDir>/test/browser/**/*.test.ts'] },
+    // The synthesized bundles (cdk.out) on Node.js 22 against the local stand-ins.
+    { ...common, displayName: 'artifact', testMatch: ['<rootDir>/test/artifact/**/*.test.ts'] },
   ],
 };
