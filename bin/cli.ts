@@ -51,11 +51,20 @@ const USAGE = `usage: usage-pipeline <command> [options]
       replayed, skipped and failed entries and one line per entry (--json: one JSON object); exits 1
       if any failed. Progress goes to stderr.
 
+  repair --subject ID [--cycle current|previous|YYYY-MM-DD] [--dry-run] [--json]
+      Restore a workspace's rollups from the ledger, the source of truth, while events keep flowing: its
+      day, cycle, user and group items are made to hold exactly the ledger's events that the aggregator
+      has applied (those still in flight on the stream are left to it), and parked records of the cycle are
+      applied and removed. A closed cycle's change is a late adjustment, listed in its report under the
+      source usage-pipeline/repair. Every cycle inside the ledger's retention when --cycle is absent.
+      Running it again changes nothing. --dry-run lists what would change. Prints one line per item
+      changed (--json: one JSON object). Reads LEDGER_TABLE and its stream, writes ROLLUPS_TABLE.
+
   report-schema
       Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
       schemas/usage-report.schema.json).
 
-  subjects, grants, keys, audit and replay take --endpoint URL for DynamoDB Local, --config FILE (default config/example.json)
+  subjects, grants, keys, audit, replay and repair take --endpoint URL for DynamoDB Local (and its streams), --config FILE (default config/example.json)
   for plans and usage types, and --now ISO to act as of that instant instead of the system clock (for a local stack
   whose clock was started elsewhere with --clock-start or moved by the test clock); audit takes --s3-endpoint URL for the local S3 stand-in (READY's s3.endpoint);
   replay takes --sqs-endpoint URL for the local SQS stand-in (READY's sqs.endpoint).
@@ -76,6 +85,8 @@ async function main(argv: string[]): Promise<number> {
       return audit(rest);
     case 'replay':
       return replay(rest);
+    case 'repair':
+      return repair(rest);
     case 'openapi': {
       const { DEPLOYED_ROUTES } = await import('../functions/api');
       const { buildOpenApi } = await import('../functions/openapi');
@@ -374,6 +385,53 @@ async function replay(args: string[]): Promise<number> {
   sqs.destroy();
   process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${replayTable(result)}\n`);
   return result.failed === 0 ? 0 : 1;
+}
+
+async function repair(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { subject: { type: 'string' }, cycle: { type: 'string' }, 'dry-run': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, ...ADMIN_OPTIONS },
+    strict: true,
+  });
+  if (values.subject === undefined || values.subject.length === 0) throw new UsageError('--subject is required');
+  if (values.endpoint) process.env.AWS_ENDPOINT_URL_DYNAMODB_STREAMS ??= values.endpoint;
+  const deps = await adminContext(values);
+  const { reportQuerySchema, resolveCycle } = await import('../functions/core/analytics');
+  const cycle = values.cycle === undefined ? undefined : parseOptions(reportQuerySchema, 'cycle', { cycle: values.cycle }).cycle;
+  const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+  const { DynamoDBStreamsClient } = await import('@aws-sdk/client-dynamodb-streams');
+  const { appContext } = await import('../functions/adapters/app-context');
+  const { requireEnv } = await import('../functions/adapters/dynamodb');
+  const { DynamoLedgerStream } = await import('../functions/adapters/ledger-stream');
+  const { TABLES } = await import('../functions/adapters/resources');
+  const { breakdownPolicy } = await import('../functions/core/rollups');
+  const { RepairRefusedError, repairSubject, repairTable } = await import('../functions/core/repair');
+  const now = deps.clock.now();
+  const streams = new DynamoDBStreamsClient({ maxAttempts: 8 });
+  const dynamodb = new DynamoDBClient({ maxAttempts: 8 });
+  try {
+    const result = await repairSubject(
+      { subject: values.subject, dryRun: values['dry-run'], ...(cycle ? { cycle: (subject) => resolveCycle(cycle, subject, now) } : {}) },
+      {
+        config: deps.config,
+        clock: deps.clock,
+        subjects: deps.subjects,
+        snapshots: deps.accounts,
+        ledger: appContext.ledgerScanner(),
+        stream: new DynamoLedgerStream(streams, dynamodb, requireEnv(TABLES.ledger.envVar)),
+        rollups: appContext.rollups(),
+        breakdowns: breakdownPolicy(deps.config.rateCard),
+      },
+    ).catch((error: unknown) => {
+      if (error instanceof RepairRefusedError) throw new UsageError(error.message);
+      throw error;
+    });
+    process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${repairTable(result)}\n`);
+    return 0;
+  } finally {
+    streams.destroy();
+    dynamodb.destroy();
+  }
 }
 
 /** Validates command-line options against the schema the API uses; the first problem names its option. */

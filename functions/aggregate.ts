@@ -2,10 +2,9 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
-import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
-import { ledgerImageFromStream } from './adapters/ledger-store';
+import { type LedgerStreamRecord, ledgerChangeFromRecord } from './adapters/ledger-store';
 import { logger, metrics } from './adapters/observability';
 import { aggregateChanges } from './core/aggregate';
 import { evaluateThresholds, touchedCycles } from './core/alerts';
@@ -74,13 +73,8 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
 }
 
 function toChange(record: DynamoDBRecord): LedgerChange[] {
-  const sequenceNumber = record.dynamodb?.SequenceNumber;
-  if (!sequenceNumber) return [];
-  const oldImage = ledgerImageFromStream(record.dynamodb?.OldImage as Record<string, AttributeValue> | undefined);
-  const newImage = ledgerImageFromStream(record.dynamodb?.NewImage as Record<string, AttributeValue> | undefined);
-  // TTL deletions are made by the DynamoDB service principal; the event ages out, its counts stay.
-  const expired = record.eventName === 'REMOVE' && record.userIdentity?.type === 'Service' && record.userIdentity?.principalId === 'dynamodb.amazonaws.com';
-  return [{ sequenceNumber, ...(oldImage ? { oldImage } : {}), ...(newImage ? { newImage } : {}), ...(expired ? { expired } : {}) }];
+  const change = ledgerChangeFromRecord(record as LedgerStreamRecord);
+  return change ? [change] : [];
 }
 
 export const handler = middy(aggregate).use(injectLambdaContext(logger)).use(logMetrics(metrics));

@@ -7,7 +7,8 @@ import { marshall } from '@aws-sdk/util-dynamodb';
 import { LRUCache } from 'lru-cache';
 import { eventKey } from '../core/envelope';
 import type { Ledger } from '../core/ports';
-import type { LedgerEntry, LedgerImage } from '../core/rollups';
+import type { LedgerVersions, VersionedImage } from '../core/repair';
+import type { LedgerChange, LedgerEntry, LedgerImage } from '../core/rollups';
 import { mapConcurrently, writeMeter } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 
@@ -124,18 +125,61 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
   return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
 }
 
+/** A ledger item's version: its message's sent time and content digest, both changed by every write. */
+export function ledgerVersionFromStream(image: Record<string, AttributeValue> | undefined): string | undefined {
+  const sentAt = image?.sentAt?.S;
+  const digest = image?.digest?.S;
+  return sentAt === undefined || digest === undefined ? undefined : `${sentAt}#${digest}`;
+}
+
+/** The part of a DynamoDB stream record (Lambda's event or the Streams API) the ledger's changes are read from. */
+export interface LedgerStreamRecord {
+  eventName?: string;
+  userIdentity?: { type?: string; principalId?: string };
+  dynamodb?: { SequenceNumber?: string; OldImage?: Record<string, AttributeValue>; NewImage?: Record<string, AttributeValue> };
+}
+
+/** A stream record as the change it makes to the rollups; undefined for a record without a sequence number. */
+export function ledgerChangeFromRecord(record: LedgerStreamRecord): LedgerChange | undefined {
+  const sequenceNumber = record.dynamodb?.SequenceNumber;
+  if (!sequenceNumber) return undefined;
+  const oldImage = ledgerImageFromStream(record.dynamodb?.OldImage);
+  const newImage = ledgerImageFromStream(record.dynamodb?.NewImage);
+  // TTL deletions are made by the DynamoDB service principal; the event ages out, its counts stay.
+  const expired = record.eventName === 'REMOVE' && record.userIdentity?.type === 'Service' && record.userIdentity?.principalId === 'dynamodb.amazonaws.com';
+  return { sequenceNumber, ...(oldImage ? { oldImage } : {}), ...(newImage ? { newImage } : {}), ...(expired ? { expired } : {}) };
+}
+
 /** Parallel segments of a full scan: the audit reads the whole ledger, and one segment at a time would take long. */
 const SCAN_SEGMENTS = 4;
 
-/** Reads every ledger item back as the image rollups are built from; the audit's source of truth. */
-export class DynamoLedgerScanner implements LedgerScanner {
+/** Reads every ledger item back as the image rollups are built from; the source of truth of the audit and of repairs. */
+export class DynamoLedgerScanner implements LedgerScanner, LedgerVersions {
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
   ) {}
 
   async *scan(subject?: string): AsyncIterable<LedgerImage> {
-    const filter = subject === undefined ? {} : { FilterExpression: '#subject = :subject', ExpressionAttributeNames: { '#subject': 'subject' }, ExpressionAttributeValues: { ':subject': { S: subject } } };
+    for await (const items of this.items(subject, false)) yield* items.flatMap((item) => ledgerImageFromStream(item) ?? []);
+  }
+
+  /** Strongly consistent: a repair must not read an item older than a change already applied to the rollups. */
+  async *versions(subject: string): AsyncIterable<VersionedImage> {
+    for await (const items of this.items(subject, true)) {
+      for (const item of items) {
+        const image = ledgerImageFromStream(item);
+        const version = ledgerVersionFromStream(item);
+        if (image && version) yield { image, version };
+      }
+    }
+  }
+
+  private async *items(subject: string | undefined, consistent: boolean): AsyncIterable<Record<string, AttributeValue>[]> {
+    const filter = {
+      ...(subject === undefined ? {} : { FilterExpression: '#subject = :subject', ExpressionAttributeNames: { '#subject': 'subject' }, ExpressionAttributeValues: { ':subject': { S: subject } } }),
+      ...(consistent ? { ConsistentRead: true } : {}),
+    };
     // Segments run together; their pages are yielded as they come, one page in memory per segment.
     const segments = Array.from({ length: SCAN_SEGMENTS }, (_, segment) => this.segment(segment, filter)[Symbol.asyncIterator]());
     const pending = new Map(segments.map((iterator, i) => [i, iterator.next().then((result) => ({ i, result }))]));
@@ -145,16 +189,16 @@ export class DynamoLedgerScanner implements LedgerScanner {
         pending.delete(i);
         continue;
       }
-      pending.set(i, (segments[i] as AsyncIterator<LedgerImage[]>).next().then((next) => ({ i, result: next })));
-      yield* result.value;
+      pending.set(i, (segments[i] as AsyncIterator<Record<string, AttributeValue>[]>).next().then((next) => ({ i, result: next })));
+      yield result.value;
     }
   }
 
-  private async *segment(segment: number, filter: Partial<ScanCommandInput>): AsyncIterable<LedgerImage[]> {
+  private async *segment(segment: number, filter: Partial<ScanCommandInput>): AsyncIterable<Record<string, AttributeValue>[]> {
     let ExclusiveStartKey: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(new ScanCommand({ TableName: this.tableName, Segment: segment, TotalSegments: SCAN_SEGMENTS, ExclusiveStartKey, ...filter }));
-      yield (page.Items ?? []).flatMap((item) => ledgerImageFromStream(item) ?? []);
+      yield page.Items ?? [];
       ExclusiveStartKey = page.LastEvaluatedKey;
     } while (ExclusiveStartKey);
   }

@@ -1,8 +1,9 @@
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { DeleteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Clock, CommitResult, CycleItemKey, LateChange, ParkedRecords, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, OTHER, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import type { RepairStore, RollupRange } from '../core/repair';
+import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
@@ -22,6 +23,9 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
   return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
 }
 
+/** One repair of a subject at a time (core/repair.ts): the holder's lease, which expires by itself. */
+const repairLeaseKey = (subject: string) => ({ pk: 'repair#lease', sk: subject });
+
 /** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
 const COUNTER = /^(h|d|ch|c|f)#/;
@@ -37,7 +41,7 @@ const MAX_CONFLICT_RETRIES = 6;
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */
-export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, ParkedRecords {
+export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, ParkedRecords, RepairStore {
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
@@ -152,18 +156,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   }
 
   async readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>> {
-    const items = await batchGet(this.client, this.tableName, keys.map((k) => ({ pk: k.subject, sk: rollupSortKey('cycle', k.cycleStart, k.usageType) })), { consistentRead: true });
-    const states = new Map<string, CycleState>();
-    for (const item of items) {
-      const admitted = (prefix: string, dimension: Breakdown) => ({
-        values: new Set(Object.keys(item).flatMap((name) => (name.startsWith(prefix) && name !== `${prefix}${OTHER}` ? [name.slice(prefix.length)] : []))),
-        count: Number(numberText(item[ADMITTED[dimension]])),
-      });
-      const subject = String(item.pk);
-      const [, cycleStart = '', usageType = ''] = /^C#([^#]*)#(.*)$/.exec(String(item.sk)) ?? [];
-      states.set(cycleItemKey(subject, cycleStart, usageType), { closed: typeof item.closedAt === 'string', channel: admitted('c#', 'channel'), feature: admitted('f#', 'feature') });
-    }
-    return states;
+    const items = await this.cycleItems(keys);
+    return new Map([...items].map(([key, row]) => [key, cycleStateOf(row)]));
   }
 
   async cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>> {
@@ -176,7 +170,51 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     return this.between(subject, kind, prefix, `${prefix}\uffff`);
   }
 
-  private async between(subject: string, kind: RollupKind, from: string, to: string): Promise<RollupRow[]> {
+  async readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]> {
+    const read = (kind: Exclude<RollupKind, 'late'>, from: string, to: string) => this.between(subject, kind, `${ROLLUP_PREFIX[kind]}#${from}`, `${ROLLUP_PREFIX[kind]}#${to}\uffff`, true);
+    const kinds = await Promise.all([read('day', range.fromDay, range.toDay), read('cycle', range.fromCycle, range.toCycle), read('user', range.fromCycle, range.toCycle), read('group', range.fromCycle, range.toCycle)]);
+    return kinds.flat();
+  }
+
+  async acquireRepairLease(subject: string, holder: string, until: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...repairLeaseKey(subject), holder, until, expiresAt: until },
+          ConditionExpression: 'attribute_not_exists(pk) OR #until < :now',
+          ExpressionAttributeNames: { '#until': 'until' },
+          ExpressionAttributeValues: { ':now': Math.floor(Date.now() / 1000) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async releaseRepairLease(subject: string, holder: string): Promise<void> {
+    await this.client
+      .send(new DeleteCommand({ TableName: this.tableName, Key: repairLeaseKey(subject), ConditionExpression: 'holder = :holder', ExpressionAttributeValues: { ':holder': holder } }))
+      .catch((error: unknown) => {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      });
+  }
+
+  async applyRepair(subject: string, holder: string, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'> {
+    const appliedAt = this.clock.now().toISOString();
+    const updates = work.updates ?? [];
+    const items = [
+      ...updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } })),
+      // After the updates, as commitChunk's checkpoints: a failed condition here reads as 'already-applied'.
+      { ConditionCheck: { TableName: this.tableName, Key: repairLeaseKey(subject), ConditionExpression: 'holder = :holder', ExpressionAttributeValues: { ':holder': holder } } },
+      ...(work.removeParked ?? []).map((record) => ({ Delete: { TableName: this.tableName, Key: parkedKey(record.shardId, record.sequenceNumber), ConditionExpression: 'attribute_exists(pk)' } })),
+    ];
+    return (await this.transact(items, { updates: [...updates] })) === 'committed' ? 'committed' : 'stale';
+  }
+
+  private async between(subject: string, kind: RollupKind, from: string, to: string, consistent = false): Promise<RollupRow[]> {
     const rows: RollupRow[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     do {
@@ -185,6 +223,7 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
           TableName: this.tableName,
           KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
           ExpressionAttributeValues: { ':pk': subject, ':from': from, ':to': to },
+          ...(consistent ? { ConsistentRead: true } : {}),
           ExclusiveStartKey,
         }),
       );
@@ -211,8 +250,9 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
   const adds = ['#total :total'];
   let condition: string | undefined;
   if (update.kind === 'cycle' && update.closed) {
-    adds.push('#late :total');
+    adds.push('#late :late');
     names['#late'] = 'late';
+    values[':late'] = NumberValue.from(toDecimalString(update.late ?? update.total));
     condition = 'attribute_exists(closedAt)';
   } else if (update.kind === 'cycle') {
     condition = 'attribute_not_exists(closedAt)';
@@ -262,6 +302,7 @@ function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
     total: numberText(item.total),
     ...(item.late !== undefined ? { late: numberText(item.late) } : {}),
     ...(typeof item.closedAt === 'string' ? { closedAt: item.closedAt } : {}),
+    ...(item[ADMITTED.channel] !== undefined || item[ADMITTED.feature] !== undefined ? { admitted: { channel: Number(numberText(item[ADMITTED.channel])), feature: Number(numberText(item[ADMITTED.feature])) } } : {}),
     ...(typeof item.appliedAt === 'string' ? { appliedAt: item.appliedAt } : {}),
     counters,
   };

@@ -1,7 +1,7 @@
 import type { CycleSnapshot, Grant } from './balance';
 import type { Rejection } from './envelope';
 import type { CycleReport, CycleSummary } from './report-schema';
-import type { Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
+import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
 
@@ -91,6 +91,8 @@ export interface RollupRow {
   late?: string;
   /** Of a cycle item: when its cycle was closed. */
   closedAt?: string;
+  /** Of a cycle item: how many channel and feature values it has admitted (rollups BREAKDOWN_LIMITS). */
+  admitted?: Record<Breakdown, number>;
   /** Of a late item: when it was last changed. */
   appliedAt?: string;
   counters: Record<string, string>;

@@ -63,6 +63,8 @@ export interface RollupUpdate {
    * `late` counter, beside one late item per event; an open one must still be open when the chunk commits.
    */
   closed?: boolean;
+  /** Of a closed cycle item: what to add to its `late` counter when that is not the whole change (a repair's). */
+  late?: NanoUnits;
   /**
    * Of a day item: hour counters ('h#YYYY-MM-DDTHH') and hour × channel counters ('ch#YYYY-MM-DDTHH#channel');
    * of a cycle item: day counters ('d#YYYY-MM-DD'), channel totals ('c#channel') and feature totals ('f#feature').
@@ -98,6 +100,15 @@ export interface CycleState {
   feature: Admitted;
 }
 export const EMPTY_CYCLE_STATE: CycleState = { closed: false, channel: { values: new Set(), count: 0 }, feature: { values: new Set(), count: 0 } };
+
+/** What a stored cycle item has admitted: the channels and features it keeps counters for, and its admission counts. */
+export function cycleStateOf(row: { counters: Readonly<Record<string, string>>; closedAt?: string; admitted?: Readonly<Record<Breakdown, number>> }): CycleState {
+  const admitted = (prefix: string, dimension: Breakdown): Admitted => ({
+    values: new Set(Object.keys(row.counters).flatMap((name) => (name.startsWith(prefix) && name !== `${prefix}${OTHER}` ? [name.slice(prefix.length)] : []))),
+    count: row.admitted?.[dimension] ?? 0,
+  });
+  return { closed: row.closedAt !== undefined, channel: admitted('c#', 'channel'), feature: admitted('f#', 'feature') };
+}
 
 export interface BreakdownPolicy {
   limits: Readonly<Record<Breakdown, number>>;
