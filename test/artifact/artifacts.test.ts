@@ -87,6 +87,7 @@ beforeAll(async () => {
   const outdir = join(work, 'cdk.out');
   // Synth (esbuild for six functions) while Java starts.
   const synth = cdkSynth(outdir, fixturePath('config.json'));
+  synth.catch(() => undefined); // awaited below; a failure must not go unhandled while the stand-ins start
   const [dynamo, sqsStandIn, ses] = await Promise.all([startDynamoDbLocal({ region: REGION }), startSqsStandIn({ region: REGION }), startSesStandIn()]);
   standIns.push(dynamo, sqsStandIn, ses);
   sesStore = ses.store;
