@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from './errors';
 import type { ApiKeyRecord, ApiKeyStore, Clock, SubjectStore } from './ports';
+import { SCOPES, type Scope } from './scopes';
 
 /**
  * API keys: who may call which route.
@@ -9,9 +10,6 @@ import type { ApiKeyRecord, ApiKeyStore, Clock, SubjectStore } from './ports';
  * looked up by its id and its hash compared in constant time. Keys taken from a local config file
  * may have any form: their id is derived from the hash.
  */
-
-export const SCOPES = ['workspace', 'finance', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
 
 /** The caller, once its key checks out. */
 export interface Principal {

@@ -1,9 +1,10 @@
-import { type CycleSnapshot, type Grant, type UsageSnapshot, cycleBalance, heldCredits, spilloverGrantId, spilloverInto, units } from './balance';
-import type { Config, PlanConfig } from './config';
+import { type CycleSnapshot, spilloverGrantId, units } from './balance';
+import type { Config } from './config';
 import { type Cycle, cycleContaining, localDate, nextCycle, previousCycle, startOfLocalDay } from './cycles';
-import type { AccountStore, Adjustment, Clock, ReportStore, RollupCloser, RollupReader, RollupRow, Subject } from './ports';
+import type { AccountStore, Adjustment, Clock, ReportStore, RollupCloser, RollupReader, Subject } from './ports';
 import { type NanoUnits, toDecimalString } from './quantity';
 import { buildCycleReport, cycleSummary } from './reports';
+import { cycleSnapshot } from './snapshot';
 
 /**
  * Close the days and cycles that ended at least the grace period ago, for every subject.
@@ -132,44 +133,6 @@ async function computeCycleSnapshot(subject: Subject, cycle: Cycle, deps: CloseD
   return cycleSnapshot({ subject, cycle, plan: deps.config.plans.find((p) => p.id === subject.plan), rows, grants, snapshots, frozenAt: deps.clock.now().toISOString() });
 }
 
-export interface SnapshotInput {
-  subject: Subject;
-  cycle: Cycle;
-  plan: PlanConfig | undefined;
-  /** The cycle's rollup items (what they hold as `late` arrived after the close and is not part of the snapshot). */
-  rows: readonly RollupRow[];
-  grants: readonly Grant[];
-  /** Snapshots of earlier cycles (later ones are ignored). */
-  snapshots: readonly CycleSnapshot[];
-  frozenAt: string;
-}
-
-/** What a close of the cycle freezes, per usage type: the balance at the cycle end and the credits expiring with it. */
-export function cycleSnapshot({ subject, cycle, plan, rows, grants, snapshots, frozenAt }: SnapshotInput): CycleSnapshot {
-  const used = new Map(rows.map((row) => [row.usageType, units(row.total) - units(row.late ?? '0')]));
-  const usageTypes = new Set([...Object.keys(plan?.quotas ?? {}), ...used.keys(), ...grantsOf(grants, cycle).map((g) => g.usageType)]);
-  const usage: Record<string, UsageSnapshot> = {};
-  const expired: Record<string, string> = {};
-  for (const usageType of [...usageTypes].sort()) {
-    const credits = heldCredits(grants, snapshots, usageType, cycle, cycle.end);
-    const balance = cycleBalance({ quota: plan?.quotas[usageType], used: used.get(usageType) ?? 0n, spilloverIn: spilloverInto(grants, usageType, cycle), credits });
-    usage[usageType] = {
-      limit: toDecimalString(balance.limit),
-      spilloverIn: toDecimalString(balance.spilloverIn),
-      used: toDecimalString(balance.used),
-      overflow: toDecimalString(balance.overflow),
-      drawn: Object.fromEntries([...balance.drawn].map(([id, amount]) => [id, toDecimalString(amount)])),
-      uncovered: toDecimalString(balance.uncovered),
-      spilloverOut: toDecimalString(balance.spilloverOut),
-    };
-    // Credits whose expiry falls within this cycle are forfeited with it, whatever is left of them.
-    for (const { grant } of credits) {
-      if (grant.expiresAt !== undefined && grant.expiresAt <= cycle.end) expired[grant.id] = toDecimalString(balance.creditsLeft.get(grant.id) ?? 0n);
-    }
-  }
-  return { subject: subject.id, cycleStart: cycle.start, cycleEnd: cycle.end, plan: subject.plan, status: 'closing', frozenAt, usage, expired };
-}
-
 async function closeDay(subject: Subject, day: string, deps: CloseDeps): Promise<void> {
   const rows = await deps.rollups.query(subject.id, 'day', day, day);
   const totals = Object.fromEntries(rows.filter((r) => units(r.total) !== 0n).map((r) => [r.usageType, r.total]));
@@ -205,10 +168,6 @@ async function recordAdjustments(subject: Subject, deps: CloseDeps): Promise<Adj
     }
   }
   return made;
-}
-
-function grantsOf(grants: readonly Grant[], cycle: Cycle): Grant[] {
-  return grants.filter((g) => g.grantedAt < cycle.end && (g.expiresAt === undefined || g.expiresAt > cycle.start));
 }
 
 function addDays(day: string, days: number): string {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCOPES } from './api-keys';
+import { SCOPES } from './scopes';
 import { rateCardSchema } from './rates';
 
 /**

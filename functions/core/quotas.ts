@@ -1,5 +1,5 @@
 import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
-import { cycleSnapshot } from './closes';
+import { cycleSnapshot } from './snapshot';
 import type { Config } from './config';
 import { cycleContaining, localDate, previousCycle } from './cycles';
 import { NotFoundError } from './errors';

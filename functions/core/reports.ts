@@ -1,5 +1,5 @@
 import { type Grant, type UsageSnapshot, units } from './balance';
-import { cycleSnapshot } from './closes';
+import { cycleSnapshot } from './snapshot';
 import type { Config } from './config';
 import { type Cycle, localDate } from './cycles';
 import type { AccountStore, Clock, LateChange, RollupCloser, RollupReader, RollupRow, Subject } from './ports';

@@ -1,0 +1,13 @@
+/**
+ * Import rules checked by `npm run lint` (and so by `npm test`): no module may reach itself through its
+ * imports. A circle makes load order matter and hides which layer depends on which.
+ */
+module.exports = {
+  forbidden: [{ name: 'no-circular', comment: 'an import circle: move what both sides need into a module of its own', severity: 'error', from: {}, to: { circular: true } }],
+  options: {
+    // Type-only imports count: a circle of types is still a circle of meaning.
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    doNotFollow: { path: 'node_modules' },
+  },
+};
