@@ -289,6 +289,38 @@ describe('repair from the ledger', () => {
     expect((await audit('ws_d29')).differences).toBe(0);
   }, 180_000);
 
+  test('damage past what one transaction holds (300 counters on one item, 120 items) is undone in several, each within its bounds', async () => {
+    // Arrange: ws_c15 is counted; then a day item gains 300 stray hour × channel counters and 120 stray user items appear.
+    await send(events('ws_c15', 5));
+    await stack.settle();
+    const stored = await storedItems('ws_c15');
+    const daySk = Object.keys(stored).find((sk) => sk.startsWith('D#')) as string;
+    const cycleSk = Object.keys(stored).find((sk) => sk.startsWith('C#')) as string;
+    const hour = Object.keys(stored[daySk]?.counters ?? {}).find((c) => c.startsWith('h#'))?.slice(2) as string;
+    for (let i = 0; i < 300; i += 50) {
+      const names = Object.fromEntries(Array.from({ length: 50 }, (_, j) => [`#c${j}`, `ch#${hour}#stray-${i + j}`]));
+      await documents.send(
+        new UpdateCommand({ TableName: stack.tables.rollups, Key: { pk: 'ws_c15', sk: daySk }, UpdateExpression: `ADD ${Object.keys(names).map((n) => `${n} :one`).join(', ')}`, ExpressionAttributeNames: names, ExpressionAttributeValues: { ':one': 1 } }),
+      );
+    }
+    const cycle = cycleSk.slice(2, cycleSk.lastIndexOf('#'));
+    for (let i = 0; i < 120; i++) {
+      await documents.send(
+        new UpdateCommand({ TableName: stack.tables.rollups, Key: { pk: 'ws_c15', sk: `U#${cycle}#tokens#stray-${i}` }, UpdateExpression: 'SET usageType = :t, period = :p, #member = :m ADD #total :one', ExpressionAttributeNames: { '#member': 'member', '#total': 'total' }, ExpressionAttributeValues: { ':t': 'tokens', ':p': cycle, ':m': `stray-${i}`, ':one': 1 } }),
+      );
+    }
+    expect(Object.keys(await storedItems('ws_c15')).length).toBe(Object.keys(expectedItems('ws_c15')).length + 120);
+
+    // Act
+    const result = await repairSubject({ subject: 'ws_c15' }, repairDeps());
+
+    // Assert
+    expect(result.items.find((i) => i.item === daySk)?.counters).toEqual(Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`ch#${hour}#stray-${i}`, '-1'])));
+    expect(result.items.filter((i) => i.item.startsWith(`U#${cycle}#tokens#stray-`))).toHaveLength(120);
+    expect(await storedItems('ws_c15')).toEqual(expectedItems('ws_c15'));
+    expect((await audit('ws_c15')).differences).toBe(0);
+  }, 180_000);
+
   test('in a closed cycle, the repair is a late adjustment the audit reconciles; what the close froze stays as billed', async () => {
     // Arrange: ws_a31's cycle item damaged before its close (the snapshot freezes the damage), then closed.
     const first = [...sent.values()].find((e) => e.subject === 'ws_a31') as TestEvent;
