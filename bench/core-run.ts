@@ -2,11 +2,11 @@
  * The measured part of bench/core.ts (which bundles this file as the functions are deployed and runs it).
  */
 import { parseArgs } from 'node:util';
-import { parseMessageBody, validateEvent } from '../functions/core/envelope';
+import { parseMessageBody, validateEvent } from '../functions/core/metering/envelope';
 import { bucketsOf } from '../functions/core/cycles';
-import { eventKey, type UsageEvent } from '../functions/core/envelope';
-import { type LedgerChange, planChunks } from '../functions/core/rollups';
-import { MAX_ITEMS_PER_TRANSACTION } from '../functions/core/aggregate';
+import { eventKey, type UsageEvent } from '../functions/core/metering/envelope';
+import { type LedgerChange, planChunks } from '../functions/core/metering/rollups';
+import { MAX_ITEMS_PER_TRANSACTION } from '../functions/core/metering/aggregate';
 
 const TARGET_PER_SECOND = 200_000;
 const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '7' } } });

@@ -10,8 +10,8 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createDocumentClient } from '../functions/adapters/dynamodb';
 import { DynamoRollups } from '../functions/adapters/rollup-store';
-import { aggregateChanges } from '../functions/core/aggregate';
-import type { LedgerChange } from '../functions/core/rollups';
+import { aggregateChanges } from '../functions/core/metering/aggregate';
+import type { LedgerChange } from '../functions/core/metering/rollups';
 import { createTables } from '../local/bootstrap';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal } from '../local/stand-ins';
 import { DynamoMeter } from './pipeline-meter';

@@ -10,9 +10,9 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { appContext } from '../functions/adapters/app-context';
 import { requireEnv } from '../functions/adapters/dynamodb';
 import { BUCKETS } from '../functions/adapters/resources';
-import type { Principal } from '../functions/core/api-keys';
-import { type ExportRequest, exportRequestSchema, requestExport, runExport, subjectBuckets } from '../functions/core/exports';
-import { type ExportBucket, REPORT_SCHEMA_VERSION } from '../functions/core/report-schema';
+import type { Principal } from '../functions/core/access/api-keys';
+import { type ExportRequest, exportRequestSchema, requestExport, runExport, subjectBuckets } from '../functions/core/reporting/exports';
+import { type ExportBucket, REPORT_SCHEMA_VERSION } from '../functions/core/reporting/report-schema';
 import { MODES, type Mode, RANGE_ENV, RESULT_PREFIX, type RunReport } from './export-protocol';
 
 const SAMPLE_MS = 50;

@@ -19,7 +19,7 @@ import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/adapters/resource
 import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { Config } from '../functions/core/config';
 import { cycleContaining, localDate, utcHour } from '../functions/core/cycles';
-import { type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from '../functions/core/envelope';
+import { type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from '../functions/core/metering/envelope';
 import { createQueues } from '../local/bootstrap';
 import { SqsPoller, sleep } from '../local/sqs-poller';
 import { INGEST_BATCHES_IN_FLIGHT } from '../local/runtime';

@@ -12,7 +12,7 @@ import { type AttributeValue, BatchGetItemCommand, type BatchGetItemCommandOutpu
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { writeFileSync } from 'node:fs';
 import { loadConfigFile } from '../functions/adapters/app-context';
-import { eventKey } from '../functions/core/envelope';
+import { eventKey } from '../functions/core/metering/envelope';
 import { sleep } from '../local/sqs-poller';
 import { LOCAL_CREDENTIALS } from '../local/stand-ins';
 import { utcCycleStart } from '../test/support/ground-truth';

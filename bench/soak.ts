@@ -135,7 +135,7 @@ async function external(): Promise<number> {
     process.env[BUCKETS.reports.envVar] = localBucketName;
     const { appContext } = await import('../functions/adapters/app-context');
     const { createDocumentClient } = await import('../functions/adapters/dynamodb');
-    const { runAudit } = await import('../functions/core/audit');
+    const { runAudit } = await import('../functions/core/reporting/audit');
     const documents = createDocumentClient();
     const from = new Date(start - 60 * 86_400_000);
     const to = new Date(start + 90 * 86_400_000);

@@ -94,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'report-schema': {
-      const { reportJsonSchema } = await import('../functions/core/report-schema');
+      const { reportJsonSchema } = await import('../functions/core/reporting/report-schema');
       process.stdout.write(`${JSON.stringify(reportJsonSchema(), null, 2)}\n`);
       return 0;
     }
@@ -217,7 +217,7 @@ async function subjects(args: string[]): Promise<number> {
     contacts: values.contact ?? [],
     ...(values.name ? { name: values.name } : {}),
   });
-  const { putWorkspace } = await import('../functions/core/workspaces');
+  const { putWorkspace } = await import('../functions/core/access/workspaces');
   const { workspace } = await putWorkspace(id, body, deps).catch(asUsageError);
   process.stdout.write(`${JSON.stringify(workspace)}\n`);
   return 0;
@@ -245,7 +245,7 @@ async function grants(args: string[]): Promise<number> {
     return 0;
   }
   if (action !== 'add') throw new UsageError(`unknown grants action "${action ?? ''}"`);
-  const { addGrant, grantBodySchema } = await import('../functions/core/workspaces');
+  const { addGrant, grantBodySchema } = await import('../functions/core/access/workspaces');
   const body = parseOptions(grantBodySchema, 'grant', {
     id: values.id,
     kind: values.kind,
@@ -266,7 +266,7 @@ async function keys(args: string[]): Promise<number> {
     strict: true,
   });
   const deps = await adminContext(values);
-  const { createKey, keyBodySchema, listKeys, revokeKey } = await import('../functions/core/api-keys');
+  const { createKey, keyBodySchema, listKeys, revokeKey } = await import('../functions/core/access/api-keys');
   if (action === 'list') {
     for (const key of await listKeys({ keys: deps.keys() })) process.stdout.write(`${JSON.stringify(key)}\n`);
     return 0;
@@ -301,10 +301,10 @@ async function audit(args: string[]): Promise<number> {
     process.env[BUCKETS.reports.envVar] ??= localBucketName;
   }
   const deps = await adminContext(values);
-  const { reportQuerySchema, resolveCycle } = await import('../functions/core/analytics');
+  const { reportQuerySchema, resolveCycle } = await import('../functions/core/reporting/analytics');
   const cycle = values.cycle === undefined ? undefined : parseOptions(reportQuerySchema, 'cycle', { cycle: values.cycle }).cycle;
   const { appContext } = await import('../functions/adapters/app-context');
-  const { reportTable, runAudit } = await import('../functions/core/audit');
+  const { reportTable, runAudit } = await import('../functions/core/reporting/audit');
   const now = deps.clock.now();
   const result = await runAudit(
     { ...(values.subject ? { subject: values.subject } : {}), ...(cycle ? { cycle: (subject) => resolveCycle(cycle, subject, now) } : {}) },
@@ -331,7 +331,7 @@ async function replay(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  const { REJECTION_REASONS } = await import('../functions/core/envelope');
+  const { REJECTION_REASONS } = await import('../functions/core/metering/envelope');
   if (values.from !== 'dlq' && values.from !== 'quarantine' && values.from !== 'parked') throw new UsageError(`--from must be dlq, quarantine or parked, got "${values.from ?? ''}"`);
   if (values.reason !== undefined && values.from !== 'quarantine') throw new UsageError('--reason selects quarantine entries; dead-letter messages and parked records have no reason to select by');
   const reason = values.reason === undefined ? undefined : REJECTION_REASONS.find((r) => r === values.reason);
@@ -356,7 +356,7 @@ async function replay(args: string[]): Promise<number> {
   const { appContext } = await import('../functions/adapters/app-context');
   const { requireEnv } = await import('../functions/adapters/dynamodb');
   const { SqsUsageQueue, createSqsClient } = await import('../functions/adapters/usage-queue');
-  const { replayDeadLetters, replayParked, replayQuarantine, replayTable } = await import('../functions/core/replay');
+  const { replayDeadLetters, replayParked, replayQuarantine, replayTable } = await import('../functions/core/metering/replay');
   const { progressBar } = await import('../local/progress');
   const sqs = createSqsClient();
   // Parked records go back to the rollups, not the queue.
@@ -372,7 +372,7 @@ async function replay(args: string[]): Promise<number> {
   const subject = values.subject === undefined ? {} : { subject: values.subject };
   let result;
   if (values.from === 'parked') {
-    const { breakdownPolicy } = await import('../functions/core/rollups');
+    const { breakdownPolicy } = await import('../functions/core/metering/rollups');
     const rollups = appContext.rollups();
     result = await replayParked(subject, options, { parked: rollups, rollups, breakdowns: breakdownPolicy(deps.config.rateCard) });
   } else if (values.from === 'dlq') {
@@ -396,7 +396,7 @@ async function repair(args: string[]): Promise<number> {
   if (values.subject === undefined || values.subject.length === 0) throw new UsageError('--subject is required');
   if (values.endpoint) process.env.AWS_ENDPOINT_URL_DYNAMODB_STREAMS ??= values.endpoint;
   const deps = await adminContext(values);
-  const { reportQuerySchema, resolveCycle } = await import('../functions/core/analytics');
+  const { reportQuerySchema, resolveCycle } = await import('../functions/core/reporting/analytics');
   const cycle = values.cycle === undefined ? undefined : parseOptions(reportQuerySchema, 'cycle', { cycle: values.cycle }).cycle;
   const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
   const { DynamoDBStreamsClient } = await import('@aws-sdk/client-dynamodb-streams');
@@ -404,8 +404,8 @@ async function repair(args: string[]): Promise<number> {
   const { requireEnv } = await import('../functions/adapters/dynamodb');
   const { DynamoLedgerStream } = await import('../functions/adapters/ledger-stream');
   const { TABLES } = await import('../functions/adapters/resources');
-  const { breakdownPolicy } = await import('../functions/core/rollups');
-  const { RepairRefusedError, repairSubject, repairTable } = await import('../functions/core/repair');
+  const { breakdownPolicy } = await import('../functions/core/metering/rollups');
+  const { RepairRefusedError, repairSubject, repairTable } = await import('../functions/core/metering/repair');
   const now = deps.clock.now();
   const streams = new DynamoDBStreamsClient({ maxAttempts: 8 });
   const dynamodb = new DynamoDBClient({ maxAttempts: 8 });

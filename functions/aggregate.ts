@@ -6,10 +6,10 @@ import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 
 import { appContext } from './adapters/app-context';
 import { type LedgerStreamRecord, ledgerChangeFromRecord } from './adapters/ledger-store';
 import { logger, metrics } from './adapters/observability';
-import { aggregateChanges } from './core/aggregate';
-import { evaluateThresholds, touchedCycles } from './core/alerts';
+import { aggregateChanges } from './core/metering/aggregate';
+import { evaluateThresholds, touchedCycles } from './core/alerts/alerts';
 import type { Config } from './core/config';
-import { type BreakdownPolicy, type CycleState, type LedgerChange, breakdownPolicy } from './core/rollups';
+import { type BreakdownPolicy, type CycleState, type LedgerChange, breakdownPolicy } from './core/metering/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };

@@ -5,16 +5,16 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda
 import { appContext } from './adapters/app-context';
 import { decodedBody, httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
-import { quarantineQuerySchema } from './core/ingest';
+import { quarantineQuerySchema } from './core/metering/ingest';
 import { buildOpenApi } from './openapi';
-import { type Access, type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/api-keys';
-import { exportRequestSchema, exportView, requestExport } from './core/exports';
-import { buildCycleReport } from './core/reports';
+import { type Access, type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/access/api-keys';
+import { exportRequestSchema, exportView, requestExport } from './core/reporting/exports';
+import { buildCycleReport } from './core/reporting/reports';
 import { presignDownload } from './adapters/s3';
 import { InvalidRequestError, NotFoundError } from './core/errors';
-import { quotaView } from './core/quotas';
-import { parseUsageQuery, queryUsage } from './core/usage';
-import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, putWorkspace, recordUsages, testClockBodySchema, workspaceBodySchema } from './core/workspaces';
+import { quotaView } from './core/billing/quotas';
+import { parseUsageQuery, queryUsage } from './core/reporting/usage';
+import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, putWorkspace, recordUsages, testClockBodySchema, workspaceBodySchema } from './core/access/workspaces';
 import {
   memberTopQuerySchema,
   reportQuerySchema,
@@ -26,7 +26,7 @@ import {
   usageSeries,
   usageSummary,
   workspaceTopQuerySchema,
-} from './core/analytics';
+} from './core/reporting/analytics';
 
 /** A route gets the caller whose key the guard checked (none on a public route). */
 type Route = (event: APIGatewayProxyEventV2, caller: Principal | undefined) => Promise<APIGatewayProxyResultV2>;
@@ -169,7 +169,7 @@ const advanceTestClock: Route = async (event) => {
   return json(200, await clock.advanceTo(new Date(advanceTo)));
 };
 
-/** Every route and who may call it (core/api-keys.ts); the CDK stack adds exactly these to the HTTP API. */
+/** Every route and who may call it (core/access/api-keys.ts); the CDK stack adds exactly these to the HTTP API. */
 export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/usage', access: 'workspace-read', handler: getUsage },
   { method: 'GET', path: '/v1/workspaces/{id}/quotas', access: 'workspace-read', handler: getQuotas },

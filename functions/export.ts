@@ -6,7 +6,7 @@ import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-la
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
 import { BUCKETS } from './adapters/resources';
-import { runExport } from './core/exports';
+import { runExport } from './core/reporting/exports';
 
 /** Time kept back from the function's timeout to abort the upload and mark the job failed. */
 const STOP_BEFORE_TIMEOUT_MS = 30_000;

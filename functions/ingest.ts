@@ -6,7 +6,7 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
 import { ORIGINAL_SENT_AT_ATTRIBUTE } from './adapters/usage-queue';
-import { ingestMessages } from './core/ingest';
+import { ingestMessages } from './core/metering/ingest';
 
 /** SQS → validate → ledger (or quarantine). Only messages whose writes failed are redelivered. */
 async function ingest(event: SQSEvent): Promise<SQSBatchResponse> {

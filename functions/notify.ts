@@ -7,7 +7,7 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
-import { deliverAlert } from './core/notify';
+import { deliverAlert } from './core/alerts/notify';
 import type { Alert } from './core/ports';
 
 /** Alert records (their stream) → one threshold email per contact. A failed alert retries from itself. */

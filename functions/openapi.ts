@@ -1,14 +1,14 @@
 import { z } from 'zod';
-import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/analytics';
-import { exportRequestSchema } from './core/exports';
+import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/reporting/analytics';
+import { exportRequestSchema } from './core/reporting/exports';
 import { idSchema } from './core/config';
 import { EARLIEST_INSTANT, LATEST_INSTANT } from './core/instants';
-import { cycleReportSchema } from './core/report-schema';
-import { type Access, keyBodySchema } from './core/api-keys';
-import { SCOPES } from './core/scopes';
-import { quarantineQuerySchema } from './core/ingest';
-import { usageQuerySchema } from './core/usage';
-import { grantBodySchema, workspaceBodySchema } from './core/workspaces';
+import { cycleReportSchema } from './core/reporting/report-schema';
+import { type Access, keyBodySchema } from './core/access/api-keys';
+import { SCOPES } from './core/access/scopes';
+import { quarantineQuerySchema } from './core/metering/ingest';
+import { usageQuerySchema } from './core/reporting/usage';
+import { grantBodySchema, workspaceBodySchema } from './core/access/workspaces';
 
 /**
  * The OpenAPI 3.1 document of the HTTP API. Request parameters and bodies are the very zod schemas the

@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
 import { FUNCTIONS } from './adapters/resources';
-import { type CloseSummary, runDueCloses } from './core/closes';
+import { type CloseSummary, runDueCloses } from './core/billing/closes';
 import { runExclusive } from './core/lease';
 
 /** EventBridge Scheduler → close every day and cycle that has become due (after the grace period). */

@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { CycleSnapshot, Grant } from '../core/balance';
+import type { CycleSnapshot, Grant } from '../core/billing/balance';
 import type { AccountStore, Adjustment, DaySnapshot } from '../core/ports';
 
 /**

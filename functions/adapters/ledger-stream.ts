@@ -1,6 +1,6 @@
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, type DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, type Shard } from '@aws-sdk/client-dynamodb-streams';
-import type { LedgerStreamReader, StreamedChange } from '../core/repair';
+import type { LedgerStreamReader, StreamedChange } from '../core/metering/repair';
 import { type LedgerStreamRecord, ledgerChangeFromRecord, ledgerVersionFromStream } from './ledger-store';
 
 /**
@@ -11,7 +11,7 @@ import { type LedgerStreamRecord, ledgerChangeFromRecord, ledgerVersionFromStrea
 const EMPTY_PAGES_AT_END = 5;
 
 /**
- * Reads the ledger's stream from a sequence number to what is there now, for a repair (core/repair.ts). It
+ * Reads the ledger's stream from a sequence number to what is there now, for a repair (core/metering/repair.ts). It
  * is the stream's second reader beside the aggregate's event source mapping, the most DynamoDB advises per
  * shard; a repair reads each shard once, from its checkpoint, so it is brief.
  */

@@ -3,7 +3,7 @@
  * variables that name them. The CDK stacks and the local runtime both build from this file.
  */
 
-import { MAX_MESSAGE_BYTES } from '../core/envelope';
+import { MAX_MESSAGE_BYTES } from '../core/metering/envelope';
 
 export type AttributeType = 'S' | 'N';
 

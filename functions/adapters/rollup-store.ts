@@ -2,8 +2,8 @@ import { ConditionalCheckFailedException, TransactionCanceledException } from '@
 import { DeleteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Clock, CommitResult, CycleItemKey, LateChange, ParkedRecords, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import type { RepairStore, RollupRange } from '../core/repair';
-import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/rollups';
+import type { RepairStore, RollupRange } from '../core/metering/repair';
+import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/metering/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from './resources';
@@ -23,7 +23,7 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
   return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
 }
 
-/** One repair of a subject at a time (core/repair.ts): the holder's lease, which expires by itself. */
+/** One repair of a subject at a time (core/metering/repair.ts): the holder's lease, which expires by itself. */
 const repairLeaseKey = (subject: string) => ({ pk: 'repair#lease', sk: subject });
 
 /** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */

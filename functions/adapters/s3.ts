@@ -2,9 +2,9 @@ import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, paginateListOb
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
-import type { FileWriter } from '../core/exports';
+import type { FileWriter } from '../core/reporting/exports';
 import type { ReportStore } from '../core/ports';
-import type { CycleReport, CycleSummary } from '../core/report-schema';
+import type { CycleReport, CycleSummary } from '../core/reporting/report-schema';
 import { withoutSdkLogging } from './sdk-clients';
 import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
 

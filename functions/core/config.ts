@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { SCOPES } from './scopes';
-import { rateCardSchema } from './rates';
+import { SCOPES } from './access/scopes';
+import { rateCardSchema } from './billing/rates';
 
 /**
  * The configuration file: usage types, plans and the subjects that seed the subjects table.

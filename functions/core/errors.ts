@@ -1,4 +1,4 @@
-import type { RejectionReason } from './envelope';
+import type { RejectionReason } from './metering/envelope';
 
 /**
  * Every code a request can be refused with, beside the reasons an event is rejected for (REJECTION_REASONS,

@@ -1,7 +1,7 @@
-import type { CycleSnapshot, Grant } from './balance';
-import type { Rejection } from './envelope';
-import type { CycleReport, CycleSummary } from './report-schema';
-import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
+import type { CycleSnapshot, Grant } from './billing/balance';
+import type { Rejection } from './metering/envelope';
+import type { CycleReport, CycleSummary } from './reporting/report-schema';
+import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './metering/rollups';
 
 /** What core needs from the outside world; adapters implement these, tests pass fakes. */
 

@@ -2,8 +2,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
-import { aggregateChanges } from '../../functions/core/aggregate';
-import { type LedgerChange, checkpointBucketOf } from '../../functions/core/rollups';
+import { aggregateChanges } from '../../functions/core/metering/aggregate';
+import { type LedgerChange, checkpointBucketOf } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import fc from 'fast-check';
-import { REJECTION_REASONS } from '../../functions/core/envelope';
+import { REJECTION_REASONS } from '../../functions/core/metering/envelope';
 import { ERROR_CODES } from '../../functions/core/errors';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';

@@ -1,8 +1,8 @@
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { DynamoLedger } from '../../functions/adapters/ledger-store';
-import { eventKey } from '../../functions/core/envelope';
-import type { LedgerEntry } from '../../functions/core/rollups';
+import { eventKey } from '../../functions/core/metering/envelope';
+import type { LedgerEntry } from '../../functions/core/metering/rollups';
 import { createTables } from '../../local/bootstrap';
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal } from '../../local/stand-ins';
 

@@ -2,7 +2,7 @@ import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
-import { runDueCloses } from '../../functions/core/closes';
+import { runDueCloses } from '../../functions/core/billing/closes';
 import type { AccountStore, Subject } from '../../functions/core/ports';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import type { TestEvent } from '../support/ground-truth';

@@ -1,4 +1,4 @@
-import type { RejectionReason } from '../../functions/core/envelope';
+import type { RejectionReason } from '../../functions/core/metering/envelope';
 
 /**
  * The rules of a usage event as README states them, written independently of functions/core: every rule

@@ -2,8 +2,8 @@
  * In-memory fakes of the ports that functions/core declares, for unit tests.
  * They keep the semantics that core relies on (DESIGN.md) and nothing more.
  */
-import { eventKey } from '../../functions/core/envelope';
-import type { CycleSnapshot, Grant } from '../../functions/core/balance';
+import { eventKey } from '../../functions/core/metering/envelope';
+import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
 import type {
   AccountStore,
   Adjustment,
@@ -29,8 +29,8 @@ import type {
   SubjectDirectory,
   SubjectStore,
 } from '../../functions/core/ports';
-import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerChange, type LedgerEntry, type MemberKind, type OwnerRun, type ParkedRecord, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/rollups';
-import type { CycleReport, CycleSummary } from '../../functions/core/report-schema';
+import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerChange, type LedgerEntry, type MemberKind, type OwnerRun, type ParkedRecord, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/metering/rollups';
+import type { CycleReport, CycleSummary } from '../../functions/core/reporting/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
 export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart(40, '0');

@@ -1,6 +1,6 @@
 import { LosslessNumber } from '../../functions/core/exact-json';
 import { FRACTION_DIGITS, toAmount, toDecimalString, toNanoUnits } from '../../functions/core/quantity';
-import { random } from './rollup-model';
+import { random } from './metering/rollup-model';
 
 describe('toNanoUnits and toDecimalString', () => {
   test.each([

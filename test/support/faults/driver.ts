@@ -11,7 +11,7 @@ import { createDocumentClient } from '../../../functions/adapters/dynamodb';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, SCHEDULES, TABLES } from '../../../functions/adapters/resources';
 import { createS3Client } from '../../../functions/adapters/s3';
 import { DynamoSubjects } from '../../../functions/adapters/subject-store';
-import type { CloseSummary } from '../../../functions/core/closes';
+import type { CloseSummary } from '../../../functions/core/billing/closes';
 import type { SchedulerEvent } from '../../../functions/scheduler';
 import { createBucket, createTables } from '../../../local/bootstrap';
 import { lambdaContext } from '../../../local/lambda-context';

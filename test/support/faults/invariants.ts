@@ -1,6 +1,6 @@
-import type { CycleSnapshot, Grant } from '../../../functions/core/balance';
+import type { CycleSnapshot, Grant } from '../../../functions/core/billing/balance';
 import type { Adjustment, RollupRow } from '../../../functions/core/ports';
-import type { AuditResult } from '../../../functions/core/audit';
+import type { AuditResult } from '../../../functions/core/reporting/audit';
 import { utcCycleStart } from '../ground-truth';
 import type { DuplicateWindow } from './injector';
 import { type Expected, PLANS, THRESHOLDS, cycleEnd, nano } from './scenarios';

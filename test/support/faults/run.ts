@@ -1,9 +1,9 @@
 import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { appContext } from '../../../functions/adapters/app-context';
 import { createDocumentClient } from '../../../functions/adapters/dynamodb';
-import { runAudit } from '../../../functions/core/audit';
+import { runAudit } from '../../../functions/core/reporting/audit';
 import { lambdaContext } from '../../../local/lambda-context';
-import type { CloseSummary } from '../../../functions/core/closes';
+import type { CloseSummary } from '../../../functions/core/billing/closes';
 import { suiteClockStart } from '../clock-start';
 import { type DeliveryStats, type FaultStack, LambdaDriver, startFaultStack } from './driver';
 import { FaultInjector, type FaultRates } from './injector';
