@@ -90,11 +90,26 @@ export async function startSqsStandIn(options: { region: string }): Promise<Stan
   const { SqsStore } = (await import(new URL('./sqs/sqsStore.js', import.meta.resolve('fauxqs')).href)) as { SqsStore: new () => { host: string } };
   const sqsStore = new SqsStore();
   sqsStore.host = '';
+  await acceptSqsCharacters();
   const app = buildApp({ logger: false, defaultRegion: options.region, stores: { sqsStore } as never });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => app.close() };
+}
+
+/**
+ * SQS takes #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF in a message body;
+ * fauxqs (1.9.2, and still 2.4.1) leaves out the last range, so an emoji such as 🚀 is refused locally while AWS takes
+ * it. Its SendMessage and SendMessageBatch test one shared pattern, which is widened in place to SQS's rule
+ * (lone surrogates stay refused, as in SQS).
+ */
+const SQS_INVALID_BODY_CHARACTER = /[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+async function acceptSqsCharacters(): Promise<void> {
+  const { INVALID_MESSAGE_BODY_CHAR } = (await import(new URL('./sqs/sqsTypes.js', import.meta.resolve('fauxqs')).href)) as { INVALID_MESSAGE_BODY_CHAR: RegExp };
+  if (INVALID_MESSAGE_BODY_CHAR.source === SQS_INVALID_BODY_CHARACTER.source && INVALID_MESSAGE_BODY_CHAR.unicode) return;
+  // RegExp.prototype.compile replaces a pattern in place; the module's binding cannot be reassigned.
+  (INVALID_MESSAGE_BODY_CHAR as RegExp & { compile(pattern: string, flags: string): RegExp }).compile(SQS_INVALID_BODY_CHARACTER.source, SQS_INVALID_BODY_CHARACTER.flags);
 }
 
 /** The aws-ses-v2-local SES stand-in on 127.0.0.1; `GET {endpoint}/store` lists what was sent. */
