@@ -6,7 +6,7 @@ import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { LRUCache } from 'lru-cache';
 import { eventKey } from '../core/metering/envelope';
-import type { Ledger } from '../core/ports';
+import type { Ledger } from '../core/metering/ports';
 import type { LedgerVersions, VersionedImage } from '../core/metering/repair';
 import type { LedgerChange, LedgerEntry, LedgerImage } from '../core/metering/rollups';
 import { mapConcurrently, writeMeter } from './dynamodb';

@@ -1,5 +1,5 @@
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/ports';
+import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/metering/ports';
 import { batchDelete, batchPut } from './batch';
 import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
 

@@ -1,6 +1,6 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { MAX_MESSAGE_BYTES } from '../core/metering/envelope';
-import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/ports';
+import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/metering/ports';
 import { backoff } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 

@@ -4,31 +4,11 @@
  */
 import { eventKey } from '../../functions/core/metering/envelope';
 import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
-import type {
-  AccountStore,
-  Adjustment,
-  Alert,
-  AlertDelivery,
-  AlertStore,
-  Email,
-  EmailSender,
-  Clock,
-  DaySnapshot,
-  CommitResult,
-  CycleItemKey,
-  LateChange,
-  ReportStore,
-  RollupCloser,
-  Ledger,
-  Quarantine,
-  QuarantineRecord,
-  RollupReader,
-  RollupRow,
-  RollupWriter,
-  Subject,
-  SubjectDirectory,
-  SubjectStore,
-} from '../../functions/core/ports';
+import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/ports';
+import type { AccountStore, Adjustment, DaySnapshot } from '../../functions/core/billing/ports';
+import type { CommitResult, CycleItemKey, LateChange, RollupCloser, Ledger, Quarantine, QuarantineRecord, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/ports';
+import type { ReportStore } from '../../functions/core/reporting/ports';
+import type { Clock, Subject, SubjectDirectory, SubjectStore } from '../../functions/core/ports';
 import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerChange, type LedgerEntry, type MemberKind, type OwnerRun, type ParkedRecord, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/metering/rollups';
 import type { CycleReport, CycleSummary } from '../../functions/core/reporting/report-schema';
 

@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors';
-import type { ApiKeyRecord, ApiKeyStore, Clock, SubjectStore } from '../ports';
+import type { ApiKeyRecord, ApiKeyStore } from './ports';
+import type { Clock, SubjectStore } from '../ports';
 import { SCOPES, type Scope } from './scopes';
 
 /**

@@ -6,7 +6,9 @@ import { envelopeRules, packEvents, validateEvent } from '../metering/envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors';
 import { type LosslessNumber, parseExactJson } from '../exact-json';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { AccountStore, Clock, Subject, SubjectStore, UsageQueue } from '../ports';
+import type { AccountStore } from '../billing/ports';
+import type { UsageQueue } from '../metering/ports';
+import type { Clock, Subject, SubjectStore } from '../ports';
 import { toDecimalString } from '../quantity';
 
 /** Administration of workspaces and their credits, and usage recorded over HTTP. */

@@ -1,7 +1,10 @@
 import { type Grant, spilloverInto, units } from '../billing/balance';
 import type { Config } from '../config';
 import { cycleContaining } from '../cycles';
-import type { AccountStore, Alert, AlertStore, Clock, RollupReader, SubjectDirectory } from '../ports';
+import type { Alert, AlertStore } from './ports';
+import type { AccountStore } from '../billing/ports';
+import type { RollupReader } from '../metering/ports';
+import type { Clock, SubjectDirectory } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { type LedgerImage, cycleItemKey } from '../metering/rollups';
 

@@ -1,7 +1,8 @@
 import Handlebars from 'handlebars';
 import { units } from '../billing/balance';
 import type { Config } from '../config';
-import type { Alert, AlertStore, Email, EmailSender, Subject, SubjectDirectory } from '../ports';
+import type { Alert, AlertStore, Email, EmailSender } from './ports';
+import type { Subject, SubjectDirectory } from '../ports';
 import { type QuotaDeps, quotaView } from '../billing/quotas';
 import { toDecimalString } from '../quantity';
 import { HTML, SUBJECT, TEXT } from './templates/threshold-email';

@@ -3,7 +3,9 @@ import { cycleSnapshot } from './snapshot';
 import type { Config } from '../config';
 import { cycleContaining, localDate, previousCycle } from '../cycles';
 import { NotFoundError } from '../errors';
-import type { AccountStore, Clock, RollupReader, SubjectDirectory } from '../ports';
+import type { AccountStore } from './ports';
+import type { RollupReader } from '../metering/ports';
+import type { Clock, SubjectDirectory } from '../ports';
 import { type Amount, toAmount } from '../quantity';
 import { dayCounter } from '../metering/rollups';
 

@@ -1,7 +1,8 @@
 import { type CycleSnapshot, type Grant, type UsageSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
 import type { PlanConfig } from '../config';
 import type { Cycle } from '../cycles';
-import type { RollupRow, Subject } from '../ports';
+import type { RollupRow } from '../metering/ports';
+import type { Subject } from '../ports';
 import { toDecimalString } from '../quantity';
 
 export interface SnapshotInput {

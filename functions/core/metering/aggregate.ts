@@ -1,4 +1,4 @@
-import type { CommitResult, RollupWriter } from '../ports';
+import type { CommitResult, RollupWriter } from './ports';
 import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, EMPTY_CYCLE_STATE, type LedgerChange, OTHER, type OwnerRun, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks } from './rollups';
 
 /**

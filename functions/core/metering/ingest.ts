@@ -3,7 +3,8 @@ import { type Config } from '../config';
 import { bucketsOf } from '../cycles';
 import { type Rejection, type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from './envelope';
 import { stringifyExactJson } from '../exact-json';
-import type { Clock, Ledger, Quarantine, QuarantineRecord, SubjectDirectory } from '../ports';
+import type { Ledger, Quarantine, QuarantineRecord } from './ports';
+import type { Clock, SubjectDirectory } from '../ports';
 import type { LedgerEntry } from './rollups';
 
 /**

@@ -2,7 +2,8 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import { eventKey } from './envelope';
-import type { Clock, RollupRow, Subject } from '../ports';
+import type { RollupRow } from './ports';
+import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import {
   type BreakdownPolicy,

@@ -1,6 +1,7 @@
 import type { Config } from '../config';
 import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, parseMessageBody, validateEvent } from './envelope';
-import type { Clock, DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter, SubjectDirectory } from '../ports';
+import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './ports';
+import type { Clock, SubjectDirectory } from '../ports';
 import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, type ParkedRecord, cycleItemKey, parseCycleItemKey, planChunks } from './rollups';
 
 /**

@@ -1,7 +1,9 @@
 import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
-import type { LateChange, ReportStore, RollupCloser, RollupReader, RollupRow, Subject } from '../ports';
+import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
+import type { ReportStore } from './ports';
+import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import type { LedgerImage } from '../metering/rollups';
 

@@ -5,7 +5,8 @@ import { units } from '../billing/balance';
 import { localDate, startOfLocalDay } from '../cycles';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { Clock, RollupReader, RollupRow, Subject, SubjectStore } from '../ports';
+import type { RollupReader, RollupRow } from '../metering/ports';
+import type { Clock, Subject, SubjectStore } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from './report-schema';
 

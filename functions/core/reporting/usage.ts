@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { localDate, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { RollupReader, RollupRow, SubjectDirectory } from '../ports';
+import type { RollupReader, RollupRow } from '../metering/ports';
+import type { SubjectDirectory } from '../ports';
 import { type Amount, toAmount, toNanoUnits } from '../quantity';
 import { parseQuery } from '../access/workspaces';
 

@@ -2,7 +2,8 @@ import { describe, expect, test } from '@jest/globals';
 import { crossedThresholds, evaluateThresholds, touchedCycles } from '../../../functions/core/alerts/alerts';
 import { configSchema } from '../../../functions/core/config';
 import { deliverAlert, formatAmount } from '../../../functions/core/alerts/notify';
-import type { Alert, Subject } from '../../../functions/core/ports';
+import type { Alert } from '../../../functions/core/alerts/ports';
+import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemoryAccounts, InMemoryAlerts, InMemoryEmailSender, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 
 /**

@@ -3,7 +3,8 @@ import { memberTopQuerySchema, projection, rankPage, reportQuerySchema, seriesQu
 import { units } from '../../../functions/core/billing/balance';
 import type { Cycle } from '../../../functions/core/cycles';
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow, Subject } from '../../../functions/core/ports';
+import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { Subject } from '../../../functions/core/ports';
 import { parseQuery } from '../../../functions/core/access/workspaces';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 import { caught } from '../../support/caught';

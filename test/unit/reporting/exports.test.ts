@@ -18,7 +18,8 @@ import {
   runExport,
   subjectBuckets,
 } from '../../../functions/core/reporting/exports';
-import type { RollupRow, Subject } from '../../../functions/core/ports';
+import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { Subject } from '../../../functions/core/ports';
 import type { ExportBucket } from '../../../functions/core/reporting/report-schema';
 import { caught } from '../../support/caught';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';

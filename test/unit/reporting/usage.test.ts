@@ -1,5 +1,6 @@
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow, Subject } from '../../../functions/core/ports';
+import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { Subject } from '../../../functions/core/ports';
 import { type UsageQuery, parseUsageQuery, queryUsage } from '../../../functions/core/reporting/usage';
 import { InMemoryRollupReader, InMemorySubjectDirectory } from '../../support/fakes';
 

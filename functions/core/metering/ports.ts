@@ -1,0 +1,170 @@
+import type { Rejection } from './envelope';
+import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
+
+/** What metering needs from the outside world: the ledger, the rollups, the queues. Adapters implement these, tests pass fakes. */
+
+export interface Ledger {
+  /**
+   * Writes every entry (one item per identity); returns those that still failed after retries, and how
+   * many were known duplicates, left unwritten because the ledger already holds the same content.
+   */
+  putAll(entries: readonly LedgerEntry[]): Promise<{ failed: LedgerEntry[]; knownDuplicates: number }>;
+}
+
+export interface QuarantineRecord extends Rejection {
+  /** The quarantine's key: stable across redeliveries of the same message. */
+  messageId: string;
+  index: number;
+  subject?: string;
+  sentAt: string;
+  receivedAt: string;
+  /** The rejected event as received (or the whole message body when it could not be split into events). */
+  body: string;
+  /** The stored body is cut short (the original was over the item size limit): it cannot be replayed. */
+  bodyTruncated?: boolean;
+}
+
+export interface Quarantine {
+  putAll(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }>;
+  list(filter: { subject?: string; limit: number }): Promise<QuarantineRecord[]>;
+}
+
+export type CommitResult = 'committed' | 'already-applied';
+
+export interface RollupWriter {
+  /** Per owner (a bucket of subjects, `ownerOf`): the padded sequence number of its last record applied from this shard, if any. */
+  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
+  /**
+   * Applies a chunk and moves each of its owners' checkpoints across its run, in one transaction;
+   * 'already-applied' (and nothing written) if any owner's checkpoint had reached its run.
+   */
+  commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult>;
+  /** What planning needs of each cycle item (`cycleItemKey`), read consistently; an item not stored yet is left out. */
+  readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>>;
+  /**
+   * Parks one record DynamoDB refused on its own (`reason`) and moves its owner's checkpoint across it, in one
+   * transaction; 'already-applied' (and nothing written) if the checkpoint had reached it.
+   */
+  park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult>;
+}
+
+/** The parked records (`ParkedRecord`), for replay. */
+export interface ParkedRecords {
+  /** Every parked record, oldest first; of one subject's changes when asked. */
+  parked(subject?: string): Promise<ParkedRecord[]>;
+  /** Applies a parked record's chunk and removes the record, in one transaction; 'gone' (nothing written) if it was removed already. */
+  applyParked(record: ParkedRecord, chunk: Chunk): Promise<'applied' | 'gone'>;
+}
+
+export interface RollupRow {
+  usageType: string;
+  kind: RollupKind;
+  period: string;
+  /** The user or group of a member item; the event key of a late item. */
+  member?: string;
+  total: string;
+  /** Of a closed cycle item: the part of `total` applied after the close (late events and corrections). */
+  late?: string;
+  /** Of a cycle item: when its cycle was closed. */
+  closedAt?: string;
+  /** Of a cycle item: how many channel and feature values it has admitted (rollups BREAKDOWN_LIMITS). */
+  admitted?: Record<Breakdown, number>;
+  /** Of a late item: when it was last changed. */
+  appliedAt?: string;
+  counters: Record<string, string>;
+}
+
+/**
+ * What one event changed in a cycle after the cycle was closed (a late event or a correction), as applied
+ * within one minute; an event changed again later has another entry. A correction that only moved the event
+ * to another channel, feature or user has a delta of 0.
+ */
+export interface LateChange {
+  cycleStart: string;
+  usageType: string;
+  /** The event's identity (`eventKey`). */
+  eventKey: string;
+  /** Exact decimal string; negative when a correction lowered the count. */
+  delta: string;
+  /** The last time within that minute. */
+  appliedAt: string;
+}
+
+/** What a cycle close needs beside reading: marking the cycle's items closed, so later changes count as late. */
+export interface RollupCloser {
+  /** Marks the cycle items of these usage types closed (creating empty ones); a second call changes nothing. */
+  closeCycle(subject: string, cycleStart: string, usageTypes: readonly string[], closedAt: string): Promise<void>;
+  /** Late items of the subject whose cycle start is in [fromCycle, toCycle]. */
+  lateChanges(subject: string, fromCycle: string, toCycle: string): Promise<LateChange[]>;
+}
+
+export interface RollupReader {
+  /** Day or cycle items of one subject whose period is in [fromPeriod, toPeriod] (inclusive, string order). */
+  query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]>;
+  /** Every user or group item of one subject, cycle and usage type. */
+  members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]>;
+  /**
+   * Cycle items by key, read strongly consistent (so a commit just made is seen), keyed by `cycleItemKey`;
+   * a key without an item is absent.
+   */
+  cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>>;
+}
+
+export interface CycleItemKey {
+  subject: string;
+  cycleStart: string;
+  usageType: string;
+}
+
+/** The usage-events queue, for events recorded through the API. */
+export interface UsageQueue {
+  /** Sends message bodies; resolves once the queue has accepted every one. */
+  sendAll(bodies: readonly string[]): Promise<void>;
+}
+
+/** Which entries a replay takes: those of one subject, those quarantined for one reason. */
+export interface ReplayFilter {
+  subject?: string;
+  reason?: Rejection['reason'];
+}
+
+/** The quarantine as a replay reads and empties it. */
+export interface QuarantineReplaySource {
+  /** How many entries the filter selects (for progress). */
+  count(filter: ReplayFilter): Promise<number>;
+  /** The entries the filter selects, a page at a time; removing entries already read does not disturb the paging. */
+  entries(filter: ReplayFilter): AsyncIterable<QuarantineRecord[]>;
+  /** Removes entries; returns those whose removal failed. */
+  remove(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }>;
+}
+
+/** A message sent again, with the time it was first sent, so that the message sent last still wins. */
+export interface OriginalMessage {
+  body: string;
+  sentAt: string;
+}
+
+/** The usage-events queue, as a replay sends to it. */
+export interface ReplayQueue {
+  /** Sends each message with its original send time; resolves with those the queue still refused after retries. */
+  resend<M extends OriginalMessage>(messages: readonly M[]): Promise<{ failed: M[] }>;
+}
+
+/** A message received from the dead-letter queue. */
+export interface DeadLetter extends OriginalMessage {
+  messageId: string;
+  /** What deleting or releasing this receipt of the message takes. */
+  receipt: string;
+}
+
+/** The usage-events dead-letter queue. */
+export interface DeadLetterQueue {
+  /** Roughly how many messages wait (for progress). */
+  approximateCount(): Promise<number>;
+  /** Up to 10 messages, hidden from other receivers for the rest of the replay; none once the queue is empty. */
+  receive(): Promise<DeadLetter[]>;
+  /** Deletes messages; returns those whose deletion failed. */
+  delete(messages: readonly DeadLetter[]): Promise<{ failed: DeadLetter[] }>;
+  /** Makes messages visible again at once: those a replay leaves in the queue. */
+  release(messages: readonly DeadLetter[]): Promise<void>;
+}
