@@ -235,7 +235,11 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v1/workspaces/{id}/usages': {
     summary: 'Record usage: one event or an array of up to 500',
     body: z.union([usageEventBody, z.array(usageEventBody)]),
-    responses: { 202: { description: 'queued', schema: z.object({ events: z.array(z.object({ source: z.string(), id: z.string() })) }) } },
+    responses: {
+      202: { description: 'queued', schema: z.object({ events: z.array(z.object({ source: z.string(), id: z.string() })) }) },
+      502: { description: '`queue_refused`: the usage queue refused a message (its reason in the message); events queued before it count once when sent again', schema: errorSchema },
+      503: { description: '`queue_unavailable`: the usage queue could not be reached or kept failing; retry later, events already queued count once', schema: errorSchema },
+    },
   },
   'PUT /v1/workspaces/{id}': {
     summary: 'Create or change a workspace (admin)',

@@ -1,6 +1,6 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { ConflictError, DomainError, ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../core/errors';
+import { ConflictError, DependencyError, DomainError, ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../core/errors';
 import { stringifyExactJson } from '../core/exact-json';
 import { logger } from './observability';
 
@@ -11,6 +11,7 @@ export function statusOf(error: unknown): number {
   if (error instanceof ForbiddenError) return 403;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof ConflictError) return 409;
+  if (error instanceof DependencyError) return error.retryable ? 503 : 502;
   return 500;
 }
 
@@ -20,6 +21,7 @@ export function errorResponse(error: unknown): APIGatewayProxyResultV2 {
     logger.error('request failed', { error: error as Error });
     return json(500, { error: { code: 'internal_error', message: 'The request could not be completed.' } });
   }
+  if (status >= 500) logger.error('a service the request depends on failed', { error });
   const response = json(status, { error: { code: error.code, message: error.message } });
   if (status === 401) response.headers = { ...response.headers, 'www-authenticate': 'Bearer' };
   return response;

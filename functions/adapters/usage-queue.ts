@@ -1,4 +1,5 @@
 import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { DependencyError } from '../core/errors';
 import { MAX_MESSAGE_BYTES } from '../core/metering/envelope';
 import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/metering/ports';
 import { backoff } from './dynamodb';
@@ -20,13 +21,24 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
     private readonly queueUrl: string,
   ) {}
 
+  /**
+   * Sends every body; an entry SQS failed on its side is sent again with backoff. What SQS refuses as the
+   * sender's fault (e.g. InvalidMessageContents) is not sent again: 502 queue_refused. A queue that cannot
+   * be reached, or keeps failing entries, is 503 queue_unavailable. Either way the messages sent before
+   * stay queued, and sending the same events again counts each once (the ledger keeps one per identity).
+   */
   async sendAll(bodies: readonly string[]): Promise<void> {
+    const retry = 'events already queued count once when sent again';
     for (const batch of sendBatches(bodies, (body) => body)) {
       let entries = batch.map((MessageBody, j) => ({ Id: String(j), MessageBody }));
       for (let attempt = 0; entries.length > 0; attempt++) {
-        if (attempt >= MAX_ATTEMPTS) throw new Error(`the usage queue refused ${entries.length} messages after ${MAX_ATTEMPTS} attempts`);
+        if (attempt >= MAX_ATTEMPTS) throw new DependencyError('queue_unavailable', `the usage queue failed ${entries.length} messages ${MAX_ATTEMPTS} times; retry later (${retry})`, true);
         if (attempt > 0) await backoff(attempt);
-        const { Failed = [] } = await this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: entries }));
+        const { Failed = [] } = await this.client.send(new SendMessageBatchCommand({ QueueUrl: this.queueUrl, Entries: entries })).catch((error: unknown) => {
+          throw new DependencyError('queue_unavailable', `the usage queue could not be reached (${errorName(error)}); retry later (${retry})`, true);
+        });
+        const refused = Failed.find((f) => f.SenderFault);
+        if (refused) throw new DependencyError('queue_refused', `the usage queue refused a message: ${refused.Code ?? 'unknown'}: ${refused.Message ?? 'no reason given'} (${retry})`, false);
         const failed = new Set(Failed.map((f) => f.Id));
         entries = entries.filter((e) => failed.has(e.Id));
       }
@@ -58,6 +70,9 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
     return { failed: messages.filter((message) => failed.has(message)) };
   }
 }
+
+/** The SDK's name for a service error (e.g. QueueDoesNotExist), never its message or stack. */
+const errorName = (error: unknown) => (error instanceof Error ? error.name : 'unknown error');
 
 /**
  * What the originalSentAt attribute adds to a message's size as SQS counts it (name, type and value; the

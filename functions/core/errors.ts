@@ -23,6 +23,8 @@ export const ERROR_CODES = [
   'unknown_export',
   'route_not_found',
   'billing_anchor_fixed',
+  'queue_refused',
+  'queue_unavailable',
   'internal_error',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number] | RejectionReason;
@@ -79,6 +81,21 @@ export class ForbiddenError extends DomainError {
   constructor(
     readonly code: ErrorCode,
     message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A service the request depends on refused it or could not be reached; nothing in the request was wrong.
+ * Retryable: the same request may get through later (503); otherwise the service refused what it was sent (502).
+ */
+export class DependencyError extends DomainError {
+  override readonly name = 'DependencyError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryable: boolean,
   ) {
     super(message);
   }
