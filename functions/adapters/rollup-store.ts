@@ -3,7 +3,7 @@ import { DeleteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, Qu
 import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/metering/ports';
 import type { Clock } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import type { RepairStore, RollupRange } from '../core/metering/repair';
+import type { RepairStore, RollupRange } from '../core/metering/ports';
 import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/metering/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';

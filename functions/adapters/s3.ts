@@ -2,7 +2,7 @@ import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, paginateListOb
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
-import type { FileWriter } from '../core/reporting/exports';
+import type { FileWriter } from '../core/reporting/ports';
 import type { ReportStore } from '../core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../core/reporting/report-schema';
 import { withoutSdkLogging } from './sdk-clients';

@@ -1,5 +1,5 @@
 import type { Rejection } from './envelope';
-import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, MemberKind, OwnerRun, ParkedRecord, RollupKind } from './rollups';
+import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, LedgerImage, MemberKind, OwnerRun, ParkedRecord, RollupKind, RollupUpdate } from './rollups';
 
 /** What metering needs from the outside world: the ledger, the rollups, the queues. Adapters implement these, tests pass fakes. */
 
@@ -167,4 +167,56 @@ export interface DeadLetterQueue {
   delete(messages: readonly DeadLetter[]): Promise<{ failed: DeadLetter[] }>;
   /** Makes messages visible again at once: those a replay leaves in the queue. */
   release(messages: readonly DeadLetter[]): Promise<void>;
+}
+
+/** A ledger item as the repair reads it: the image rollups are built from, and its version. */
+export interface VersionedImage {
+  image: LedgerImage;
+  /** Changes with every write of the item: its message's sent time and content digest. */
+  version: string;
+}
+
+export interface LedgerVersions {
+  /** Every ledger item of the subject, read strongly consistent, in no particular order. */
+  versions(subject: string): AsyncIterable<VersionedImage>;
+}
+
+/** A ledger stream record, with the versions of its images. */
+export interface StreamedChange {
+  shardId: string;
+  change: LedgerChange;
+  eventKey: string;
+  oldVersion?: string;
+  newVersion?: string;
+}
+
+export interface LedgerStreamReader {
+  /** The stream's shards, parents before their children. */
+  shards(): Promise<string[]>;
+  /** The shard's records after a sequence number (from its oldest without one), up to what is there now. */
+  changesAfter(shardId: string, after: string | undefined): AsyncIterable<StreamedChange>;
+}
+
+/** Which rollup items a snapshot reads: day items by local date, cycle, user and group items by cycle start. */
+export interface RollupRange {
+  fromDay: string;
+  toDay: string;
+  fromCycle: string;
+  toCycle: string;
+}
+
+export interface RepairStore {
+  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
+  /** The subject's day, cycle, user and group items in the range, read strongly consistent. */
+  readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]>;
+  parked(subject?: string): Promise<ParkedRecord[]>;
+  /** Takes the subject's repair lease until `until` (epoch seconds); false if another holder has it. */
+  acquireRepairLease(subject: string, holder: string, until: number): Promise<boolean>;
+  releaseRepairLease(subject: string, holder: string): Promise<void>;
+  /**
+   * Adds the updates, or removes the parked records, in one transaction under the lease. 'stale' (nothing
+   * written) if the lease is lost or a parked record is gone; CycleItemsChangedError if a cycle item is not
+   * as planned (closed, or breakdown values admitted).
+   */
+  applyRepair(subject: string, holder: string, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'>;
 }

@@ -2,7 +2,7 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import { eventKey } from './envelope';
-import type { RollupRow } from './ports';
+import type { LedgerStreamReader, LedgerVersions, RepairStore, RollupRange, RollupRow, StreamedChange, VersionedImage } from './ports';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import {
@@ -46,58 +46,6 @@ import {
  * holds a lease, checked by every write, so two operators cannot add the difference twice. Cycles older than
  * the ledger's retention are left alone: their events may have aged out while their counts stay.
  */
-
-/** A ledger item as the repair reads it: the image rollups are built from, and its version. */
-export interface VersionedImage {
-  image: LedgerImage;
-  /** Changes with every write of the item: its message's sent time and content digest. */
-  version: string;
-}
-
-export interface LedgerVersions {
-  /** Every ledger item of the subject, read strongly consistent, in no particular order. */
-  versions(subject: string): AsyncIterable<VersionedImage>;
-}
-
-/** A ledger stream record, with the versions of its images. */
-export interface StreamedChange {
-  shardId: string;
-  change: LedgerChange;
-  eventKey: string;
-  oldVersion?: string;
-  newVersion?: string;
-}
-
-export interface LedgerStreamReader {
-  /** The stream's shards, parents before their children. */
-  shards(): Promise<string[]>;
-  /** The shard's records after a sequence number (from its oldest without one), up to what is there now. */
-  changesAfter(shardId: string, after: string | undefined): AsyncIterable<StreamedChange>;
-}
-
-/** Which rollup items a snapshot reads: day items by local date, cycle, user and group items by cycle start. */
-export interface RollupRange {
-  fromDay: string;
-  toDay: string;
-  fromCycle: string;
-  toCycle: string;
-}
-
-export interface RepairStore {
-  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
-  /** The subject's day, cycle, user and group items in the range, read strongly consistent. */
-  readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]>;
-  parked(subject?: string): Promise<ParkedRecord[]>;
-  /** Takes the subject's repair lease until `until` (epoch seconds); false if another holder has it. */
-  acquireRepairLease(subject: string, holder: string, until: number): Promise<boolean>;
-  releaseRepairLease(subject: string, holder: string): Promise<void>;
-  /**
-   * Adds the updates, or removes the parked records, in one transaction under the lease. 'stale' (nothing
-   * written) if the lease is lost or a parked record is gone; CycleItemsChangedError if a cycle item is not
-   * as planned (closed, or breakdown values admitted).
-   */
-  applyRepair(subject: string, holder: string, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'>;
-}
 
 export interface RepairDeps {
   config: Pick<Config, 'ingest'>;

@@ -2,10 +2,9 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
-import type { ReportStore } from './ports';
+import type { LedgerScanner, ReportStore } from './ports';
 import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import type { LedgerImage } from '../metering/rollups';
 
 /**
  * Recomputes every cycle's totals from the ledger (the events themselves) and compares them with what
@@ -16,11 +15,6 @@ import type { LedgerImage } from '../metering/rollups';
  * The ledger keeps events for the retention window (config `ingest.retentionDays`); cycles older than
  * that cannot be audited, because their events have aged out while their counts stay.
  */
-
-export interface LedgerScanner {
-  /** Every event in the ledger (of one subject, when given), in no particular order. */
-  scan(subject?: string): AsyncIterable<LedgerImage>;
-}
 
 export interface AuditDeps {
   config: Config;

@@ -8,6 +8,7 @@ import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } f
 import type { RollupReader, RollupRow } from '../metering/ports';
 import type { Clock, Subject, SubjectStore } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
+import type { FileWriter } from './ports';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from './report-schema';
 
 /**
@@ -73,11 +74,6 @@ export interface ExportStore {
   start(id: string, at: string): Promise<boolean>;
   finish(id: string, result: Required<Pick<ExportJob, 'key' | 'bucketCount' | 'bytes' | 'completedAt'>>): Promise<void>;
   fail(id: string, error: { code: string; message: string }, at: string): Promise<void>;
-}
-
-/** Streams text into one object; resolves once the whole object is stored. */
-export interface FileWriter {
-  write(key: string, contentType: string, chunks: AsyncIterable<string>): Promise<{ bytes: number }>;
 }
 
 export async function requestExport(request: ExportRequest, principal: Principal, deps: { exports: ExportStore; subjects: SubjectStore; clock: Clock }): Promise<{ id: string; status: ExportStatus }> {

@@ -1,6 +1,7 @@
+import type { LedgerImage } from '../metering/rollups';
 import type { CycleReport, CycleSummary } from './report-schema';
 
-/** Where reports are written and read. */
+/** What reporting needs from the outside world: the report store, the ledger as the audit scans it, the files exports write. */
 
 /** Where cycle reports and per-cycle summaries are kept (S3 in AWS and locally). */
 export interface ReportStore {
@@ -10,4 +11,14 @@ export interface ReportStore {
   /** Every subject's report of the cycles that start at `cycleStart`, read as they are consumed. */
   listCycleReports(cycleStart: string): AsyncIterable<{ key: string; report: CycleReport }>;
   putCycleSummary(summary: CycleSummary): Promise<string>;
+}
+
+export interface LedgerScanner {
+  /** Every event in the ledger (of one subject, when given), in no particular order. */
+  scan(subject?: string): AsyncIterable<LedgerImage>;
+}
+
+/** Streams text into one object; resolves once the whole object is stored. */
+export interface FileWriter {
+  write(key: string, contentType: string, chunks: AsyncIterable<string>): Promise<{ bytes: number }>;
 }

@@ -8,7 +8,6 @@ import {
   type ExportJob,
   type ExportRequest,
   type ExportStore,
-  type FileWriter,
   MAX_EXPORT_DAYS,
   exportRequestSchema,
   exportView,
@@ -18,6 +17,7 @@ import {
   runExport,
   subjectBuckets,
 } from '../../../functions/core/reporting/exports';
+import type { FileWriter } from '../../../functions/core/reporting/ports';
 import type { RollupRow } from '../../../functions/core/metering/ports';
 import type { Subject } from '../../../functions/core/ports';
 import type { ExportBucket } from '../../../functions/core/reporting/report-schema';
