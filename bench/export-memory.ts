@@ -29,7 +29,7 @@ import { BatchWriteCommand, type DynamoDBDocumentClient, NumberValue } from '@aw
 import { build } from 'esbuild';
 import { DateTime } from 'luxon';
 import { backoff, createDocumentClient } from '../functions/adapters/dynamodb';
-import { BUCKETS, TABLES } from '../functions/adapters/resources';
+import { BUCKETS, TABLES } from '../functions/contract/resources';
 import type { Subject } from '../functions/core/ports';
 import { type NanoUnits, toDecimalString, toNanoUnits } from '../functions/core/quantity';
 import type { ExportBucket } from '../functions/core/reporting/report-schema';

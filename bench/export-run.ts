@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { appContext } from '../functions/adapters/app-context';
 import { requireEnv } from '../functions/adapters/dynamodb';
-import { BUCKETS } from '../functions/adapters/resources';
+import { BUCKETS } from '../functions/contract/resources';
 import type { Principal } from '../functions/core/access/api-keys';
 import { type ExportRequest, exportRequestSchema, requestExport, runExport, subjectBuckets } from '../functions/core/reporting/exports';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from '../functions/core/reporting/report-schema';

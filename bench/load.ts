@@ -17,7 +17,7 @@ import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient, SendMessag
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ScanCommand, type ScanCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../functions/adapters/dynamodb';
-import { TABLES } from '../functions/adapters/resources';
+import { TABLES } from '../functions/contract/resources';
 import { localTableName } from '../local/bootstrap';
 import { progressBar } from '../local/progress';
 import { startLocal } from '../local/runtime';

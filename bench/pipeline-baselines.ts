@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { createDocumentClient, mapConcurrently } from '../functions/adapters/dynamodb';
 import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
-import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/adapters/resources';
+import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/contract/resources';
 import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { Config } from '../functions/core/config';
 import { cycleContaining, localDate, utcHour } from '../functions/core/cycles';

@@ -27,7 +27,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../functions/adapters/app-context';
-import { EVENT_SOURCES } from '../functions/adapters/resources';
+import { EVENT_SOURCES } from '../functions/contract/resources';
 import { GroundTruth } from '../test/support/ground-truth';
 import { type DensityPoint, densityCurve, densityTable } from './density';
 import { renderChart } from './pipeline-chart';
@@ -255,7 +255,7 @@ function printTable(rows: Row[], targets: Target[], drainRatios: DrainRatio[]): 
       `$/M events: ${PRICES.region} on-demand list prices of ${PRICES.lookedUp} (bench/prices.ts): DynamoDB writes and reads as measured, Lambda arm64 at the measured ` +
         `handler durations (1,024 MB, as deployed; durations against an emulator), SQS at 3 requests per 10 messages. DynamoDB Streams reads by Lambda are free.`,
       `Baseline B writes its idempotency record once; Powertools also updates it to COMPLETED after the handler (one more write unit per event).`,
-      `Aggregate stream batches: up to ${fmt(EVENT_SOURCES.aggregate.batchSize, 0)} records, ${EVENT_SOURCES.aggregate.maxBatchingWindowSeconds} s window (functions/adapters/resources.ts).`,
+      `Aggregate stream batches: up to ${fmt(EVENT_SOURCES.aggregate.batchSize, 0)} records, ${EVENT_SOURCES.aggregate.maxBatchingWindowSeconds} s window (functions/contract/resources.ts).`,
       options.rawStreamPolling
         ? 'Ours ran with the local runtime polling its idle alerts and exports streams every 100 ms (--raw-stream-polling).'
         : `Ours: the local runtime's polls of its idle alerts and exports streams were answered after ${IDLE_STREAM_POLL_MS / 1000} s (bench/pipeline-ours.ts): ` +

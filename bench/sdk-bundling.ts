@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
-import { FUNCTIONS } from '../functions/adapters/resources';
+import { FUNCTIONS } from '../functions/contract/resources';
 import { type SynthesizedFunction, invokeFunction, lambdaEnvironment, projectRoot } from '../test/support/cloud-assembly';
 import { node22 } from '../test/support/node22';
 

@@ -129,7 +129,7 @@ async function external(): Promise<number> {
 
     // Read back as an outside client: HTTP for rollups and quarantine, the stand-ins' endpoints for the rest.
     Object.assign(process.env, { AWS_REGION: ready.region, AWS_ACCESS_KEY_ID: 'soak', AWS_SECRET_ACCESS_KEY: 'soak', AWS_ENDPOINT_URL_DYNAMODB: ready.dynamodb.endpoint, AWS_ENDPOINT_URL_S3: ready.s3.endpoint, USAGE_CONFIG_FILE: configPath });
-    const { TABLES, BUCKETS } = await import('../functions/adapters/resources');
+    const { TABLES, BUCKETS } = await import('../functions/contract/resources');
     const { localTableName, localBucketName } = await import('../local/bootstrap');
     for (const definition of Object.values(TABLES)) process.env[definition.envVar] = localTableName(definition);
     process.env[BUCKETS.reports.envVar] = localBucketName;

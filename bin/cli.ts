@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     case 'repair':
       return repair(rest);
     case 'openapi': {
-      const { DEPLOYED_ROUTES } = await import('../functions/api');
+      const { DEPLOYED_ROUTES } = await import('../functions/contract/routes');
       const { buildOpenApi } = await import('../functions/openapi');
       process.stdout.write(`${JSON.stringify(buildOpenApi(DEPLOYED_ROUTES), null, 2)}\n`);
       return 0;
@@ -168,7 +168,7 @@ const ADMIN_OPTIONS = { endpoint: { type: 'string' }, config: { type: 'string', 
 async function adminContext(values: { endpoint?: string; config: string; now?: string }) {
   const now = values.now === undefined ? undefined : parseInstant('--now', values.now);
   if (values.endpoint) {
-    const { TABLES } = await import('../functions/adapters/resources');
+    const { TABLES } = await import('../functions/contract/resources');
     const { localTableName } = await import('../local/bootstrap');
     process.env.AWS_ENDPOINT_URL_DYNAMODB = values.endpoint;
     process.env.AWS_REGION ??= 'us-east-1';
@@ -295,7 +295,7 @@ async function audit(args: string[]): Promise<number> {
     strict: true,
   });
   if (values['s3-endpoint']) {
-    const { BUCKETS } = await import('../functions/adapters/resources');
+    const { BUCKETS } = await import('../functions/contract/resources');
     const { localBucketName } = await import('../local/bootstrap');
     process.env.AWS_ENDPOINT_URL_S3 = values['s3-endpoint'];
     process.env[BUCKETS.reports.envVar] ??= localBucketName;
@@ -338,7 +338,7 @@ async function replay(args: string[]): Promise<number> {
   if (values.reason !== undefined && !reason) throw new UsageError(`--reason must be one of ${REJECTION_REASONS.join(', ')}; got "${values.reason}"`);
   if (values.subject !== undefined && (values.subject.length === 0 || values.subject.length > 128)) throw new UsageError('--subject must be 1-128 characters');
 
-  const { QUEUES } = await import('../functions/adapters/resources');
+  const { QUEUES } = await import('../functions/contract/resources');
   if (values['sqs-endpoint']) {
     const { GetQueueUrlCommand, SQSClient } = await import('@aws-sdk/client-sqs');
     const { localQueueName } = await import('../local/bootstrap');
@@ -403,7 +403,7 @@ async function repair(args: string[]): Promise<number> {
   const { appContext } = await import('../functions/adapters/app-context');
   const { requireEnv } = await import('../functions/adapters/dynamodb');
   const { DynamoLedgerStream } = await import('../functions/adapters/ledger-stream');
-  const { TABLES } = await import('../functions/adapters/resources');
+  const { TABLES } = await import('../functions/contract/resources');
   const { breakdownPolicy } = await import('../functions/core/metering/rollups');
   const { RepairRefusedError, repairSubject, repairTable } = await import('../functions/core/metering/repair');
   const now = deps.clock.now();

@@ -2,12 +2,14 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
+import type { Access } from './core/access/scopes';
+import { DEPLOYED_ROUTES, ROUTES, type RouteKey } from './contract/routes';
 import { appContext } from './adapters/app-context';
 import { decodedBody, httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
 import { quarantineQuerySchema } from './core/metering/ingest';
 import { buildOpenApi } from './openapi';
-import { type Access, type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/access/api-keys';
+import { type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/access/api-keys';
 import { exportRequestSchema, exportView, requestExport } from './core/reporting/exports';
 import { buildCycleReport } from './core/reporting/reports';
 import { presignDownload } from './adapters/s3';
@@ -169,36 +171,31 @@ const advanceTestClock: Route = async (event) => {
   return json(200, await clock.advanceTo(new Date(advanceTo)));
 };
 
-/** Every route and who may call it (core/access/api-keys.ts); the CDK stack adds exactly these to the HTTP API. */
-export const ROUTES = [
-  { method: 'GET', path: '/v1/workspaces/{id}/usage', access: 'workspace-read', handler: getUsage },
-  { method: 'GET', path: '/v1/workspaces/{id}/quotas', access: 'workspace-read', handler: getQuotas },
-  { method: 'GET', path: '/v1/workspaces/{id}/usage/summary', access: 'workspace-read', handler: getSummary },
-  { method: 'GET', path: '/v1/workspaces/{id}/usage/series', access: 'workspace-read', handler: getSeries },
-  { method: 'GET', path: '/v1/workspaces/{id}/usage/top', access: 'workspace-read', handler: getMemberTop },
-  { method: 'GET', path: '/v1/usage/top', access: 'finance', handler: getWorkspaceTop },
-  { method: 'GET', path: '/v1/workspaces/{id}/report', access: 'workspace-read', handler: getReport },
-  { method: 'POST', path: '/v1/exports', access: 'any', handler: postExport },
-  { method: 'GET', path: '/v1/exports/{exportId}', access: 'any', handler: getExport },
-  { method: 'POST', path: '/v1/workspaces/{id}/usages', access: 'workspace-write', handler: postUsages },
-  { method: 'PUT', path: '/v1/workspaces/{id}', access: 'admin', handler: putWorkspaceRoute },
-  { method: 'GET', path: '/v1/workspaces/{id}/grants', access: 'workspace-read', handler: listGrants },
-  { method: 'POST', path: '/v1/workspaces/{id}/grants', access: 'admin', handler: postGrant },
-  { method: 'GET', path: '/v1/workspaces/{id}/closes', access: 'workspace-read', handler: listCloses },
-  { method: 'GET', path: '/v1/usage-types', access: 'any', handler: listUsageTypes },
-  { method: 'GET', path: '/v1/me', access: 'any', handler: getMe },
-  { method: 'GET', path: '/v1/quarantine', access: 'admin', handler: listQuarantine },
-  { method: 'POST', path: '/v1/keys', access: 'admin', handler: postKey },
-  { method: 'GET', path: '/v1/keys', access: 'admin', handler: getKeys },
-  { method: 'DELETE', path: '/v1/keys/{keyId}', access: 'admin', handler: deleteKey },
-  { method: 'POST', path: '/v1/test-clock', access: 'admin', handler: advanceTestClock },
-  { method: 'GET', path: '/openapi.json', access: 'public', handler: getOpenApi },
-] as const satisfies readonly { method: string; path: string; access: Access; handler: Route }[];
-
-/** Routes the handler serves only in the local runtime (in AWS it answers 404 by itself): never on the HTTP API. */
-const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock'];
-/** The routes the HTTP API exposes and the OpenAPI document describes. */
-export const DEPLOYED_ROUTES = ROUTES.filter((route) => !LOCAL_ONLY_PATHS.includes(route.path));
+/** The function that serves each route of the contract (functions/contract/routes.ts); every route has one. */
+const HANDLERS: Record<RouteKey, Route> = {
+  'GET /v1/workspaces/{id}/usage': getUsage,
+  'GET /v1/workspaces/{id}/quotas': getQuotas,
+  'GET /v1/workspaces/{id}/usage/summary': getSummary,
+  'GET /v1/workspaces/{id}/usage/series': getSeries,
+  'GET /v1/workspaces/{id}/usage/top': getMemberTop,
+  'GET /v1/usage/top': getWorkspaceTop,
+  'GET /v1/workspaces/{id}/report': getReport,
+  'POST /v1/exports': postExport,
+  'GET /v1/exports/{exportId}': getExport,
+  'POST /v1/workspaces/{id}/usages': postUsages,
+  'PUT /v1/workspaces/{id}': putWorkspaceRoute,
+  'GET /v1/workspaces/{id}/grants': listGrants,
+  'POST /v1/workspaces/{id}/grants': postGrant,
+  'GET /v1/workspaces/{id}/closes': listCloses,
+  'GET /v1/usage-types': listUsageTypes,
+  'GET /v1/me': getMe,
+  'GET /v1/quarantine': listQuarantine,
+  'POST /v1/keys': postKey,
+  'GET /v1/keys': getKeys,
+  'DELETE /v1/keys/{keyId}': deleteKey,
+  'POST /v1/test-clock': advanceTestClock,
+  'GET /openapi.json': getOpenApi,
+};
 
 let document: Record<string, unknown> | undefined;
 function openApiDocument(): Record<string, unknown> {
@@ -218,7 +215,7 @@ function guarded(access: Access, path: string, handler: Route): (event: APIGatew
 }
 
 const router = httpRouterHandler<APIGatewayProxyEventV2, APIGatewayProxyResultV2>({
-  routes: ROUTES.map(({ method, path, access, handler }) => ({ method, path, handler: guarded(access, path, handler) })),
+  routes: ROUTES.map(({ method, path, access }) => ({ method, path, handler: guarded(access, path, HANDLERS[`${method} ${path}` as RouteKey]) })),
   notFoundResponse: ({ method, path }) => {
     throw new NotFoundError('route_not_found', `no route for ${method} ${path}`);
   },

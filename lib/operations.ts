@@ -18,7 +18,7 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE, SERVICE_NAME } from '../functions/adapters/observability';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../functions/contract/telemetry';
 import type { TableName } from './stateful-stack';
 import type { FunctionName } from './usage-function';
 

@@ -4,7 +4,7 @@ import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, StorageCl
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
 import type { Construct } from 'constructs';
-import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
+import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/contract/resources';
 
 export type TableName = keyof typeof TABLES;
 

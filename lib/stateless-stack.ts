@@ -12,8 +12,8 @@ import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/a
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { BUCKETS, EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
-import { DEPLOYED_ROUTES } from '../functions/api';
+import { BUCKETS, EVENT_SOURCES, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
+import { DEPLOYED_ROUTES } from '../functions/contract/routes';
 import { Operations } from './operations';
 import type { TableName } from './stateful-stack';
 import { type FunctionName, UsageFunction } from './usage-function';

@@ -9,7 +9,8 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
-import { CONFIG_FILE_ENV, EMAIL_ENV, FUNCTIONS, type TableDefinition } from '../functions/adapters/resources';
+import { CONFIG_FILE_ENV, EMAIL_ENV, FUNCTIONS, type TableDefinition } from '../functions/contract/resources';
+import { SERVICE_NAME } from '../functions/contract/telemetry';
 
 export type FunctionName = keyof typeof FUNCTIONS;
 export type TableAccess = 'read' | 'write' | 'readWrite';
@@ -59,7 +60,7 @@ export class UsageFunction extends NodejsFunction {
       logGroup: new LogGroup(scope, `${id}Logs`, { retention: RetentionDays.ONE_MONTH }),
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
-        POWERTOOLS_SERVICE_NAME: 'usage-pipeline',
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         [CONFIG_FILE_ENV]: `${TASK_ROOT}/config.json`,
       },
       bundling: {

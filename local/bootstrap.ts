@@ -1,7 +1,7 @@
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/adapters/resources';
+import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/contract/resources';
 
 /** Creates the tables and queues from the same definitions the CDK stacks use. */
 

@@ -8,7 +8,7 @@ import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSE
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
 import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
-import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/adapters/resources';
+import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
 import { createS3Client } from '../functions/adapters/s3';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';
 import { configuredKey } from '../functions/core/access/api-keys';

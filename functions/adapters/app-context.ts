@@ -5,7 +5,7 @@ import type { Clock } from '../core/ports';
 import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoLedger, DynamoLedgerScanner, createLedgerClient } from './ledger-store';
 import { DynamoQuarantine } from './quarantine-store';
-import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from './resources';
+import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from '../contract/resources';
 import { DynamoRollups } from './rollup-store';
 import { DynamoSubjects } from './subject-store';
 import { DynamoAccounts } from './account-store';

@@ -1,10 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../contract/telemetry';
 
-/** The service every log line and metric names; the metrics' one default dimension (`service`). */
-export const SERVICE_NAME = 'usage-pipeline';
-/** The CloudWatch namespace of the handlers' own metrics (the alarms and the dashboard read it too). */
-export const METRICS_NAMESPACE = 'UsagePipeline';
 
 /**
  * Attributes that are never logged, whatever they hold: a Lambda event (Powertools logs it as `event`

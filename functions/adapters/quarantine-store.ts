@@ -1,7 +1,7 @@
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/metering/ports';
 import { batchDelete, batchPut } from './batch';
-import { QUARANTINE_RETENTION_DAYS, TABLES } from './resources';
+import { QUARANTINE_RETENTION_DAYS, TABLES } from '../contract/resources';
 
 const NO_SUBJECT = '-';
 /** DynamoDB items stop at 400 KB; a quarantined body is kept whole up to this many UTF-8 bytes (a 1 MiB message is not). */

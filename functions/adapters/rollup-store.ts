@@ -7,7 +7,7 @@ import type { RepairStore, RollupRange } from '../core/metering/ports';
 import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/metering/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
-import { CHECKPOINT_RETENTION_DAYS } from './resources';
+import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
 
 /** Parked records share one partition: there are few, and an operator lists them all. */
 const PARKED_PK = 'parked#records';

@@ -6,7 +6,7 @@ import type { FileWriter } from '../core/reporting/ports';
 import type { ReportStore } from '../core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../core/reporting/report-schema';
 import { withoutSdkLogging } from './sdk-clients';
-import { BUCKETS, PRESIGNED_URL_SECONDS } from './resources';
+import { BUCKETS, PRESIGNED_URL_SECONDS } from '../contract/resources';
 
 /**
  * S3: cycle reports, summaries and export files in one bucket. The endpoint comes from the SDK's own

@@ -11,7 +11,7 @@ import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { DynamoApiKeys } from '../../functions/adapters/api-key-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
-import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../../functions/adapters/resources';
+import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../../functions/contract/resources';
 import { configuredKey } from '../../functions/core/access/api-keys';
 import { createBucket, createQueues, createTables, localTableName } from '../../local/bootstrap';
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from '../../local/stand-ins';

@@ -5,7 +5,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
-import { FUNCTIONS, TABLES } from '../../functions/adapters/resources';
+import { FUNCTIONS, TABLES } from '../../functions/contract/resources';
 import type { FunctionName } from '../../lib/usage-function';
 
 /** The alarms and the dashboard, read from the synthesized template. */

@@ -9,8 +9,8 @@ import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
-import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/adapters/resources';
-import { ROUTES } from '../../functions/api';
+import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/contract/resources';
+import { ROUTES } from '../../functions/contract/routes';
 import type { FunctionName } from '../../lib/usage-function';
 
 interface CfnResourceJson {

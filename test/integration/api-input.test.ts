@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/aggregate';
-import { FUNCTIONS } from '../../functions/adapters/resources';
+import { FUNCTIONS } from '../../functions/contract/resources';
 import { lambdaContext } from '../../local/lambda-context';
 import { type Invoke, type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, templateOf } from '../support/api-contract';

@@ -1,7 +1,7 @@
 import { format } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
-import { PRESIGNED_URL_SECONDS } from '../../functions/adapters/resources';
+import { PRESIGNED_URL_SECONDS } from '../../functions/contract/resources';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoLeases } from '../../functions/adapters/lease-store';
-import { FUNCTIONS, SCHEDULES } from '../../functions/adapters/resources';
+import { FUNCTIONS, SCHEDULES } from '../../functions/contract/resources';
 import type { SchedulerResult } from '../../functions/scheduler';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';

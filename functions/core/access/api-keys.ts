@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors';
 import type { ApiKeyRecord, ApiKeyStore } from './ports';
 import type { Clock, SubjectStore } from '../ports';
-import { SCOPES, type Scope } from './scopes';
+import { type Access, SCOPES, type Scope } from './scopes';
 
 /**
  * API keys: who may call which route.
@@ -20,16 +20,6 @@ export interface Principal {
   subject?: string;
 }
 
-/**
- * What a route asks of its caller:
- * - `public`: nothing;
- * - `any`: any valid key;
- * - `workspace-read`: a key of the path's workspace, or finance, or admin;
- * - `workspace-write`: a key of the path's workspace, or admin;
- * - `finance`: finance or admin;
- * - `admin`: admin.
- */
-export type Access = 'public' | 'any' | 'workspace-read' | 'workspace-write' | 'finance' | 'admin';
 
 const ALLOWED: Record<Exclude<Access, 'public' | 'any'>, readonly Scope[]> = {
   'workspace-read': ['workspace', 'finance', 'admin'],

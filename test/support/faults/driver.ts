@@ -8,7 +8,7 @@ import { Random } from '../../../bench/random';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../../../functions/aggregate';
 import { awsClients, useClock } from '../../../functions/adapters/app-context';
 import { createDocumentClient } from '../../../functions/adapters/dynamodb';
-import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, SCHEDULES, TABLES } from '../../../functions/adapters/resources';
+import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, SCHEDULES, TABLES } from '../../../functions/contract/resources';
 import { createS3Client } from '../../../functions/adapters/s3';
 import { DynamoSubjects } from '../../../functions/adapters/subject-store';
 import type { CloseSummary } from '../../../functions/core/billing/closes';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from '@jest/globals';
-import { type Access, type Principal, authenticate, authorize, configuredKey, createKey, keyBodySchema, keyIdOf, listKeys, revokeKey } from '../../../functions/core/access/api-keys';
+import type { Access } from '../../../functions/core/access/scopes';
+import { type Principal, authenticate, authorize, configuredKey, createKey, keyBodySchema, keyIdOf, listKeys, revokeKey } from '../../../functions/core/access/api-keys';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../../../functions/core/errors';
 import type { ApiKeyRecord, ApiKeyStore } from '../../../functions/core/access/ports';
 import type { Subject } from '../../../functions/core/ports';
