@@ -5,7 +5,7 @@ import middy from '@middy/core';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
-import { BUCKETS } from './adapters/resources';
+import { BUCKETS } from './contract/resources';
 import { runExport } from './core/reporting/exports';
 
 /** Time kept back from the function's timeout to abort the upload and mark the job failed. */

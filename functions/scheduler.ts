@@ -5,7 +5,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
-import { FUNCTIONS } from './adapters/resources';
+import { FUNCTIONS } from './contract/resources';
 import { type CloseSummary, runDueCloses } from './core/billing/closes';
 import { runExclusive } from './core/lease';
 
