@@ -1,5 +1,5 @@
 import type { CommitResult, RollupWriter } from './ports';
-import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, EMPTY_CYCLE_STATE, type LedgerChange, OTHER, type OwnerRun, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks } from './rollups';
+import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, EMPTY_CYCLE_STATE, type LedgerChange, OTHER, type OwnerRun, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks, withAdmitted } from './rollups';
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
@@ -69,13 +69,7 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
     for (const update of chunk.updates) {
       if (!update.admit) continue;
       const key = cycleItemKey(update.subject, update.period, update.usageType);
-      const known = cycleStates.get(key) ?? EMPTY_CYCLE_STATE;
-      const next = { ...known };
-      for (const dimension of ['channel', 'feature'] as const) {
-        const admit = update.admit[dimension];
-        if (admit) next[dimension] = { values: new Set([...known[dimension].values, ...admit.values]), count: admit.expected + admit.values.length };
-      }
-      cycleStates.set(key, next);
+      cycleStates.set(key, withAdmitted(cycleStates.get(key) ?? EMPTY_CYCLE_STATE, update.admit));
     }
   };
   const maxItems = deps.maxItemsPerChunk ?? MAX_ITEMS_PER_TRANSACTION;

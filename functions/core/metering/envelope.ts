@@ -224,6 +224,17 @@ export function eventKey(event: Pick<UsageEvent, 'source' | 'id'>): string {
   return JSON.stringify([event.source, event.id]);
 }
 
+/** The identity an `eventKey` names; undefined for a key that is not one (a hand-written ledger item's). */
+export function identityOfKey(key: string): { source: string; id: string } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(key);
+  } catch {
+    return undefined;
+  }
+  return Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string' ? { source: parsed[0], id: parsed[1] } : undefined;
+}
+
 /** Date.parse rolls 2026-02-30 over into March; an event time must name a real calendar instant. */
 /** The envelope, when `raw` meets every rule of envelopeSchema (and so the schema would accept it); else undefined. */
 export function wellFormed(raw: unknown): Envelope | undefined {

@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, parseMessageBody, validateEvent } from './envelope';
+import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, identityOfKey, parseMessageBody, validateEvent } from './envelope';
 import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './ports';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, type ParkedRecord, cycleItemKey, parseCycleItemKey, planChunks } from './rollups';
@@ -187,12 +187,11 @@ async function applyParked(record: ParkedRecord, item: Omit<ReplayItem, 'outcome
 
 function parkedItem(record: ParkedRecord): Omit<ReplayItem, 'outcome'> {
   const image = record.change.newImage ?? record.change.oldImage;
-  const event = image ? (JSON.parse(image.eventKey) as unknown) : undefined;
-  const [source, id] = Array.isArray(event) && typeof event[0] === 'string' && typeof event[1] === 'string' ? (event as [string, string]) : [];
+  const event = image ? identityOfKey(image.eventKey) : undefined;
   return {
     id: `${record.shardId}#${record.sequenceNumber}`,
     ...(image ? { subject: image.subject } : {}),
-    ...(source !== undefined && id !== undefined ? { event: { source, id } } : {}),
+    ...(event ? { event } : {}),
   };
 }
 

@@ -101,6 +101,19 @@ export interface CycleState {
 }
 export const EMPTY_CYCLE_STATE: CycleState = { closed: false, channel: { values: new Set(), count: 0 }, feature: { values: new Set(), count: 0 } };
 
+/**
+ * A cycle state with a commit's admissions added (none: a copy), its value sets its own to grow: how planning
+ * clones what it knows before it admits more, and how the aggregate remembers what a commit admitted.
+ */
+export function withAdmitted(state: CycleState, admit: RollupUpdate['admit'] = {}): CycleState & Record<Breakdown, { values: Set<string>; count: number }> {
+  const next = (dimension: Breakdown) => {
+    const added = admit[dimension];
+    const known = state[dimension];
+    return added ? { values: new Set([...known.values, ...added.values]), count: added.expected + added.values.length } : { values: new Set(known.values), count: known.count };
+  };
+  return { closed: state.closed, channel: next('channel'), feature: next('feature') };
+}
+
 /** What a stored cycle item has admitted: the channels and features it keeps counters for, and its admission counts. */
 export function cycleStateOf(row: { counters: Readonly<Record<string, string>>; closedAt?: string; admitted?: Readonly<Record<Breakdown, number>> }): CycleState {
   const admitted = (prefix: string, dimension: Breakdown): Admitted => ({
@@ -289,13 +302,12 @@ export function planChunks(
   let sequenceNumbers: string[] = [];
   let counterBytes = 0;
   // What each cycle item has admitted, as the chunks planned so far leave it (they commit in order).
-  const working = new Map<string, Record<Breakdown, { values: Set<string>; count: number }>>();
+  const working = new Map<string, ReturnType<typeof withAdmitted>>();
   const placeOf = (cycleKey: string, dimension: Breakdown, value: string, kept: ReadonlySet<string> | undefined): string => {
     if (value === OTHER || kept?.has(value) === true) return value;
     let state = working.get(cycleKey);
     if (!state) {
-      const known = cycleStates.get(cycleKey) ?? EMPTY_CYCLE_STATE;
-      state = { channel: { values: new Set(known.channel.values), count: known.channel.count }, feature: { values: new Set(known.feature.values), count: known.feature.count } };
+      state = withAdmitted(cycleStates.get(cycleKey) ?? EMPTY_CYCLE_STATE);
       working.set(cycleKey, state);
     }
     const admitted = state[dimension];

@@ -8,6 +8,7 @@ import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { priceUsage } from '../billing/rates';
 import { type CycleReport, type CycleSummary, REPORT_SCHEMA_VERSION, type UsageReport } from './report-schema';
+import { identityOfKey } from '../metering/envelope';
 
 /**
  * Finance's view of one subject's cycle, from the rollups (the truth), the close's snapshot (what was
@@ -196,7 +197,8 @@ function byEvent(changes: readonly LateChange[]): LateChange[] {
 }
 
 function lateEvent(change: LateChange) {
-  const [source, id] = JSON.parse(change.eventKey) as [string, string];
+  // Every late item's key is an event's identity (or a repair's, core/metering/repair.ts).
+  const { source, id } = identityOfKey(change.eventKey) ?? { source: '', id: change.eventKey };
   return { source, id, delta: change.delta, appliedAt: change.appliedAt };
 }
 
