@@ -152,7 +152,13 @@ interface RouteDoc {
   responses: Record<number, { description: string; schema: z.ZodType }>;
 }
 
-export const ROUTE_DOCS: Record<string, RouteDoc> = {
+/**
+ * The body a route answers with, by status, as this document describes it (and the tests check every answer
+ * against): the one declaration of the API's response types, which the dashboard reads too.
+ */
+export type ResponseOf<K extends keyof typeof ROUTE_DOCS, S extends keyof (typeof ROUTE_DOCS)[K]['responses']> = (typeof ROUTE_DOCS)[K]['responses'][S] extends { schema: infer T extends z.ZodType } ? z.output<T> : never;
+
+export const ROUTE_DOCS = {
   'GET /v1/workspaces/{id}/usage': {
     summary: 'Usage buckets of a workspace (hour, day or cycle) in [from, to)',
     query: usageQuerySchema,
@@ -295,7 +301,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     summary: 'This document',
     responses: { 200: { description: 'OpenAPI 3.1 document', schema: z.object({ openapi: z.string() }).loose() } },
   },
-};
+} satisfies Record<string, RouteDoc>;
 
 const ERRORS: Record<number, string> = {
   400:
@@ -327,7 +333,7 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, u
 export function buildOpenApi(routes: readonly { method: string; path: string; access: Access }[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const { method, path, access } of routes) {
-    const doc = ROUTE_DOCS[`${method} ${path}`];
+    const doc = (ROUTE_DOCS as Record<string, RouteDoc>)[`${method} ${path}`];
     if (!doc) throw new Error(`no OpenAPI description for ${method} ${path}`);
     // A workspace id in the path is held to the config's id rule (400 invalid_parameter otherwise).
     const pathParameters = [...path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({ name, in: 'path', required: true, schema: name === 'id' ? jsonSchema(idSchema, 'input') : { type: 'string' } }));

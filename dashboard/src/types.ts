@@ -1,83 +1,27 @@
-/** The API's answers the dashboard reads (openapi.json describes them in full). */
+import type { ResponseOf } from '../../functions/openapi';
 
-export type Scope = 'workspace' | 'finance' | 'admin';
+/**
+ * The API's answers the dashboard reads: the very schemas openapi.json is written from (functions/openapi.ts),
+ * so a change to a response is a type error here rather than a surprise in the browser.
+ */
 
-export interface Me {
-  keyId: string;
-  scope: Scope;
-  subject?: string;
-}
+export type Me = ResponseOf<'GET /v1/me', 200>;
+export type Scope = Me['scope'];
 
-export interface SummaryEntry {
-  usageType: string;
-  cycleStart: string;
-  cycleEnd: string;
-  usedAmount: number;
-  allowanceAmount: number;
-  limitAmount: number;
-  spilloverAmount: number;
-  bonusAmount: number;
-  availableAmount: number;
-  usedPercent: number | null;
-  daysElapsed: number;
-  daysRemaining: number;
-  avgPerDay: number;
-  runOutInDays: number | null;
-  projectedToRunOut: boolean;
-}
+export type Summary = ResponseOf<'GET /v1/workspaces/{id}/usage/summary', 200>;
+export type SummaryEntry = Summary['summary'][number];
 
-export interface Summary {
-  subject: string;
-  plan: string;
-  asOf: string;
-  summary: SummaryEntry[];
-}
+export type Series = ResponseOf<'GET /v1/workspaces/{id}/usage/series', 200>;
+export type SeriesWindow = Series['window'];
+export type SeriesBucket = Series['series'][number]['buckets'][number];
 
-export type SeriesWindow = '24h' | '7d' | '30d';
+type MemberRanking = ResponseOf<'GET /v1/workspaces/{id}/usage/top', 200>;
+type WorkspaceRanking = ResponseOf<'GET /v1/usage/top', 200>;
+/** One page of either ranking: users or groups of a workspace, or workspaces. */
+export type RankingPage = MemberRanking | WorkspaceRanking;
+/** An entry of either ranking; a workspace's also has its name and its own cycle. */
+export type RankedEntry = MemberRanking['entries'][number] & Partial<Pick<WorkspaceRanking['entries'][number], 'name' | 'cycleStart' | 'cycleEnd'>>;
 
-export interface SeriesBucket {
-  start: string;
-  end: string;
-  total: number;
-  byChannel: Record<string, number>;
-}
+export type UsageType = ResponseOf<'GET /v1/usage-types', 200>['usageTypes'][number];
 
-export interface Series {
-  subject: string;
-  asOf: string;
-  window: SeriesWindow;
-  granularity: 'hour' | 'day' | 'week';
-  series: { usageType: string; buckets: SeriesBucket[] }[];
-}
-
-export interface RankedEntry {
-  rank: number;
-  id: string;
-  amount: number;
-  share: number;
-  name?: string;
-  cycleStart?: string;
-  cycleEnd?: string;
-}
-
-export interface RankingPage {
-  usageType: string;
-  totalAmount: number;
-  entries: RankedEntry[];
-  nextCursor: string | null;
-}
-
-export interface UsageType {
-  id: string;
-  unit: string;
-  allowFractions: boolean;
-}
-
-export interface ExportView {
-  id: string;
-  status: 'queued' | 'running' | 'ready' | 'failed';
-  bucketCount: number | null;
-  bytes: number | null;
-  url: string | null;
-  error: { code: string; message: string } | null;
-}
+export type ExportView = ResponseOf<'GET /v1/exports/{exportId}', 200>;
