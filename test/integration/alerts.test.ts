@@ -8,6 +8,7 @@ import type { TestEvent } from '../support/ground-truth';
 import { utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 
 /**
  * Threshold emails end to end: events over SQS (duplicated, redelivered, in arrays), the aggregator,
@@ -95,7 +96,7 @@ afterAll(async () => {
 
 function event(subject: string, quantity: number, time: Date): TestEvent {
   sequence += 1;
-  return { specversion: '1.0', id: `alert-${sequence}`, source: '//test/alerts', type: 'com.example.usage', subject, time: time.toISOString(), data: { usageType: 'tokens', quantity } };
+  return usageEvent({ id: `alert-${sequence}`, source: '//test/alerts', subject, time, quantity });
 }
 
 /** `total` split into `parts` events; every body sent twice (a producer retry), a few as arrays. */

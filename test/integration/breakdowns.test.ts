@@ -9,6 +9,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { GroundTruth, type TestEvent } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * Breakdowns are bounded, whatever the input: a cycle keeps its first 20 channels and 100 features apart
@@ -181,16 +182,10 @@ test('through SQS: a backfill of one day over 16 channels (384 events in two mes
   // Arrange: every hour of yesterday (UTC), as the local clock has it.
   const yesterday = Math.floor(stack.clock.now().getTime() / 86_400_000) * 86_400_000 - 86_400_000;
   const truth = new GroundTruth({ ws_b01: 1, ws_c15: 15 });
-  const backfill: TestEvent[] = Array.from({ length: 384 }, (_, i) => ({
-    specversion: '1.0',
-    id: `backfill-${i}`,
-    source: '//breakdowns/backfill',
-    type: 'com.example.usage',
-    subject: 'ws_b01',
-    time: new Date(yesterday + (i % 24) * 3_600_000 + 60_000).toISOString(),
-    data: { usageType: 'tokens', quantity: 1 + (i % 5), channel: `channel-${Math.floor(i / 24)}` },
-  }));
-  const elsewhere: TestEvent = { specversion: '1.0', id: 'elsewhere-1', source: '//breakdowns/backfill', type: 'com.example.usage', subject: 'ws_c15', time: new Date(yesterday + 3_600_000).toISOString(), data: { usageType: 'tokens', quantity: 7 } };
+  const backfill: TestEvent[] = Array.from({ length: 384 }, (_, i) =>
+    usageEvent({ id: `backfill-${i}`, source: '//breakdowns/backfill', subject: 'ws_b01', time: new Date(yesterday + (i % 24) * 3_600_000 + 60_000), quantity: 1 + (i % 5), channel: `channel-${Math.floor(i / 24)}` }),
+  );
+  const elsewhere = usageEvent({ id: 'elsewhere-1', source: '//breakdowns/backfill', subject: 'ws_c15', time: new Date(yesterday + 3_600_000), quantity: 7 });
   [...backfill, elsewhere].forEach((e) => truth.accept(e));
 
   // Act

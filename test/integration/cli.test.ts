@@ -6,6 +6,7 @@ import type { ReadyInfo } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { type Bucket, GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { ADMIN_KEY, bearer } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * `usage-pipeline local` as a producer meets it: a separate process that prints one READY line,
@@ -76,15 +77,9 @@ describe('usage-pipeline local, as a separate process', () => {
     // Arrange
     const truth = new GroundTruth({ ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 });
     const now = START.getTime();
-    const events: TestEvent[] = Array.from({ length: 400 }, (_, i) => ({
-      specversion: '1.0',
-      id: `cli-${i}`,
-      source: '//cli-test',
-      type: 'com.example.usage',
-      subject: ['ws_a31', 'ws_b01', 'ws_c15', 'ws_d29'][i % 4]!,
-      time: new Date(now - (i % 50) * DAY - i * 60_000).toISOString(),
-      data: { usageType: i % 5 === 0 ? 'images' : 'tokens', quantity: 1 + (i % 13) },
-    }));
+    const events: TestEvent[] = Array.from({ length: 400 }, (_, i) =>
+      usageEvent({ id: `cli-${i}`, source: '//cli-test', subject: ['ws_a31', 'ws_b01', 'ws_c15', 'ws_d29'][i % 4]!, time: new Date(now - (i % 50) * DAY - i * 60_000), usageType: i % 5 === 0 ? 'images' : 'tokens', quantity: 1 + (i % 13) }),
+    );
     events.forEach((e) => truth.accept(e));
     const bodies = [
       ...events.slice(0, 200).map((e) => JSON.stringify(e)),

@@ -4,6 +4,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { GroundTruth, type TestEvent } from '../support/ground-truth';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * The byte limits on the local stack: a message of SQS's largest size, 1 MiB, is counted whole; one byte
@@ -32,15 +33,17 @@ afterAll(async () => {
 
 /** An event with each string field near its byte limit in 2- and 3-byte characters. */
 function longEvent(subject: string, n: number, quantity: number): TestEvent & { data: { feature: string; channel: string } } {
-  return {
-    specversion: '1.0',
+  const event = usageEvent({
     id: `${'€'.repeat(80)}-${n}`,
     source: `//limits/${'€'.repeat(330)}`,
-    type: 'com.example.usage',
     subject,
-    time: new Date(NOW - 60_000 - (n % 48) * 3_600_000).toISOString(),
-    data: { usageType: 'tokens', quantity, userId: `${'é'.repeat(120)}${n % 5}`, channel: `${'€'.repeat(80)}${n % 3}`, feature: `${'€'.repeat(84)}${n % 4}` },
-  };
+    time: new Date(NOW - 60_000 - (n % 48) * 3_600_000),
+    quantity,
+    userId: `${'é'.repeat(120)}${n % 5}`,
+    channel: `${'€'.repeat(80)}${n % 3}`,
+    feature: `${'€'.repeat(84)}${n % 4}`,
+  });
+  return event as TestEvent & { data: { feature: string; channel: string } };
 }
 
 /** As many events as fit in one array body, padded with trailing whitespace (valid JSON) to exactly `size` bytes. */

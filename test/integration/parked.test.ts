@@ -11,6 +11,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * A record DynamoDB refuses on its own never stalls its shard: the aggregate narrows the refused chunk to
@@ -152,15 +153,7 @@ test('end to end: a hand-edited ledger item the rollups cannot store is parked, 
     },
   ]);
   const truth = new GroundTruth({ ws_b01: 1 });
-  const events: TestEvent[] = Array.from({ length: 30 }, (_, i) => ({
-    specversion: '1.0',
-    id: `steady-${i}`,
-    source: '//parked/steady',
-    type: 'com.example.usage',
-    subject: 'ws_b01',
-    time: new Date(time.getTime() + (i % 50) * 60_000).toISOString(),
-    data: { usageType: 'tokens', quantity: i + 1 },
-  }));
+  const events: TestEvent[] = Array.from({ length: 30 }, (_, i) => usageEvent({ id: `steady-${i}`, source: '//parked/steady', subject: 'ws_b01', time: new Date(time.getTime() + (i % 50) * 60_000), quantity: i + 1 }));
   events.forEach((e) => truth.accept(e));
 
   // Act

@@ -4,6 +4,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * The pipeline end to end on DynamoDB Local and the SQS stand-in, through the real handlers and
@@ -79,15 +80,7 @@ function boundaryInstants(): Date[] {
 let sequence = 0;
 function makeEvent(subject: string, time: Date, usageType: string, quantity: number): TestEvent {
   sequence += 1;
-  return {
-    specversion: '1.0',
-    id: `evt-${sequence}`,
-    source: sequence % 3 === 0 ? '//test/images' : '//test/chat',
-    type: 'com.example.usage',
-    subject,
-    time: time.toISOString(),
-    data: { usageType, quantity, channel: ['ui', 'api', 'cli'][sequence % 3] ?? 'ui', userId: `u${sequence % 7}` },
-  };
+  return usageEvent({ id: `evt-${sequence}`, source: sequence % 3 === 0 ? '//test/images' : '//test/chat', subject, time, usageType, quantity, channel: ['ui', 'api', 'cli'][sequence % 3] ?? 'ui', userId: `u${sequence % 7}` });
 }
 
 function quantityFor(usageType: string, n: number): number {

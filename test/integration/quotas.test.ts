@@ -12,6 +12,7 @@ import { FixedClock } from '../support/fakes';
 import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 
 /**
  * Quotas across two cycle closes, driven like a customer would: events over SQS and the API, grants over
@@ -118,7 +119,7 @@ function eventsFor(subject: string, usageType: string, total: number, parts: num
     left -= quantity;
     sequence += 1;
     const time = new Date(from + Math.floor(((to - from) * ((i * 7919) % parts)) / Math.max(1, parts - 1)));
-    events.push({ specversion: '1.0', id: `q-${sequence}`, source: '//test/quotas', type: 'com.example.usage', subject, time: time.toISOString(), data: { usageType, quantity: fromK(quantity) } });
+    events.push(usageEvent({ id: `q-${sequence}`, source: '//test/quotas', subject, time, usageType, quantity: fromK(quantity) }));
   }
   return events;
 }

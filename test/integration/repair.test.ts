@@ -15,6 +15,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 import { type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { usageEvent } from '../support/events';
 
 /**
  * `usage-pipeline repair` restores a workspace's rollups from the ledger while events keep flowing: damage of
@@ -92,15 +93,16 @@ function events(subject: string, count: number): TestEvent[] {
     const n = sequence++;
     const earlier = [...sent.values()].filter((e) => e.subject === subject);
     const corrected = n % 5 === 4 && earlier.length > 0 ? earlier[n % earlier.length] : undefined;
-    const event: TestEvent = {
-      specversion: '1.0',
+    const event = usageEvent({
       id: corrected?.id ?? `repair-${n}`,
       source: '//tests/repair',
       type: 'usage.recorded',
       subject,
-      time: corrected?.time ?? new Date(now - (n % 50) * 60_000 - 1_000).toISOString(),
-      data: { usageType: 'tokens', quantity: 1 + (n % 97), channel: CHANNELS[n % CHANNELS.length] as string, userId: USERS[n % USERS.length] as string },
-    };
+      time: corrected?.time ?? new Date(now - (n % 50) * 60_000 - 1_000),
+      quantity: 1 + (n % 97),
+      channel: CHANNELS[n % CHANNELS.length] as string,
+      userId: USERS[n % USERS.length] as string,
+    });
     out.push(event);
   }
   return out;
@@ -277,7 +279,7 @@ describe('repair from the ledger', () => {
     await ledger.putAll([{ ...entry, dimensions: { userId: 'ana' }, sentAt: new Date(Date.parse(time) + 2_000).toISOString(), expiresAt }]);
     await stack.settle();
     await waitFor(async () => (await rollups.parked('ws_d29')).length === 2, 'the correction parked');
-    sent.set('//tests/repair\u0000hand-edit', { specversion: '1.0', id: 'hand-edit', source: '//tests/repair', type: 'usage.recorded', subject: 'ws_d29', time, data: { usageType: 'tokens', quantity: 7, userId: 'ana' } });
+    sent.set('//tests/repair\u0000hand-edit', usageEvent({ id: 'hand-edit', source: '//tests/repair', type: 'usage.recorded', subject: 'ws_d29', time, quantity: 7, userId: 'ana' }));
 
     // Act
     const result = await repairSubject({ subject: 'ws_d29' }, repairDeps());

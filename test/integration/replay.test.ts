@@ -11,6 +11,7 @@ import { checkResponse } from '../support/api-contract';
 import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
 import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 
 /**
  * `usage-pipeline replay` as an operator runs it, against the local stack: events quarantined for a
@@ -61,15 +62,15 @@ afterAll(async () => {
 let sequence = 0;
 function usage(subject: string, quantity: number, overrides: { id?: string; usageType?: string; userId?: string } = {}): TestEvent {
   sequence += 1;
-  return {
-    specversion: '1.0',
+  return usageEvent({
     id: overrides.id ?? `rp-${sequence}`,
     source: '//replay-test',
-    type: 'com.example.usage',
     subject,
-    time: new Date(NOW - (1 + (sequence % 30)) * HOUR).toISOString(),
-    data: { usageType: overrides.usageType ?? 'tokens', quantity, ...(overrides.userId ? { userId: overrides.userId } : {}) },
-  };
+    time: new Date(NOW - (1 + (sequence % 30)) * HOUR),
+    usageType: overrides.usageType ?? 'tokens',
+    quantity,
+    ...(overrides.userId ? { userId: overrides.userId } : {}),
+  });
 }
 
 const send = (events: readonly (TestEvent | TestEvent[] | string)[]) => client.send(events.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))));

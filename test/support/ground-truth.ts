@@ -10,7 +10,7 @@ export interface TestEvent {
   type: string;
   subject: string;
   time: string;
-  data: { usageType: string; quantity: number; channel?: string; userId?: string };
+  data: { usageType: string; quantity: number; channel?: string; userId?: string; groupId?: string; feature?: string };
 }
 
 export interface Bucket {

@@ -3,21 +3,14 @@ import { type Correctness, type Figures, type JudgedRow, check, figuresOf, judge
 import type { PhaseReport, RunReport } from '../../bench/pipeline-protocol';
 import { PRICES } from '../../bench/prices';
 import { GroundTruth, type TestEvent } from '../support/ground-truth';
+import { usageEvent } from '../support/events';
 
 /**
  * The arithmetic behind the pipeline benchmark's table and targets. Each run here is made up, so that
  * every expected figure can be worked out by hand from it.
  */
 
-const event = (subject: string, id: string, time: string, quantity: number): TestEvent => ({
-  specversion: '1.0',
-  id,
-  source: 'bench/test',
-  type: 'com.example.usage',
-  subject,
-  time,
-  data: { usageType: 'tokens', quantity },
-});
+const event = (subject: string, id: string, time: string, quantity: number): TestEvent => usageEvent({ subject, id, time, quantity, source: 'bench/test' });
 
 function truth(): GroundTruth {
   const t = new GroundTruth({ ws_a: 1, ws_b: 1 });
