@@ -8,10 +8,15 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
-      'no-restricted-properties': ['error',
-        { object: 'describe', property: 'only' }, { object: 'describe', property: 'skip' },
-        { object: 'it', property: 'only' }, { object: 'it', property: 'skip' },
-        { object: 'test', property: 'only' }, { object: 'test', property: 'skip' }],
+      'no-restricted-properties': [
+        'error',
+        { object: 'describe', property: 'only' },
+        { object: 'describe', property: 'skip' },
+        { object: 'it', property: 'only' },
+        { object: 'it', property: 'skip' },
+        { object: 'test', property: 'only' },
+        { object: 'test', property: 'skip' },
+      ],
       'no-restricted-globals': ['error', 'fdescribe', 'fit', 'xdescribe', 'xit', 'xtest'],
     },
   },

@@ -2,11 +2,10 @@
  * The measured part of bench/core.ts (which bundles this file as the functions are deployed and runs it).
  */
 import { parseArgs } from 'node:util';
-import { parseMessageBody, validateEvent } from '../functions/core/metering/envelope';
 import { bucketsOf } from '../functions/core/cycles';
-import { eventKey, type UsageEvent } from '../functions/core/metering/envelope';
-import { type LedgerChange, planChunks } from '../functions/core/metering/rollups';
 import { MAX_ITEMS_PER_TRANSACTION } from '../functions/core/metering/aggregate';
+import { eventKey, parseMessageBody, type UsageEvent, validateEvent } from '../functions/core/metering/envelope';
+import { type LedgerChange, planChunks } from '../functions/core/metering/rollups';
 
 const TARGET_PER_SECOND = 200_000;
 const { values } = parseArgs({ options: { events: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '7' } } });
@@ -61,7 +60,10 @@ function bucket(events: readonly UsageEvent[]): LedgerChange[] {
   return events.map((event, i) => {
     const subject = subjectOf.get(event.subject);
     if (!subject) throw new Error(`unknown subject ${event.subject}`);
-    return { sequenceNumber: String(100 + i), newImage: { eventKey: eventKey(event), subject: event.subject, usageType: event.usageType, quantity: event.quantity, ...bucketsOf(event.time, subject), ...event.dimensions } };
+    return {
+      sequenceNumber: String(100 + i),
+      newImage: { eventKey: eventKey(event), subject: event.subject, usageType: event.usageType, quantity: event.quantity, ...bucketsOf(event.time, subject), ...event.dimensions },
+    };
   });
 }
 

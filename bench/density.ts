@@ -100,7 +100,10 @@ export function densityTable(points: readonly DensityPoint[]): string {
   const lines = [
     '| events per subject per batch | subjects | transactions | items written | write units per event |',
     '|---:|---:|---:|---:|---:|',
-    ...points.map((p) => `| ${p.eventsPerSubject.toLocaleString('en-US')} | ${p.subjects.toLocaleString('en-US')} | ${p.transactions} | ${p.rollupItems.toLocaleString('en-US')} | ${p.writeUnitsPerEvent.toFixed(2)} |`),
+    ...points.map(
+      (p) =>
+        `| ${p.eventsPerSubject.toLocaleString('en-US')} | ${p.subjects.toLocaleString('en-US')} | ${p.transactions} | ${p.rollupItems.toLocaleString('en-US')} | ${p.writeUnitsPerEvent.toFixed(2)} |`,
+    ),
   ];
   return lines.join('\n');
 }

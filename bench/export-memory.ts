@@ -30,10 +30,10 @@ import { build } from 'esbuild';
 import { DateTime } from 'luxon';
 import { backoff, createDocumentClient } from '../functions/adapters/dynamodb';
 import { BUCKETS, TABLES } from '../functions/contract/resources';
+import { rollupSortKey } from '../functions/core/metering/rollups';
 import type { Subject } from '../functions/core/ports';
 import { type NanoUnits, toDecimalString, toNanoUnits } from '../functions/core/quantity';
 import type { ExportBucket } from '../functions/core/reporting/report-schema';
-import { rollupSortKey } from '../functions/core/metering/rollups';
 import { createBucket, createTables } from '../local/bootstrap';
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal } from '../local/stand-ins';
 import { type Mode, RANGE_ENV, RESULT_PREFIX, type RunReport } from './export-protocol';
@@ -185,7 +185,11 @@ function planFor(options: Options) {
   const zones = [...new Set(subjects.map((s) => s.timeZone))];
   // From the earliest local midnight to the latest: every seeded hour is inside, whatever the zone.
   const from = zones.map((zone) => localMidnight(days[0] ?? '', zone)).sort()[0] ?? '';
-  const to = zones.map((zone) => localMidnight(nextDay(days.at(-1) ?? ''), zone)).sort().at(-1) ?? '';
+  const to =
+    zones
+      .map((zone) => localMidnight(nextDay(days.at(-1) ?? ''), zone))
+      .sort()
+      .at(-1) ?? '';
   let expectedBuckets = 0;
   for (const subject of subjects) for (const day of days) expectedBuckets += utcHoursOf(day, subject.timeZone).length * usageTypes.length;
   return { subjects, days, usageTypes, from, to, expectedBuckets };
@@ -224,13 +228,20 @@ interface Seeding {
 
 async function seed(documents: DynamoDBDocumentClient, subjectsTable: string, rollupsTable: string): Promise<Seeding> {
   const started = performance.now();
-  await putAll(documents, subjectsTable, plan.subjects.map((subject) => ({ ...subject })), () => undefined);
+  await putAll(
+    documents,
+    subjectsTable,
+    plan.subjects.map((subject) => ({ ...subject })),
+    () => undefined,
+  );
   const total = plan.subjects.length * plan.days.length * plan.usageTypes.length;
   const tally = { hourCounters: 0, quantity: 0n };
   let written = 0;
   const progress = () => {
     const seconds = (performance.now() - started) / 1000;
-    console.log(`  seeded ${written.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} day items (${((100 * written) / total).toFixed(0)}%), ${(written / seconds).toFixed(0)} items/s, ${seconds.toFixed(1)} s`);
+    console.log(
+      `  seeded ${written.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} day items (${((100 * written) / total).toFixed(0)}%), ${(written / seconds).toFixed(0)} items/s, ${seconds.toFixed(1)} s`,
+    );
   };
   const ticker = setInterval(progress, 5000);
   try {
@@ -336,7 +347,18 @@ const exited = (child: ChildProcess, ms: number) =>
  */
 async function bundleRunner(): Promise<string> {
   const outfile = join(await mkdtemp(join(tmpdir(), 'export-bench-')), 'export-run.mjs');
-  await build({ entryPoints: [RUN_SCRIPT], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', minify: true, mainFields: ['module', 'main'], banner: { js: REQUIRE_SHIM }, logLevel: 'error' });
+  await build({
+    entryPoints: [RUN_SCRIPT],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    minify: true,
+    mainFields: ['module', 'main'],
+    banner: { js: REQUIRE_SHIM },
+    logLevel: 'error',
+  });
   return outfile;
 }
 
@@ -354,7 +376,10 @@ async function runContender(mode: Mode, bundle: string | undefined, env: Record<
   const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
   if (!line) {
     // V8's "FATAL ERROR: … heap out of memory", or an uncaught error's first line, rather than the native stack under it.
-    const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const reason = lines.find((l) => l.startsWith('FATAL ERROR')) ?? lines.find((l) => /^\w*Error\b/.test(l)) ?? lines.at(-1) ?? 'no output';
     return { mode, crashed: `${signal ?? `exit code ${code}`}: ${reason}` };
   }
@@ -516,7 +541,16 @@ async function writeResults(seeding: Seeding, results: Result[]): Promise<void> 
       targetMb: TARGET_MB,
     },
     seeding: { ...seeding, quantity: toDecimalString(seeding.quantity) },
-    results: results.map(({ contender, report, check, peakMb, verdict, problem }) => ({ contender: contender.name, mode: contender.mode, target: contender.target, verdict, problem, peakMb, report, check })),
+    results: results.map(({ contender, report, check, peakMb, verdict, problem }) => ({
+      contender: contender.name,
+      mode: contender.mode,
+      target: contender.target,
+      verdict,
+      problem,
+      peakMb,
+      report,
+      check,
+    })),
   };
   await mkdir(dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(document, null, 2)}\n`);

@@ -33,7 +33,10 @@ function valueSize(value: AttributeValue): number {
 /** Leading and trailing zeros are not stored, nor are the sign, the point or an exponent. */
 function numberSize(text: string): number {
   const [mantissa = ''] = text.toLowerCase().split('e');
-  const digits = mantissa.replace(/[^0-9]/g, '').replace(/^0+/, '').replace(/0+$/, '');
+  const digits = mantissa
+    .replace(/[^0-9]/g, '')
+    .replace(/^0+/, '')
+    .replace(/0+$/, '');
   return Math.ceil(Math.max(1, digits.length) / 2) + 1;
 }
 

@@ -13,7 +13,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mapConcurrently } from '../functions/adapters/dynamodb';
-import { DynamoLedger, createLedgerClient } from '../functions/adapters/ledger-store';
+import { createLedgerClient, DynamoLedger } from '../functions/adapters/ledger-store';
 import { eventKey } from '../functions/core/metering/envelope';
 import type { LedgerEntry } from '../functions/core/metering/rollups';
 import { createTables } from '../local/bootstrap';

@@ -13,8 +13,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { ScanCommand, type ScanCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../functions/adapters/dynamodb';
 import { TABLES } from '../functions/contract/resources';
@@ -25,7 +25,9 @@ import { sleep } from '../local/sqs-poller';
 import { messages } from './pipeline-events';
 import { slowIdlePollsOfOtherStreams } from './pipeline-ours';
 
-const { values } = parseArgs({ options: { events: { type: 'string', default: '100000' }, rate: { type: 'string', default: '400' }, window: { type: 'string', default: '10' }, seed: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: { events: { type: 'string', default: '100000' }, rate: { type: 'string', default: '400' }, window: { type: 'string', default: '10' }, seed: { type: 'string', default: '1' } },
+});
 const EVENTS = Number(values.events);
 const RATE = Number(values.rate);
 const WINDOW_MS = Number(values.window) * 1000;
@@ -80,7 +82,9 @@ async function main(): Promise<number> {
     let batch: string[] = [];
     const flush = async () => {
       for (let i = 0; i < batch.length; i += 10) {
-        const { Failed } = await sqs.send(new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: batch.slice(i, i + 10).map((MessageBody, j) => ({ Id: String(j), MessageBody })) }));
+        const { Failed } = await sqs.send(
+          new SendMessageBatchCommand({ QueueUrl: stack.ready.sqs.queueUrl, Entries: batch.slice(i, i + 10).map((MessageBody, j) => ({ Id: String(j), MessageBody })) }),
+        );
         if (Failed?.length) throw new Error(`SendMessageBatch failed: ${JSON.stringify(Failed)}`);
       }
       batch = [];
@@ -147,7 +151,12 @@ async function main(): Promise<number> {
       const first = inside[0];
       const last = inside.at(-1);
       if (!first || !last || last.at === first.at) continue;
-      windows.push({ start: start / 1000, eventsPerSecond: ((last.applied - first.applied) * 1000) / (last.at - first.at), heapMb: median(inside.map((s) => s.heapMb)), rssMb: median(inside.map((s) => s.rssMb)) });
+      windows.push({
+        start: start / 1000,
+        eventsPerSecond: ((last.applied - first.applied) * 1000) / (last.at - first.at),
+        heapMb: median(inside.map((s) => s.heapMb)),
+        rssMb: median(inside.map((s) => s.rssMb)),
+      });
     }
     const quarter = Math.max(1, Math.floor(windows.length / 4));
     const head = windows.slice(0, quarter);
@@ -162,17 +171,46 @@ async function main(): Promise<number> {
       rssLast: median(tail.map((w) => w.rssMb)),
     };
     const checks = [
-      { check: `throughput steady (last quarter ≥ first / ${STEADY_FACTOR})`, value: `${figures.throughputFirst.toFixed(0)} → ${figures.throughputLast.toFixed(0)} events/s`, ok: figures.throughputFirst > 0 && figures.throughputLast * STEADY_FACTOR >= figures.throughputFirst },
-      { check: `heap does not grow (last quarter ≤ first × ${MEMORY_FACTOR})`, value: `${figures.heapFirst.toFixed(0)} → ${figures.heapLast.toFixed(0)} MiB`, ok: figures.heapLast <= figures.heapFirst * MEMORY_FACTOR },
-      { check: `RSS does not grow (last quarter ≤ first × ${MEMORY_FACTOR})`, value: `${figures.rssFirst.toFixed(0)} → ${figures.rssLast.toFixed(0)} MiB`, ok: figures.rssLast <= figures.rssFirst * MEMORY_FACTOR },
+      {
+        check: `throughput steady (last quarter ≥ first / ${STEADY_FACTOR})`,
+        value: `${figures.throughputFirst.toFixed(0)} → ${figures.throughputLast.toFixed(0)} events/s`,
+        ok: figures.throughputFirst > 0 && figures.throughputLast * STEADY_FACTOR >= figures.throughputFirst,
+      },
+      {
+        check: `heap does not grow (last quarter ≤ first × ${MEMORY_FACTOR})`,
+        value: `${figures.heapFirst.toFixed(0)} → ${figures.heapLast.toFixed(0)} MiB`,
+        ok: figures.heapLast <= figures.heapFirst * MEMORY_FACTOR,
+      },
+      {
+        check: `RSS does not grow (last quarter ≤ first × ${MEMORY_FACTOR})`,
+        value: `${figures.rssFirst.toFixed(0)} → ${figures.rssLast.toFixed(0)} MiB`,
+        ok: figures.rssLast <= figures.rssFirst * MEMORY_FACTOR,
+      },
       { check: 'every good event counted once (cycle rollups = sent)', value: `${subjects.length - wrong.length}/${subjects.length} workspaces exact`, ok: wrong.length === 0 },
-      { check: 'malformed quarantined with their reason', value: `not_json ${quarantined.not_json ?? 0}/${poison.notJson}, invalid_dimension ${quarantined.invalid_dimension ?? 0}/${poison.oversize}`, ok: quarantined.not_json === poison.notJson && quarantined.invalid_dimension === poison.oversize },
+      {
+        check: 'malformed quarantined with their reason',
+        value: `not_json ${quarantined.not_json ?? 0}/${poison.notJson}, invalid_dimension ${quarantined.invalid_dimension ?? 0}/${poison.oversize}`,
+        ok: quarantined.not_json === poison.notJson && quarantined.invalid_dimension === poison.oversize,
+      },
       { check: 'failing messages in the DLQ, nothing else', value: `${inDlq}/${poison.failing}`, ok: inDlq === poison.failing && dlqOnlyPoison },
     ];
     console.log(`\n${EVENTS.toLocaleString('en-US')} events (+5% duplicates, ${poison.notJson + poison.oversize + poison.failing} poison) at ${RATE}/s; done in ${elapsed.toFixed(0)} s\n`);
-    console.log(table(['window (s)', 'events/s', 'heap MiB', 'RSS MiB'], windows.map((w) => [String(w.start), w.eventsPerSecond.toFixed(0), w.heapMb.toFixed(0), w.rssMb.toFixed(0)])));
-    console.log(`\n${table(['check', 'measured', ''], checks.map((c) => [c.check, c.value, c.ok ? 'PASS' : 'FAIL']))}`);
-    writeFileSync('bench/results/load.json', `${JSON.stringify({ events: EVENTS, rate: RATE, windowSeconds: WINDOW_MS / 1000, elapsedSeconds: elapsed, poison, quarantined, inDlq, figures, windows, checks }, null, 2)}\n`);
+    console.log(
+      table(
+        ['window (s)', 'events/s', 'heap MiB', 'RSS MiB'],
+        windows.map((w) => [String(w.start), w.eventsPerSecond.toFixed(0), w.heapMb.toFixed(0), w.rssMb.toFixed(0)]),
+      ),
+    );
+    console.log(
+      `\n${table(
+        ['check', 'measured', ''],
+        checks.map((c) => [c.check, c.value, c.ok ? 'PASS' : 'FAIL']),
+      )}`,
+    );
+    writeFileSync(
+      'bench/results/load.json',
+      `${JSON.stringify({ events: EVENTS, rate: RATE, windowSeconds: WINDOW_MS / 1000, elapsedSeconds: elapsed, poison, quarantined, inDlq, figures, windows, checks }, null, 2)}\n`,
+    );
     return checks.every((c) => c.ok) ? 0 : 1;
   } finally {
     clearInterval(sampler);
@@ -188,7 +226,11 @@ function median(xs: number[]): number {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 

@@ -7,22 +7,23 @@
  * Both parse, validate, look up the subject and place the event in its hour, day and cycle with the
  * project's own code, so that only the writing differs from ours.
  */
+
+import { createHash } from 'node:crypto';
 import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BatchWriteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { createHash } from 'node:crypto';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { createDocumentClient, mapConcurrently } from '../functions/adapters/dynamodb';
 import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
-import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/contract/resources';
 import { DynamoSubjects } from '../functions/adapters/subject-store';
+import { EVENT_SOURCES, FUNCTIONS, QUEUES } from '../functions/contract/resources';
 import type { Config } from '../functions/core/config';
 import { cycleContaining, localDate, utcHour } from '../functions/core/cycles';
-import { type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from '../functions/core/metering/envelope';
+import { envelopeRules, eventKey, parseMessageBody, type UsageEvent, validateEvent } from '../functions/core/metering/envelope';
 import { createQueues } from '../local/bootstrap';
-import { SqsPoller, sleep } from '../local/sqs-poller';
 import { INGEST_BATCHES_IN_FLIGHT } from '../local/runtime';
+import { SqsPoller, sleep } from '../local/sqs-poller';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSqsStandIn } from '../local/stand-ins';
 import type { ContenderStack, Hooks } from './pipeline-harness';
 

@@ -27,10 +27,14 @@ const MARK = '#c0392b';
 export function renderChart(rows: ChartRow[], writeUnitMarks: ChartMark[] = []): string {
   const labels = [...new Set(rows.map((r) => r.label))];
   const color = (label: string) => PALETTE[labels.indexOf(label) % PALETTE.length] ?? '#888';
-  const legend = labels.map((label, i) => `<rect x="${40 + i * 220}" y="${HEIGHT - 46}" width="12" height="12" fill="${color(label)}"/><text x="${58 + i * 220}" y="${HEIGHT - 36}">${escape(label)}</text>`);
+  const legend = labels.map(
+    (label, i) => `<rect x="${40 + i * 220}" y="${HEIGHT - 46}" width="12" height="12" fill="${color(label)}"/><text x="${58 + i * 220}" y="${HEIGHT - 36}">${escape(label)}</text>`,
+  );
   if (writeUnitMarks.length > 0) {
     const targets = writeUnitMarks.map((m) => `≤ ${m.value} ${m.scenario}`).join(', ');
-    legend.push(`<line x1="40" x2="52" y1="${HEIGHT - 16}" y2="${HEIGHT - 16}" stroke="${MARK}" stroke-width="1.5" stroke-dasharray="4 2"/><text x="58" y="${HEIGHT - 12}">target for ours: ${escape(targets)}</text>`);
+    legend.push(
+      `<line x1="40" x2="52" y1="${HEIGHT - 16}" y2="${HEIGHT - 16}" stroke="${MARK}" stroke-width="1.5" stroke-dasharray="4 2"/><text x="58" y="${HEIGHT - 12}">target for ours: ${escape(targets)}</text>`,
+    );
   }
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
@@ -63,7 +67,9 @@ function panel(rows: ChartRow[], left: number, title: string, value: (r: ChartRo
     group.forEach((row, i) => {
       const v = value(row);
       const x = start + i * barWidth;
-      parts.push(`<rect x="${x + 2}" y="${y(v)}" width="${barWidth - 4}" height="${PANEL.bottom - y(v)}" fill="${color(row.label)}"><title>${escape(`${scenario}, ${row.label}: ${format(v, digits + 1)}`)}</title></rect>`);
+      parts.push(
+        `<rect x="${x + 2}" y="${y(v)}" width="${barWidth - 4}" height="${PANEL.bottom - y(v)}" fill="${color(row.label)}"><title>${escape(`${scenario}, ${row.label}: ${format(v, digits + 1)}`)}</title></rect>`,
+      );
       parts.push(`<text x="${x + barWidth / 2}" y="${y(v) - 4}" text-anchor="middle"${row.ours ? ' font-weight="bold"' : ''}>${format(v, digits)}</text>`);
     });
     parts.push(`<text x="${left + g * groupWidth + groupWidth / 2}" y="${PANEL.bottom + 18}" text-anchor="middle">${escape(scenario)}</text>`);

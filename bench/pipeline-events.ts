@@ -76,4 +76,3 @@ function makeEvent(plan: EventPlan, i: number, random: Random): BenchEvent {
     data,
   };
 }
-

@@ -3,7 +3,7 @@
  * against the ground truth, the figures of one run (rates, units and requests per event, CPU, cost per
  * million events at list prices), and the targets of README "Performance".
  */
-import type { GroundTruth, Granularity } from '../test/support/ground-truth';
+import type { Granularity, GroundTruth } from '../test/support/ground-truth';
 import type { Contender, CountedBuckets, PhaseReport, RunReport } from './pipeline-protocol';
 import { PRICES } from './prices';
 

@@ -180,7 +180,9 @@ export class RssSampler {
 export function emulatorCpu(endpoint: string): (() => number) | undefined {
   try {
     const port = new URL(endpoint).port;
-    const pid = execFileSync('pgrep', ['-f', `DynamoDBLocal.jar.* -port ${port}( |$)`], { encoding: 'utf8' }).trim().split('\n')[0];
+    const pid = execFileSync('pgrep', ['-f', `DynamoDBLocal.jar.* -port ${port}( |$)`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')[0];
     const msPerTick = 10; // USER_HZ is 100 on Linux
     const read = () => {
       // utime and stime, after the parenthesised command name

@@ -8,20 +8,21 @@
  *   4. read every counter back and price the transactions from the final item sizes.
  * Prints `PROGRESS …` lines, then one `RESULT {json}` line (RunReport).
  */
-import { type AttributeValue, BatchGetItemCommand, type BatchGetItemCommandOutput, DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+
 import { writeFileSync } from 'node:fs';
+import { type AttributeValue, BatchGetItemCommand, type BatchGetItemCommandOutput, DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { loadConfigFile } from '../functions/adapters/app-context';
 import { eventKey } from '../functions/core/metering/envelope';
 import { sleep } from '../local/sqs-poller';
 import { LOCAL_CREDENTIALS } from '../local/stand-ins';
 import { utcCycleStart } from '../test/support/ground-truth';
 import { startBaseline } from './pipeline-baselines';
-import { type EventPlan, type Message, USAGE_TYPE, messages } from './pipeline-events';
-import { type ContenderStack, Gate, emulatorCpu, HandlerClock, type Hooks, type Invocation, RssSampler, Visibility } from './pipeline-harness';
+import { type EventPlan, type Message, messages, USAGE_TYPE } from './pipeline-events';
+import { type ContenderStack, emulatorCpu, Gate, HandlerClock, type Hooks, type Invocation, RssSampler, Visibility } from './pipeline-harness';
 import { DynamoMeter } from './pipeline-meter';
 import { startOurs } from './pipeline-ours';
-import { type CountedBuckets, PROGRESS_PREFIX, type PhaseReport, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
+import { type CountedBuckets, type PhaseReport, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
 
 const REGION = 'us-east-1';
 const MB = 1024 * 1024;
@@ -276,7 +277,9 @@ async function readBuckets(subjects: readonly string[]): Promise<CountedBuckets>
       const buckets = (counted[subject] = { hour: {}, day: {}, cycle: {} } as CountedBuckets[string]);
       let ExclusiveStartKey: Record<string, AttributeValue> | undefined;
       do {
-        const page = await dynamodb.send(new QueryCommand({ TableName: stack.counters.table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': { S: subject } }, ExclusiveStartKey }));
+        const page = await dynamodb.send(
+          new QueryCommand({ TableName: stack.counters.table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': { S: subject } }, ExclusiveStartKey }),
+        );
         for (const item of page.Items ?? []) addBuckets(buckets, item);
         ExclusiveStartKey = page.LastEvaluatedKey;
       } while (ExclusiveStartKey);

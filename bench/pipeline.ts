@@ -32,7 +32,7 @@ import { GroundTruth } from '../test/support/ground-truth';
 import { type DensityPoint, densityCurve, densityTable } from './density';
 import { renderChart } from './pipeline-chart';
 import { type EventPlan, messages } from './pipeline-events';
-import { type DrainRatio, type JudgedRow, type Scenario, type Target, TARGETS, check, figuresOf, judge } from './pipeline-figures';
+import { check, type DrainRatio, figuresOf, type JudgedRow, judge, type Scenario, TARGETS, type Target } from './pipeline-figures';
 import { CONTENDERS, type Contender, IDLE_STREAM_POLL_MS, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
 import { PRICES } from './prices';
 
@@ -115,7 +115,8 @@ function parseOptions(): Options {
   });
   const number = (name: keyof typeof values, min: number, max: number, integer = true) => {
     const value = Number(values[name]);
-    if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max) throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+    if (!Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min || value > max)
+      throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
     return value;
   };
   const list = <T extends string>(name: 'scenarios' | 'contenders', allowed: readonly T[]) => {
@@ -141,7 +142,10 @@ function parseOptions(): Options {
 
 /** One scenario's traffic, the same for every contender: fixed seed, fixed `now`. */
 function scenarioPlans(scenario: Scenario, usersAndGroups: boolean): Pick<RunPlan, 'warmup' | 'throughput' | 'paced'> {
-  const subjects = config.subjects.filter((s) => !s.id.startsWith(WARMUP_PREFIX)).slice(0, SCENARIOS[scenario]).map((s) => s.id);
+  const subjects = config.subjects
+    .filter((s) => !s.id.startsWith(WARMUP_PREFIX))
+    .slice(0, SCENARIOS[scenario])
+    .map((s) => s.id);
   const warmupSubjects = config.subjects.filter((s) => s.id.startsWith(WARMUP_PREFIX)).map((s) => s.id);
   const common = { duplicateRate: options.duplicates, duplicateSpread: options.duplicateSpread, subjects, now: Date.now(), usersAndGroups };
   return {
@@ -171,7 +175,9 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
     return { ...row, crashed: outcome.crashed };
   }
   const figures = figuresOf(outcome, check(truth, outcome.counted, plans.throughput.subjects));
-  console.log(`    done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${fmt(figures.eventsPerSecond, 0)} events/s, ${fmt(figures.writeUnitsPerEvent, 3)} WU/event, ${figures.correctness.summary}`);
+  console.log(
+    `    done in ${((performance.now() - started) / 1000).toFixed(0)} s: ${fmt(figures.eventsPerSecond, 0)} events/s, ${fmt(figures.writeUnitsPerEvent, 3)} WU/event, ${figures.correctness.summary}`,
+  );
   for (const error of outcome.errors) console.log(`    error: ${error}`);
   return { ...row, report: outcome, figures };
 }
@@ -201,7 +207,10 @@ async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }>
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   process.removeListener('exit', kill);
   if (result) return result;
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return { crashed: `exit code ${code}: ${lines.find((l) => /^\w*Error\b/.test(l)) ?? lines.at(-1) ?? 'no output'}` };
 }
 
@@ -211,7 +220,22 @@ const fmt = (value: number | undefined, digits: number) =>
   value === undefined || !Number.isFinite(value) ? '–' : value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 function printTable(rows: Row[], targets: Target[], drainRatios: DrainRatio[]): void {
-  const header = ['scenario', 'contender', 'events/s', 'drain s', 'p50 ms', 'p99 ms', 'WU/event', 'writes/event', 'RU/event', 'CPU ms/1k', 'DDB CPU ms/1k', 'peak RSS MB', 'counted vs truth', '$/M events'];
+  const header = [
+    'scenario',
+    'contender',
+    'events/s',
+    'drain s',
+    'p50 ms',
+    'p99 ms',
+    'WU/event',
+    'writes/event',
+    'RU/event',
+    'CPU ms/1k',
+    'DDB CPU ms/1k',
+    'peak RSS MB',
+    'counted vs truth',
+    '$/M events',
+  ];
   const cells = rows.map(({ scenario, label, figures: f, crashed }) =>
     !f
       ? [scenario, label, `crashed: ${crashed ?? '?'}`]
@@ -314,8 +338,16 @@ async function writeResults(rows: Row[], targets: Target[], density: DensityPoin
   };
   await mkdir(dirname(RESULTS_FILE), { recursive: true });
   await writeFile(RESULTS_FILE, `${JSON.stringify(document, null, 2)}\n`);
-  const bars = rows.flatMap((r) => (r.figures ? [{ scenario: r.scenario, label: r.label, ours: r.contender === 'ours', writeUnitsPerEvent: r.figures.writeUnitsPerEvent, eventsPerSecond: r.figures.eventsPerSecond }] : []));
-  await writeFile(CHART_FILE, renderChart(bars, options.scenarios.map((scenario) => ({ scenario, value: TARGETS.writeUnitsPerEvent[scenario] }))));
+  const bars = rows.flatMap((r) =>
+    r.figures ? [{ scenario: r.scenario, label: r.label, ours: r.contender === 'ours', writeUnitsPerEvent: r.figures.writeUnitsPerEvent, eventsPerSecond: r.figures.eventsPerSecond }] : [],
+  );
+  await writeFile(
+    CHART_FILE,
+    renderChart(
+      bars,
+      options.scenarios.map((scenario) => ({ scenario, value: TARGETS.writeUnitsPerEvent[scenario] })),
+    ),
+  );
   console.log(`\nresults written to ${RESULTS_FILE.slice(ROOT.length + 1)} and ${CHART_FILE.slice(ROOT.length + 1)}`);
 }
 

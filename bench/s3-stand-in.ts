@@ -12,7 +12,9 @@ const SINGLE_PUT_LIMIT = 2 ** 31 - 1;
 const app = buildApp({ logger: false, defaultRegion: process.env.AWS_REGION ?? 'us-east-1' });
 // fauxqs removes Fastify's JSON parser so S3 bodies reach its buffer parser; a JSON parser of our own with
 // a higher limit lets the buffered baseline put its whole document at once, as it could against S3.
-app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: SINGLE_PUT_LIMIT }, (_request: unknown, body: Buffer, done: (error: Error | null, body?: Buffer) => void) => done(null, body));
+app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: SINGLE_PUT_LIMIT }, (_request: unknown, body: Buffer, done: (error: Error | null, body?: Buffer) => void) =>
+  done(null, body),
+);
 await app.listen({ port: 0, host: '127.0.0.1' });
 const address = app.server.address();
 const port = typeof address === 'object' && address ? address.port : 0;

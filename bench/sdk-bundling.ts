@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { FUNCTIONS } from '../functions/contract/resources';
-import { type SynthesizedFunction, invokeFunction, lambdaEnvironment, projectRoot } from '../test/support/cloud-assembly';
+import { invokeFunction, lambdaEnvironment, projectRoot, type SynthesizedFunction } from '../test/support/cloud-assembly';
 import { node22 } from '../test/support/node22';
 
 const REQUIRE_SHIM = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);";
@@ -80,7 +80,17 @@ try {
     for (const name of names) {
       for (const way of (round % 2 === 0 ? ['bundled', 'runtime'] : ['runtime', 'bundled']) as Way[]) {
         const built = results.get(`${way}:${name}`) as Built;
-        const fn: SynthesizedFunction = { stack: 'bench', logicalId: name, constructId: name, runtime: 'nodejs22.x', handler: 'index.handler', timeoutSeconds: 60, memoryMb: FUNCTIONS[name].memoryMb, assetDir: built.root, environment: {} };
+        const fn: SynthesizedFunction = {
+          stack: 'bench',
+          logicalId: name,
+          constructId: name,
+          runtime: 'nodejs22.x',
+          handler: 'index.handler',
+          timeoutSeconds: 60,
+          memoryMb: FUNCTIONS[name].memoryMb,
+          assetDir: built.root,
+          environment: {},
+        };
         const env = { ...lambdaEnvironment(fn, 'us-east-1'), NODE_OPTIONS: '--enable-source-maps', USAGE_CONFIG_FILE: join(built.root, 'config.json'), POWERTOOLS_SERVICE_NAME: 'usage-pipeline' };
         const run = await invokeFunction(node, fn, built.root, env);
         if (run.initError || run.initMs === undefined) throw new Error(`${way} ${name} did not load: ${JSON.stringify(run.initError)}`);

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { progressBar } from '../local/progress';
 import type { RunResult } from '../test/support/faults/run';
@@ -64,15 +64,29 @@ async function soak(): Promise<number> {
     const broken = [...result.checks.violations, ...(result.rerunsChangedNothing ? [] : ['a close re-run changed the accounts table'])];
     if (broken.length > 0) {
       bar.end();
-      console.log(`seed ${seed}: ${broken.length} violation(s); reproduce with: npm run soak -- --seed ${seed} --faults 1 --events ${options.events}${options['stale-resends'] ? ' --stale-resends' : ''}`);
+      console.log(
+        `seed ${seed}: ${broken.length} violation(s); reproduce with: npm run soak -- --seed ${seed} --faults 1 --events ${options.events}${options['stale-resends'] ? ' --stale-resends' : ''}`,
+      );
       for (const v of broken.slice(0, 40)) console.log(`  ${v}`);
       return 1;
     }
   }
   bar.end();
-  console.log(`\n${total.toLocaleString('en-US')} faults injected and survived over seeds ${seeds[0]}–${seeds.at(-1)}; ${checks.toLocaleString('en-US')} checks, no violation; ${windows} send(s) in the README's duplicate window\n`);
-  console.log(table(['kind', 'faults'], [...byKind].map(([k, n]) => [k, n.toLocaleString('en-US')])));
-  console.log(`\n${table(['step', 'faults'], [...byStep].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n.toLocaleString('en-US')]))}`);
+  console.log(
+    `\n${total.toLocaleString('en-US')} faults injected and survived over seeds ${seeds[0]}–${seeds.at(-1)}; ${checks.toLocaleString('en-US')} checks, no violation; ${windows} send(s) in the README's duplicate window\n`,
+  );
+  console.log(
+    table(
+      ['kind', 'faults'],
+      [...byKind].map(([k, n]) => [k, n.toLocaleString('en-US')]),
+    ),
+  );
+  console.log(
+    `\n${table(
+      ['step', 'faults'],
+      [...byStep].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n.toLocaleString('en-US')]),
+    )}`,
+  );
   return 0;
 }
 
@@ -97,17 +111,23 @@ async function external(): Promise<number> {
   const configPath = join(mkdtempSync(join(tmpdir(), 'soak-')), 'config.json');
   writeFileSync(configPath, JSON.stringify(scenario.config));
   const local = spawn('node', ['bin/usage-pipeline.js', 'local', '--config', configPath, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const ready = await new Promise<{ api: string; region: string; sqs: { endpoint: string; queueUrl: string }; dynamodb: { endpoint: string }; ses: { store: string }; s3: { endpoint: string } }>((resolve, reject) => {
-    createInterface({ input: local.stdout }).once('line', (line) => (line.startsWith('READY ') ? resolve(JSON.parse(line.slice(6))) : reject(new Error(line))));
-    local.once('exit', (code) => reject(new Error(`usage-pipeline local exited with ${code}`)));
-  });
+  const ready = await new Promise<{ api: string; region: string; sqs: { endpoint: string; queueUrl: string }; dynamodb: { endpoint: string }; ses: { store: string }; s3: { endpoint: string } }>(
+    (resolve, reject) => {
+      createInterface({ input: local.stdout }).once('line', (line) => (line.startsWith('READY ') ? resolve(JSON.parse(line.slice(6))) : reject(new Error(line))));
+      local.once('exit', (code) => reject(new Error(`usage-pipeline local exited with ${code}`)));
+    },
+  );
   try {
     // The runtime creates the workspaces as it starts, seconds after the scenario's clock: the same cycles.
     const shifted = scenario;
     const start = scenario.now;
     const sqs = new SQSClient({ region: ready.region, endpoint: ready.sqs.endpoint, credentials: { accessKeyId: 'soak', secretAccessKey: 'soak' } });
     const api = async (method: string, path: string, body?: unknown) => {
-      const response = await fetch(`${ready.api}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      const response = await fetch(`${ready.api}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
       if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
       return response.json() as Promise<unknown>;
     };
@@ -128,7 +148,14 @@ async function external(): Promise<number> {
     for (const phase of shifted.phases) for (const round of phase.rounds) for (let i = round.length - 1; i >= 0; i--) if (!sendable(round[i] as { body: string })) round.splice(i, 1);
 
     // Read back as an outside client: HTTP for rollups and quarantine, the stand-ins' endpoints for the rest.
-    Object.assign(process.env, { AWS_REGION: ready.region, AWS_ACCESS_KEY_ID: 'soak', AWS_SECRET_ACCESS_KEY: 'soak', AWS_ENDPOINT_URL_DYNAMODB: ready.dynamodb.endpoint, AWS_ENDPOINT_URL_S3: ready.s3.endpoint, USAGE_CONFIG_FILE: configPath });
+    Object.assign(process.env, {
+      AWS_REGION: ready.region,
+      AWS_ACCESS_KEY_ID: 'soak',
+      AWS_SECRET_ACCESS_KEY: 'soak',
+      AWS_ENDPOINT_URL_DYNAMODB: ready.dynamodb.endpoint,
+      AWS_ENDPOINT_URL_S3: ready.s3.endpoint,
+      USAGE_CONFIG_FILE: configPath,
+    });
     const { TABLES, BUCKETS } = await import('../functions/contract/resources');
     const { localTableName, localBucketName } = await import('../local/bootstrap');
     for (const definition of Object.values(TABLES)) process.env[definition.envVar] = localTableName(definition);
@@ -143,7 +170,10 @@ async function external(): Promise<number> {
       const out: { start: string; usageType: string; quantity: number }[] = [];
       const windowMs = granularity === 'hour' ? 90 * 86_400_000 : to.getTime() - from.getTime();
       for (let at = from.getTime(); at < to.getTime(); at += windowMs) {
-        const page = (await api('GET', `/v1/workspaces/${subject}/usage?granularity=${granularity}&from=${new Date(at).toISOString()}&to=${new Date(Math.min(at + windowMs, to.getTime())).toISOString()}`)) as { buckets: typeof out };
+        const page = (await api(
+          'GET',
+          `/v1/workspaces/${subject}/usage?granularity=${granularity}&from=${new Date(at).toISOString()}&to=${new Date(Math.min(at + windowMs, to.getTime())).toISOString()}`,
+        )) as { buckets: typeof out };
         out.push(...page.buckets);
       }
       return out;
@@ -166,7 +196,9 @@ async function external(): Promise<number> {
         quarantine: async () => ((await api('GET', '/v1/quarantine?limit=1000')) as { items: { reason: string; body: string }[] }).items.map((q) => `${q.reason} ${q.body}`),
         quarantineIdentity: (q) => `${q.reason} ${q.body}`,
         alerts: async (subject) => {
-          const { Items = [] } = await documents.send(new QueryCommand({ TableName: localTableName(TABLES.alerts), KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject } }));
+          const { Items = [] } = await documents.send(
+            new QueryCommand({ TableName: localTableName(TABLES.alerts), KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject } }),
+          );
           return Items.map((i) => ({ sk: String(i.sk), notify: i.notify === true }));
         },
         emails: async () => {
@@ -176,7 +208,18 @@ async function external(): Promise<number> {
         snapshots: (subject) => appContext.accounts().listCycleSnapshots(subject),
         grants: (subject) => appContext.accounts().listGrants(subject),
         adjustments: (subject) => appContext.accounts().listAdjustments(subject),
-        audit: () => runAudit({}, { config: appContext.config(), subjects: appContext.subjects(), ledger: appContext.ledgerScanner(), rollups: appContext.rollups(), accounts: appContext.accounts(), reports: appContext.reports() }),
+        audit: () =>
+          runAudit(
+            {},
+            {
+              config: appContext.config(),
+              subjects: appContext.subjects(),
+              ledger: appContext.ledgerScanner(),
+              rollups: appContext.rollups(),
+              accounts: appContext.accounts(),
+              reports: appContext.reports(),
+            },
+          ),
       },
       [],
     );

@@ -43,7 +43,9 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
     emailSender: config.notifications.from,
   });
 
-  const dashboard = new DashboardSite(new Stack(app, 'UsagePipeline-Dashboard', { description: 'Usage pipeline: the dashboard (S3 + CloudFront, /v1/* to the HTTP API)' }), 'Site', { api: stateless.api });
+  const dashboard = new DashboardSite(new Stack(app, 'UsagePipeline-Dashboard', { description: 'Usage pipeline: the dashboard (S3 + CloudFront, /v1/* to the HTTP API)' }), 'Site', {
+    api: stateless.api,
+  });
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
   acknowledgeNagFindings(stateful, stateless);

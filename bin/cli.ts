@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { subjectSchema } from '../functions/core/config';
-import { ConfigError, formatPath } from '../functions/core/config';
+import { ConfigError, formatPath, subjectSchema } from '../functions/core/config';
 import { DomainError } from '../functions/core/errors';
 
 /** `usage-pipeline <command>`: the local runtime and the operator's commands. */
@@ -379,7 +378,13 @@ async function replay(args: string[]): Promise<number> {
     const { SqsDeadLetterQueue } = await import('../functions/adapters/dead-letter-queue');
     result = await replayDeadLetters(subject, options, { dlq: new SqsDeadLetterQueue(sqs, requireEnv(QUEUES.deadLetter.envVar)), queue: queue() });
   } else {
-    result = await replayQuarantine({ ...subject, ...(reason ? { reason } : {}) }, options, { quarantine: appContext.quarantine(), queue: queue(), config: deps.config, subjects: deps.subjects, clock: deps.clock });
+    result = await replayQuarantine({ ...subject, ...(reason ? { reason } : {}) }, options, {
+      quarantine: appContext.quarantine(),
+      queue: queue(),
+      config: deps.config,
+      subjects: deps.subjects,
+      clock: deps.clock,
+    });
   }
   bar?.end();
   sqs.destroy();

@@ -6,10 +6,10 @@ import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 
 import { appContext } from './adapters/app-context';
 import { type LedgerStreamRecord, ledgerChangeFromRecord } from './adapters/ledger-store';
 import { logger, metrics } from './adapters/observability';
-import { aggregateChanges } from './core/metering/aggregate';
 import { evaluateThresholds, touchedCycles } from './core/alerts/alerts';
 import type { Config } from './core/config';
-import { type BreakdownPolicy, type CycleState, type LedgerChange, breakdownPolicy } from './core/metering/rollups';
+import { aggregateChanges } from './core/metering/aggregate';
+import { type BreakdownPolicy, breakdownPolicy, type CycleState, type LedgerChange } from './core/metering/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
@@ -49,7 +49,12 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
   if (result.failedSequenceNumber) {
     logger.error('rollup commit failed; the batch resumes from the failed chunk', { error: result.error as Error, sequenceNumber: result.failedSequenceNumber });
   }
-  const applied = result.failedSequenceNumber ? changes.slice(0, changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber)) : changes;
+  const applied = result.failedSequenceNumber
+    ? changes.slice(
+        0,
+        changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber),
+      )
+    : changes;
   let failedAt = result.failedSequenceNumber;
   try {
     const alerts = await evaluateThresholds(touchedCycles(applied.flatMap((c) => (c.newImage ? [c.newImage] : []))), {

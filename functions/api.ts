@@ -2,21 +2,17 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpRouterHandler from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
-import type { Access } from './core/access/scopes';
-import { DEPLOYED_ROUTES, ROUTES, type RouteKey } from './contract/routes';
 import { appContext } from './adapters/app-context';
 import { decodedBody, httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
-import { quarantineQuerySchema } from './core/metering/ingest';
-import { buildOpenApi } from './openapi';
-import { type Principal, authenticate, authorize, createKey, keyBodySchema, listKeys, revokeKey } from './core/access/api-keys';
-import { exportRequestSchema, exportView, requestExport } from './core/reporting/exports';
-import { buildCycleReport } from './core/reporting/reports';
 import { presignDownload } from './adapters/s3';
-import { InvalidRequestError, NotFoundError } from './core/errors';
-import { quotaView } from './core/billing/quotas';
-import { parseUsageQuery, queryUsage } from './core/reporting/usage';
+import { DEPLOYED_ROUTES, ROUTES, type RouteKey } from './contract/routes';
+import { authenticate, authorize, createKey, keyBodySchema, listKeys, type Principal, revokeKey } from './core/access/api-keys';
+import type { Access } from './core/access/scopes';
 import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, putWorkspace, recordUsages, testClockBodySchema, workspaceBodySchema } from './core/access/workspaces';
+import { quotaView } from './core/billing/quotas';
+import { InvalidRequestError, NotFoundError } from './core/errors';
+import { quarantineQuerySchema } from './core/metering/ingest';
 import {
   memberTopQuerySchema,
   reportQuerySchema,
@@ -29,6 +25,10 @@ import {
   usageSummary,
   workspaceTopQuerySchema,
 } from './core/reporting/analytics';
+import { exportRequestSchema, exportView, requestExport } from './core/reporting/exports';
+import { buildCycleReport } from './core/reporting/reports';
+import { parseUsageQuery, queryUsage } from './core/reporting/usage';
+import { buildOpenApi } from './openapi';
 
 /** A route gets the caller whose key the guard checked (none on a public route). */
 type Route = (event: APIGatewayProxyEventV2, caller: Principal | undefined) => Promise<APIGatewayProxyResultV2>;
@@ -61,16 +61,22 @@ const getUsage: Route = async (event) => {
 };
 
 const getQuotas: Route = async (event) =>
-  json(200, await quotaView(workspaceId(event), { config: appContext.config(), subjects: appContext.subjects(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() }));
+  json(
+    200,
+    await quotaView(workspaceId(event), { config: appContext.config(), subjects: appContext.subjects(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() }),
+  );
 
-const listUsageTypes: Route = async () =>
-  json(200, { usageTypes: appContext.config().usageTypes.map(({ id, unit, allowFractions }) => ({ id, unit, allowFractions })) });
+const listUsageTypes: Route = async () => json(200, { usageTypes: appContext.config().usageTypes.map(({ id, unit, allowFractions }) => ({ id, unit, allowFractions })) });
 
 const postUsages: Route = async (event) =>
   json(202, await recordUsages(workspaceId(event), event.body, { config: appContext.config(), subjects: appContext.subjects(), queue: appContext.usageQueue(), clock: appContext.clock() }));
 
 const putWorkspaceRoute: Route = async (event) => {
-  const { created, workspace } = await putWorkspace(workspaceId(event), parseBody(workspaceBodySchema, event.body), { config: appContext.config(), subjects: appContext.subjects(), clock: appContext.clock() });
+  const { created, workspace } = await putWorkspace(workspaceId(event), parseBody(workspaceBodySchema, event.body), {
+    config: appContext.config(),
+    subjects: appContext.subjects(),
+    clock: appContext.clock(),
+  });
   return json(created ? 201 : 200, workspace);
 };
 
@@ -156,13 +162,11 @@ const getMe: Route = async (_event, caller) => {
   return json(200, { keyId, scope, ...(subject ? { subject } : {}) });
 };
 
-const postKey: Route = async (event) =>
-  json(201, await createKey(parseBody(keyBodySchema, event.body), { keys: appContext.apiKeys(), subjects: appContext.subjects(), clock: appContext.clock() }));
+const postKey: Route = async (event) => json(201, await createKey(parseBody(keyBodySchema, event.body), { keys: appContext.apiKeys(), subjects: appContext.subjects(), clock: appContext.clock() }));
 
 const getKeys: Route = async () => json(200, { keys: await listKeys({ keys: appContext.apiKeys() }) });
 
-const deleteKey: Route = async (event) =>
-  json(200, await revokeKey(pathParameter(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
+const deleteKey: Route = async (event) => json(200, await revokeKey(pathParameter(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
 
 const advanceTestClock: Route = async (event) => {
   const clock = appContext.testClock();

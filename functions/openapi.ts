@@ -1,15 +1,15 @@
 import { z } from 'zod';
-import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/reporting/analytics';
-import { exportRequestSchema } from './core/reporting/exports';
-import { idSchema } from './core/config';
-import { EARLIEST_INSTANT, LATEST_INSTANT } from './core/instants';
-import { cycleReportSchema } from './core/reporting/report-schema';
 import { keyBodySchema } from './core/access/api-keys';
 import type { Access } from './core/access/scopes';
 import { SCOPES } from './core/access/scopes';
-import { quarantineQuerySchema } from './core/metering/ingest';
-import { usageQuerySchema } from './core/reporting/usage';
 import { grantBodySchema, workspaceBodySchema } from './core/access/workspaces';
+import { idSchema } from './core/config';
+import { EARLIEST_INSTANT, LATEST_INSTANT } from './core/instants';
+import { quarantineQuerySchema } from './core/metering/ingest';
+import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/reporting/analytics';
+import { exportRequestSchema } from './core/reporting/exports';
+import { cycleReportSchema } from './core/reporting/report-schema';
+import { usageQuerySchema } from './core/reporting/usage';
 
 /**
  * The OpenAPI 3.1 document of the HTTP API. Request parameters and bodies are the very zod schemas the
@@ -19,7 +19,9 @@ import { grantBodySchema, workspaceBodySchema } from './core/access/workspaces';
 
 const amount = z
   .number()
-  .describe("exact decimal amount in the usage type's unit, up to 9 decimals; the number in the JSON text is exact even past 2^53, so read it with a lossless JSON parser where a sum can pass 9007199254740991");
+  .describe(
+    "exact decimal amount in the usage type's unit, up to 9 decimals; the number in the JSON text is exact even past 2^53, so read it with a lossless JSON parser where a sum can pass 9007199254740991",
+  );
 const instant = z.string().describe('UTC ISO 8601 instant');
 const decimal = z.string().describe('exact decimal string');
 
@@ -156,13 +158,20 @@ interface RouteDoc {
  * The body a route answers with, by status, as this document describes it (and the tests check every answer
  * against): the one declaration of the API's response types, which the dashboard reads too.
  */
-export type ResponseOf<K extends keyof typeof ROUTE_DOCS, S extends keyof (typeof ROUTE_DOCS)[K]['responses']> = (typeof ROUTE_DOCS)[K]['responses'][S] extends { schema: infer T extends z.ZodType } ? z.output<T> : never;
+export type ResponseOf<K extends keyof typeof ROUTE_DOCS, S extends keyof (typeof ROUTE_DOCS)[K]['responses']> = (typeof ROUTE_DOCS)[K]['responses'][S] extends { schema: infer T extends z.ZodType }
+  ? z.output<T>
+  : never;
 
 export const ROUTE_DOCS = {
   'GET /v1/workspaces/{id}/usage': {
     summary: 'Usage buckets of a workspace (hour, day or cycle) in [from, to)',
     query: usageQuerySchema,
-    responses: { 200: { description: 'buckets', schema: z.object({ subject: z.string(), granularity: z.enum(['hour', 'day', 'cycle']), buckets: z.array(z.object({ start: instant, usageType: z.string(), quantity: amount })) }) } },
+    responses: {
+      200: {
+        description: 'buckets',
+        schema: z.object({ subject: z.string(), granularity: z.enum(['hour', 'day', 'cycle']), buckets: z.array(z.object({ start: instant, usageType: z.string(), quantity: amount })) }),
+      },
+    },
   },
   'GET /v1/workspaces/{id}/quotas': {
     summary: 'What is left this cycle, per usage type',
@@ -236,7 +245,7 @@ export const ROUTE_DOCS = {
     responses: { 202: { description: 'queued', schema: z.object({ id: z.string(), status: z.enum(['queued', 'running', 'ready', 'failed']) }) } },
   },
   'GET /v1/exports/{exportId}': {
-    summary: 'An export\'s status and, once ready, a short-lived download URL',
+    summary: "An export's status and, once ready, a short-lived download URL",
     responses: { 200: { description: 'export', schema: exportViewSchema } },
   },
   'POST /v1/workspaces/{id}/usages': {
@@ -308,7 +317,7 @@ const ERRORS: Record<number, string> = {
     'invalid request: `error.code` names the problem; `invalid_parameter` for a missing, malformed or out-of-range parameter or body field, an unknown query parameter or body key, ' +
     `a workspace id in the path outside its pattern, or an instant or date outside ${EARLIEST_INSTANT} to ${LATEST_INSTANT}`,
   401: 'missing, unknown or revoked API key',
-  403: 'the key\'s scope or workspace does not cover this route',
+  403: "the key's scope or workspace does not cover this route",
   404: 'unknown workspace or resource',
   409: 'conflict with the stored state',
 };

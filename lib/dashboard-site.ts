@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { CfnOutput, Duration, Fn, DockerImage } from 'aws-cdk-lib';
+import { CfnOutput, DockerImage, Duration, Fn } from 'aws-cdk-lib';
 import type { IHttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
 import {
   AllowedMethods,
   CachePolicy,
+  Function as CloudFrontFunction,
   Distribution,
   FunctionCode,
   FunctionEventType,
-  Function as CloudFrontFunction,
   HeadersFrameOption,
   HeadersReferrerPolicy,
   HttpVersion,

@@ -54,7 +54,7 @@ export function acknowledgeNagFindings(stateful: StatefulStack, stateless: State
     Validations.of(route).acknowledge({
       id: 'AwsSolutions-APIG4',
       reason:
-        'Every route but /openapi.json requires an API key, checked by the API function (hash lookup, constant-time compare, scope per route) so that 401 and 403 carry the API\'s error body, which a gateway authorizer cannot.',
+        "Every route but /openapi.json requires an API key, checked by the API function (hash lookup, constant-time compare, scope per route) so that 401 and 403 carry the API's error body, which a gateway authorizer cannot.",
     });
   }
   const scheduler = stateless.functions.scheduler;
@@ -70,14 +70,18 @@ export function acknowledgeNagFindings(stateful: StatefulStack, stateless: State
 export function acknowledgeDashboardNagFindings(site: DashboardSite): void {
   Validations.of(site.logsBucket).acknowledge({
     id: 'AwsSolutions-S1',
-    reason: 'This is the log bucket of the dashboard (CloudFront standard logs and the assets bucket\'s access logs); a log bucket cannot log to itself.',
+    reason: "This is the log bucket of the dashboard (CloudFront standard logs and the assets bucket's access logs); a log bucket cannot log to itself.",
   });
   Validations.of(site.distribution).acknowledge(
     { id: 'AwsSolutions-CFR1', reason: 'The dashboard is for customers wherever they are; who sees what is decided by API keys, not by country.' },
-    { id: 'AwsSolutions-CFR2', reason: 'The site is static files plus the API, which checks every key itself and is throttled at its stage; a web ACL would add cost without guarding anything the key check does not.' },
+    {
+      id: 'AwsSolutions-CFR2',
+      reason: 'The site is static files plus the API, which checks every key itself and is throttled at its stage; a web ACL would add cost without guarding anything the key check does not.',
+    },
     {
       id: 'AwsSolutions-CFR4',
-      reason: 'The distribution uses its default *.cloudfront.net certificate, whose security policy CloudFront fixes (TLSv1); browsers negotiate TLS 1.2 or 1.3 with it. A custom domain with its own certificate would allow TLSv1.2_2021 as the minimum.',
+      reason:
+        'The distribution uses its default *.cloudfront.net certificate, whose security policy CloudFront fixes (TLSv1); browsers negotiate TLS 1.2 or 1.3 with it. A custom domain with its own certificate would allow TLSv1.2_2021 as the minimum.',
     },
   );
   // BucketDeployment's function is CDK's own singleton (one per stack), with the AWS CLI layer it needs.
@@ -85,11 +89,11 @@ export function acknowledgeDashboardNagFindings(site: DashboardSite): void {
     .replace('${AWS::AccountId}', '<AWS::AccountId>')
     .replace('${AWS::Region}', '<AWS::Region>');
   const deployer = Stack.of(site).node.children.find((child) => child.node.id.startsWith('Custom::CDKBucketDeployment'));
-  if (!deployer) throw new Error('the dashboard\'s BucketDeployment function was not found');
+  if (!deployer) throw new Error("the dashboard's BucketDeployment function was not found");
   Validations.of(deployer).acknowledge(
     {
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-      reason: 'CDK\'s BucketDeployment function: only logs:CreateLogGroup/CreateLogStream/PutLogEvents.',
+      reason: "CDK's BucketDeployment function: only logs:CreateLogGroup/CreateLogStream/PutLogEvents.",
     },
     ...['s3:GetBucket*', 's3:GetObject*', 's3:List*', 's3:Abort*', 's3:DeleteObject*'].map((action) => ({
       id: `AwsSolutions-IAM5[Action::${action}]`,
@@ -97,13 +101,16 @@ export function acknowledgeDashboardNagFindings(site: DashboardSite): void {
     })),
     {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::${assetsBucketName}/*]`,
-      reason: 'CDK\'s BucketDeployment function reads the zipped build from the CDK assets bucket, under a key known only at deploy time.',
+      reason: "CDK's BucketDeployment function reads the zipped build from the CDK assets bucket, under a key known only at deploy time.",
     },
     {
       id: `AwsSolutions-IAM5[Resource::<${Stack.of(site).getLogicalId(site.bucket.node.defaultChild as CfnElement)}.Arn>/*]`,
-      reason: 'CDK\'s BucketDeployment function writes the build\'s files (hashed names, known only at build time) into the dashboard bucket.',
+      reason: "CDK's BucketDeployment function writes the build's files (hashed names, known only at build time) into the dashboard bucket.",
     },
-    { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'CDK\'s BucketDeployment function invalidates the page in CloudFront after a deploy; cloudfront:CreateInvalidation and GetInvalidation take no resource-level permission.' },
+    {
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: "CDK's BucketDeployment function invalidates the page in CloudFront after a deploy; cloudfront:CreateInvalidation and GetInvalidation take no resource-level permission.",
+    },
     { id: 'AwsSolutions-L1', reason: 'CDK chooses the runtime of its BucketDeployment function and moves it with each aws-cdk-lib release.' },
   );
 }

@@ -1,17 +1,7 @@
 import { Duration, Stack } from 'aws-cdk-lib';
-import {
-  Alarm,
-  AlarmStatusWidget,
-  ComparisonOperator,
-  Dashboard,
-  GraphWidget,
-  type IMetric,
-  MathExpression,
-  Metric,
-  TreatMissingData,
-} from 'aws-cdk-lib/aws-cloudwatch';
+import { Alarm, AlarmStatusWidget, ComparisonOperator, Dashboard, GraphWidget, type IMetric, MathExpression, Metric, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { Operation, type ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { type ITable, Operation } from 'aws-cdk-lib/aws-dynamodb';
 import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
@@ -200,7 +190,17 @@ export class Operations extends Construct {
 function sumOverOperations(name: string, table: ITable, metricName: 'ThrottledRequests' | 'SystemErrors', label: string): MathExpression {
   // Ids are unique per table and metric, because one graph shows the sums of every table.
   const usingMetrics = Object.fromEntries(
-    TABLE_OPERATIONS.map((operation, i) => [`${name}${metricName}${i}`, table.metric(metricName, { dimensionsMap: { TableName: table.tableName, Operation: operation }, statistic: 'Sum', period: PERIOD })]),
+    TABLE_OPERATIONS.map((operation, i) => [
+      `${name}${metricName}${i}`,
+      table.metric(metricName, { dimensionsMap: { TableName: table.tableName, Operation: operation }, statistic: 'Sum', period: PERIOD }),
+    ]),
   );
-  return new MathExpression({ expression: `SUM([${Object.keys(usingMetrics).map((m) => `FILL(${m}, 0)`).join(', ')}])`, usingMetrics, label, period: PERIOD });
+  return new MathExpression({
+    expression: `SUM([${Object.keys(usingMetrics)
+      .map((m) => `FILL(${m}, 0)`)
+      .join(', ')}])`,
+    usingMetrics,
+    label,
+    period: PERIOD,
+  });
 }

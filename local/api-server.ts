@@ -1,8 +1,8 @@
 import { readFile, stat } from 'node:fs/promises';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { extname, join, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { SECURITY_HEADERS, isPagePath } from '../dashboard/site';
+import { isPagePath, SECURITY_HEADERS } from '../dashboard/site';
 
 /** Serves the API handler over HTTP the way API Gateway's HTTP API (payload 2.0) calls it. */
 export type ApiHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResultV2>;
@@ -36,10 +36,11 @@ export async function startApiServer(options: { port: number; handler: ApiHandle
   return {
     url: `http://127.0.0.1:${port}`,
     server,
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -61,7 +62,6 @@ const CONTENT_TYPES: Record<string, string> = {
   '.woff2': 'font/woff2',
   '.txt': 'text/plain; charset=utf-8',
 };
-
 
 /**
  * A file of the build, or index.html at one of the page's own paths (isPagePath); false when it is

@@ -1,6 +1,6 @@
-import { CreateTableCommand, type CreateTableCommandInput, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateTableCommand, type CreateTableCommandInput, DescribeTableCommand, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/contract/resources';
 
 /** Creates the tables and queues from the same definitions the CDK stacks use. */
@@ -50,7 +50,10 @@ export const localQueueName = (definition: { name: string }) => `usage-pipeline-
 export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {
   const retention = (days: number) => String(days * 86_400);
   const { QueueUrl: dlqUrl } = await client.send(
-    new CreateQueueCommand({ QueueName: localQueueName(QUEUES.deadLetter), Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays), MaximumMessageSize: String(QUEUES.deadLetter.maxMessageBytes) } }),
+    new CreateQueueCommand({
+      QueueName: localQueueName(QUEUES.deadLetter),
+      Attributes: { MessageRetentionPeriod: retention(QUEUES.deadLetter.retentionDays), MaximumMessageSize: String(QUEUES.deadLetter.maxMessageBytes) },
+    }),
   );
   if (!dlqUrl) throw new Error('dead-letter queue was not created');
   const { Attributes } = await client.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }));

@@ -1,8 +1,8 @@
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { writeMeter } from '../functions/adapters/dynamodb';
 import { cycleContaining, localDate } from '../functions/core/cycles';
-import type { LocalStack } from './runtime';
 import { progressBar } from './progress';
+import type { LocalStack } from './runtime';
 import { LOCAL_CREDENTIALS } from './stand-ins';
 
 /**
@@ -229,7 +229,13 @@ export async function loadDashboardUsage(stack: LocalStack, eventsPerUsageType =
           type: 'com.example.usage.recorded',
           subject: subject.id,
           time: new Date(now - 60_000 - Math.floor(rand() * span)).toISOString(),
-          data: { usageType, quantity: quantities[i] ?? 1, userId: DASHBOARD_USERS[user] ?? 'ana', groupId: DASHBOARD_GROUPS[user % DASHBOARD_GROUPS.length] ?? 'research', ...(channel ? { channel } : {}) },
+          data: {
+            usageType,
+            quantity: quantities[i] ?? 1,
+            userId: DASHBOARD_USERS[user] ?? 'ana',
+            groupId: DASHBOARD_GROUPS[user % DASHBOARD_GROUPS.length] ?? 'research',
+            ...(channel ? { channel } : {}),
+          },
         });
       }
     }
@@ -267,13 +273,21 @@ async function showReports(stack: LocalStack, out: (line: string) => void, close
 
   // A late event: its time is in the closed cycle, an hour before it ended.
   const cycleEnd = cycleContaining(new Date(Date.parse(acme.cycleStart) + 86_400_000), stack.config.subjects.find((s) => s.id === acme.subject) ?? { billingAnchorDay: 1, timeZone: 'UTC' }).end;
-  const late = { specversion: '1.0', id: 'demo-late-1', source: '//demo/billing-backfill', type: 'com.example.usage.recorded', time: new Date(Date.parse(cycleEnd) - 3_600_000).toISOString(), data: { usageType: 'tokens', quantity: 1234, channel: 'api' } };
+  const late = {
+    specversion: '1.0',
+    id: 'demo-late-1',
+    source: '//demo/billing-backfill',
+    type: 'com.example.usage.recorded',
+    time: new Date(Date.parse(cycleEnd) - 3_600_000).toISOString(),
+    data: { usageType: 'tokens', quantity: 1234, channel: 'api' },
+  };
   await admin('POST', `/v1/workspaces/${acme.subject}/usages`, late);
   await stack.settle();
-  const report = await finance<{ usage: { usageType: string; total: string; closedTotal: string; adjustments: { total: string; events: { source: string; id: string; delta: string }[] }; money: { amount: number } | null }[]; amount: number | null; currency: string | null }>(
-    'GET',
-    `/v1/workspaces/${acme.subject}/report?cycle=${acme.cycleStart.slice(0, 10)}`,
-  );
+  const report = await finance<{
+    usage: { usageType: string; total: string; closedTotal: string; adjustments: { total: string; events: { source: string; id: string; delta: string }[] }; money: { amount: number } | null }[];
+    amount: number | null;
+    currency: string | null;
+  }>('GET', `/v1/workspaces/${acme.subject}/report?cycle=${acme.cycleStart.slice(0, 10)}`);
   const tokens = report.usage.find((u) => u.usageType === 'tokens');
   const adjusted = tokens?.adjustments.events.some((e) => e.id === late.id && e.delta === '1234') === true && Number(tokens.total) - Number(tokens.closedTotal) === 1234;
 
@@ -281,7 +295,9 @@ async function showReports(stack: LocalStack, out: (line: string) => void, close
   out(`cycle reports written at close (S3 stand-in ${stack.ready.s3.endpoint}, bucket ${stack.ready.s3.bucket}):`);
   for (const c of closed) out(`  s3://${stack.ready.s3.bucket}/${c.report}`);
   for (const start of new Set(closed.map((c) => c.cycleStart))) out(`  s3://${stack.ready.s3.bucket}/reports/${start}/_summary.json`);
-  out(`${acme.subject}'s closed cycle ${acme.cycleStart.slice(0, 10)}, read again after a late event: tokens ${tokens?.closedTotal} at close + ${tokens?.adjustments.total} adjusted = ${tokens?.total}; ${money(report.amount, report.currency)}`);
+  out(
+    `${acme.subject}'s closed cycle ${acme.cycleStart.slice(0, 10)}, read again after a late event: tokens ${tokens?.closedTotal} at close + ${tokens?.adjustments.total} adjusted = ${tokens?.total}; ${money(report.amount, report.currency)}`,
+  );
   out(adjusted ? `  the late event ${late.source} ${late.id} is listed as an adjustment of +1234` : '  MISMATCH: the late event is not listed as an adjustment');
 
   // An hourly export of Acme's closed cycle, every workspace, downloaded through its presigned URL.
@@ -315,7 +331,15 @@ async function crossThresholds(stack: LocalStack, out: (line: string) => void): 
   const images = Math.ceil((await quotaOf('ws_acme', 'images')) * 0.9);
   const tokens = Math.ceil((await quotaOf('ws_globex', 'tokens')) * 1.12);
   const usage = (subject: string, id: string, usageType: string, quantity: number, secondsAgo: number) =>
-    JSON.stringify({ specversion: '1.0', id, source: '//demo/alerts', type: 'com.example.usage.recorded', subject, time: new Date(now - secondsAgo * 1000).toISOString(), data: { usageType, quantity } });
+    JSON.stringify({
+      specversion: '1.0',
+      id,
+      source: '//demo/alerts',
+      type: 'com.example.usage.recorded',
+      subject,
+      time: new Date(now - secondsAgo * 1000).toISOString(),
+      data: { usageType, quantity },
+    });
   const bodies = [
     ...Array.from({ length: 9 }, (_, i) => usage('ws_acme', `img-${i}`, 'images', i < 8 ? Math.floor(images / 9) : images - 8 * Math.floor(images / 9), 60 + i)),
     usage('ws_globex', 'big-batch-job', 'tokens', tokens, 30),
@@ -357,9 +381,9 @@ async function showWorkspaceView(stack: LocalStack, out: (line: string) => void)
   if (!own?.subject || !other) return;
   const api = apiOf(stack, own.key);
   const get = <T>(path: string) => api<T>('GET', path);
-  const { summary } = await get<{ summary: { usageType: string; usedAmount: number; allowanceAmount: number; avgPerDay: number; runOutInDays: number | null; projectedToRunOut: boolean; daysRemaining: number }[] }>(
-    `/v1/workspaces/${own.subject}/usage/summary`,
-  );
+  const { summary } = await get<{
+    summary: { usageType: string; usedAmount: number; allowanceAmount: number; avgPerDay: number; runOutInDays: number | null; projectedToRunOut: boolean; daysRemaining: number }[];
+  }>(`/v1/workspaces/${own.subject}/usage/summary`);
   const top = await get<{ entries: { id: string; amount: number; share: number }[] }>(`/v1/workspaces/${own.subject}/usage/top?by=user&usageType=tokens&limit=3`);
   const denied = await get<{ error: { code: string } }>(`/v1/workspaces/${other.id}/quotas`);
   out('');
@@ -427,6 +451,10 @@ function money(amount: number | null, currency: string | null): string {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }

@@ -1,16 +1,15 @@
 import { resolve } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
-import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
-import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
-import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
-import { createS3Client } from '../functions/adapters/s3';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';
+import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
+import { createS3Client } from '../functions/adapters/s3';
+import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
 import { configuredKey } from '../functions/core/access/api-keys';
 import type { CloseSummary } from '../functions/core/billing/closes';
 import type { Config } from '../functions/core/config';
@@ -163,7 +162,13 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       onError: (error) => onError('ingest', error),
     });
     // Each table stream drives its function like Lambda's event source mapping, with the same numbers (the aggregate's window aside).
-    const streamPoller = (streamArn: string, source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'], name: string, invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>, windowSeconds: number = source.maxBatchingWindowSeconds) =>
+    const streamPoller = (
+      streamArn: string,
+      source: (typeof EVENT_SOURCES)['aggregate' | 'notify' | 'export'],
+      name: string,
+      invoke: Invoke<LedgerStreamEvent, DynamoDBBatchResponse>,
+      windowSeconds: number = source.maxBatchingWindowSeconds,
+    ) =>
       new StreamPoller({
         streams,
         streamArn,
@@ -188,7 +193,12 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     ledgerPoller.start();
     alertsPoller.start();
     exportsPoller.start();
-    stops.push(() => sqsPoller.stop(), () => ledgerPoller.stop(), () => alertsPoller.stop(), () => exportsPoller.stop());
+    stops.push(
+      () => sqsPoller.stop(),
+      () => ledgerPoller.stop(),
+      () => alertsPoller.stop(),
+      () => exportsPoller.stop(),
+    );
 
     // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
     let jobs: Promise<unknown> = Promise.resolve();
@@ -201,7 +211,12 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     timer.unref();
     stops.push(async () => clearInterval(timer));
 
-    const server = await startApiServer({ port: options.port ?? 0, handler: api as ApiHandler, context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds), ...(dashboard ? { staticRoot: dashboard } : {}) });
+    const server = await startApiServer({
+      port: options.port ?? 0,
+      handler: api as ApiHandler,
+      context: () => lambdaContext('api', FUNCTIONS.api.timeoutSeconds),
+      ...(dashboard ? { staticRoot: dashboard } : {}),
+    });
     stops.push(server.stop);
 
     const queueDepth = async () => {
@@ -230,7 +245,14 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     useTestClock({ advanceTo: advanceClock });
 
     return {
-      ready: { api: server.url, region: REGION, sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl }, dynamodb: { endpoint: dynamo.endpoint }, ses: { endpoint: sesStandIn.endpoint, store: sesStandIn.store }, s3: { endpoint: sqsStandIn.endpoint, bucket } },
+      ready: {
+        api: server.url,
+        region: REGION,
+        sqs: { endpoint: sqsStandIn.endpoint, queueUrl, dlqUrl },
+        dynamodb: { endpoint: dynamo.endpoint },
+        ses: { endpoint: sesStandIn.endpoint, store: sesStandIn.store },
+        s3: { endpoint: sqsStandIn.endpoint, bucket },
+      },
       config,
       tables: names,
       clock,

@@ -61,7 +61,13 @@ export function cycleCards(entry: SummaryEntry, asOf: string, unit: string, time
   return [
     { id: 'days-remaining', label: 'Days remaining', value: String(entry.daysRemaining), unit: plural(entry.daysRemaining, 'day'), detail: `Resets on ${resetsOn(entry, timeZone)}` },
     { id: 'days-elapsed', label: 'Days elapsed', value: String(entry.daysElapsed), unit: `of ${cycleDays}`, detail: `Cycle began ${formatDate(entry.cycleStart, timeZone)}` },
-    { id: 'avg-per-day', label: 'Average per day', value: formatAmount(entry.avgPerDay), unit: '/ day', detail: `${capitalise(unit)}s a day over the ${entry.daysElapsed} ${plural(entry.daysElapsed, 'day')} so far` },
+    {
+      id: 'avg-per-day',
+      label: 'Average per day',
+      value: formatAmount(entry.avgPerDay),
+      unit: '/ day',
+      detail: `${capitalise(unit)}s a day over the ${entry.daysElapsed} ${plural(entry.daysElapsed, 'day')} so far`,
+    },
     runOut,
   ];
 }

@@ -44,14 +44,29 @@ function exportForm(api: Api): HTMLElement {
   const to = h('input', { id: 'export-to', name: 'to', type: 'date', required: true, value: isoDate(new Date(today.getTime() + 86_400_000)) });
   const granularity = h('select', { id: 'export-granularity', name: 'granularity' }, h('option', { value: 'day' }, 'Daily'), h('option', { value: 'hour' }, 'Hourly'));
   const format = h('select', { id: 'export-format', name: 'format' }, h('option', { value: 'json' }, 'JSON document'), h('option', { value: 'jsonl' }, 'JSON Lines'));
-  const subjects = h('input', { id: 'export-subjects', name: 'subjects', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'All workspaces', 'aria-describedby': 'export-subjects-hint' });
+  const subjects = h('input', {
+    id: 'export-subjects',
+    name: 'subjects',
+    type: 'text',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'All workspaces',
+    'aria-describedby': 'export-subjects-hint',
+  });
   const submit = h('button', { type: 'submit', class: 'button primary' }, 'Start export');
   const result = h('div', { class: 'export-result', role: 'status', 'aria-live': 'polite' });
 
   const form = h(
     'form',
     { id: 'export-form', novalidate: true },
-    h('div', { class: 'form-grid' }, field('export-from', 'From (UTC, inclusive)', from), field('export-to', 'To (UTC, exclusive)', to), field('export-granularity', 'Buckets', granularity), field('export-format', 'Format', format)),
+    h(
+      'div',
+      { class: 'form-grid' },
+      field('export-from', 'From (UTC, inclusive)', from),
+      field('export-to', 'To (UTC, exclusive)', to),
+      field('export-granularity', 'Buckets', granularity),
+      field('export-format', 'Format', format),
+    ),
     field('export-subjects', 'Workspaces', subjects, 'Workspace ids separated by commas; leave empty for every workspace.'),
     h('div', { class: 'form-actions' }, submit),
     result,
@@ -65,7 +80,10 @@ function exportForm(api: Api): HTMLElement {
     submit.disabled = true;
     replace(result, h('p', {}, 'Starting the export…'));
     try {
-      const ids = subjects.value.split(',').map((s) => s.trim()).filter(Boolean);
+      const ids = subjects.value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const { id } = await api.requestExport({ from: from.value, to: to.value, granularity: granularity.value, format: format.value, ...(ids.length ? { subjects: ids } : {}) });
       let view: ExportView | undefined;
       for (let i = 0; i < POLL_LIMIT; i++) {
@@ -96,7 +114,12 @@ function exportForm(api: Api): HTMLElement {
       submit.disabled = false;
     }
   });
-  return h('section', { class: 'panel', id: 'exports', 'aria-labelledby': 'exports-title' }, h('div', { class: 'panel-head' }, h('h2', { id: 'exports-title' }, 'Export usage'), h('p', { class: 'muted' }, 'Hourly or daily buckets for a date range, as a file to download.')), form);
+  return h(
+    'section',
+    { class: 'panel', id: 'exports', 'aria-labelledby': 'exports-title' },
+    h('div', { class: 'panel-head' }, h('h2', { id: 'exports-title' }, 'Export usage'), h('p', { class: 'muted' }, 'Hourly or daily buckets for a date range, as a file to download.')),
+    form,
+  );
 }
 
 function bytes(n: number): string {

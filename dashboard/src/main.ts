@@ -19,7 +19,13 @@ function signInForm(message?: string): void {
     'form',
     { class: 'panel sign-in', id: 'sign-in', novalidate: true },
     h('h1', {}, 'Sign in to your usage dashboard'),
-    h('div', { class: 'field' }, h('label', { for: 'api-key' }, 'API key'), input, h('p', { class: 'hint', id: 'api-key-hint' }, 'A workspace key shows that workspace; a finance key shows every workspace and exports. The key stays in this tab only.')),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'api-key' }, 'API key'),
+      input,
+      h('p', { class: 'hint', id: 'api-key-hint' }, 'A workspace key shows that workspace; a finance key shows every workspace and exports. The key stays in this tab only.'),
+    ),
     error,
     submit,
   );
@@ -63,7 +69,7 @@ async function show(api: Api, me: Me): Promise<void> {
     sessionStorage.removeItem(STORAGE_KEY);
     signInForm();
   });
-  const who = me.scope === 'workspace' ? me.subject ?? '' : me.scope === 'finance' ? 'Finance' : 'Admin';
+  const who = me.scope === 'workspace' ? (me.subject ?? '') : me.scope === 'finance' ? 'Finance' : 'Admin';
   replace(account, h('span', { class: 'who', 'data-scope': me.scope }, who), signOut);
   replace(app, h('p', { class: 'loading', role: 'status' }, 'Loading…'));
   const { usageTypes } = await api.usageTypes();

@@ -50,7 +50,10 @@ export function rankingTable(options: {
       shown += page.entries.length;
       cursor = page.nextCursor ?? undefined;
       more.hidden = page.nextCursor === null;
-      status.textContent = shown === 0 ? options.empty : `Showing ${shown} ${shown === 1 ? options.noun.toLowerCase() : `${options.noun.toLowerCase()}s`} of ${formatAmount(page.totalAmount)} ${options.unit}s used in all`;
+      status.textContent =
+        shown === 0
+          ? options.empty
+          : `Showing ${shown} ${shown === 1 ? options.noun.toLowerCase() : `${options.noun.toLowerCase()}s`} of ${formatAmount(page.totalAmount)} ${options.unit}s used in all`;
     } catch (error) {
       status.textContent = error instanceof ApiError ? error.message : 'Something went wrong loading this table.';
     } finally {
@@ -68,7 +71,13 @@ export function rankingTable(options: {
     body,
   );
   status.id = `${options.id}-status`;
-  const section = h('section', { class: 'panel', id: options.id, 'aria-labelledby': `${options.id}-title` }, h('h2', { id: `${options.id}-title` }, options.title), h('div', { class: 'table-wrap' }, table), h('div', { class: 'table-footer' }, status, more));
+  const section = h(
+    'section',
+    { class: 'panel', id: options.id, 'aria-labelledby': `${options.id}-title` },
+    h('h2', { id: `${options.id}-title` }, options.title),
+    h('div', { class: 'table-wrap' }, table),
+    h('div', { class: 'table-footer' }, status, more),
+  );
   replace(body);
   void load();
   return section;

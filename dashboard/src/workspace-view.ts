@@ -28,12 +28,7 @@ export async function workspaceView(api: Api, workspace: string, usageTypes: Usa
   const downloadStatus = h('span', { class: 'muted', role: 'status' });
   const body = h('div', { class: 'stack' });
   root.append(
-    h(
-      'div',
-      { class: 'toolbar' },
-      h('div', { class: 'field inline' }, h('label', { for: 'usage-type' }, 'Usage type'), picker),
-      h('div', { class: 'toolbar-end' }, downloadStatus, download),
-    ),
+    h('div', { class: 'toolbar' }, h('div', { class: 'field inline' }, h('label', { for: 'usage-type' }, 'Usage type'), picker), h('div', { class: 'toolbar-end' }, downloadStatus, download)),
     body,
   );
 
@@ -68,8 +63,22 @@ export async function workspaceView(api: Api, workspace: string, usageTypes: Usa
       h(
         'div',
         { class: 'grid two' },
-        rankingTable({ id: 'top-users', title: 'Top users', noun: 'User', unit: unitOf(entry.usageType), empty: 'No use by a named user this cycle.', load: (cursor) => api.topMembers(workspace, 'user', entry.usageType, RANKING_PAGE, cursor) }),
-        rankingTable({ id: 'top-groups', title: 'Top groups', noun: 'Group', unit: unitOf(entry.usageType), empty: 'No use by a named group this cycle.', load: (cursor) => api.topMembers(workspace, 'group', entry.usageType, RANKING_PAGE, cursor) }),
+        rankingTable({
+          id: 'top-users',
+          title: 'Top users',
+          noun: 'User',
+          unit: unitOf(entry.usageType),
+          empty: 'No use by a named user this cycle.',
+          load: (cursor) => api.topMembers(workspace, 'user', entry.usageType, RANKING_PAGE, cursor),
+        }),
+        rankingTable({
+          id: 'top-groups',
+          title: 'Top groups',
+          noun: 'Group',
+          unit: unitOf(entry.usageType),
+          empty: 'No use by a named group this cycle.',
+          load: (cursor) => api.topMembers(workspace, 'group', entry.usageType, RANKING_PAGE, cursor),
+        }),
       ),
     );
   };
@@ -95,8 +104,19 @@ function allowancePanel(entry: SummaryEntry, summary: Summary, unit: string): HT
   return h(
     'section',
     { class: 'panel', id: 'allowance', 'aria-labelledby': 'allowance-title' },
-    h('div', { class: 'panel-head' }, h('h2', { id: 'allowance-title' }, 'This cycle'), h('p', { class: 'muted' }, `${formatDate(entry.cycleStart)} – ${formatDate(Date.parse(entry.cycleEnd) - 1)} · ${titleCase(summary.plan)} plan`)),
-    h('p', { class: 'headline' }, h('span', { class: 'big', 'data-value': 'used' }, formatAmount(entry.usedAmount)), ` of ${formatAmount(bar.capacity)} ${unit}s used`, percent ? h('span', { class: 'muted', 'data-value': 'used-percent' }, ` · ${percent}`) : null),
+    h(
+      'div',
+      { class: 'panel-head' },
+      h('h2', { id: 'allowance-title' }, 'This cycle'),
+      h('p', { class: 'muted' }, `${formatDate(entry.cycleStart)} – ${formatDate(Date.parse(entry.cycleEnd) - 1)} · ${titleCase(summary.plan)} plan`),
+    ),
+    h(
+      'p',
+      { class: 'headline' },
+      h('span', { class: 'big', 'data-value': 'used' }, formatAmount(entry.usedAmount)),
+      ` of ${formatAmount(bar.capacity)} ${unit}s used`,
+      percent ? h('span', { class: 'muted', 'data-value': 'used-percent' }, ` · ${percent}`) : null,
+    ),
     h(
       'div',
       {
@@ -114,7 +134,17 @@ function allowancePanel(entry: SummaryEntry, summary: Summary, unit: string): HT
     h(
       'dl',
       { class: 'legend' },
-      h('div', { 'data-part': 'monthly' }, h('dt', {}, h('span', { class: 'swatch monthly', 'aria-hidden': 'true' }), 'Monthly allowance'), h('dd', {}, formatAmount(entry.allowanceAmount), entry.spilloverAmount > 0 ? h('span', { class: 'muted' }, ` (plan ${formatAmount(entry.limitAmount)} + ${formatAmount(entry.spilloverAmount)} carried over)`) : null)),
+      h(
+        'div',
+        { 'data-part': 'monthly' },
+        h('dt', {}, h('span', { class: 'swatch monthly', 'aria-hidden': 'true' }), 'Monthly allowance'),
+        h(
+          'dd',
+          {},
+          formatAmount(entry.allowanceAmount),
+          entry.spilloverAmount > 0 ? h('span', { class: 'muted' }, ` (plan ${formatAmount(entry.limitAmount)} + ${formatAmount(entry.spilloverAmount)} carried over)`) : null,
+        ),
+      ),
       h('div', { 'data-part': 'bonus' }, h('dt', {}, h('span', { class: 'swatch bonus', 'aria-hidden': 'true' }), 'Bonus credits left'), h('dd', {}, formatAmount(entry.bonusAmount))),
       h('div', { 'data-part': 'available' }, h('dt', {}, 'Available now'), h('dd', {}, formatAmount(entry.availableAmount))),
     ),
@@ -126,7 +156,13 @@ function cards(entry: SummaryEntry, summary: Summary, unit: string): HTMLElement
     'section',
     { class: 'cards', 'aria-label': 'Cycle at a glance' },
     ...cycleCards(entry, summary.asOf, unit).map((card) =>
-      h('article', { class: 'card', 'data-card': card.id }, h('h3', {}, card.label), h('p', { class: 'value' }, h('span', { class: 'number' }, card.value), card.unit ? h('span', { class: 'unit' }, card.unit) : null), h('p', { class: 'detail' }, card.detail)),
+      h(
+        'article',
+        { class: 'card', 'data-card': card.id },
+        h('h3', {}, card.label),
+        h('p', { class: 'value' }, h('span', { class: 'number' }, card.value), card.unit ? h('span', { class: 'unit' }, card.unit) : null),
+        h('p', { class: 'detail' }, card.detail),
+      ),
     ),
   );
 }
@@ -140,7 +176,12 @@ function chartPanel(api: Api, workspace: string, usageType: string, unit: string
   const element = h(
     'section',
     { class: 'panel', id: 'usage', 'aria-labelledby': 'usage-title' },
-    h('div', { class: 'panel-head' }, h('div', {}, h('h2', { id: 'usage-title' }, 'Usage by channel'), caption), h('div', { class: 'segmented', role: 'group', 'aria-label': 'Time range' }, ...buttons)),
+    h(
+      'div',
+      { class: 'panel-head' },
+      h('div', {}, h('h2', { id: 'usage-title' }, 'Usage by channel'), caption),
+      h('div', { class: 'segmented', role: 'group', 'aria-label': 'Time range' }, ...buttons),
+    ),
     h('div', { class: 'chart-box' }, canvas),
     status,
     h('details', { class: 'chart-data' }, h('summary', {}, 'Show the numbers as a table'), tableWrap),
@@ -168,12 +209,28 @@ function chartPanel(api: Api, workspace: string, usageType: string, unit: string
           'table',
           { class: 'data', 'data-window': window },
           h('caption', {}, caption.textContent),
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Period'), ...rows.channels.map((c) => h('th', { scope: 'col', class: 'number', 'data-channel': c.channel }, channelName(c.channel))), h('th', { scope: 'col', class: 'number' }, 'Total'))),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'col' }, 'Period'),
+              ...rows.channels.map((c) => h('th', { scope: 'col', class: 'number', 'data-channel': c.channel }, channelName(c.channel))),
+              h('th', { scope: 'col', class: 'number' }, 'Total'),
+            ),
+          ),
           h(
             'tbody',
             {},
             ...rows.labels.map((label, i) =>
-              h('tr', { 'data-start': buckets[i]?.start ?? '' }, h('th', { scope: 'row' }, label), ...rows.channels.map((c) => h('td', { class: 'number' }, formatAmount(c.values[i] ?? 0))), h('td', { class: 'number' }, formatAmount(rows.totals[i] ?? 0))),
+              h(
+                'tr',
+                { 'data-start': buckets[i]?.start ?? '' },
+                h('th', { scope: 'row' }, label),
+                ...rows.channels.map((c) => h('td', { class: 'number' }, formatAmount(c.values[i] ?? 0))),
+                h('td', { class: 'number' }, formatAmount(rows.totals[i] ?? 0)),
+              ),
             ),
           ),
         ),

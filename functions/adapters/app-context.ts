@@ -1,22 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from '../contract/resources';
 import { type Config, parseConfig } from '../core/config';
 import type { Clock } from '../core/ports';
-import { createDocumentClient, requireEnv } from './dynamodb';
-import { DynamoLedger, DynamoLedgerScanner, createLedgerClient } from './ledger-store';
-import { DynamoQuarantine } from './quarantine-store';
-import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from '../contract/resources';
-import { DynamoRollups } from './rollup-store';
-import { DynamoSubjects } from './subject-store';
 import { DynamoAccounts } from './account-store';
-import { SqsUsageQueue, createSqsClient } from './usage-queue';
 import { DynamoAlerts } from './alert-store';
-import { SesEmailSender, createSesClient } from './ses-sender';
 import { DynamoApiKeys } from './api-key-store';
-import { S3FileWriter, S3Reports, createS3Client } from './s3';
+import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoExports } from './export-store';
 import { DynamoLeases } from './lease-store';
+import { createLedgerClient, DynamoLedger, DynamoLedgerScanner } from './ledger-store';
+import { DynamoQuarantine } from './quarantine-store';
+import { DynamoRollups } from './rollup-store';
+import { createS3Client, S3FileWriter, S3Reports } from './s3';
 import { withoutSdkLogging } from './sdk-clients';
+import { createSesClient, SesEmailSender } from './ses-sender';
+import { DynamoSubjects } from './subject-store';
+import { createSqsClient, SqsUsageQueue } from './usage-queue';
 
 /**
  * Everything handlers depend on, built once per process on first use from the environment.

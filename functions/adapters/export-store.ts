@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { ExportJob, ExportStore } from '../core/reporting/exports';
 import { EXPORT_RETENTION_DAYS } from '../contract/resources';
+import type { ExportJob, ExportStore } from '../core/reporting/exports';
 
 /** Export jobs by id; each expires (TTL) with its file. A new item's stream record starts the export function. */
 export class DynamoExports implements ExportStore {

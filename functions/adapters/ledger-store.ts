@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { ConditionalCheckFailedException, DynamoDBClient, type DynamoDBClientConfig, PutItemCommand, ScanCommand, type ScanCommandInput } from '@aws-sdk/client-dynamodb';
-import type { LedgerScanner } from '../core/reporting/ports';
 import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { LRUCache } from 'lru-cache';
 import { eventKey } from '../core/metering/envelope';
-import type { Ledger } from '../core/metering/ports';
-import type { LedgerVersions, VersionedImage } from '../core/metering/ports';
+import type { Ledger, LedgerVersions, VersionedImage } from '../core/metering/ports';
 import type { LedgerChange, LedgerEntry, LedgerImage } from '../core/metering/rollups';
+import type { LedgerScanner } from '../core/reporting/ports';
 import { mapConcurrently, writeMeter } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 
@@ -189,7 +188,10 @@ export class DynamoLedgerScanner implements LedgerScanner, LedgerVersions {
         pending.delete(i);
         continue;
       }
-      pending.set(i, (segments[i] as AsyncIterator<Record<string, AttributeValue>[]>).next().then((next) => ({ i, result: next })));
+      pending.set(
+        i,
+        (segments[i] as AsyncIterator<Record<string, AttributeValue>[]>).next().then((next) => ({ i, result: next })),
+      );
       yield result.value;
     }
   }

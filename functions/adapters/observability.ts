@@ -2,7 +2,6 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../contract/telemetry';
 
-
 /**
  * Attributes that are never logged, whatever they hold: a Lambda event (Powertools logs it as `event`
  * when POWERTOOLS_LOGGER_LOG_EVENT is set), request headers and bodies, and the items an SDK error may

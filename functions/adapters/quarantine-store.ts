@@ -1,7 +1,7 @@
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { QUARANTINE_RETENTION_DAYS, TABLES } from '../contract/resources';
 import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/metering/ports';
 import { batchDelete, batchPut } from './batch';
-import { QUARANTINE_RETENTION_DAYS, TABLES } from '../contract/resources';
 
 const NO_SUBJECT = '-';
 /** DynamoDB items stop at 400 KB; a quarantined body is kept whole up to this many UTF-8 bytes (a 1 MiB message is not). */
@@ -27,7 +27,12 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
   async putAll(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
     const items = records.map((record) => ({ item: toItem(record), record }));
     const byKey = new Map(items.map(({ item, record }) => [keyText(item), record]));
-    const { failed } = await batchPut(this.client, this.tableName, KEY_NAMES, items.map((i) => i.item));
+    const { failed } = await batchPut(
+      this.client,
+      this.tableName,
+      KEY_NAMES,
+      items.map((i) => i.item),
+    );
     return { failed: failed.map((item) => byKey.get(keyText(item))).filter((r): r is QuarantineRecord => r !== undefined) };
   }
 
@@ -37,7 +42,14 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
     do {
       const page = subject
         ? await this.client.send(
-            new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ScanIndexForward: false, Limit: limit - items.length, ExclusiveStartKey }),
+            new QueryCommand({
+              TableName: this.tableName,
+              KeyConditionExpression: 'pk = :pk',
+              ExpressionAttributeValues: { ':pk': subject },
+              ScanIndexForward: false,
+              Limit: limit - items.length,
+              ExclusiveStartKey,
+            }),
           )
         : await this.client.send(new ScanCommand({ TableName: this.tableName, ExclusiveStartKey }));
       items.push(...(page.Items ?? []));
@@ -61,7 +73,12 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
 
   async remove(records: readonly QuarantineRecord[]): Promise<{ failed: QuarantineRecord[] }> {
     const byKey = new Map(records.map((record) => [keyText(keyOf(record)), record]));
-    const { failed } = await batchDelete(this.client, this.tableName, KEY_NAMES, [...byKey.keys()].map((text) => keyOf(byKey.get(text) as QuarantineRecord)));
+    const { failed } = await batchDelete(
+      this.client,
+      this.tableName,
+      KEY_NAMES,
+      [...byKey.keys()].map((text) => keyOf(byKey.get(text) as QuarantineRecord)),
+    );
     return { failed: failed.map((key) => byKey.get(keyText(key))).filter((r): r is QuarantineRecord => r !== undefined) };
   }
 
@@ -72,10 +89,7 @@ export class DynamoQuarantine implements Quarantine, QuarantineReplaySource {
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     do {
       const input = { TableName: this.tableName, ExclusiveStartKey, ...reason, ...extra, ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}) };
-      const page =
-        filter.subject === undefined
-          ? await this.client.send(new ScanCommand(input))
-          : await this.client.send(new QueryCommand({ ...input, KeyConditionExpression: 'pk = :pk' }));
+      const page = filter.subject === undefined ? await this.client.send(new ScanCommand(input)) : await this.client.send(new QueryCommand({ ...input, KeyConditionExpression: 'pk = :pk' }));
       yield page;
       ExclusiveStartKey = page.LastEvaluatedKey;
     } while (ExclusiveStartKey);

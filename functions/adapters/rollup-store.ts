@@ -1,13 +1,29 @@
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../core/metering/ports';
+import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
+import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/ports';
+import {
+  type Breakdown,
+  type Chunk,
+  ChunkRefusedError,
+  CycleItemsChangedError,
+  type CycleState,
+  cycleItemKey,
+  cycleStateOf,
+  type LedgerChange,
+  type MemberKind,
+  type OwnerRun,
+  type ParkedRecord,
+  padSequenceNumber,
+  ROLLUP_PREFIX,
+  type RollupKind,
+  type RollupUpdate,
+  rollupSortKey,
+} from '../core/metering/rollups';
 import type { Clock } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
-import type { RepairStore, RollupRange } from '../core/metering/ports';
-import { type Breakdown, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, type LedgerChange, type MemberKind, type OwnerRun, type ParkedRecord, ROLLUP_PREFIX, type RollupKind, type RollupUpdate, cycleItemKey, cycleStateOf, padSequenceNumber, rollupSortKey } from '../core/metering/rollups';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
-import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
 
 /** Parked records share one partition: there are few, and an operator lists them all. */
 const PARKED_PK = 'parked#records';
@@ -50,7 +66,12 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   ) {}
 
   async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
-    const items = await batchGet(this.client, this.tableName, owners.map((owner) => checkpointKey(shardId, owner)), { consistentRead: true });
+    const items = await batchGet(
+      this.client,
+      this.tableName,
+      owners.map((owner) => checkpointKey(shardId, owner)),
+      { consistentRead: true },
+    );
     const checkpoints = new Map<string, string>();
     for (const item of items) if (typeof item.sequenceNumber === 'string') checkpoints.set(String(item.sk).slice('owner#'.length), item.sequenceNumber);
     return checkpoints;
@@ -72,7 +93,9 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     const records: ParkedRecord[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
     do {
-      const page = await this.client.send(new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PARKED_PK }, ConsistentRead: true, ExclusiveStartKey }));
+      const page = await this.client.send(
+        new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PARKED_PK }, ConsistentRead: true, ExclusiveStartKey }),
+      );
       for (const item of page.Items ?? []) if (subject === undefined || item.subject === subject) records.push(JSON.parse(String(item.record)) as ParkedRecord);
       ExclusiveStartKey = page.LastEvaluatedKey;
     } while (ExclusiveStartKey);
@@ -162,7 +185,12 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   }
 
   async cycleItems(keys: readonly CycleItemKey[]): Promise<Map<string, RollupRow>> {
-    const items = await batchGet(this.client, this.tableName, keys.map((k) => ({ pk: k.subject, sk: rollupSortKey('cycle', k.cycleStart, k.usageType) })), { consistentRead: true });
+    const items = await batchGet(
+      this.client,
+      this.tableName,
+      keys.map((k) => ({ pk: k.subject, sk: rollupSortKey('cycle', k.cycleStart, k.usageType) })),
+      { consistentRead: true },
+    );
     return new Map(items.map((item) => [cycleItemKey(String(item.pk), String(item.period), String(item.usageType)), toRow(item, 'cycle')]));
   }
 
@@ -173,7 +201,12 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
 
   async readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]> {
     const read = (kind: Exclude<RollupKind, 'late'>, from: string, to: string) => this.between(subject, kind, `${ROLLUP_PREFIX[kind]}#${from}`, `${ROLLUP_PREFIX[kind]}#${to}\uffff`, true);
-    const kinds = await Promise.all([read('day', range.fromDay, range.toDay), read('cycle', range.fromCycle, range.toCycle), read('user', range.fromCycle, range.toCycle), read('group', range.fromCycle, range.toCycle)]);
+    const kinds = await Promise.all([
+      read('day', range.fromDay, range.toDay),
+      read('cycle', range.fromCycle, range.toCycle),
+      read('user', range.fromCycle, range.toCycle),
+      read('group', range.fromCycle, range.toCycle),
+    ]);
     return kinds.flat();
   }
 
@@ -303,7 +336,9 @@ function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
     total: numberText(item.total),
     ...(item.late !== undefined ? { late: numberText(item.late) } : {}),
     ...(typeof item.closedAt === 'string' ? { closedAt: item.closedAt } : {}),
-    ...(item[ADMITTED.channel] !== undefined || item[ADMITTED.feature] !== undefined ? { admitted: { channel: Number(numberText(item[ADMITTED.channel])), feature: Number(numberText(item[ADMITTED.feature])) } } : {}),
+    ...(item[ADMITTED.channel] !== undefined || item[ADMITTED.feature] !== undefined
+      ? { admitted: { channel: Number(numberText(item[ADMITTED.channel])), feature: Number(numberText(item[ADMITTED.feature])) } }
+      : {}),
     ...(typeof item.appliedAt === 'string' ? { appliedAt: item.appliedAt } : {}),
     counters,
   };

@@ -1,12 +1,11 @@
-import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, paginateListObjectsV2 } from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
+import { GetObjectCommand, NoSuchKey, PutObjectCommand, paginateListObjectsV2, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { Readable } from 'node:stream';
-import type { FileWriter } from '../core/reporting/ports';
-import type { ReportStore } from '../core/reporting/ports';
+import { BUCKETS, PRESIGNED_URL_SECONDS } from '../contract/resources';
+import type { FileWriter, ReportStore } from '../core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../core/reporting/report-schema';
 import { withoutSdkLogging } from './sdk-clients';
-import { BUCKETS, PRESIGNED_URL_SECONDS } from '../contract/resources';
 
 /**
  * S3: cycle reports, summaries and export files in one bucket. The endpoint comes from the SDK's own

@@ -30,7 +30,11 @@ export class DynamoSubjects implements SubjectStore {
       if (cached && cached.until > now) found.set(id, cached.subject);
       else missing.push(id);
     }
-    for (const item of await batchGet(this.client, this.tableName, missing.map((id) => ({ id })))) {
+    for (const item of await batchGet(
+      this.client,
+      this.tableName,
+      missing.map((id) => ({ id })),
+    )) {
       const subject = toSubject(item);
       found.set(subject.id, subject);
       this.cache.set(subject.id, { subject, until: now + CACHE_TTL_MS });

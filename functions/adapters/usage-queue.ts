@@ -1,4 +1,4 @@
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DependencyError } from '../core/errors';
 import { MAX_MESSAGE_BYTES } from '../core/metering/envelope';
 import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/metering/ports';
@@ -54,7 +54,10 @@ export class SqsUsageQueue implements UsageQueue, ReplayQueue {
     const failed = new Set<M>();
     const parts = messages.flatMap((message) => withAttributeRoom(message.body).map((body) => ({ message, body })));
     for (const batch of sendBatches(parts, (part) => part.body + ATTRIBUTE_OVERHEAD)) {
-      let pending = batch.map((part, j) => ({ message: part.message, entry: { Id: String(j), MessageBody: part.body, MessageAttributes: { [ORIGINAL_SENT_AT_ATTRIBUTE]: { DataType: 'String', StringValue: part.message.sentAt } } } }));
+      let pending = batch.map((part, j) => ({
+        message: part.message,
+        entry: { Id: String(j), MessageBody: part.body, MessageAttributes: { [ORIGINAL_SENT_AT_ATTRIBUTE]: { DataType: 'String', StringValue: part.message.sentAt } } },
+      }));
       for (let attempt = 0; attempt < MAX_ATTEMPTS && pending.length > 0; attempt++) {
         if (attempt > 0) await backoff(attempt);
         try {

@@ -100,7 +100,12 @@ export const configSchema = z
     closes: z
       .strictObject({
         /** How long after a day or cycle ends its close waits for late events. */
-        graceMinutes: z.number().int().min(0).max(7 * 24 * 60).default(60),
+        graceMinutes: z
+          .number()
+          .int()
+          .min(0)
+          .max(7 * 24 * 60)
+          .default(60),
       })
       .prefault({}),
   })

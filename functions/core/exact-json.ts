@@ -1,4 +1,4 @@
-import { LosslessNumber, isLosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
+import { isLosslessNumber, LosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 
 /**
  * JSON whose numbers keep every digit. A double holds any decimal of up to 15 significant digits exactly
@@ -7,7 +7,7 @@ import { LosslessNumber, isLosslessNumber, parse as parseLossless, stringify as 
  * LosslessNumber, and written back as the same bare number token.
  */
 
-export { LosslessNumber, isLosslessNumber };
+export { isLosslessNumber, LosslessNumber };
 
 /** The most significant digits a decimal may have and still come back from a double unchanged. */
 export const DOUBLE_EXACT_DIGITS = 15;

@@ -18,11 +18,7 @@ export interface LeaseStore {
 
 export type Exclusive<T> = { ran: true; value: T } | { ran: false };
 
-export async function runExclusive<T>(
-  lease: { name: string; holder: string; durationMs: number },
-  deps: { leases: LeaseStore; clock: Clock },
-  job: () => Promise<T>,
-): Promise<Exclusive<T>> {
+export async function runExclusive<T>(lease: { name: string; holder: string; durationMs: number }, deps: { leases: LeaseStore; clock: Clock }, job: () => Promise<T>): Promise<Exclusive<T>> {
   const now = deps.clock.now();
   if (!(await deps.leases.acquire(lease.name, lease.holder, now, new Date(now.getTime() + lease.durationMs)))) return { ran: false };
   try {

@@ -4,11 +4,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { type AttributeValue, DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoApiKeys } from '../../functions/adapters/api-key-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../../functions/contract/resources';
@@ -17,16 +17,16 @@ import { createBucket, createQueues, createTables, localTableName } from '../../
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from '../../local/stand-ins';
 import {
   type CloudAssembly,
-  type Invocation,
-  LAMBDA_TASK_ROOT,
-  type ResourceRef,
-  type SynthesizedFunction,
   cdkSynth,
+  type Invocation,
   invokeFunction,
+  LAMBDA_TASK_ROOT,
   lambdaEnvironment,
   layOutTaskRoot,
+  type ResourceRef,
   readCloudAssembly,
   resolveValue,
+  type SynthesizedFunction,
 } from '../support/cloud-assembly';
 import { node22 } from '../support/node22';
 
@@ -248,7 +248,9 @@ describe('the synthesized functions on Node.js 22', () => {
     sqsEvent.Records = sqsEvent.Records.map((record, i) => ({
       ...record,
       body: bodies[i],
-      md5OfBody: createHash('md5').update(bodies[i] ?? '').digest('hex'),
+      md5OfBody: createHash('md5')
+        .update(bodies[i] ?? '')
+        .digest('hex'),
       attributes: { ...record.attributes, SentTimestamp: sent, ApproximateFirstReceiveTimestamp: sent },
       eventSourceARN: queueArn,
       awsRegion: REGION,
@@ -358,17 +360,24 @@ describe('the synthesized functions on Node.js 22', () => {
     expect(report).toMatchObject({ kind: 'cycle-report', subject: { id: CLOSED_WORKSPACE, plan: 'std' }, cycle: { start: cycleStart.toISOString(), end: cycleEnd.toISOString(), status: 'closed' } });
   });
 
-  test("dashboard: the CloudFront function sends page paths to /index.html and leaves files alone", () => {
+  test('dashboard: the CloudFront function sends page paths to /index.html and leaves files alone', () => {
     const resource = Object.values(assembly.templates['UsagePipeline-Dashboard']?.Resources ?? {}).find((r) => r.Type === 'AWS::CloudFront::Function');
     const code = String(resource?.Properties?.FunctionCode);
     const event = sample<Json & { request: Json }>('cloudfront-viewer-request-event.json');
     // CloudFront's JavaScript runtime is its own, not Node's; the code is plain ES5.1 and runs in a bare vm context.
     const run = (uri: string) =>
       JSON.parse(
-        execFileSync(node, ['-e', "const vm = require('node:vm'); const { code, event } = JSON.parse(require('node:fs').readFileSync(0, 'utf8')); process.stdout.write(JSON.stringify(vm.runInNewContext(code + '; handler(event)', { event })));"], {
-          input: JSON.stringify({ code, event: { ...event, request: { ...event.request, uri } } }),
-          encoding: 'utf8',
-        }),
+        execFileSync(
+          node,
+          [
+            '-e',
+            "const vm = require('node:vm'); const { code, event } = JSON.parse(require('node:fs').readFileSync(0, 'utf8')); process.stdout.write(JSON.stringify(vm.runInNewContext(code + '; handler(event)', { event })));",
+          ],
+          {
+            input: JSON.stringify({ code, event: { ...event, request: { ...event.request, uri } } }),
+            encoding: 'utf8',
+          },
+        ),
       ) as { uri: string; method: string };
     expect(run('/workspaces/ws_acme')).toMatchObject({ uri: '/index.html', method: 'GET' });
     expect(run('/assets/index-abc123.js').uri).toBe('/assets/index-abc123.js');

@@ -1,11 +1,11 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type DashboardEvent, loadDashboardUsage } from '../../local/demo';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
-import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
 import { suiteClockStart } from '../support/clock-start';
+import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
 
 /**
  * The dashboard in a real browser (Debian's Chromium, driven by playwright-core), served by the local
@@ -81,7 +81,10 @@ describe('serving', () => {
     const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
     const style = /href="(\/assets\/[^"]+\.css)"/.exec(html)?.[1];
     expect(script && style).toBeTruthy();
-    for (const [path, type] of [[script, 'text/javascript; charset=utf-8'], [style, 'text/css; charset=utf-8']] as const) {
+    for (const [path, type] of [
+      [script, 'text/javascript; charset=utf-8'],
+      [style, 'text/css; charset=utf-8'],
+    ] as const) {
       const asset = await fetch(`${stack.ready.api}${path}`);
       expect([asset.status, asset.headers.get('content-type'), asset.headers.get('cache-control')]).toEqual([200, type, 'public, max-age=31536000, immutable']);
     }
@@ -120,7 +123,7 @@ describe('a workspace key', () => {
     problemsOf(page).length = 0;
   });
 
-  test('signs in with the key (kept for the tab only) and shows each card with the API\'s number, which is the ground truth\'s', async () => {
+  test("signs in with the key (kept for the tab only) and shows each card with the API's number, which is the ground truth's", async () => {
     await signIn(page, KEYS.acme);
     await page.locator('[data-card="run-out"]').waitFor();
     await page.locator('#top-users tbody tr').first().waitFor();
@@ -186,7 +189,11 @@ describe('a workspace key', () => {
     await page.getByText('Show the numbers as a table').click();
     const canvas = page.locator('#usage-chart');
     let previous: Buffer | undefined;
-    for (const [window, rows] of [['24h', 24], ['30d', 5], ['7d', 7]] as const) {
+    for (const [window, rows] of [
+      ['24h', 24],
+      ['30d', 5],
+      ['7d', 7],
+    ] as const) {
       const button = page.locator(`button[data-window="${window}"]`);
       // Keyboard for one, the mouse for the others.
       if (window === '30d') {
@@ -198,7 +205,10 @@ describe('a workspace key', () => {
       await page.locator(`table.data[data-window="${window}"]`).waitFor();
       await expect(button.getAttribute('aria-pressed')).resolves.toBe('true');
       const shown = await chartTable(page);
-      const series = await api<{ asOf: string; series: { buckets: { start: string; total: number; byChannel: Record<string, number> }[] }[] }>(`/v1/workspaces/ws_acme/usage/series?window=${window}&usageType=tokens`, KEYS.acme);
+      const series = await api<{ asOf: string; series: { buckets: { start: string; total: number; byChannel: Record<string, number> }[] }[] }>(
+        `/v1/workspaces/ws_acme/usage/series?window=${window}&usageType=tokens`,
+        KEYS.acme,
+      );
       const buckets = series.series[0]?.buckets ?? [];
       const fromApi = buckets.map((b) => {
         const named = Object.values(b.byChannel).reduce((x, y) => x + y, 0);
@@ -216,8 +226,11 @@ describe('a workspace key', () => {
   });
 
   test('"Show more" pages through the top users and groups, in the API\'s order and with the ground truth\'s amounts', async () => {
-    const asOf = new Date(((await api<{ asOf: string }>('/v1/workspaces/ws_acme/usage/summary', KEYS.acme)).asOf));
-    for (const [table, by, key] of [['#top-users', 'user', 'userId'], ['#top-groups', 'group', 'groupId']] as const) {
+    const asOf = new Date((await api<{ asOf: string }>('/v1/workspaces/ws_acme/usage/summary', KEYS.acme)).asOf);
+    for (const [table, by, key] of [
+      ['#top-users', 'user', 'userId'],
+      ['#top-groups', 'group', 'groupId'],
+    ] as const) {
       const truth = rankingTruth(sent, 'ws_acme', 'tokens', key, ANCHORS.ws_acme ?? 0, asOf);
       const more = page.locator(`${table} [data-action="show-more"]`);
       let pages = 1;
@@ -229,7 +242,10 @@ describe('a workspace key', () => {
           await more.focus();
           await page.keyboard.press('Enter');
         }
-        await page.locator(`${table} tbody tr`).nth(Math.min(before + 5, truth.length) - 1).waitFor();
+        await page
+          .locator(`${table} tbody tr`)
+          .nth(Math.min(before + 5, truth.length) - 1)
+          .waitFor();
         pages++;
       }
       const shown = await rowsOf(page, table);
@@ -237,7 +253,10 @@ describe('a workspace key', () => {
       const fromApi: { rank: number; id: string; amount: number; share: number }[] = [];
       let cursor: string | null = null;
       do {
-        const next: { entries: typeof fromApi; nextCursor: string | null } = await api(`/v1/workspaces/ws_acme/usage/top?by=${by}&usageType=tokens&limit=5${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, KEYS.acme);
+        const next: { entries: typeof fromApi; nextCursor: string | null } = await api(
+          `/v1/workspaces/ws_acme/usage/top?by=${by}&usageType=tokens&limit=5${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+          KEYS.acme,
+        );
         fromApi.push(...next.entries);
         cursor = next.nextCursor;
       } while (cursor);
@@ -248,7 +267,7 @@ describe('a workspace key', () => {
     await shot(page, '06-rankings-expanded');
   });
 
-  test('the report button downloads the cycle report: the file parses and equals the API\'s report', async () => {
+  test("the report button downloads the cycle report: the file parses and equals the API's report", async () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-action="download-report"]').click()]);
     const file = JSON.parse(readFileSync(await download.path(), 'utf8')) as { generatedAt: string; usage: { usageType: string; total: string }[]; cycle: { start: string } };
     const report = await api<typeof file>('/v1/workspaces/ws_acme/report?cycle=current', KEYS.acme);
@@ -273,7 +292,7 @@ describe('a finance key', () => {
     await page.locator('#top-workspaces tbody tr').nth(2).waitFor();
     const shown = await rowsOf(page, '#top-workspaces');
     const ranking = await api<{ entries: { rank: number; id: string; amount: number; share: number }[] }>('/v1/usage/top?by=workspace&usageType=tokens&limit=10', KEYS.finance);
-    const asOf = new Date(((await api<{ asOf: string }>('/v1/workspaces/ws_acme/usage/summary', KEYS.finance)).asOf));
+    const asOf = new Date((await api<{ asOf: string }>('/v1/workspaces/ws_acme/usage/summary', KEYS.finance)).asOf);
     const totals = workspaceTotals(sent, 'tokens', ANCHORS, asOf);
     expect(shown.map((r) => ({ rank: r.rank, id: r.id, amount: r.amount }))).toEqual(ranking.entries.map((e) => ({ rank: e.rank, id: e.id, amount: e.amount })));
     expect(shown.map((r) => [r.id, r.amount])).toEqual([...totals].filter(([, amount]) => amount > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
@@ -282,7 +301,7 @@ describe('a finance key', () => {
     expect(problemsOf(page)).toEqual([]);
   });
 
-  test('the export form starts an export and links the file, which holds the ground truth\'s daily buckets', async () => {
+  test("the export form starts an export and links the file, which holds the ground truth's daily buckets", async () => {
     const page = await newPage();
     await signIn(page, KEYS.finance);
     const asOf = stack.clock.now().getTime();
@@ -307,7 +326,7 @@ describe('a finance key', () => {
     expect(shown).toEqual(dailyTruth(sent, 'ws_acme', Date.parse(`${from}T00:00:00Z`), Date.parse(`${to}T00:00:00Z`)));
   });
 
-  test('a bad export request shows the API\'s reason', async () => {
+  test("a bad export request shows the API's reason", async () => {
     const page = await newPage();
     await signIn(page, KEYS.finance);
     await page.getByLabel('From (UTC, inclusive)').fill('2026-03-01');
@@ -323,7 +342,9 @@ describe('a finance key', () => {
 /** The chart's table: per bucket, its start, its use per channel and its total. */
 async function chartTable(page: Page): Promise<BucketTruth[]> {
   const channels = await page.locator('table.data thead th[data-channel]').evaluateAll((cells) => cells.map((c) => c.getAttribute('data-channel') ?? ''));
-  const rows = await page.locator('table.data tbody tr').evaluateAll((trs) => trs.map((tr) => ({ start: tr.getAttribute('data-start') ?? '', cells: [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '') })));
+  const rows = await page
+    .locator('table.data tbody tr')
+    .evaluateAll((trs) => trs.map((tr) => ({ start: tr.getAttribute('data-start') ?? '', cells: [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '') })));
   return rows.map(({ start, cells }) => {
     const byChannel: Record<string, number> = {};
     channels.forEach((channel, i) => {

@@ -86,15 +86,20 @@ export function seriesTruth(events: readonly DashboardEvent[], subject: string, 
 }
 
 /** Members (users or groups) of a workspace ranked by use in the current cycle: amount descending, then id. */
-export function rankingTruth(events: readonly DashboardEvent[], subject: string, usageType: string, by: 'userId' | 'groupId', anchor: number, asOf: Date): { id: string; amount: number; share: number }[] {
+export function rankingTruth(
+  events: readonly DashboardEvent[],
+  subject: string,
+  usageType: string,
+  by: 'userId' | 'groupId',
+  anchor: number,
+  asOf: Date,
+): { id: string; amount: number; share: number }[] {
   const cycle = cycleOf(asOf, anchor);
   const inCycle = of(events, subject, usageType, cycle.start.getTime(), cycle.end.getTime());
   const total = sum(inCycle);
   const amounts = new Map<string, number>();
   for (const e of inCycle) amounts.set(e.data[by], (amounts.get(e.data[by]) ?? 0) + e.data.quantity);
-  return [...amounts]
-    .map(([id, amount]) => ({ id, amount, share: roundedRatio(BigInt(amount), BigInt(total), 4) }))
-    .sort((a, b) => b.amount - a.amount || (a.id < b.id ? -1 : 1));
+  return [...amounts].map(([id, amount]) => ({ id, amount, share: roundedRatio(BigInt(amount), BigInt(total), 4) })).sort((a, b) => b.amount - a.amount || (a.id < b.id ? -1 : 1));
 }
 
 /** Each workspace's use in its own current cycle. */

@@ -84,9 +84,7 @@ describe('assets bucket', () => {
 
   it('gets the built page: index.html and hashed assets, the page revalidated, the assets cached for good', () => {
     const deployments = resources('Custom::CDKBucketDeployment').map(([, d]) => d.Properties);
-    expect(deployments.map((d) => d.SystemMetadata)).toEqual(
-      expect.arrayContaining([{ 'cache-control': 'public, max-age=31536000, immutable' }, { 'cache-control': 'no-cache' }]),
-    );
+    expect(deployments.map((d) => d.SystemMetadata)).toEqual(expect.arrayContaining([{ 'cache-control': 'public, max-age=31536000, immutable' }, { 'cache-control': 'no-cache' }]));
     // The asset CDK staged is Vite's build of dashboard/.
     const outdir = built.app.synth().directory;
     const staged = readdirSync(outdir).filter((name) => name.startsWith('asset.') && existsSync(join(outdir, name, 'index.html')));

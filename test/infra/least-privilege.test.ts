@@ -33,7 +33,16 @@ type TableName = keyof typeof TABLES;
 // The action groups of CDK's grants, spelled out so that a wider grant after an upgrade fails here too.
 const XRAY = ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'];
 /** Table.grantReadData. GetRecords/GetShardIterator on a table ARN authorize nothing (streams have their own ARN). */
-const READ = ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:Query', 'dynamodb:Scan'];
+const READ = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DescribeTable',
+  'dynamodb:GetItem',
+  'dynamodb:GetRecords',
+  'dynamodb:GetShardIterator',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+];
 /** Table.grantWriteData. */
 const WRITE = ['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:DescribeTable', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
 const READ_WRITE = [...new Set([...READ, ...WRITE])].sort();
@@ -276,7 +285,16 @@ describe('wildcards', () => {
 });
 
 describe('buckets', () => {
-  const DELETES = ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:DeleteObjectTagging', 's3:DeleteObjectVersionTagging', 's3:DeleteBucket', 's3:DeleteBucketPolicy', 's3:PutLifecycleConfiguration', 's3:PutBucketPolicy'];
+  const DELETES = [
+    's3:DeleteObject',
+    's3:DeleteObjectVersion',
+    's3:DeleteObjectTagging',
+    's3:DeleteObjectVersionTagging',
+    's3:DeleteBucket',
+    's3:DeleteBucketPolicy',
+    's3:PutLifecycleConfiguration',
+    's3:PutBucketPolicy',
+  ];
 
   it.each(FUNCTION_NAMES)('%s cannot delete objects or change the bucket (no granted pattern covers a delete)', (name) => {
     const actions = Object.values(functionGrants(name)).flat();
@@ -320,7 +338,12 @@ describe('tenant isolation at the IAM level', () => {
     for (const name of FUNCTION_NAMES) {
       const grants = functionGrants(name);
       expect([name, 'table:apiKeys' in grants]).toEqual([name, name === 'api']);
-      expect([name, Object.values(grants).flat().some((a) => a.startsWith('ses:'))]).toEqual([name, name === 'notify']);
+      expect([
+        name,
+        Object.values(grants)
+          .flat()
+          .some((a) => a.startsWith('ses:')),
+      ]).toEqual([name, name === 'notify']);
     }
   });
 });

@@ -24,7 +24,12 @@ interface AlarmJson {
     Statistic?: string;
     Period?: number;
     Dimensions?: { Name: string; Value: unknown }[];
-    Metrics?: { Id: string; Expression?: string; ReturnData?: boolean; MetricStat?: { Metric: { MetricName: string; Namespace: string; Dimensions: { Name: string; Value: unknown }[] }; Stat: string } }[];
+    Metrics?: {
+      Id: string;
+      Expression?: string;
+      ReturnData?: boolean;
+      MetricStat?: { Metric: { MetricName: string; Namespace: string; Dimensions: { Name: string; Value: unknown }[] }; Stat: string };
+    }[];
   };
 }
 type TableName = keyof typeof TABLES;
@@ -65,7 +70,12 @@ describe('alarm topic', () => {
       EnableKeyRotation: true,
       KeyPolicy: {
         Statement: Match.arrayWith([
-          Match.objectLike({ Effect: 'Allow', Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'], Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } } }),
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+            Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+          }),
         ]),
       },
     });
@@ -93,11 +103,11 @@ describe('alarms', () => {
     }
   });
 
-  it('has exactly the alarms below: 5 queues, the usage queue\'s oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate\'s parked records, failed commits and failed threshold evaluations', () => {
+  it("has exactly the alarms below: 5 queues, the usage queue's oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate's parked records, failed commits and failed threshold evaluations", () => {
     expect(Object.keys(alarms)).toHaveLength(5 + 1 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 3);
   });
 
-  it('UsageQueueAge fires when the oldest usage event has waited more than 5 minutes (ingest\'s capped concurrency keeps a backlog there)', () => {
+  it("UsageQueueAge fires when the oldest usage event has waited more than 5 minutes (ingest's capped concurrency keeps a backlog there)", () => {
     expect(alarmNamed('UsageQueueAge').Properties).toMatchObject({
       Namespace: 'AWS/SQS',
       MetricName: 'ApproximateAgeOfOldestMessage',
@@ -156,7 +166,9 @@ describe('alarms', () => {
     const mappings = Object.values(stateless.findResources('AWS::Lambda::EventSourceMapping')) as { Properties: { FunctionName: unknown; StartingPosition?: string } }[];
     const streamConsumers = mappings.filter((m) => m.Properties.StartingPosition).map((m) => JSON.stringify(m.Properties.FunctionName));
     expect(streamConsumers).toHaveLength(3);
-    const watched = Object.values(alarms).filter((a) => a.Properties.MetricName === 'IteratorAge').map((a) => JSON.stringify(a.Properties.Dimensions?.[0]?.Value));
+    const watched = Object.values(alarms)
+      .filter((a) => a.Properties.MetricName === 'IteratorAge')
+      .map((a) => JSON.stringify(a.Properties.Dimensions?.[0]?.Value));
     expect(watched.sort()).toEqual(streamConsumers.sort());
   });
 
@@ -275,6 +287,10 @@ describe('dashboard', () => {
 
   it('the alarm widget shows every alarm', () => {
     const [widget] = widgets.filter((w) => w.type === 'alarm');
-    expect(widget?.properties.alarms?.sort()).toEqual(Object.keys(alarms).map((id) => `GetAtt:${id}.Arn`).sort());
+    expect(widget?.properties.alarms?.sort()).toEqual(
+      Object.keys(alarms)
+        .map((id) => `GetAtt:${id}.Arn`)
+        .sort(),
+    );
   });
 });

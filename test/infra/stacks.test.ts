@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import type { Asset } from 'aws-cdk-lib/aws-s3-assets';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { FAIL_SYNTH_ON_VALIDATION_ERRORS_CONTEXT } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
@@ -68,8 +68,7 @@ const actionsOf = (statements: Statement[]) => statements.flatMap((s) => [s.Acti
 /** The statements that allow any of `actions`. */
 const allowing = (statements: Statement[], actions: string[]) => statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => actions.includes(a)));
 /** Environment variables of a function. */
-const variablesOf = (name: FunctionName) =>
-  (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+const variablesOf = (name: FunctionName) => (resourceOf(built.stateless.functions[name]).resource.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
 /** The S3 statements allowing any action that `matches`. */
 const s3Allowing = (statements: Statement[], matches: (action: string) => boolean) =>
   statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => a.startsWith('s3:') && matches(a)));
@@ -184,8 +183,7 @@ describe('stateful stack', () => {
 
   describe('reports bucket', () => {
     const reportsId = () => resourceOf(built.stateful.reportsBucket).logicalId;
-    const rules = () =>
-      (resourceOf(built.stateful.reportsBucket).resource.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }).Rules;
+    const rules = () => (resourceOf(built.stateful.reportsBucket).resource.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] }).Rules;
 
     it('is encrypted, private, versioned and retained', () => {
       stateful.templateMatches({
@@ -226,9 +224,7 @@ describe('stateful stack', () => {
 
     it('expires export files after the export retention, and their old versions after a day', () => {
       const exportsRules = rules().filter((r) => r.Prefix === REPORTS.exportsPrefix);
-      expect(exportsRules).toEqual([
-        expect.objectContaining({ Status: 'Enabled', ExpirationInDays: REPORTS.exportRetentionDays, NoncurrentVersionExpiration: { NoncurrentDays: 1 } }),
-      ]);
+      expect(exportsRules).toEqual([expect.objectContaining({ Status: 'Enabled', ExpirationInDays: REPORTS.exportRetentionDays, NoncurrentVersionExpiration: { NoncurrentDays: 1 } })]);
       expect(REPORTS.exportRetentionDays).toBe(7);
     });
 
@@ -364,7 +360,9 @@ describe('functions', () => {
     ['export', [TABLES.rollups, TABLES.subjects, TABLES.exports]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
     const variables = variablesOf(name);
-    const tableVariables = Object.values(TABLES).map((t) => t.envVar).filter((v) => v in variables);
+    const tableVariables = Object.values(TABLES)
+      .map((t) => t.envVar)
+      .filter((v) => v in variables);
     expect(tableVariables.sort()).toEqual(tables.map((t) => t.envVar).sort());
   });
 
@@ -536,9 +534,7 @@ describe('least privilege', () => {
     stateless.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('^AggregateServiceRole') }],
       PolicyDocument: {
-        Statement: Match.arrayWith([
-          Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(['dynamodb:PutItem']), Resource: Match.arrayWith([importedArn(built.stateful.tables.alerts)]) }),
-        ]),
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Allow', Action: Match.arrayWith(['dynamodb:PutItem']), Resource: Match.arrayWith([importedArn(built.stateful.tables.alerts)]) })]),
       },
     });
   });
@@ -558,7 +554,10 @@ describe('least privilege', () => {
     const statements = policyStatements('notify');
     const ses = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith('ses:')));
     const sesArn = (resource: string, name: unknown) => ({
-      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ses:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ...(typeof name === 'string' ? [`:${resource}/${name}`] : [`:${resource}/`, name])]],
+      'Fn::Join': [
+        '',
+        ['arn:', { Ref: 'AWS::Partition' }, ':ses:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ...(typeof name === 'string' ? [`:${resource}/${name}`] : [`:${resource}/`, name])],
+      ],
     });
     const conditions = Object.entries(stateless.toJSON().Conditions as Record<string, unknown>);
     const [inUse] = conditions.find(([, expression]) => JSON.stringify(expression) === JSON.stringify({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'SesConfigurationSet' }, ''] }] })) ?? [];
@@ -776,8 +775,7 @@ describe('HTTP API', () => {
 });
 
 describe('alarms', () => {
-  const alarm = (properties: Record<string, unknown>) =>
-    stateless.hasResourceProperties('AWS::CloudWatch::Alarm', { ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, ...properties });
+  const alarm = (properties: Record<string, unknown>) => stateless.hasResourceProperties('AWS::CloudWatch::Alarm', { ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, ...properties });
 
   it('fires on any message in the dead-letter queue', () => {
     alarm({
@@ -866,9 +864,22 @@ describe('encryption at rest and in transit, in every stack', () => {
   };
   /** Types that hold no data of their own (configuration, code, wiring, alarms). */
   const WITHOUT_DATA = new Set([
-    'AWS::IAM::Role', 'AWS::IAM::Policy', 'AWS::Lambda::Function', 'AWS::Lambda::EventSourceMapping', 'AWS::Lambda::Permission', 'AWS::SQS::QueuePolicy',
-    'AWS::S3::BucketPolicy', 'AWS::SNS::TopicPolicy', 'AWS::Scheduler::Schedule', 'AWS::ApiGatewayV2::Api', 'AWS::ApiGatewayV2::Integration',
-    'AWS::ApiGatewayV2::Route', 'AWS::ApiGatewayV2::Stage', 'AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'CDK::Metadata',
+    'AWS::IAM::Role',
+    'AWS::IAM::Policy',
+    'AWS::Lambda::Function',
+    'AWS::Lambda::EventSourceMapping',
+    'AWS::Lambda::Permission',
+    'AWS::SQS::QueuePolicy',
+    'AWS::S3::BucketPolicy',
+    'AWS::SNS::TopicPolicy',
+    'AWS::Scheduler::Schedule',
+    'AWS::ApiGatewayV2::Api',
+    'AWS::ApiGatewayV2::Integration',
+    'AWS::ApiGatewayV2::Route',
+    'AWS::ApiGatewayV2::Stage',
+    'AWS::CloudWatch::Alarm',
+    'AWS::CloudWatch::Dashboard',
+    'CDK::Metadata',
   ]);
 
   it.each([

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
-import { type LedgerChange, checkpointBucketOf } from '../../functions/core/metering/rollups';
+import { checkpointBucketOf, type LedgerChange } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 
@@ -34,7 +34,15 @@ function changes(subject: string, count: number, firstSequence: number): LedgerC
     const day = new Date(Date.UTC(2026, 0, 1) + i * 86_400_000).toISOString().slice(0, 10);
     return {
       sequenceNumber: String(firstSequence + i),
-      newImage: { eventKey: JSON.stringify(['test', String(firstSequence + i)]), subject, usageType: 'tokens', quantity: String(i + 1), hour: `${day}T05`, day, cycleStart: `${day.slice(0, 8)}01T00:00:00.000Z` },
+      newImage: {
+        eventKey: JSON.stringify(['test', String(firstSequence + i)]),
+        subject,
+        usageType: 'tokens',
+        quantity: String(i + 1),
+        hour: `${day}T05`,
+        day,
+        cycleStart: `${day.slice(0, 8)}01T00:00:00.000Z`,
+      },
     };
   });
 }
@@ -101,7 +109,15 @@ test('chunks of one shard never affect the checkpoint of another', async () => {
 function interleaved(prefix: string, subjects: number, count: number, firstSequence: number): LedgerChange[] {
   return Array.from({ length: count }, (_, i) => ({
     sequenceNumber: String(firstSequence + i),
-    newImage: { eventKey: JSON.stringify(['test', `${prefix}-${i}`]), subject: `${prefix}_${i % subjects}`, usageType: 'tokens', quantity: String((i % 7) + 1), hour: '2026-03-04T05', day: '2026-03-04', cycleStart: '2026-03-01T00:00:00.000Z' },
+    newImage: {
+      eventKey: JSON.stringify(['test', `${prefix}-${i}`]),
+      subject: `${prefix}_${i % subjects}`,
+      usageType: 'tokens',
+      quantity: String((i % 7) + 1),
+      hour: '2026-03-04T05',
+      day: '2026-03-04',
+      cycleStart: '2026-03-01T00:00:00.000Z',
+    },
   }));
 }
 

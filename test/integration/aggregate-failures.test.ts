@@ -2,8 +2,8 @@ import { format } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { StackClient } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { StackClient } from '../support/local-stack';
 
 /**
  * The aggregate answers a failed threshold evaluation with batchItemFailures rather than an error, so Lambda's

@@ -4,11 +4,11 @@ import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 import type { TestEvent } from '../support/ground-truth';
 import { utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
 
 /**
  * Threshold emails end to end: events over SQS (duplicated, redelivered, in arrays), the aggregator,
@@ -102,7 +102,9 @@ function event(subject: string, quantity: number, time: Date): TestEvent {
 /** `total` split into `parts` events; every body sent twice (a producer retry), a few as arrays. */
 async function use(subject: string, total: number, parts: number): Promise<void> {
   const now = stack.clock.now().getTime();
-  const events = Array.from({ length: parts }, (_, i) => event(subject, i < parts - 1 ? Math.floor(total / parts) : total - Math.floor(total / parts) * (parts - 1), new Date(now - MINUTE - i * 1000)));
+  const events = Array.from({ length: parts }, (_, i) =>
+    event(subject, i < parts - 1 ? Math.floor(total / parts) : total - Math.floor(total / parts) * (parts - 1), new Date(now - MINUTE - i * 1000)),
+  );
   const bodies = events.map((e) => JSON.stringify(e));
   const arrays = events.length > 3 ? [JSON.stringify(events.slice(0, 3))] : [];
   await client.send([...bodies, ...bodies.reverse(), ...arrays]);

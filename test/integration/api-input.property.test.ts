@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import fc from 'fast-check';
-import { REJECTION_REASONS } from '../../functions/core/metering/envelope';
 import { ERROR_CODES } from '../../functions/core/errors';
+import { REJECTION_REASONS } from '../../functions/core/metering/envelope';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, templateOf } from '../support/api-contract';
-import { envelopeViolations, instantOf, isObject } from '../support/envelope-rules';
 import { suiteClockStart } from '../support/clock-start';
+import { envelopeViolations, instantOf, isObject } from '../support/envelope-rules';
 
 /**
  * Every route of the API handler (functions/api.ts, its middy chain as deployed) called in-process with
@@ -188,7 +188,14 @@ function inputMeetsRules(r: Request): boolean | undefined {
     case 'GET /v1/workspaces/{id}/usage/summary':
       return keysWithin(q, ['usageType']) && usageTypeOk(q.usageType);
     case 'GET /v1/workspaces/{id}/usage/top':
-      return keysWithin(q, ['by', 'cycle', 'usageType', 'limit', 'cursor']) && ['user', 'group'].includes(q.by ?? '') && cycleOk(q.cycle) && usageTypeOk(q.usageType) && limitOk(q.limit) && q.cursor === undefined;
+      return (
+        keysWithin(q, ['by', 'cycle', 'usageType', 'limit', 'cursor']) &&
+        ['user', 'group'].includes(q.by ?? '') &&
+        cycleOk(q.cycle) &&
+        usageTypeOk(q.usageType) &&
+        limitOk(q.limit) &&
+        q.cursor === undefined
+      );
     case 'POST /v1/workspaces/{id}/usages': {
       let raw: unknown;
       try {
@@ -235,13 +242,15 @@ const validEvent = fc.record({
 });
 
 const validRequest: fc.Arbitrary<Request> = fc.oneof(
-  fc.record({ granularity: fc.constantFrom('hour', 'day', 'cycle'), back: fc.integer({ min: 1, max: 90 }), key: fc.constantFrom(KEYS.admin, KEYS.finance, KEYS.wsOne) }).map(({ granularity, back, key }) => ({
-    method: 'GET',
-    route: '/v1/workspaces/{id}/usage',
-    param: 'ws_one',
-    query: { granularity, from: new Date(NOW() - back * DAY).toISOString(), to: new Date(NOW()).toISOString() },
-    key,
-  })),
+  fc
+    .record({ granularity: fc.constantFrom('hour', 'day', 'cycle'), back: fc.integer({ min: 1, max: 90 }), key: fc.constantFrom(KEYS.admin, KEYS.finance, KEYS.wsOne) })
+    .map(({ granularity, back, key }) => ({
+      method: 'GET',
+      route: '/v1/workspaces/{id}/usage',
+      param: 'ws_one',
+      query: { granularity, from: new Date(NOW() - back * DAY).toISOString(), to: new Date(NOW()).toISOString() },
+      key,
+    })),
   fc.constantFrom('quotas', 'grants', 'closes').map((what) => ({ method: 'GET', route: `/v1/workspaces/{id}/${what}`, param: 'ws_one', query: {}, key: KEYS.wsOne })),
   fc.constantFrom('tokens', 'images').map((usageType) => ({ method: 'GET', route: '/v1/workspaces/{id}/usage/summary', param: 'ws_two', query: { usageType }, key: KEYS.wsTwo })),
   fc.constantFrom('24h', '7d', '30d').map((window) => ({ method: 'GET', route: '/v1/workspaces/{id}/usage/series', param: 'ws_one', query: { window }, key: KEYS.finance })),
@@ -259,10 +268,21 @@ const validRequest: fc.Arbitrary<Request> = fc.oneof(
     route: '/v1/workspaces/{id}/usages',
     param: 'ws_one',
     query: {},
-    body: JSON.stringify(events.map(({ id, time, usageType, quantity, channel }) => ({ specversion: '1.0', id: `prop-${id}`, source: '//property', type: 'com.example.usage', time, data: { usageType, quantity, channel } }))),
+    body: JSON.stringify(
+      events.map(({ id, time, usageType, quantity, channel }) => ({
+        specversion: '1.0',
+        id: `prop-${id}`,
+        source: '//property',
+        type: 'com.example.usage',
+        time,
+        data: { usageType, quantity, channel },
+      })),
+    ),
     key: KEYS.wsOne,
   })),
-  fc.integer({ min: 1, max: 31 }).map((anchor) => ({ method: 'PUT', route: '/v1/workspaces/{id}', param: `ws_prop_${anchor}`, query: {}, body: JSON.stringify({ plan: 'pro', billingAnchorDay: anchor }), key: KEYS.admin })),
+  fc
+    .integer({ min: 1, max: 31 })
+    .map((anchor) => ({ method: 'PUT', route: '/v1/workspaces/{id}', param: `ws_prop_${anchor}`, query: {}, body: JSON.stringify({ plan: 'pro', billingAnchorDay: anchor }), key: KEYS.admin })),
   fc.record({ id: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}$/), amount: fc.integer({ min: 1, max: 1000 }) }).map(({ id, amount }) => ({
     method: 'POST',
     route: '/v1/workspaces/{id}/grants',
@@ -283,15 +303,58 @@ const validRequest: fc.Arbitrary<Request> = fc.oneof(
   fc.constant({ method: 'POST', route: '/v1/keys', query: {}, body: JSON.stringify({ scope: 'workspace', subject: 'ws_three', name: 'property' }), key: KEYS.admin }),
 );
 
-const edgeText = fc.constantFrom('', ' ', 'x', '0', '-1', '1.5', '101', '1e1', 'NaN', 'true', 'null', 'hour', 'minute', 'user', 'workspace', '24h', '1y', 'current', 'previous', 'tokens', 'videos', '2026-02-30', '2026-02-28', '2026-11-22T10:00:00Z', '2026-11-22T10:00:00', 'x'.repeat(129), 'x'.repeat(1025), '%', '\u0000', 'é');
+const edgeText = fc.constantFrom(
+  '',
+  ' ',
+  'x',
+  '0',
+  '-1',
+  '1.5',
+  '101',
+  '1e1',
+  'NaN',
+  'true',
+  'null',
+  'hour',
+  'minute',
+  'user',
+  'workspace',
+  '24h',
+  '1y',
+  'current',
+  'previous',
+  'tokens',
+  'videos',
+  '2026-02-30',
+  '2026-02-28',
+  '2026-11-22T10:00:00Z',
+  '2026-11-22T10:00:00',
+  'x'.repeat(129),
+  'x'.repeat(1025),
+  '%',
+  '\u0000',
+  'é',
+);
 const edgeParam = fc.constantFrom('', 'ws_one', 'ws_two', 'ws_unknown', 'ws%20one', '%2F', 'x'.repeat(200), '%C3%A9', '..', 'ws_one%00', '%', '%E0%A4%A');
 const edgeJson = fc.constantFrom<unknown>(null, true, 0, -1, 1.5, 2 ** 53, '', 'x', [], {}, ['a'], 'pro', 'bonus', 'tokens', 'videos', '2026-11-22T10:00:00Z', 1e-10, 'x'.repeat(300));
 // (The scheme is case-insensitive, so `bearer <key>` is a valid header, not a bad one.)
-const badAuthorization = fc.constantFrom('Basic dGVzdDp0ZXN0', 'Bearer', 'Bearer ', 'Basic test-admin-key-000000000000', 'Bearer test-admin-key-00000000000X', 'Bearer upk_0000000000000000_abc', `Bearer ${'k'.repeat(300)}`);
+const badAuthorization = fc.constantFrom(
+  'Basic dGVzdDp0ZXN0',
+  'Bearer',
+  'Bearer ',
+  'Basic test-admin-key-000000000000',
+  'Bearer test-admin-key-00000000000X',
+  'Bearer upk_0000000000000000_abc',
+  `Bearer ${'k'.repeat(300)}`,
+);
 
 type Mutation = (r: Request) => Request;
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  edgeParam.map((param): Mutation => (r) => (r.route.includes('{') ? { ...r, param } : r)),
+  edgeParam.map(
+    (param): Mutation =>
+      (r) =>
+        r.route.includes('{') ? { ...r, param } : r,
+  ),
   fc.constantFrom('granularity', 'from', 'to', 'usageType', 'window', 'by', 'limit', 'cycle', 'cursor', 'subject', 'extra').chain((name) =>
     fc.oneof(
       fc.constant<Mutation>((r) => {
@@ -299,31 +362,79 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
         delete query[name];
         return { ...r, query };
       }),
-      fc.oneof(edgeText, fc.string({ maxLength: 40 })).map((value): Mutation => (r) => ({ ...r, query: { ...r.query, [name]: value } })),
+      fc.oneof(edgeText, fc.string({ maxLength: 40 })).map(
+        (value): Mutation =>
+          (r) => ({ ...r, query: { ...r.query, [name]: value } }),
+      ),
     ),
   ),
-  fc.oneof(fc.string({ maxLength: 60 }), fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v))).map((body): Mutation => (r) => ({ ...r, body })),
-  fc.tuple(fc.constantFrom('id', 'time', 'subject', 'specversion', 'data', 'usageType', 'quantity', 'channel', 'plan', 'billingAnchorDay', 'timeZone', 'kind', 'amount', 'from', 'to', 'granularity', 'subjects', 'scope', 'extra'), fc.option(edgeJson)).map(
-    ([field, value]): Mutation =>
-      (r) => {
-        let body: unknown;
-        try {
-          body = JSON.parse(r.body ?? '');
-        } catch {
-          return r;
-        }
-        const set = (target: Record<string, unknown>) => {
-          const into = ['usageType', 'quantity', 'channel'].includes(field) && isObject(target.data) ? target.data : target;
-          if (value === null) delete into[field];
-          else into[field] = value;
-        };
-        if (Array.isArray(body) && isObject(body[0])) set(body[0]);
-        else if (isObject(body)) set(body);
-        return { ...r, body: JSON.stringify(body) };
-      },
+  fc
+    .oneof(
+      fc.string({ maxLength: 60 }),
+      fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
+    )
+    .map(
+      (body): Mutation =>
+        (r) => ({ ...r, body }),
+    ),
+  fc
+    .tuple(
+      fc.constantFrom(
+        'id',
+        'time',
+        'subject',
+        'specversion',
+        'data',
+        'usageType',
+        'quantity',
+        'channel',
+        'plan',
+        'billingAnchorDay',
+        'timeZone',
+        'kind',
+        'amount',
+        'from',
+        'to',
+        'granularity',
+        'subjects',
+        'scope',
+        'extra',
+      ),
+      fc.option(edgeJson),
+    )
+    .map(
+      ([field, value]): Mutation =>
+        (r) => {
+          let body: unknown;
+          try {
+            body = JSON.parse(r.body ?? '');
+          } catch {
+            return r;
+          }
+          const set = (target: Record<string, unknown>) => {
+            const into = ['usageType', 'quantity', 'channel'].includes(field) && isObject(target.data) ? target.data : target;
+            if (value === null) delete into[field];
+            else into[field] = value;
+          };
+          if (Array.isArray(body) && isObject(body[0])) set(body[0]);
+          else if (isObject(body)) set(body);
+          return { ...r, body: JSON.stringify(body) };
+        },
+    ),
+  fc.oneof(
+    badAuthorization.map(
+      (authorization): Mutation =>
+        (r) => ({ ...r, authorization }),
+    ),
+    fc.constantFrom<string | undefined>(undefined, ...Object.values(KEYS)).map(
+      (key): Mutation =>
+        (r) => ({ ...r, key, authorization: undefined }),
+    ),
   ),
-  fc.oneof(badAuthorization.map((authorization): Mutation => (r) => ({ ...r, authorization })), fc.constantFrom<string | undefined>(undefined, ...Object.values(KEYS)).map((key): Mutation => (r) => ({ ...r, key, authorization: undefined }))),
-  fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH').map((method): Mutation => (r) => ({ ...r, method })),
+  fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH').map(
+    (method): Mutation =>
+      (r) => ({ ...r, method }),
+  ),
 );
 
 const nearValidRequest = fc.tuple(validRequest, fc.array(mutation, { minLength: 1, maxLength: 3 })).map(([r, ms]) => ms.reduce((acc, m) => m(acc), r));

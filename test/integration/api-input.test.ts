@@ -32,11 +32,13 @@ function closeGate(): Promise<void> {
   return new Promise((resolve) => (entered = resolve));
 }
 
-const stallable = (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>): Invoke<LedgerStreamEvent, LedgerStreamResponse> => async (event) => {
-  entered();
-  await gate;
-  return invoke(event);
-};
+const stallable =
+  (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>): Invoke<LedgerStreamEvent, LedgerStreamResponse> =>
+  async (event) => {
+    entered();
+    await gate;
+    return invoke(event);
+  };
 
 beforeAll(async () => {
   stack = await startLocal({ clockStart: suiteClockStart(), configPath: CONFIG, onError: () => undefined, wrapAggregate: stallable });
@@ -123,7 +125,7 @@ describe('instants and dates stay within four-digit years', () => {
   });
 });
 
-describe('workspace ids in the path follow the config\'s id rule', () => {
+describe("workspace ids in the path follow the config's id rule", () => {
   const badIds = ['%20', 'a'.repeat(129), 'ws%2Fslash', '-leading-dash', 'ws%C3%A9'];
 
   test.each(badIds)('PUT /v1/workspaces/%s → 400 invalid_parameter, nothing created', async (id) => {
@@ -234,13 +236,16 @@ describe('POST /v1/test-clock validates before it waits for the pipeline', () =>
 });
 
 describe('paths outside /v1', () => {
-  test.each([['/api/usage'], ['/api'], ['/v2/workspaces/ws_one/usage'], ['/workspace/ws_one'], ['/assets/missing.js'], ['/favicon.ico'], ['/financial']])('GET %s → 404 route_not_found (JSON)', async (path) => {
-    // Act
-    const answer = await call('GET', path);
+  test.each([['/api/usage'], ['/api'], ['/v2/workspaces/ws_one/usage'], ['/workspace/ws_one'], ['/assets/missing.js'], ['/favicon.ico'], ['/financial']])(
+    'GET %s → 404 route_not_found (JSON)',
+    async (path) => {
+      // Act
+      const answer = await call('GET', path);
 
-    // Assert
-    expect([answer.status, answer.contentType, answer.code]).toEqual([404, 'application/json', 'route_not_found']);
-  });
+      // Assert
+      expect([answer.status, answer.contentType, answer.code]).toEqual([404, 'application/json', 'route_not_found']);
+    },
+  );
 
   test('HEAD and POST of an unknown path → 404 route_not_found', async () => {
     // Act
@@ -267,7 +272,15 @@ describe('paths outside /v1', () => {
  * APIs in API Gateway", section "Payload format version", the 2.0 example), for one route of this API: no
  * cookies, authorizer or client certificate, which this API does not use.
  */
-function httpApiEvent(options: { method: string; route: string; path: string; pathParameters: Record<string, string>; contentType: string; body: string; isBase64Encoded: boolean }): APIGatewayProxyEventV2 {
+function httpApiEvent(options: {
+  method: string;
+  route: string;
+  path: string;
+  pathParameters: Record<string, string>;
+  contentType: string;
+  body: string;
+  isBase64Encoded: boolean;
+}): APIGatewayProxyEventV2 {
   const now = stack.clock.now();
   return {
     version: '2.0',
@@ -317,12 +330,23 @@ describe('bodies the HTTP API passes base64-encoded (isBase64Encoded: true)', ()
     // Arrange: a content type API Gateway does not treat as text, and a non-ASCII value that must survive the decoding
     const time = stack.clock.now().toISOString();
     const event = { specversion: '1.0', id: 'base64-body-1', source: '//base64', type: 'usage', subject: 'ws_three', time, data: { usageType: 'tokens', quantity: 7, feature: 'résumé' } };
-    const request = httpApiEvent({ method: 'POST', route: '/v1/workspaces/{id}/usages', path: '/v1/workspaces/ws_three/usages', pathParameters: { id: 'ws_three' }, contentType: 'application/cloudevents+json; charset=utf-8', body: base64(JSON.stringify(event)), isBase64Encoded: true });
+    const request = httpApiEvent({
+      method: 'POST',
+      route: '/v1/workspaces/{id}/usages',
+      path: '/v1/workspaces/ws_three/usages',
+      pathParameters: { id: 'ws_three' },
+      contentType: 'application/cloudevents+json; charset=utf-8',
+      body: base64(JSON.stringify(event)),
+      isBase64Encoded: true,
+    });
 
     // Act
     const answer = await invokeApi(request);
     await stack.settle();
-    const usage = await call('GET', `/v1/workspaces/ws_three/usage?granularity=hour&from=${new Date(Date.parse(time) - HOUR_MS).toISOString()}&to=${new Date(Date.parse(time) + HOUR_MS).toISOString()}`);
+    const usage = await call(
+      'GET',
+      `/v1/workspaces/ws_three/usage?granularity=hour&from=${new Date(Date.parse(time) - HOUR_MS).toISOString()}&to=${new Date(Date.parse(time) + HOUR_MS).toISOString()}`,
+    );
 
     // Assert
     expect(answer).toEqual({ status: 202, body: { events: [{ source: '//base64', id: 'base64-body-1' }] } });
@@ -333,7 +357,15 @@ describe('bodies the HTTP API passes base64-encoded (isBase64Encoded: true)', ()
   test('PUT /v1/workspaces/{id} with a base64 JSON body is decoded like any other route', async () => {
     // Arrange
     const body = JSON.stringify({ plan: 'pro', billingAnchorDay: 3, timeZone: 'UTC', name: 'Ünïcode Ltd' });
-    const request = httpApiEvent({ method: 'PUT', route: '/v1/workspaces/{id}', path: '/v1/workspaces/ws_base64', pathParameters: { id: 'ws_base64' }, contentType: 'application/octet-stream', body: base64(body), isBase64Encoded: true });
+    const request = httpApiEvent({
+      method: 'PUT',
+      route: '/v1/workspaces/{id}',
+      path: '/v1/workspaces/ws_base64',
+      pathParameters: { id: 'ws_base64' },
+      contentType: 'application/octet-stream',
+      body: base64(body),
+      isBase64Encoded: true,
+    });
 
     // Act
     const answer = await invokeApi(request);
@@ -346,7 +378,15 @@ describe('bodies the HTTP API passes base64-encoded (isBase64Encoded: true)', ()
   test('a base64 body that is not UTF-8 → 400 invalid_json; the same JSON sent as text still works', async () => {
     // Arrange
     const notUtf8 = Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('base64');
-    const event = { specversion: '1.0', id: 'base64-body-2', source: '//base64', type: 'usage', subject: 'ws_three', time: stack.clock.now().toISOString(), data: { usageType: 'tokens', quantity: 1 } };
+    const event = {
+      specversion: '1.0',
+      id: 'base64-body-2',
+      source: '//base64',
+      type: 'usage',
+      subject: 'ws_three',
+      time: stack.clock.now().toISOString(),
+      data: { usageType: 'tokens', quantity: 1 },
+    };
     const route = { method: 'POST', route: '/v1/workspaces/{id}/usages', path: '/v1/workspaces/ws_three/usages', pathParameters: { id: 'ws_three' }, contentType: 'application/json' };
 
     // Act

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse, openApi, templateOf } from '../support/api-contract';
-import { StackClient } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { StackClient } from '../support/local-stack';
 
 /**
  * The HTTP API as a client holding keys of every scope sees it, on the local stack: who may call what
@@ -127,7 +127,7 @@ afterAll(async () => {
 });
 
 describe('usage summary', () => {
-  test.each(['ws_one', 'ws_two'])('%s: cycle progress and projection equal the client\'s own computation', async (subject) => {
+  test.each(['ws_one', 'ws_two'])("%s: cycle progress and projection equal the client's own computation", async (subject) => {
     // Act
     const { status, body } = await call('GET', `/v1/workspaces/${subject}/usage/summary`, { key: KEYS.admin });
 
@@ -188,7 +188,7 @@ describe('usage series', () => {
 
   const cases = ['ws_one', 'ws_two'].flatMap((subject) => ['24h', '7d', '30d'].map((window) => ({ subject, window })));
 
-  test.each(cases)('$subject $window: buckets and channel splits equal the client\'s own sums', async ({ subject, window }) => {
+  test.each(cases)("$subject $window: buckets and channel splits equal the client's own sums", async ({ subject, window }) => {
     // Act
     const { status, body } = await call('GET', `/v1/workspaces/${subject}/usage/series?window=${window}`, { key: subject === 'ws_one' ? KEYS.wsOne[1] : KEYS.wsTwo });
 
@@ -235,7 +235,7 @@ describe('rankings', () => {
     { by: 'user', cycle: 'current', field: 'userId' },
     { by: 'group', cycle: 'current', field: 'groupId' },
     { by: 'user', cycle: 'previous', field: 'userId' },
-  ] as const)('ws_one top $by of the $cycle cycle, 2 per page, equals the client\'s ranking', async ({ by, cycle, field }) => {
+  ] as const)("ws_one top $by of the $cycle cycle, 2 per page, equals the client's ranking", async ({ by, cycle, field }) => {
     // Act
     const { pages, entries } = await allPages(`/v1/workspaces/ws_one/usage/top?by=${by}&cycle=${cycle}&usageType=tokens&limit=2`, KEYS.wsOne[0]);
 
@@ -349,7 +349,7 @@ describe('tenant isolation', () => {
     expect(covered.sort()).toEqual(listed.sort());
   });
 
-  test('no key, a bad key, a revoked key, another workspace\'s key and the wrong scope get 401/403; the right scopes get the data', async () => {
+  test("no key, a bad key, a revoked key, another workspace's key and the wrong scope get 401/403; the right scopes get the data", async () => {
     // Arrange: a key created and revoked through the admin API, and one to revoke in the matrix.
     const revoked = await call('POST', '/v1/keys', { key: KEYS.admin, body: { scope: 'workspace', subject: W } });
     expect(revoked.status).toBe(201);
@@ -400,7 +400,7 @@ describe('tenant isolation', () => {
     expect(checked).toBe(20 * (denied.length + ALL.length));
   });
 
-  test('a workspace key reads its own workspace\'s numbers, which match what admin reads', async () => {
+  test("a workspace key reads its own workspace's numbers, which match what admin reads", async () => {
     for (const key of KEYS.wsOne) {
       const own = await call('GET', '/v1/workspaces/ws_one/quotas', { key });
       const admin = await call('GET', '/v1/workspaces/ws_one/quotas', { key: KEYS.admin });

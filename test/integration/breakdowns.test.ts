@@ -7,9 +7,9 @@ import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import { BREAKDOWN_LIMITS, type BreakdownPolicy, type LedgerChange, type LedgerImage } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 import { GroundTruth, type TestEvent } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
-import { usageEvent } from '../support/events';
 
 /**
  * Breakdowns are bounded, whatever the input: a cycle keeps its first 20 channels and 100 features apart
@@ -93,20 +93,39 @@ async function dayRow(subject: string) {
 
 /** Every counter of the cycle and day items equals the rule applied to the images, in order. */
 async function expectBreakdowns(subject: string, images: readonly LedgerImage[], kept: ReadonlySet<string> = new Set()): Promise<void> {
-  const channels = expectedPlaces(images.map((i) => i.channel), BREAKDOWN_LIMITS.channel);
-  const features = expectedPlaces(images.map((i) => i.feature), BREAKDOWN_LIMITS.feature, kept);
+  const channels = expectedPlaces(
+    images.map((i) => i.channel),
+    BREAKDOWN_LIMITS.channel,
+  );
+  const features = expectedPlaces(
+    images.map((i) => i.feature),
+    BREAKDOWN_LIMITS.feature,
+    kept,
+  );
   const total = String(images.reduce((sum, i) => sum + BigInt(i.quantity), 0n));
   const cycle = await cycleRow(subject);
   const day = await dayRow(subject);
   expect({ total: cycle.total, channels: pick(cycle.counters, 'c#'), features: pick(cycle.counters, 'f#') }).toEqual({
     total,
-    channels: prefixed('c#', sums(images, (i) => (i.channel === undefined ? undefined : channels.get(i.channel)))),
-    features: prefixed('f#', sums(images, (i) => (i.feature === undefined ? undefined : features.get(i.feature)))),
+    channels: prefixed(
+      'c#',
+      sums(images, (i) => (i.channel === undefined ? undefined : channels.get(i.channel))),
+    ),
+    features: prefixed(
+      'f#',
+      sums(images, (i) => (i.feature === undefined ? undefined : features.get(i.feature))),
+    ),
   });
   expect({ total: day.total, hours: pick(day.counters, 'h#'), hourChannels: pick(day.counters, 'ch#') }).toEqual({
     total,
-    hours: prefixed('h#', sums(images, (i) => i.hour)),
-    hourChannels: prefixed('ch#', sums(images, (i) => (i.channel === undefined ? undefined : `${i.hour}#${channels.get(i.channel) ?? ''}`))),
+    hours: prefixed(
+      'h#',
+      sums(images, (i) => i.hour),
+    ),
+    hourChannels: prefixed(
+      'ch#',
+      sums(images, (i) => (i.channel === undefined ? undefined : `${i.hour}#${channels.get(i.channel) ?? ''}`)),
+    ),
   });
 }
 
@@ -178,12 +197,19 @@ describe('bounded breakdowns on DynamoDB Local', () => {
   }, 120_000);
 });
 
-test('through SQS: a backfill of one day over 16 channels (384 events in two messages) is counted, and so is another workspace\'s event', async () => {
+test("through SQS: a backfill of one day over 16 channels (384 events in two messages) is counted, and so is another workspace's event", async () => {
   // Arrange: every hour of yesterday (UTC), as the local clock has it.
   const yesterday = Math.floor(stack.clock.now().getTime() / 86_400_000) * 86_400_000 - 86_400_000;
   const truth = new GroundTruth({ ws_b01: 1, ws_c15: 15 });
   const backfill: TestEvent[] = Array.from({ length: 384 }, (_, i) =>
-    usageEvent({ id: `backfill-${i}`, source: '//breakdowns/backfill', subject: 'ws_b01', time: new Date(yesterday + (i % 24) * 3_600_000 + 60_000), quantity: 1 + (i % 5), channel: `channel-${Math.floor(i / 24)}` }),
+    usageEvent({
+      id: `backfill-${i}`,
+      source: '//breakdowns/backfill',
+      subject: 'ws_b01',
+      time: new Date(yesterday + (i % 24) * 3_600_000 + 60_000),
+      quantity: 1 + (i % 5),
+      channel: `channel-${Math.floor(i / 24)}`,
+    }),
   );
   const elsewhere = usageEvent({ id: 'elsewhere-1', source: '//breakdowns/backfill', subject: 'ws_c15', time: new Date(yesterday + 3_600_000), quantity: 7 });
   [...backfill, elsewhere].forEach((e) => truth.accept(e));

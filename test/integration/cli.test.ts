@@ -1,12 +1,12 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { ReadyInfo } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 import { type Bucket, GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { ADMIN_KEY, bearer } from '../support/local-stack';
-import { usageEvent } from '../support/events';
 
 /**
  * `usage-pipeline local` as a producer meets it: a separate process that prints one READY line,
@@ -42,7 +42,15 @@ describe('usage-pipeline local, as a separate process', () => {
 
   beforeAll(async () => {
     proc = run(['local', '--config', 'test/fixtures/config.json', '--port', '0', '--clock-start', START.toISOString()]);
-    const line = await waitFor(() => proc.stdout().split('\n').find((l) => l.startsWith('READY ')), 90_000, `READY (stderr: ${proc.stderr()})`);
+    const line = await waitFor(
+      () =>
+        proc
+          .stdout()
+          .split('\n')
+          .find((l) => l.startsWith('READY ')),
+      90_000,
+      `READY (stderr: ${proc.stderr()})`,
+    );
     ready = JSON.parse(line.slice('READY '.length)) as ReadyInfo;
   });
 
@@ -66,7 +74,10 @@ describe('usage-pipeline local, as a separate process', () => {
   });
 
   test('its clock starts where --clock-start says: the quota view is in the cycle of that instant', async () => {
-    for (const [subject, anchor] of [['ws_a31', 31], ['ws_c15', 15]] as const) {
+    for (const [subject, anchor] of [
+      ['ws_a31', 31],
+      ['ws_c15', 15],
+    ] as const) {
       const response = await fetch(`${ready.api}/v1/workspaces/${subject}/quotas`, { headers: bearer(ADMIN_KEY) });
       const { quotas } = (await response.json()) as { quotas: { cycleStart: string }[] };
       expect({ subject, cycleStarts: [...new Set(quotas.map((q) => q.cycleStart))] }).toEqual({ subject, cycleStarts: [utcCycleStart(START, anchor).toISOString()] });
@@ -78,7 +89,14 @@ describe('usage-pipeline local, as a separate process', () => {
     const truth = new GroundTruth({ ws_a31: 31, ws_b01: 1, ws_c15: 15, ws_d29: 29 });
     const now = START.getTime();
     const events: TestEvent[] = Array.from({ length: 400 }, (_, i) =>
-      usageEvent({ id: `cli-${i}`, source: '//cli-test', subject: ['ws_a31', 'ws_b01', 'ws_c15', 'ws_d29'][i % 4]!, time: new Date(now - (i % 50) * DAY - i * 60_000), usageType: i % 5 === 0 ? 'images' : 'tokens', quantity: 1 + (i % 13) }),
+      usageEvent({
+        id: `cli-${i}`,
+        source: '//cli-test',
+        subject: ['ws_a31', 'ws_b01', 'ws_c15', 'ws_d29'][i % 4]!,
+        time: new Date(now - (i % 50) * DAY - i * 60_000),
+        usageType: i % 5 === 0 ? 'images' : 'tokens',
+        quantity: 1 + (i % 13),
+      }),
     );
     events.forEach((e) => truth.accept(e));
     const bodies = [
@@ -100,17 +118,25 @@ describe('usage-pipeline local, as a separate process', () => {
     const to = new Date(now + DAY).toISOString();
     for (const subject of truth.subjects()) {
       const expected = truth.buckets(subject, 'day');
-      const actual = await waitFor(async () => {
-        const response = await fetch(`${ready.api}/v1/workspaces/${subject}/usage?granularity=day&from=${from}&to=${to}`, { headers: bearer(ADMIN_KEY) });
-        const { buckets } = (await response.json()) as { buckets: Bucket[] };
-        return JSON.stringify(buckets) === JSON.stringify(expected) ? buckets : undefined;
-      }, 30_000, `${subject} to converge`).catch(() => undefined);
+      const actual = await waitFor(
+        async () => {
+          const response = await fetch(`${ready.api}/v1/workspaces/${subject}/usage?granularity=day&from=${from}&to=${to}`, { headers: bearer(ADMIN_KEY) });
+          const { buckets } = (await response.json()) as { buckets: Bucket[] };
+          return JSON.stringify(buckets) === JSON.stringify(expected) ? buckets : undefined;
+        },
+        30_000,
+        `${subject} to converge`,
+      ).catch(() => undefined);
       expect({ subject, buckets: actual ?? 'did not converge' }).toEqual({ subject, buckets: expected });
     }
-    const quarantine = await waitFor(async () => {
-      const { items } = (await (await fetch(`${ready.api}/v1/quarantine`, { headers: bearer(ADMIN_KEY) })).json()) as { items: { reason: string }[] };
-      return items.length > 0 ? items : undefined;
-    }, 10_000, 'the quarantine');
+    const quarantine = await waitFor(
+      async () => {
+        const { items } = (await (await fetch(`${ready.api}/v1/quarantine`, { headers: bearer(ADMIN_KEY) })).json()) as { items: { reason: string }[] };
+        return items.length > 0 ? items : undefined;
+      },
+      10_000,
+      'the quarantine',
+    );
     expect(quarantine.map((q) => q.reason)).toEqual(['not_json']);
   });
 

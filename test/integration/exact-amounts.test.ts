@@ -4,7 +4,7 @@ import { isLosslessNumber, parse } from 'lossless-json';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
 import { suiteClockStart } from '../support/clock-start';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * Amounts a double cannot hold, end to end: quantities written in the JSON text with every digit (a sum past

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { DEFAULT_RATES, type RunResult, quietEmptyMetricsWarnings, runFaultScenario } from '../support/faults/run';
+import { DEFAULT_RATES, quietEmptyMetricsWarnings, type RunResult, runFaultScenario } from '../support/faults/run';
 
 /**
  * Seeded fault injection through the real handlers on DynamoDB Local and the S3 and SES stand-ins: SDK

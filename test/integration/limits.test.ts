@@ -2,9 +2,9 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
-import { GroundTruth, type TestEvent } from '../support/ground-truth';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { usageEvent } from '../support/events';
+import { GroundTruth, type TestEvent } from '../support/ground-truth';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * The byte limits on the local stack: a message of SQS's largest size, 1 MiB, is counted whole; one byte
@@ -64,9 +64,10 @@ test('a message of exactly 1 MiB is counted whole; one byte more is refused by t
 
   // Act
   await client.send([fits.body]);
-  const refused = await client.sqs
-    .send(new SendMessageCommand({ QueueUrl: stack.ready.sqs.queueUrl, MessageBody: tooLarge.body }))
-    .then(() => 'accepted', (error: Error) => error.message);
+  const refused = await client.sqs.send(new SendMessageCommand({ QueueUrl: stack.ready.sqs.queueUrl, MessageBody: tooLarge.body })).then(
+    () => 'accepted',
+    (error: Error) => error.message,
+  );
 
   // Assert
   expect(refused).toContain(`Message must be shorter than ${MIB} bytes`);
@@ -101,7 +102,11 @@ test('POST …/usages with 500 long non-ASCII events: 202, split into messages w
   events.forEach((e) => truth.accept(e));
 
   // Act
-  const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_d29/usages`, { method: 'POST', headers: { ...bearer(ADMIN_KEY), 'content-type': 'application/json' }, body: JSON.stringify(events) });
+  const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_d29/usages`, {
+    method: 'POST',
+    headers: { ...bearer(ADMIN_KEY), 'content-type': 'application/json' },
+    body: JSON.stringify(events),
+  });
   const body = (await response.json()) as { events: { source: string; id: string }[] };
 
   // Assert

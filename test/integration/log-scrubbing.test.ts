@@ -1,11 +1,11 @@
 import { format } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
-import { PRESIGNED_URL_SECONDS } from '../../functions/contract/resources';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
+import { PRESIGNED_URL_SECONDS } from '../../functions/contract/resources';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * What the handlers write to their logs, captured while the real handlers run on the local stack: ingest
@@ -143,7 +143,9 @@ beforeAll(async () => {
     unknown_usage_type: JSON.stringify(event('bad-type', 'ws_steps', { usageType: PAYLOAD.unknownUsageType, quantity: 1 })),
     invalid_dimension: JSON.stringify(event('bad-dim', 'ws_steps', { usageType: 'tokens', quantity: 1, userId: PAYLOAD.longUserId })),
     unknown_subject: JSON.stringify(event('bad-subject', PAYLOAD.unknownSubject, { usageType: 'tokens', quantity: 1, userId: PAYLOAD.userId })),
-    good: JSON.stringify([1, 2, 3].map((i) => event(`good-${i}`, 'ws_steps', { usageType: 'tokens', quantity: 300, userId: PAYLOAD.userId, groupId: PAYLOAD.groupId, feature: PAYLOAD.feature, channel: 'api' }))),
+    good: JSON.stringify(
+      [1, 2, 3].map((i) => event(`good-${i}`, 'ws_steps', { usageType: 'tokens', quantity: 300, userId: PAYLOAD.userId, groupId: PAYLOAD.groupId, feature: PAYLOAD.feature, channel: 'api' })),
+    ),
   };
   // ws_steps crosses 80% of 1,000 tokens: one alert, an email to each of its two contacts; SES refuses the first.
   faults.sesRejections = 1;
@@ -248,7 +250,9 @@ describe('captured log output', () => {
 
   test('prints the counts the quarantine-rate alarm reads: the total, and one per reason', () => {
     const emf = logItems().filter((item) => item._aws !== undefined);
-    const total = emf.find((item) => item.EventsQuarantined === 4 && JSON.stringify((item._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0]?.Dimensions) === '[["service"]]');
+    const total = emf.find(
+      (item) => item.EventsQuarantined === 4 && JSON.stringify((item._aws as { CloudWatchMetrics: { Dimensions: string[][] }[] }).CloudWatchMetrics[0]?.Dimensions) === '[["service"]]',
+    );
     expect(total).toMatchObject({ service: 'usage-pipeline', EventsAccepted: 3 });
     for (const reason of ['not_json', 'unknown_usage_type', 'invalid_dimension', 'unknown_subject']) {
       expect(emf).toContainEqual(expect.objectContaining({ reason, EventsQuarantined: 1 }));

@@ -9,9 +9,9 @@ import { replayParked } from '../../functions/core/metering/replay';
 import { DEFAULT_BREAKDOWNS, type LedgerChange, type LedgerImage } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 import { GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
-import { usageEvent } from '../support/events';
 
 /**
  * A record DynamoDB refuses on its own never stalls its shard: the aggregate narrows the refused chunk to
@@ -153,7 +153,9 @@ test('end to end: a hand-edited ledger item the rollups cannot store is parked, 
     },
   ]);
   const truth = new GroundTruth({ ws_b01: 1 });
-  const events: TestEvent[] = Array.from({ length: 30 }, (_, i) => usageEvent({ id: `steady-${i}`, source: '//parked/steady', subject: 'ws_b01', time: new Date(time.getTime() + (i % 50) * 60_000), quantity: i + 1 }));
+  const events: TestEvent[] = Array.from({ length: 30 }, (_, i) =>
+    usageEvent({ id: `steady-${i}`, source: '//parked/steady', subject: 'ws_b01', time: new Date(time.getTime() + (i % 50) * 60_000), quantity: i + 1 }),
+  );
   events.forEach((e) => truth.accept(e));
 
   // Act

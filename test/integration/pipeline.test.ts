@@ -2,9 +2,9 @@ import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
-import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
-import { StackClient } from '../support/local-stack';
 import { usageEvent } from '../support/events';
+import { type Granularity, GroundTruth, type TestEvent } from '../support/ground-truth';
+import { StackClient } from '../support/local-stack';
 
 /**
  * The pipeline end to end on DynamoDB Local and the SQS stand-in, through the real handlers and
@@ -80,7 +80,16 @@ function boundaryInstants(): Date[] {
 let sequence = 0;
 function makeEvent(subject: string, time: Date, usageType: string, quantity: number): TestEvent {
   sequence += 1;
-  return usageEvent({ id: `evt-${sequence}`, source: sequence % 3 === 0 ? '//test/images' : '//test/chat', subject, time, usageType, quantity, channel: ['ui', 'api', 'cli'][sequence % 3] ?? 'ui', userId: `u${sequence % 7}` });
+  return usageEvent({
+    id: `evt-${sequence}`,
+    source: sequence % 3 === 0 ? '//test/images' : '//test/chat',
+    subject,
+    time,
+    usageType,
+    quantity,
+    channel: ['ui', 'api', 'cli'][sequence % 3] ?? 'ui',
+    userId: `u${sequence % 7}`,
+  });
 }
 
 function quantityFor(usageType: string, n: number): number {

@@ -1,10 +1,10 @@
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { GroundTruth } from '../support/ground-truth';
-import { StackClient } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
 import { usageEvent } from '../support/events';
+import { GroundTruth } from '../support/ground-truth';
+import { StackClient } from '../support/local-stack';
 
 /**
  * Poison cannot stall the queue or the ledger stream: through the local runtime's pollers, good events are
@@ -50,7 +50,13 @@ test('poison among good events ends quarantined or in the DLQ; every good event 
   const expectedReasons: string[] = [];
   let failing = 0;
   for (let i = 0; i < 400; i++) {
-    const event = usageEvent({ id: `poison-good-${i}`, source: '//test/poison', subject: subjects[i % subjects.length] ?? '', time: new Date(NOW - 60_000 - i * 3_600_000), quantity: 1 + ((i * 37) % 500) });
+    const event = usageEvent({
+      id: `poison-good-${i}`,
+      source: '//test/poison',
+      subject: subjects[i % subjects.length] ?? '',
+      time: new Date(NOW - 60_000 - i * 3_600_000),
+      quantity: 1 + ((i * 37) % 500),
+    });
     truth.accept(event);
     bodies.push(JSON.stringify(event));
     if (i % 10 !== 0) continue;

@@ -6,13 +6,13 @@ import { runDueCloses } from '../../functions/core/billing/closes';
 import type { AccountStore } from '../../functions/core/billing/ports';
 import type { Subject } from '../../functions/core/ports';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import type { TestEvent } from '../support/ground-truth';
-import { utcCycleStart } from '../support/ground-truth';
-import { FixedClock } from '../support/fakes';
 import { checkResponse } from '../support/api-contract';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
 import { usageEvent } from '../support/events';
+import { FixedClock } from '../support/fakes';
+import type { TestEvent } from '../support/ground-truth';
+import { utcCycleStart } from '../support/ground-truth';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * Quotas across two cycle closes, driven like a customer would: events over SQS and the API, grants over
@@ -168,7 +168,9 @@ function carryAll(subject: Workspace, holdings: Holdings, cycle: { start: string
 /** Every Accounts item of a subject, as stored, with the subject's id taken out so two subjects compare. */
 async function accountItems(subject: string): Promise<unknown[]> {
   documents ??= createDocumentClient();
-  const { Items = [] } = await documents.send(new QueryCommand({ TableName: stack.tables.accounts, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ConsistentRead: true }));
+  const { Items = [] } = await documents.send(
+    new QueryCommand({ TableName: stack.tables.accounts, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ConsistentRead: true }),
+  );
   return JSON.parse(JSON.stringify(Items).replaceAll(`"${subject}"`, '"<subject>"'));
 }
 
@@ -227,7 +229,10 @@ describe('a cycle close on DynamoDB Local', () => {
     expect(await accountItems('ws_crash_ref')).toEqual(reference);
     type Usage = Record<string, { used: string; spilloverIn: string; spilloverOut: string }>;
     const usage = (reference as { sk: string; snapshot?: { usage: Usage } }[]).find((i) => i.sk === `C#${cycle.start}`)?.snapshot?.usage ?? {};
-    for (const [usageType, used] of [['tokens', 600], ['credits', 3]] as const) {
+    for (const [usageType, used] of [
+      ['tokens', 600],
+      ['credits', 3],
+    ] as const) {
       const quota = PLANS.starter?.[usageType] as PlanQuota;
       const spilloverIn = k(Number(usage[usageType]?.spilloverIn));
       expect({ usageType, used: usage[usageType]?.used, spilloverOut: usage[usageType]?.spilloverOut }).toEqual({
@@ -328,16 +333,29 @@ describe('quotas through two cycle closes on the local stack', () => {
   test('the test clock only moves forward, and bad admin requests get a reason', async () => {
     expect(await call('POST', '/v1/test-clock', { advanceTo: '2020-01-01T00:00:00Z' })).toMatchObject({ status: 400, body: { error: { code: 'clock_backwards' } } });
     expect(await call('POST', '/v1/test-clock', { advanceTo: 'soon' })).toMatchObject({ status: 400, body: { error: { code: 'invalid_parameter' } } });
-    expect(await call('POST', '/v1/workspaces/ws_q1/grants', { id: 'x', kind: 'spillover', usageType: 'tokens', amount: 1 })).toMatchObject({ status: 400, body: { error: { code: 'invalid_parameter' } } });
-    expect(await call('POST', '/v1/workspaces/ws_q1/grants', { id: 'x', kind: 'bonus', usageType: 'tokens', amount: 1.5 })).toMatchObject({ status: 400, body: { error: { code: 'invalid_parameter' } } });
-    expect(await call('POST', '/v1/workspaces/ws_nope/grants', { id: 'x', kind: 'bonus', usageType: 'tokens', amount: 1 })).toMatchObject({ status: 404, body: { error: { code: 'unknown_workspace' } } });
+    expect(await call('POST', '/v1/workspaces/ws_q1/grants', { id: 'x', kind: 'spillover', usageType: 'tokens', amount: 1 })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'invalid_parameter' } },
+    });
+    expect(await call('POST', '/v1/workspaces/ws_q1/grants', { id: 'x', kind: 'bonus', usageType: 'tokens', amount: 1.5 })).toMatchObject({
+      status: 400,
+      body: { error: { code: 'invalid_parameter' } },
+    });
+    expect(await call('POST', '/v1/workspaces/ws_nope/grants', { id: 'x', kind: 'bonus', usageType: 'tokens', amount: 1 })).toMatchObject({
+      status: 404,
+      body: { error: { code: 'unknown_workspace' } },
+    });
     expect(await call('PUT', '/v1/workspaces/ws_q1', { plan: 'starter', billingAnchorDay: 15 })).toMatchObject({ status: 409, body: { error: { code: 'billing_anchor_fixed' } } });
     expect(await call('PUT', '/v1/workspaces/ws_q1', { plan: 'gold', billingAnchorDay: 1 })).toMatchObject({ status: 400, body: { error: { code: 'unknown_plan' } } });
-    expect(await call('POST', '/v1/workspaces/ws_q1/usages', { specversion: '1.0', type: 't', time: new Date(stack.clock.now().getTime() + DAY).toISOString(), data: { usageType: 'tokens', quantity: 1 } })).toMatchObject({
+    expect(
+      await call('POST', '/v1/workspaces/ws_q1/usages', { specversion: '1.0', type: 't', time: new Date(stack.clock.now().getTime() + DAY).toISOString(), data: { usageType: 'tokens', quantity: 1 } }),
+    ).toMatchObject({
       status: 400,
       body: { error: { code: 'future_time' } },
     });
-    expect(await call('POST', '/v1/workspaces/ws_q1/usages', { specversion: '1.0', subject: 'ws_q31', type: 't', time: stack.clock.now().toISOString(), data: { usageType: 'tokens', quantity: 1 } })).toMatchObject({
+    expect(
+      await call('POST', '/v1/workspaces/ws_q1/usages', { specversion: '1.0', subject: 'ws_q31', type: 't', time: stack.clock.now().toISOString(), data: { usageType: 'tokens', quantity: 1 } }),
+    ).toMatchObject({
       status: 400,
       body: { error: { code: 'subject_mismatch' } },
     });
@@ -345,4 +363,3 @@ describe('quotas through two cycle closes on the local stack', () => {
     expect((types.body as { usageTypes: { id: string }[] }).usageTypes.map((t) => t.id)).toEqual(['tokens', 'credits']);
   });
 });
-

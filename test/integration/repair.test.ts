@@ -8,14 +8,14 @@ import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoLedger, DynamoLedgerScanner } from '../../functions/adapters/ledger-store';
 import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
-import { runAudit } from '../../functions/core/reporting/audit';
 import { type RepairDeps, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
 import { DEFAULT_BREAKDOWNS } from '../../functions/core/metering/rollups';
+import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
+import { usageEvent } from '../support/events';
 import { type TestEvent, utcCycleStart } from '../support/ground-truth';
 import { StackClient } from '../support/local-stack';
-import { usageEvent } from '../support/events';
 
 /**
  * `usage-pipeline repair` restores a workspace's rollups from the ledger while events keep flowing: damage of
@@ -138,7 +138,17 @@ function expectedItems(subject: string): Items {
     add(`U#${cycle}#tokens#${event.data.userId}`, quantity, []);
   }
   return Object.fromEntries(
-    Object.entries(items).map(([sk, item]) => [sk, { total: String(item.total), counters: Object.fromEntries(Object.entries(item.counters).filter(([, v]) => v !== 0n).map(([c, v]) => [c, String(v)])) }]),
+    Object.entries(items).map(([sk, item]) => [
+      sk,
+      {
+        total: String(item.total),
+        counters: Object.fromEntries(
+          Object.entries(item.counters)
+            .filter(([, v]) => v !== 0n)
+            .map(([c, v]) => [c, String(v)]),
+        ),
+      },
+    ]),
   );
 }
 
@@ -160,10 +170,12 @@ async function storedItems(subject: string): Promise<Items> {
 async function ledgerHoldsSent(subject: string): Promise<boolean> {
   const images = new Map<string, { quantity: string; userId?: string }>();
   for await (const { image } of new DynamoLedgerScanner(raw, stack.tables.ledger).versions(subject)) images.set(image.eventKey, image);
-  return [...sent.values()].filter((e) => e.subject === subject).every((e) => {
-    const image = images.get(JSON.stringify([e.source, e.id]));
-    return image?.quantity === String(e.data.quantity) && image.userId === e.data.userId;
-  });
+  return [...sent.values()]
+    .filter((e) => e.subject === subject)
+    .every((e) => {
+      const image = images.get(JSON.stringify([e.source, e.id]));
+      return image?.quantity === String(e.data.quantity) && image.userId === e.data.userId;
+    });
 }
 
 async function waitFor(probe: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
@@ -198,7 +210,15 @@ async function damage(subject: string): Promise<void> {
     }),
   );
   await documents.send(new DeleteCommand({ TableName: stack.tables.rollups, Key: { pk: subject, sk: daySk } }));
-  await documents.send(new UpdateCommand({ TableName: stack.tables.rollups, Key: { pk: subject, sk: userSk }, UpdateExpression: 'ADD #total :minus', ExpressionAttributeNames: { '#total': 'total' }, ExpressionAttributeValues: { ':minus': -11 } }));
+  await documents.send(
+    new UpdateCommand({
+      TableName: stack.tables.rollups,
+      Key: { pk: subject, sk: userSk },
+      UpdateExpression: 'ADD #total :minus',
+      ExpressionAttributeNames: { '#total': 'total' },
+      ExpressionAttributeValues: { ':minus': -11 },
+    }),
+  );
 }
 
 describe('repair from the ledger', () => {
@@ -270,7 +290,18 @@ describe('repair from the ledger', () => {
     const ledger = new DynamoLedger(raw, stack.tables.ledger);
     const time = new Date(stack.clock.now().getTime() - 120_000).toISOString();
     const cycleStart = utcCycleStart(new Date(time), 29).toISOString();
-    const entry = { source: '//tests/repair', id: 'hand-edit', type: 'usage.recorded', subject: 'ws_d29', time, usageType: 'tokens', quantity: '7', hour: time.slice(0, 13), day: time.slice(0, 10), cycleStart };
+    const entry = {
+      source: '//tests/repair',
+      id: 'hand-edit',
+      type: 'usage.recorded',
+      subject: 'ws_d29',
+      time,
+      usageType: 'tokens',
+      quantity: '7',
+      hour: time.slice(0, 13),
+      day: time.slice(0, 10),
+      cycleStart,
+    };
     const expiresAt = Math.floor(Date.parse(time) / 1000) + 400 * 86_400;
     await ledger.putAll([{ ...entry, dimensions: { userId: 'u'.repeat(1_500) }, sentAt: new Date(Date.parse(time) + 1_000).toISOString(), expiresAt }]);
     await stack.settle();
@@ -298,17 +329,33 @@ describe('repair from the ledger', () => {
     const stored = await storedItems('ws_c15');
     const daySk = Object.keys(stored).find((sk) => sk.startsWith('D#')) as string;
     const cycleSk = Object.keys(stored).find((sk) => sk.startsWith('C#')) as string;
-    const hour = Object.keys(stored[daySk]?.counters ?? {}).find((c) => c.startsWith('h#'))?.slice(2) as string;
+    const hour = Object.keys(stored[daySk]?.counters ?? {})
+      .find((c) => c.startsWith('h#'))
+      ?.slice(2) as string;
     for (let i = 0; i < 300; i += 50) {
       const names = Object.fromEntries(Array.from({ length: 50 }, (_, j) => [`#c${j}`, `ch#${hour}#stray-${i + j}`]));
       await documents.send(
-        new UpdateCommand({ TableName: stack.tables.rollups, Key: { pk: 'ws_c15', sk: daySk }, UpdateExpression: `ADD ${Object.keys(names).map((n) => `${n} :one`).join(', ')}`, ExpressionAttributeNames: names, ExpressionAttributeValues: { ':one': 1 } }),
+        new UpdateCommand({
+          TableName: stack.tables.rollups,
+          Key: { pk: 'ws_c15', sk: daySk },
+          UpdateExpression: `ADD ${Object.keys(names)
+            .map((n) => `${n} :one`)
+            .join(', ')}`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: { ':one': 1 },
+        }),
       );
     }
     const cycle = cycleSk.slice(2, cycleSk.lastIndexOf('#'));
     for (let i = 0; i < 120; i++) {
       await documents.send(
-        new UpdateCommand({ TableName: stack.tables.rollups, Key: { pk: 'ws_c15', sk: `U#${cycle}#tokens#stray-${i}` }, UpdateExpression: 'SET usageType = :t, period = :p, #member = :m ADD #total :one', ExpressionAttributeNames: { '#member': 'member', '#total': 'total' }, ExpressionAttributeValues: { ':t': 'tokens', ':p': cycle, ':m': `stray-${i}`, ':one': 1 } }),
+        new UpdateCommand({
+          TableName: stack.tables.rollups,
+          Key: { pk: 'ws_c15', sk: `U#${cycle}#tokens#stray-${i}` },
+          UpdateExpression: 'SET usageType = :t, period = :p, #member = :m ADD #total :one',
+          ExpressionAttributeNames: { '#member': 'member', '#total': 'total' },
+          ExpressionAttributeValues: { ':t': 'tokens', ':p': cycle, ':m': `stray-${i}`, ':one': 1 },
+        }),
       );
     }
     expect(Object.keys(await storedItems('ws_c15')).length).toBe(Object.keys(expectedItems('ws_c15')).length + 120);

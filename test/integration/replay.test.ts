@@ -2,16 +2,16 @@ import { execFile } from 'node:child_process';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
-import { SqsUsageQueue, createSqsClient } from '../../functions/adapters/usage-queue';
+import { createSqsClient, SqsUsageQueue } from '../../functions/adapters/usage-queue';
 import type { QuarantineRecord } from '../../functions/core/metering/ports';
 import type { ReplayResult } from '../../functions/core/metering/replay';
 import { replayQuarantine } from '../../functions/core/metering/replay';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
-import { GroundTruth, type Granularity, type TestEvent } from '../support/ground-truth';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
 import { usageEvent } from '../support/events';
+import { type Granularity, GroundTruth, type TestEvent } from '../support/ground-truth';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * `usage-pipeline replay` as an operator runs it, against the local stack: events quarantined for a
@@ -108,7 +108,20 @@ function idOf(body: string): string {
 
 /** The replay command in its own process (async, so the stack in this process keeps serving), on the stack's clock. */
 function replay(...args: string[]): Promise<{ code: number; result: ReplayResult; stderr: string }> {
-  const argv = ['bin/usage-pipeline.js', 'replay', '--endpoint', stack.ready.dynamodb.endpoint, '--sqs-endpoint', stack.ready.sqs.endpoint, '--config', CONFIG, '--now', stack.clock.now().toISOString(), '--json', ...args];
+  const argv = [
+    'bin/usage-pipeline.js',
+    'replay',
+    '--endpoint',
+    stack.ready.dynamodb.endpoint,
+    '--sqs-endpoint',
+    stack.ready.sqs.endpoint,
+    '--config',
+    CONFIG,
+    '--now',
+    stack.clock.now().toISOString(),
+    '--json',
+    ...args,
+  ];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, argv, { env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
@@ -212,15 +225,18 @@ describe('usage-pipeline replay', () => {
     // Assert
     expect(all.code).toBe(0);
     expect(outcomes(all.result, 'would-replay')).toEqual([...late1, ...late2, mixedLate].map((e) => e.id).sort());
-    expect(all.result.items.filter((i) => i.outcome === 'skipped').map((i) => i.reason).sort()).toEqual([
-      'invalid_quantity',
-      'invalid_quantity',
-      'not_json',
-      'unknown_usage_type',
-      'unknown_usage_type',
-      'unknown_usage_type',
-    ]);
-    expect({ replayed: all.result.replayed, wouldReplay: all.result.wouldReplay, skipped: all.result.skipped, failed: all.result.failed }).toEqual({ replayed: 0, wouldReplay: 11, skipped: 6, failed: 0 });
+    expect(
+      all.result.items
+        .filter((i) => i.outcome === 'skipped')
+        .map((i) => i.reason)
+        .sort(),
+    ).toEqual(['invalid_quantity', 'invalid_quantity', 'not_json', 'unknown_usage_type', 'unknown_usage_type', 'unknown_usage_type']);
+    expect({ replayed: all.result.replayed, wouldReplay: all.result.wouldReplay, skipped: all.result.skipped, failed: all.result.failed }).toEqual({
+      replayed: 0,
+      wouldReplay: 11,
+      skipped: 6,
+      failed: 0,
+    });
     expect(outcomes(onlyLate2.result, 'would-replay')).toEqual(late2.map((e) => e.id).sort());
     expect(onlyLate2.result.items).toHaveLength(4);
     expect({ would: onlyType.result.wouldReplay, skipped: outcomes(onlyType.result, 'skipped') }).toEqual({ would: 0, skipped: stillUnknownType.map((e) => e.id).sort() });
@@ -263,15 +279,18 @@ describe('usage-pipeline replay', () => {
     const dead = await replay('--from', 'dlq');
 
     // Assert
-    expect({ code: quarantined.code, replayed: quarantined.result.replayed, skipped: quarantined.result.skipped, failed: quarantined.result.failed }).toEqual({ code: 0, replayed: 7, skipped: 6, failed: 0 });
+    expect({ code: quarantined.code, replayed: quarantined.result.replayed, skipped: quarantined.result.skipped, failed: quarantined.result.failed }).toEqual({
+      code: 0,
+      replayed: 7,
+      skipped: 6,
+      failed: 0,
+    });
     expect({ code: dead.code, replayed: dead.result.replayed, failed: dead.result.failed }).toEqual({ code: 0, replayed: 9, failed: 0 });
     // The stale copies (the first late1 event and the dead-lettered one) were replayed too, and lose to their corrections.
     [...late1.slice(1), mixedLate, ...deadBefore].forEach((e) => truth.accept(e));
     await expectRollups(ALL);
     expect(await dlqDepth()).toBe(0);
-    expect(await quarantineIds()).toEqual(
-      [...stillUnknownType.map((e) => `unknown_usage_type:${e.id}`), ...stillBadQuantity.map((e) => `invalid_quantity:${e.id}`), 'not_json:{"not json'].sort(),
-    );
+    expect(await quarantineIds()).toEqual([...stillUnknownType.map((e) => `unknown_usage_type:${e.id}`), ...stillBadQuantity.map((e) => `invalid_quantity:${e.id}`), 'not_json:{"not json'].sort());
   });
 
   test('a second replay changes nothing', async () => {

@@ -9,8 +9,8 @@ import addFormats from 'ajv-formats';
 import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { checkResponse } from '../support/api-contract';
-import { ADMIN_KEY, StackClient, bearer } from '../support/local-stack';
 import { suiteClockStart } from '../support/clock-start';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**
  * Finance reports end to end, as a client of our own meets them: a known set of events (duplicates, arrays,
@@ -465,7 +465,12 @@ function expectedBuckets(subjects: readonly Subject[], granularity: 'hour' | 'da
         end: granularity === 'hour' ? iso(Date.parse(period) + HOUR) : dayStart(subject, addDays(period, 1)),
         day: granularity === 'hour' ? null : period,
         quantity: dec(quantity),
-        byChannel: Object.fromEntries([...channels].filter(([, v]) => v !== 0n).sort(([a], [b]) => cmp(a, b)).map(([c, v]) => [c, dec(v)])),
+        byChannel: Object.fromEntries(
+          [...channels]
+            .filter(([, v]) => v !== 0n)
+            .sort(([a], [b]) => cmp(a, b))
+            .map(([c, v]) => [c, dec(v)]),
+        ),
       });
     }
     buckets.push(...mine.sort((a, b) => cmp(a.start, b.start) || cmp(a.usageType, b.usageType)));
@@ -489,9 +494,39 @@ function mulberry32(seed: number): () => number {
 
 const PROFILES: Record<Subject, { users: string[]; weights: [UsageType, number][]; tokens: [number, number]; images: [number, number]; eighths: [number, number] }> = {
   // 13 users: the report names the top 10.
-  ws_alpha: { users: Array.from({ length: 13 }, (_, i) => `u${String(i + 1).padStart(2, '0')}`), weights: [['tokens', 0.55], ['images', 0.3], ['credits', 0.15]], tokens: [100, 1500], images: [1, 4], eighths: [1, 12] },
-  ws_beta: { users: ['ana', 'bo', 'cy', 'dee', 'eli'], weights: [['tokens', 0.45], ['images', 0.35], ['credits', 0.2]], tokens: [50, 600], images: [1, 5], eighths: [1, 16] },
-  ws_gamma: { users: ['x1', 'x2', 'x3'], weights: [['tokens', 0.5], ['images', 0.25], ['credits', 0.25]], tokens: [20, 300], images: [1, 2], eighths: [1, 8] },
+  ws_alpha: {
+    users: Array.from({ length: 13 }, (_, i) => `u${String(i + 1).padStart(2, '0')}`),
+    weights: [
+      ['tokens', 0.55],
+      ['images', 0.3],
+      ['credits', 0.15],
+    ],
+    tokens: [100, 1500],
+    images: [1, 4],
+    eighths: [1, 12],
+  },
+  ws_beta: {
+    users: ['ana', 'bo', 'cy', 'dee', 'eli'],
+    weights: [
+      ['tokens', 0.45],
+      ['images', 0.35],
+      ['credits', 0.2],
+    ],
+    tokens: [50, 600],
+    images: [1, 5],
+    eighths: [1, 16],
+  },
+  ws_gamma: {
+    users: ['x1', 'x2', 'x3'],
+    weights: [
+      ['tokens', 0.5],
+      ['images', 0.25],
+      ['credits', 0.25],
+    ],
+    tokens: [20, 300],
+    images: [1, 2],
+    eighths: [1, 8],
+  },
 };
 const CHANNELS = ['api', 'ui', 'cli', undefined] as const;
 const FEATURES: Record<UsageType, readonly (string | undefined)[]> = {
@@ -533,7 +568,15 @@ function generate(subject: Subject, tag: string, count: number, from: number, to
 function fixedEvents(subject: Subject, cycle: Cycle, from: number, to: number): Ev[] {
   const [first, second] = PROFILES[subject].users as [string, string];
   const mid = (f: number) => iso(from + Math.floor((to - from) * f));
-  const fixed = (id: string, time: string, usageType: UsageType, q: bigint, dims: Partial<Ev> = {}): Ev => ({ source: '//reports/fixed', id: `${subject}-${id}`, subject, time, usageType, q, ...dims });
+  const fixed = (id: string, time: string, usageType: UsageType, q: bigint, dims: Partial<Ev> = {}): Ev => ({
+    source: '//reports/fixed',
+    id: `${subject}-${id}`,
+    subject,
+    time,
+    usageType,
+    q,
+    ...dims,
+  });
   return [
     fixed('tokens-1', mid(0.2), 'tokens', th(1000), { channel: 'api', feature: 'reasoning', userId: first, groupId: 'red' }),
     fixed('tokens-2', mid(0.4), 'tokens', th(500), { channel: 'ui', userId: second }),
@@ -619,7 +662,12 @@ async function send(events: readonly Ev[], window: Window): Promise<void> {
     const mine = viaApi.filter((e) => e.subject === subject);
     if (mine.length === 0) continue;
     // The workspace comes from the path; the events leave `subject` out.
-    const posted = await call('POST', `/v1/workspaces/${subject}/usages`, KEYS[subject], mine.map((e) => envelope(e, false)));
+    const posted = await call(
+      'POST',
+      `/v1/workspaces/${subject}/usages`,
+      KEYS[subject],
+      mine.map((e) => envelope(e, false)),
+    );
     expect(posted).toEqual({ status: 202, body: { events: mine.map((e) => ({ source: e.source, id: e.id })) } });
   }
   const seen = new Set<string>();
@@ -701,7 +749,7 @@ describe('finance reports across two cycle closes on the local stack', () => {
   const late1: Partial<Record<Subject, Ev>> = {};
   const cycle2Events: Partial<Record<Subject, Ev[]>> = {};
 
-  test('cycle 1: events over SQS and the API (copies counted once) and grants; the open cycle\'s report equals the model', async () => {
+  test("cycle 1: events over SQS and the API (copies counted once) and grants; the open cycle's report equals the model", async () => {
     // Arrange
     const now = clockNow();
     const window = openWindow();
@@ -715,7 +763,15 @@ describe('finance reports across two cycle closes on the local stack', () => {
     }
     // Alpha goes well over its token allowance (drawing a top-up and a bonus, the rest uncovered); Beta over its images.
     const total = (subject: Subject, usageType: UsageType) => sumOf(events.filter((e) => e.subject === subject && e.usageType === usageType).map((e) => e.q));
-    const bulk = (subject: Subject, usageType: UsageType, q: bigint): Ev => ({ source: '//reports/fixed', id: `${subject}-bulk-${usageType}`, subject, time: iso(Math.max(Date.parse(cycles[subject].c1.start), now - 2 * MINUTE)), usageType, q, channel: 'api' });
+    const bulk = (subject: Subject, usageType: UsageType, q: bigint): Ev => ({
+      source: '//reports/fixed',
+      id: `${subject}-bulk-${usageType}`,
+      subject,
+      time: iso(Math.max(Date.parse(cycles[subject].c1.start), now - 2 * MINUTE)),
+      usageType,
+      q,
+      channel: 'api',
+    });
     events.push(bulk('ws_alpha', 'tokens', max0(th(26000) - total('ws_alpha', 'tokens')) + th(1234)));
     events.push(bulk('ws_beta', 'images', max0(th(42) - total('ws_beta', 'images')) + th(1)));
 
@@ -733,7 +789,15 @@ describe('finance reports across two cycle closes on the local stack', () => {
       expect(response.status).toBe(201);
       const stored = response.body as { grantedAt: string; expiresAt?: string; amount: string };
       expect(stored.amount).toBe(dec(th(grant.amount)));
-      model.grants.push({ subject, id: grant.id, kind: grant.kind, usageType: grant.usageType, amount: th(grant.amount), grantedAt: stored.grantedAt, ...(stored.expiresAt ? { expiresAt: stored.expiresAt } : {}) });
+      model.grants.push({
+        subject,
+        id: grant.id,
+        kind: grant.kind,
+        usageType: grant.usageType,
+        amount: th(grant.amount),
+        grantedAt: stored.grantedAt,
+        ...(stored.expiresAt ? { expiresAt: stored.expiresAt } : {}),
+      });
     }
     await window.settled();
 
@@ -784,7 +848,10 @@ describe('finance reports across two cycle closes on the local stack', () => {
     // Act: cycle 2 traffic with the late events; corrections one message each; a copy of each first late event
     await send([...fresh, ...late], first);
     await sendEach(corrections, first);
-    await sendEach(SUBJECTS.map((s) => late1[s] as Ev), first);
+    await sendEach(
+      SUBJECTS.map((s) => late1[s] as Ev),
+      first,
+    );
     await first.settled();
     // Then a late event corrected again, and a correction within the open cycle 2
     const second = openWindow();
@@ -810,7 +877,7 @@ describe('finance reports across two cycle closes on the local stack', () => {
     }
   });
 
-  test('the test clock moves past every cycle 2 end: cycle 2 closes, and cycle 1\'s late changes are recorded as adjustments', async () => {
+  test("the test clock moves past every cycle 2 end: cycle 2 closes, and cycle 1's late changes are recorded as adjustments", async () => {
     // Act
     const t2 = Math.max(...SUBJECTS.map((s) => Date.parse(cycles[s].c2.end))) + GRACE + MINUTE;
     const { body, window } = await advanceTo(t2);
@@ -897,7 +964,7 @@ describe('finance reports across two cycle closes on the local stack', () => {
     expect(written.some((r) => r.usage.some((u) => u.topUsers.length === 10))).toBe(true);
   });
 
-  test('on-demand reports (current, previous, by date) include every late change and correction; another workspace\'s key is refused', async () => {
+  test("on-demand reports (current, previous, by date) include every late change and correction; another workspace's key is refused", async () => {
     for (const subject of SUBJECTS) {
       const { c1, c2, c3 } = cycles[subject];
       // Assert: cycle 3 (open), cycle 2 (closed, late event since), cycle 1 by its first and last local day
@@ -911,7 +978,11 @@ describe('finance reports across two cycle closes on the local stack', () => {
       const usage = closedOnDemand.usage as { usageType: string; total: string; closedTotal: string; adjustments: { total: string } }[];
       for (const u of usage) {
         const frozen = atClose?.usage.find((w) => w.usageType === u.usageType);
-        expect({ usageType: u.usageType, closedTotal: u.closedTotal, total: dec(th(Number(u.closedTotal)) + th(Number(u.adjustments.total))) }).toEqual({ usageType: u.usageType, closedTotal: frozen?.total, total: u.total });
+        expect({ usageType: u.usageType, closedTotal: u.closedTotal, total: dec(th(Number(u.closedTotal)) + th(Number(u.adjustments.total))) }).toEqual({
+          usageType: u.usageType,
+          closedTotal: frozen?.total,
+          total: u.total,
+        });
       }
       const other = SUBJECTS.find((s) => s !== subject) as Subject;
       expect(await call('GET', `/v1/workspaces/${other}/report?cycle=current`, KEYS[subject])).toMatchObject({ status: 403, body: { error: { code: 'forbidden_workspace' } } });
@@ -973,7 +1044,7 @@ describe('finance reports across two cycle closes on the local stack', () => {
     }
   });
 
-  test('a daily JSON-lines export with a New York workspace\'s own key has its local days; its key sees only its own exports', async () => {
+  test("a daily JSON-lines export with a New York workspace's own key has its local days; its key sees only its own exports", async () => {
     // Arrange: dates mean 00:00 UTC; New York days start at 04:00 or 05:00 UTC, so the first local day is cut
     const from = addDays(cycles.ws_beta.c1.start.slice(0, 10), 1);
     const to = addDays(iso(clockNow()).slice(0, 10), 2);
@@ -984,7 +1055,10 @@ describe('finance reports across two cycle closes on the local stack', () => {
 
     // Assert
     expect(text.endsWith('\n')).toBe(true);
-    const [header, ...lines] = text.slice(0, -1).split('\n').map((line) => JSON.parse(line) as Body);
+    const [header, ...lines] = text
+      .slice(0, -1)
+      .split('\n')
+      .map((line) => JSON.parse(line) as Body);
     expectValid('exportHeaderLine', header);
     for (const line of lines) expectValid('exportBucket', line);
     const fromIso = `${from}T00:00:00.000Z`;
@@ -997,7 +1071,10 @@ describe('finance reports across two cycle closes on the local stack', () => {
 
     // Isolation: another workspace's data, and exports that are not its own
     expect(await call('POST', '/v1/exports', KEYS.ws_beta, { from, to, granularity: 'day', subjects: ['ws_alpha'] })).toMatchObject({ status: 403, body: { error: { code: 'forbidden_workspace' } } });
-    expect(await call('POST', '/v1/exports', KEYS.ws_beta, { from, to, granularity: 'day', subjects: ['ws_beta', 'ws_gamma'] })).toMatchObject({ status: 403, body: { error: { code: 'forbidden_workspace' } } });
+    expect(await call('POST', '/v1/exports', KEYS.ws_beta, { from, to, granularity: 'day', subjects: ['ws_beta', 'ws_gamma'] })).toMatchObject({
+      status: 403,
+      body: { error: { code: 'forbidden_workspace' } },
+    });
     expect(await call('GET', `/v1/exports/${exportIds.hour}`, KEYS.ws_beta)).toMatchObject({ status: 404, body: { error: { code: 'unknown_export' } } });
     expect(await call('GET', `/v1/exports/${exportIds.day}`, KEYS.ws_alpha)).toMatchObject({ status: 404, body: { error: { code: 'unknown_export' } } });
     expect(await call('GET', `/v1/exports/${exportIds.day}`, KEYS.finance)).toMatchObject({ status: 200, body: { id: exportIds.day, status: 'ready' } });
@@ -1074,8 +1151,16 @@ describe('finance reports across two cycle closes on the local stack', () => {
     expectAuditClean(all, expectedAuditScope(SUBJECTS), count(SUBJECTS));
     expectAuditClean(beta, expectedAuditScope(['ws_beta']), count(['ws_beta']));
     const day = localDay('ws_alpha', Date.parse(cycles.ws_alpha.c1.end) - DAY);
-    expectAuditClean(byDate, expectedAuditScope(SUBJECTS, (s) => cycleOf(s, Date.parse(dayStart(s, day)))), count(SUBJECTS));
-    expectAuditClean(both, expectedAuditScope(['ws_gamma'], () => cycles.ws_gamma.c2), count(['ws_gamma']));
+    expectAuditClean(
+      byDate,
+      expectedAuditScope(SUBJECTS, (s) => cycleOf(s, Date.parse(dayStart(s, day)))),
+      count(SUBJECTS),
+    );
+    expectAuditClean(
+      both,
+      expectedAuditScope(['ws_gamma'], () => cycles.ws_gamma.c2),
+      count(['ws_gamma']),
+    );
   }, 300_000);
 
   test('a late correction in cycle 3 of an event already corrected during cycle 2: each report lists the change applied in its own cycle', async () => {
@@ -1097,14 +1182,17 @@ describe('finance reports across two cycle closes on the local stack', () => {
     const cycle3 = (await call('GET', `/v1/workspaces/ws_alpha/report?cycle=current`, KEYS.finance)).body;
     expectValid('cycleReport', cycle2);
     expectValid('cycleReport', cycle3);
-    const of = (report: Body) => (report.earlierCycleAdjustments as { source: string; id: string; delta: string }[]).filter((a) => a.source === eventKey.source && a.id === eventKey.id).map((a) => a.delta);
+    const of = (report: Body) =>
+      (report.earlierCycleAdjustments as { source: string; id: string; delta: string }[]).filter((a) => a.source === eventKey.source && a.id === eventKey.id).map((a) => a.delta);
     expect({ cycle2: of(cycle2), cycle3: of(cycle3), c3: (cycle3.cycle as Cycle).start }).toEqual({ cycle2: ['777'], cycle3: ['100'], c3: c3.start });
   });
 
   test('the audit fails, naming the workspace and the check, when a cycle rollup no longer matches the ledger', async () => {
     // Arrange: one token more in ws_gamma's cycle 2 tokens item, written behind the pipeline's back
     const { c2 } = cycles.ws_gamma;
-    const documents = DynamoDBDocumentClient.from(new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }));
+    const documents = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+    );
     try {
       await documents.send(
         new UpdateCommand({

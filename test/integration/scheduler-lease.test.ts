@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoLeases } from '../../functions/adapters/lease-store';
 import { FUNCTIONS, SCHEDULES } from '../../functions/contract/resources';
 import type { SchedulerResult } from '../../functions/scheduler';

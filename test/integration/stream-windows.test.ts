@@ -1,9 +1,9 @@
 import { CreateTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, type _Record } from '@aws-sdk/client-dynamodb-streams';
+import { type _Record, DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { sleep } from '../../local/sqs-poller';
 import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal } from '../../local/stand-ins';
 import { type StreamEvent, StreamPoller, type StreamResponse } from '../../local/stream-poller';
-import { sleep } from '../../local/sqs-poller';
 
 /**
  * The local stream poller against DynamoDB Local's own stream, with a tumbling window, checked
@@ -149,7 +149,12 @@ describe('tumbling windows', () => {
     poller.start();
     const last = expectedWindows.at(-1) as number;
     const finals = () => invokes.filter((e) => e.isFinalInvokeForWindow);
-    await until(() => finals().length === expectedWindows.length - 1 && invokes.filter((e) => e.Records.length > 0 && Date.parse(e.window?.start ?? '') === last).length === Math.floor((perWindow.get(last)?.length ?? 0) / batchSize), 'every full batch of every window');
+    await until(
+      () =>
+        finals().length === expectedWindows.length - 1 &&
+        invokes.filter((e) => e.Records.length > 0 && Date.parse(e.window?.start ?? '') === last).length === Math.floor((perWindow.get(last)?.length ?? 0) / batchSize),
+      'every full batch of every window',
+    );
     const beforeTheClockMoved = invokes.length;
     // The last window's remainder waits for its batching window, and its end for the clock.
     await untilWithClock(clock, () => finals().length === expectedWindows.length, 'the last window to end');

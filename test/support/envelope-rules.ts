@@ -58,13 +58,27 @@ export function envelopeViolations(raw: unknown, rules: StatedRules): Set<Reject
   const { usageType, quantity } = raw.data;
   const type = typeof usageType === 'string' && usageType.length <= 128 && Object.hasOwn(rules.usageTypes, usageType) ? rules.usageTypes[usageType] : undefined;
   if (!type) found.add('unknown_usage_type');
-  if (typeof quantity !== 'number' || !Number.isFinite(quantity) || quantity <= 0 || quantity > Number.MAX_SAFE_INTEGER || decimals(quantity) > 9 || (type && !type.allowFractions && !Number.isInteger(quantity))) {
+  if (
+    typeof quantity !== 'number' ||
+    !Number.isFinite(quantity) ||
+    quantity <= 0 ||
+    quantity > Number.MAX_SAFE_INTEGER ||
+    decimals(quantity) > 9 ||
+    (type && !type.allowFractions && !Number.isInteger(quantity))
+  ) {
     found.add('invalid_quantity');
   }
   if (!['userId', 'groupId', 'channel', 'feature'].every((name) => isDimension((raw.data as Json)[name]))) found.add('invalid_dimension');
   // README: each string within its limit in UTF-8 bytes, and source + id within a 2,048-byte key as a JSON array.
   const bytes = (value: unknown) => (typeof value === 'string' ? new TextEncoder().encode(value).length : 0);
-  const limits: [unknown, number][] = [[raw.id, 256], [raw.source, 1024], [raw.type, 256], [raw.subject, 128], [raw.data.usageType, 128], ...['userId', 'groupId', 'channel', 'feature'].map((n): [unknown, number] => [(raw.data as Json)[n], 256])];
+  const limits: [unknown, number][] = [
+    [raw.id, 256],
+    [raw.source, 1024],
+    [raw.type, 256],
+    [raw.subject, 128],
+    [raw.data.usageType, 128],
+    ...['userId', 'groupId', 'channel', 'feature'].map((n): [unknown, number] => [(raw.data as Json)[n], 256]),
+  ];
   if (limits.some(([value, limit]) => bytes(value) > limit) || bytes(JSON.stringify([raw.source, raw.id])) > 2048) found.add('field_too_long');
   return found;
 }

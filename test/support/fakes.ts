@@ -2,14 +2,29 @@
  * In-memory fakes of the ports that functions/core declares, for unit tests.
  * They keep the semantics that core relies on (DESIGN.md) and nothing more.
  */
-import { eventKey } from '../../functions/core/metering/envelope';
-import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
+
 import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/ports';
+import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
 import type { AccountStore, Adjustment, DaySnapshot } from '../../functions/core/billing/ports';
-import type { CommitResult, CycleItemKey, LateChange, RollupCloser, Ledger, Quarantine, QuarantineRecord, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/ports';
-import type { ReportStore } from '../../functions/core/reporting/ports';
+import { eventKey } from '../../functions/core/metering/envelope';
+import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/ports';
+import {
+  type Breakdown,
+  type Chunk,
+  CycleItemsChangedError,
+  type CycleState,
+  CyclesClosedError,
+  cycleItemKey,
+  type LedgerChange,
+  type LedgerEntry,
+  type MemberKind,
+  type OwnerRun,
+  type ParkedRecord,
+  type RollupKind,
+  type RollupUpdate,
+} from '../../functions/core/metering/rollups';
 import type { Clock, Subject, SubjectDirectory, SubjectStore } from '../../functions/core/ports';
-import { type Breakdown, type Chunk, CycleItemsChangedError, type CycleState, CyclesClosedError, type LedgerChange, type LedgerEntry, type MemberKind, type OwnerRun, type ParkedRecord, type RollupKind, type RollupUpdate, cycleItemKey } from '../../functions/core/metering/rollups';
+import type { ReportStore } from '../../functions/core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../../functions/core/reporting/report-schema';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
@@ -355,18 +370,14 @@ export class InMemoryRollupReader implements RollupReader, RollupCloser {
 
   /** Replaces the row with the same subject, kind, period, usage type and member (or adds it): a late event or correction landed. */
   set(subject: string, row: RollupRow): this {
-    const index = this.rows.findIndex(
-      (r) => r.subject === subject && r.row.kind === row.kind && r.row.period === row.period && r.row.usageType === row.usageType && r.row.member === row.member,
-    );
+    const index = this.rows.findIndex((r) => r.subject === subject && r.row.kind === row.kind && r.row.period === row.period && r.row.usageType === row.usageType && r.row.member === row.member);
     if (index >= 0) this.rows.splice(index, 1);
     return this.add(subject, row);
   }
 
   async query(subject: string, kind: 'day' | 'cycle', fromPeriod: string, toPeriod: string): Promise<RollupRow[]> {
     this.queries.push({ subject, kind, fromPeriod, toPeriod });
-    return this.rows
-      .filter((r) => r.subject === subject && r.row.kind === kind && r.row.period >= fromPeriod && r.row.period <= toPeriod)
-      .map((r) => r.row);
+    return this.rows.filter((r) => r.subject === subject && r.row.kind === kind && r.row.period >= fromPeriod && r.row.period <= toPeriod).map((r) => r.row);
   }
 
   async members(subject: string, kind: MemberKind, cycleStart: string, usageType: string): Promise<RollupRow[]> {

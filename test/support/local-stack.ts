@@ -1,4 +1,4 @@
-import { SQSClient, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalStack } from '../../local/runtime';
 import { checkResponse } from './api-contract';
 import type { Bucket, Granularity } from './ground-truth';
@@ -44,9 +44,7 @@ export class StackClient {
     const buckets: Bucket[] = [];
     for (let start = from.getTime(); start < to.getTime(); start += windowMs) {
       const end = Math.min(start + windowMs, to.getTime());
-      const { status, body } = await this.get(
-        `/v1/workspaces/${subject}/usage?granularity=${granularity}&from=${new Date(start).toISOString()}&to=${new Date(end).toISOString()}`,
-      );
+      const { status, body } = await this.get(`/v1/workspaces/${subject}/usage?granularity=${granularity}&from=${new Date(start).toISOString()}&to=${new Date(end).toISOString()}`);
       if (status !== 200) throw new Error(`usage query failed with ${status}: ${JSON.stringify(body)}`);
       buckets.push(...(body as { buckets: Bucket[] }).buckets);
     }

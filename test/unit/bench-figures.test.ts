@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
-import { type Correctness, type Figures, type JudgedRow, check, figuresOf, judge } from '../../bench/pipeline-figures';
+import { type Correctness, check, type Figures, figuresOf, type JudgedRow, judge } from '../../bench/pipeline-figures';
 import type { PhaseReport, RunReport } from '../../bench/pipeline-protocol';
 import { PRICES } from '../../bench/prices';
-import { GroundTruth, type TestEvent } from '../support/ground-truth';
 import { usageEvent } from '../support/events';
+import { GroundTruth, type TestEvent } from '../support/ground-truth';
 
 /**
  * The arithmetic behind the pipeline benchmark's table and targets. Each run here is made up, so that

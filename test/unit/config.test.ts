@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseConfig, formatPath } from '../../functions/core/config';
+import { ConfigError, formatPath, parseConfig } from '../../functions/core/config';
 
 const exampleText = readFileSync(new URL('../../config/example.json', import.meta.url), 'utf8');
 

@@ -1,16 +1,5 @@
 import { Settings } from 'luxon';
-import {
-  type BillingAnchor,
-  type Cycle,
-  bucketsOf,
-  cycleContaining,
-  isValidTimeZone,
-  localDate,
-  nextCycle,
-  previousCycle,
-  startOfLocalDay,
-  utcHour,
-} from '../../functions/core/cycles';
+import { type BillingAnchor, bucketsOf, type Cycle, cycleContaining, isValidTimeZone, localDate, nextCycle, previousCycle, startOfLocalDay, utcHour } from '../../functions/core/cycles';
 
 const anchor = (billingAnchorDay: number, timeZone = 'UTC'): BillingAnchor => ({ billingAnchorDay, timeZone });
 const utcCycle = (startDate: string, endDate: string): Cycle => ({ start: `${startDate}T00:00:00.000Z`, end: `${endDate}T00:00:00.000Z` });
@@ -105,8 +94,19 @@ describe('cycleContaining in UTC', () => {
 
 describe('nextCycle and previousCycle', () => {
   const expectedStarts = [
-    '2027-12-31', '2028-01-31', '2028-02-29', '2028-03-31', '2028-04-30', '2028-05-31', '2028-06-30',
-    '2028-07-31', '2028-08-31', '2028-09-30', '2028-10-31', '2028-11-30', '2028-12-31',
+    '2027-12-31',
+    '2028-01-31',
+    '2028-02-29',
+    '2028-03-31',
+    '2028-04-30',
+    '2028-05-31',
+    '2028-06-30',
+    '2028-07-31',
+    '2028-08-31',
+    '2028-09-30',
+    '2028-10-31',
+    '2028-11-30',
+    '2028-12-31',
   ].map((date) => `${date}T00:00:00.000Z`);
 
   test('13 consecutive cycles for anchor 31 from 2027-12-31', () => {

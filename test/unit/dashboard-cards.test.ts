@@ -25,7 +25,7 @@ const entry: SummaryEntry = {
 const asOf = '2026-11-24T08:00:00.000Z';
 
 describe('cards', () => {
-  test('show the API\'s days, average and run-out as given', () => {
+  test("show the API's days, average and run-out as given", () => {
     const cards = cycleCards(entry, asOf, 'token', 'UTC');
     expect(cards.map((c) => [c.id, c.value, c.unit])).toEqual([
       ['days-remaining', '20', 'days'],
@@ -51,7 +51,7 @@ describe('cards', () => {
     expect(cards[2]?.detail).toBe('Images a day over the 1 day so far');
   });
 
-  test('runOutDate adds the API\'s days to the summary\'s instant', () => {
+  test("runOutDate adds the API's days to the summary's instant", () => {
     // 14.71 days = 1,270,944,000 ms after asOf.
     expect(runOutDate(entry, asOf)?.toISOString()).toBe(new Date(Date.parse(asOf) + 1_270_944_000).toISOString());
     expect(runOutDate({ ...entry, runOutInDays: null }, asOf)).toBeNull();
@@ -61,8 +61,10 @@ describe('cards', () => {
 describe('warning', () => {
   test('only when the API projects running out before the cycle ends', () => {
     expect(runOutWarning({ ...entry, projectedToRunOut: false }, asOf, 'token', 'UTC')).toBeNull();
-    expect(runOutWarning(entry, asOf, 'token', 'UTC')).toBe('At 40,468.2 tokens a day, this cycle\'s tokens run out in about 14.71 days (around Dec 9, 2026), before your allowance resets on Dec 15, 2026.');
-    expect(runOutWarning({ ...entry, availableAmount: 0, runOutInDays: 0 }, asOf, 'image', 'UTC')).toBe('You have used all of this cycle\'s images. Your allowance resets on Dec 15, 2026.');
+    expect(runOutWarning(entry, asOf, 'token', 'UTC')).toBe(
+      "At 40,468.2 tokens a day, this cycle's tokens run out in about 14.71 days (around Dec 9, 2026), before your allowance resets on Dec 15, 2026.",
+    );
+    expect(runOutWarning({ ...entry, availableAmount: 0, runOutInDays: 0 }, asOf, 'image', 'UTC')).toBe("You have used all of this cycle's images. Your allowance resets on Dec 15, 2026.");
   });
 });
 
@@ -92,7 +94,12 @@ describe('allowance bar', () => {
   });
 
   test('nothing allowed and nothing used: an empty bar, no division by zero', () => {
-    expect(allowanceBar({ ...entry, allowanceAmount: 0, usedAmount: 0, availableAmount: 0, bonusAmount: 0 })).toMatchObject({ capacity: 0, monthlyPercent: 0, usedMonthlyPercent: 0, usedBonusPercent: 0 });
+    expect(allowanceBar({ ...entry, allowanceAmount: 0, usedAmount: 0, availableAmount: 0, bonusAmount: 0 })).toMatchObject({
+      capacity: 0,
+      monthlyPercent: 0,
+      usedMonthlyPercent: 0,
+      usedBonusPercent: 0,
+    });
   });
 });
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { LosslessNumber, hasLongNumber, parseExactJson, significantDigits, stringifyExactJson } from '../../functions/core/exact-json';
-import { parseMessageBody, packEvents, validateEvent } from '../../functions/core/metering/envelope';
+import { hasLongNumber, LosslessNumber, parseExactJson, significantDigits, stringifyExactJson } from '../../functions/core/exact-json';
+import { packEvents, parseMessageBody, validateEvent } from '../../functions/core/metering/envelope';
 
 /**
  * Numbers read from JSON text without loss. Up to 15 significant digits JSON.parse is exact (a double

@@ -1,8 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors';
-import type { ApiKeyRecord, ApiKeyStore } from './ports';
 import type { Clock, SubjectStore } from '../ports';
+import type { ApiKeyRecord, ApiKeyStore } from './ports';
 import { type Access, SCOPES, type Scope } from './scopes';
 
 /**
@@ -19,7 +19,6 @@ export interface Principal {
   /** The one workspace a `workspace` key may see. */
   subject?: string;
 }
-
 
 const ALLOWED: Record<Exclude<Access, 'public' | 'any'>, readonly Scope[]> = {
   'workspace-read': ['workspace', 'finance', 'admin'],
@@ -96,7 +95,14 @@ export async function createKey(body: KeyBody, deps: { keys: ApiKeyStore; subjec
     throw new InvalidRequestError('unknown_workspace', `workspace "${body.subject}" does not exist`);
   }
   const { key, id, hash } = generateKey();
-  const record: ApiKeyRecord = { id, hash, scope: body.scope, ...(body.subject ? { subject: body.subject } : {}), ...(body.name ? { name: body.name } : {}), createdAt: deps.clock.now().toISOString() };
+  const record: ApiKeyRecord = {
+    id,
+    hash,
+    scope: body.scope,
+    ...(body.subject ? { subject: body.subject } : {}),
+    ...(body.name ? { name: body.name } : {}),
+    createdAt: deps.clock.now().toISOString(),
+  };
   await deps.keys.put(record);
   return { ...view(record), key };
 }

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { CLIENT_GRANT_KINDS, type Grant, defaultTopUpExpiry, units } from '../billing/balance';
+import { CLIENT_GRANT_KINDS, defaultTopUpExpiry, type Grant, units } from '../billing/balance';
+import type { AccountStore } from '../billing/ports';
 import { type Config, formatPath, idSchema, subjectSchema } from '../config';
-import { envelopeRules, packEvents, validateEvent } from '../metering/envelope';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors';
 import { type LosslessNumber, parseExactJson } from '../exact-json';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { AccountStore } from '../billing/ports';
+import { envelopeRules, packEvents, validateEvent } from '../metering/envelope';
 import type { UsageQueue } from '../metering/ports';
 import type { Clock, Subject, SubjectStore } from '../ports';
 import { toDecimalString } from '../quantity';
@@ -73,7 +73,11 @@ function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: string): 
  * The billing anchor and time zone of an existing workspace are fixed: its events are already
  * bucketed by them, so changing them would split a cycle's usage between two keys.
  */
-export async function putWorkspace(id: string, body: z.infer<typeof workspaceBodySchema>, deps: { config: Config; subjects: SubjectStore; clock: Clock }): Promise<{ created: boolean; workspace: Subject }> {
+export async function putWorkspace(
+  id: string,
+  body: z.infer<typeof workspaceBodySchema>,
+  deps: { config: Config; subjects: SubjectStore; clock: Clock },
+): Promise<{ created: boolean; workspace: Subject }> {
   if (!deps.config.plans.some((p) => p.id === body.plan)) throw new InvalidRequestError('unknown_plan', `plan "${body.plan}" is not configured`);
   const existing = await deps.subjects.get(id);
   if (existing && (existing.billingAnchorDay !== body.billingAnchorDay || existing.timeZone !== body.timeZone)) {
@@ -85,7 +89,11 @@ export async function putWorkspace(id: string, body: z.infer<typeof workspaceBod
 }
 
 /** Grant bonus or top-up credits, idempotent by the client's id: the same id again changes nothing. */
-export async function addGrant(subjectId: string, body: z.infer<typeof grantBodySchema>, deps: { config: Config; subjects: SubjectStore; accounts: AccountStore; clock: Clock }): Promise<{ created: boolean; grant: Grant }> {
+export async function addGrant(
+  subjectId: string,
+  body: z.infer<typeof grantBodySchema>,
+  deps: { config: Config; subjects: SubjectStore; accounts: AccountStore; clock: Clock },
+): Promise<{ created: boolean; grant: Grant }> {
   if (!(await deps.subjects.get(subjectId))) throw new NotFoundError('unknown_workspace', `workspace "${subjectId}" does not exist`);
   const usageType = deps.config.usageTypes.find((u) => u.id === body.usageType);
   if (!usageType) throw new InvalidRequestError('unknown_usage_type', `usage type "${body.usageType}" is not configured`);
@@ -139,7 +147,15 @@ export async function recordUsages(
     const { event } = result;
     // Only the fields ingest reads, each within its byte limit, so that every event fits a message.
     const data = filled.data as { quantity: number | LosslessNumber };
-    const body = { specversion: '1.0', id: event.id, source: event.source, type: event.type, subject: event.subject, time: filled.time, data: { usageType: event.usageType, quantity: data.quantity, ...event.dimensions } };
+    const body = {
+      specversion: '1.0',
+      id: event.id,
+      source: event.source,
+      type: event.type,
+      subject: event.subject,
+      time: filled.time,
+      data: { usageType: event.usageType, quantity: data.quantity, ...event.dimensions },
+    };
     return { body, event };
   });
   // Split by bytes, never over the queue's limit: whatever a 202 lists, ingest can read.

@@ -1,10 +1,10 @@
 import Handlebars from 'handlebars';
 import { units } from '../billing/balance';
-import type { Config } from '../config';
-import type { Alert, AlertStore, Email, EmailSender } from './ports';
-import type { Subject, SubjectDirectory } from '../ports';
 import { type QuotaDeps, quotaView } from '../billing/quotas';
+import type { Config } from '../config';
+import type { Subject, SubjectDirectory } from '../ports';
 import { toDecimalString } from '../quantity';
+import type { Alert, AlertStore, Email, EmailSender } from './ports';
 import { HTML, SUBJECT, TEXT } from './templates/threshold-email';
 
 /**

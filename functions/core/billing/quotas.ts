@@ -1,13 +1,13 @@
-import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
-import { cycleSnapshot } from './snapshot';
 import type { Config } from '../config';
 import { cycleContaining, localDate, previousCycle } from '../cycles';
 import { NotFoundError } from '../errors';
-import type { AccountStore } from './ports';
 import type { RollupReader } from '../metering/ports';
+import { dayCounter } from '../metering/rollups';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type Amount, toAmount } from '../quantity';
-import { dayCounter } from '../metering/rollups';
+import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
+import type { AccountStore } from './ports';
+import { cycleSnapshot } from './snapshot';
 
 /**
  * How much is left, per usage type, for one workspace right now.

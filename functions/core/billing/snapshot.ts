@@ -1,9 +1,9 @@
-import { type CycleSnapshot, type Grant, type UsageSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
 import type { PlanConfig } from '../config';
 import type { Cycle } from '../cycles';
 import type { RollupRow } from '../metering/ports';
 import type { Subject } from '../ports';
 import { toDecimalString } from '../quantity';
+import { type CycleSnapshot, cycleBalance, type Grant, heldCredits, spilloverInto, type UsageSnapshot, units } from './balance';
 
 export interface SnapshotInput {
   subject: Subject;

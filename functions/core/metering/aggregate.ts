@@ -1,5 +1,23 @@
 import type { CommitResult, RollupWriter } from './ports';
-import { type BreakdownPolicy, type Chunk, ChunkRefusedError, CycleItemsChangedError, type CycleState, DEFAULT_BREAKDOWNS, EMPTY_CYCLE_STATE, type LedgerChange, OTHER, type OwnerRun, changesCounters, cycleItemKey, ownerOf, padSequenceNumber, parseCycleItemKey, planChunks, withAdmitted } from './rollups';
+import {
+  type BreakdownPolicy,
+  type Chunk,
+  ChunkRefusedError,
+  CycleItemsChangedError,
+  type CycleState,
+  changesCounters,
+  cycleItemKey,
+  DEFAULT_BREAKDOWNS,
+  EMPTY_CYCLE_STATE,
+  type LedgerChange,
+  OTHER,
+  type OwnerRun,
+  ownerOf,
+  padSequenceNumber,
+  parseCycleItemKey,
+  planChunks,
+  withAdmitted,
+} from './rollups';
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LosslessNumber, isLosslessNumber, parseExactJson, stringifyExactJson } from '../exact-json';
+import { isLosslessNumber, LosslessNumber, parseExactJson, stringifyExactJson } from '../exact-json';
 import { FRACTION_DIGITS, type NanoUnits, toDecimalString, toNanoUnits } from '../quantity';
 
 /**
@@ -61,10 +61,7 @@ export interface EnvelopeRules {
 }
 
 /** A config's rules at an instant: ingest, `POST …/usages` and replay all validate with these. */
-export function envelopeRules(
-  config: { usageTypes: readonly { id: string; allowFractions: boolean }[]; ingest: { maxFutureSeconds: number; retentionDays: number } },
-  now: Date,
-): EnvelopeRules {
+export function envelopeRules(config: { usageTypes: readonly { id: string; allowFractions: boolean }[]; ingest: { maxFutureSeconds: number; retentionDays: number } }, now: Date): EnvelopeRules {
   return {
     usageTypes: new Map(config.usageTypes.map((u) => [u.id, u])),
     now,
@@ -302,9 +299,7 @@ function checkQuantityLiteral(literal: string, allowFractions: boolean): string 
   // digits × 10^exponent, with no zero at either end of digits: a negative exponent means a fraction.
   const wholeDigits = digits.length + exponent;
   const fraction = exponent < 0;
-  const tooLarge =
-    wholeDigits > String(Number.MAX_SAFE_INTEGER).length ||
-    (wholeDigits > 0 && overMaxSafe(exponent >= 0 ? digits + '0'.repeat(exponent) : digits.slice(0, wholeDigits), fraction));
+  const tooLarge = wholeDigits > String(Number.MAX_SAFE_INTEGER).length || (wholeDigits > 0 && overMaxSafe(exponent >= 0 ? digits + '0'.repeat(exponent) : digits.slice(0, wholeDigits), fraction));
   if (tooLarge) return `quantity must be at most ${Number.MAX_SAFE_INTEGER}`;
   if (!allowFractions && fraction) return `quantity must be an integer for this usage type, got ${literal}`;
   if (-exponent > FRACTION_DIGITS) return `quantity may have at most ${FRACTION_DIGITS} decimal places, got ${literal}`;

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { type Config } from '../config';
 import { bucketsOf } from '../cycles';
-import { type Rejection, type UsageEvent, envelopeRules, eventKey, parseMessageBody, validateEvent } from './envelope';
 import { stringifyExactJson } from '../exact-json';
-import type { Ledger, Quarantine, QuarantineRecord } from './ports';
 import type { Clock, SubjectDirectory } from '../ports';
+import { envelopeRules, eventKey, parseMessageBody, type Rejection, type UsageEvent, validateEvent } from './envelope';
+import type { Ledger, Quarantine, QuarantineRecord } from './ports';
 import type { LedgerEntry } from './rollups';
 
 /**
@@ -89,10 +89,7 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
     entriesByKey.set(key, { entry, messageIds });
   }
 
-  const [ledgerResult, quarantineResult] = await Promise.all([
-    deps.ledger.putAll([...entriesByKey.values()].map((e) => e.entry)),
-    deps.quarantine.putAll(quarantined),
-  ]);
+  const [ledgerResult, quarantineResult] = await Promise.all([deps.ledger.putAll([...entriesByKey.values()].map((e) => e.entry)), deps.quarantine.putAll(quarantined)]);
 
   const failed = new Set<string>();
   const failedKeys = new Set(ledgerResult.failed.map(eventKey));

@@ -1,27 +1,27 @@
 import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
-import { eventKey } from './envelope';
-import type { LedgerStreamReader, LedgerVersions, RepairStore, RollupRange, RollupRow, StreamedChange, VersionedImage } from './ports';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
+import { eventKey } from './envelope';
+import type { LedgerStreamReader, LedgerVersions, RepairStore, RollupRange, RollupRow, StreamedChange, VersionedImage } from './ports';
 import {
   type BreakdownPolicy,
   CycleItemsChangedError,
   type CycleState,
-  type LedgerChange,
-  type LedgerImage,
-  MAX_COUNTER_BYTES_PER_CHUNK,
-  MAX_COUNTERS_PER_UPDATE,
-  type ParkedRecord,
-  type RollupUpdate,
   changesCounters,
   checkpointBucketOf,
   cycleItemKey,
   cycleStateOf,
+  type LedgerChange,
+  type LedgerImage,
+  MAX_COUNTER_BYTES_PER_CHUNK,
+  MAX_COUNTERS_PER_UPDATE,
   ownerOf,
+  type ParkedRecord,
   padSequenceNumber,
   planChunks,
+  type RollupUpdate,
   rollupSortKey,
 } from './rollups';
 
@@ -111,7 +111,8 @@ export async function repairSubject(request: RepairRequest, deps: RepairDeps): P
   const retentionMs = deps.config.ingest.retentionDays * 86_400_000;
   const repairable = (cycleStart: string) => Date.parse(cycleStart) + retentionMs > now.getTime();
   const only = request.cycle?.(subject);
-  if (only && !repairable(only.start)) throw new RepairRefusedError(`the cycle starting ${only.start} began more than ${deps.config.ingest.retentionDays} days ago: its events may have aged out of the ledger`);
+  if (only && !repairable(only.start))
+    throw new RepairRefusedError(`the cycle starting ${only.start} began more than ${deps.config.ingest.retentionDays} days ago: its events may have aged out of the ledger`);
   const holder = `${now.toISOString()}#${Math.random().toString(36).slice(2, 10)}`;
   if (!request.dryRun && !(await deps.rollups.acquireRepairLease(subject.id, holder, Math.floor(Date.now() / 1000) + LEASE_SECONDS))) {
     throw new RepairRefusedError(`another repair of "${subject.id}" is running`);
@@ -138,7 +139,14 @@ interface RepairPlan {
   summary: Pick<RepairResult, 'cycles' | 'tooOld' | 'events' | 'inFlight' | 'items' | 'parkedRemoved'>;
 }
 
-async function planRepair(subject: Subject, only: Cycle | undefined, repairable: (cycleStart: string) => boolean, now: Date, deps: RepairDeps, sleep: (ms: number) => Promise<void>): Promise<RepairPlan> {
+async function planRepair(
+  subject: Subject,
+  only: Cycle | undefined,
+  repairable: (cycleStart: string) => boolean,
+  now: Date,
+  deps: RepairDeps,
+  sleep: (ms: number) => Promise<void>,
+): Promise<RepairPlan> {
   // 1. Snapshot, between two equal reads of the subject's bucket checkpoints.
   const owner = checkpointBucketOf(subject.id);
   const range = rangeOf(subject, only, now, deps.config.ingest.retentionDays);
@@ -205,7 +213,10 @@ async function planRepair(subject: Subject, only: Cycle | undefined, repairable:
     const images = [record.change.oldImage, record.change.newImage].filter((i): i is LedgerImage => i !== undefined && i.subject === subject.id);
     if (!images.some(mine) || !(await isApplied(record.shardId, record.change))) continue;
     const elsewhere = images.find((i) => !inTarget(i));
-    if (elsewhere) throw new RepairRefusedError(`parked record ${record.shardId}#${record.sequenceNumber} also changes the cycle starting ${elsewhere.cycleStart}: repair that cycle with it (omit --cycle) or replay the record first`);
+    if (elsewhere)
+      throw new RepairRefusedError(
+        `parked record ${record.shardId}#${record.sequenceNumber} also changes the cycle starting ${elsewhere.cycleStart}: repair that cycle with it (omit --cycle) or replay the record first`,
+      );
     parked.push(record);
   }
 
@@ -440,7 +451,12 @@ export function repairTable(result: RepairResult): string {
   const lines = [
     `repair of ${result.subject}: ${result.events} events in the ledger over ${result.cycles.length} cycle(s) (${result.cycles.join(', ') || 'none'}), ${result.inFlight} in flight; ${result.items.length} item(s) ${verb}, ${result.parkedRemoved} parked record(s) applied${result.dryRun ? ' (dry run: nothing changed)' : ''}`,
     ...(result.tooOld.length > 0 ? [`left alone, older than the ledger's retention: ${result.tooOld.join(', ')}`] : []),
-    ...result.items.map((i) => `${i.item.padEnd(48)}  total ${i.total.startsWith('-') ? i.total : `+${i.total}`}  ${Object.entries(i.counters).map(([n, d]) => `${n} ${d.startsWith('-') ? d : `+${d}`}`).join(', ')}`),
+    ...result.items.map(
+      (i) =>
+        `${i.item.padEnd(48)}  total ${i.total.startsWith('-') ? i.total : `+${i.total}`}  ${Object.entries(i.counters)
+          .map(([n, d]) => `${n} ${d.startsWith('-') ? d : `+${d}`}`)
+          .join(', ')}`,
+    ),
   ];
   return lines.join('\n');
 }

@@ -1,8 +1,8 @@
 import type { Config } from '../config';
-import { type EnvelopeRules, type Rejection, type RejectionReason, type UsageEvent, envelopeRules, identityOfKey, parseMessageBody, validateEvent } from './envelope';
-import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './ports';
 import type { Clock, SubjectDirectory } from '../ports';
-import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, type ParkedRecord, cycleItemKey, parseCycleItemKey, planChunks } from './rollups';
+import { type EnvelopeRules, envelopeRules, identityOfKey, parseMessageBody, type Rejection, type RejectionReason, type UsageEvent, validateEvent } from './envelope';
+import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './ports';
+import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, cycleItemKey, type ParkedRecord, parseCycleItemKey, planChunks } from './rollups';
 
 /**
  * Replay: send messages back to the usage queue once what made them fail is fixed.
@@ -84,7 +84,8 @@ export async function replayDeadLetters(filter: Pick<ReplayFilter, 'subject'>, o
         sent.filter((message) => !undeleted.has(message)).forEach((message) => held.delete(message));
         for (const message of selected) {
           if (refused.has(message)) record(result, { ...deadLetterItem(message), outcome: 'failed', detail: 'the usage queue refused the message; it stays in the dead-letter queue' });
-          else if (undeleted.has(message)) record(result, { ...deadLetterItem(message), outcome: 'replayed', detail: 'sent, but not deleted from the dead-letter queue; replaying it again counts it once' });
+          else if (undeleted.has(message))
+            record(result, { ...deadLetterItem(message), outcome: 'replayed', detail: 'sent, but not deleted from the dead-letter queue; replaying it again counts it once' });
           else record(result, { ...deadLetterItem(message), outcome: 'replayed' });
         }
       }
@@ -196,11 +197,7 @@ function parkedItem(record: ParkedRecord): Omit<ReplayItem, 'outcome'> {
 }
 
 /** Validates each entry's body as ingest would now: the message must split into events that all pass, for subjects that exist. */
-async function judge(
-  entries: readonly QuarantineRecord[],
-  rules: EnvelopeRules,
-  subjects: SubjectDirectory,
-): Promise<{ entry: QuarantineRecord; rejection?: Rejection }[]> {
+async function judge(entries: readonly QuarantineRecord[], rules: EnvelopeRules, subjects: SubjectDirectory): Promise<{ entry: QuarantineRecord; rejection?: Rejection }[]> {
   const validated = entries.map((entry) => {
     if (entry.bodyTruncated) return { entry, rejection: { reason: entry.reason, detail: 'the stored body was cut short, so it cannot be sent again' } };
     const split = parseMessageBody(entry.body);
@@ -276,7 +273,14 @@ export function replayTable(result: ReplayResult): string {
     ? `${result.wouldReplay} would be replayed, ${result.skipped} skipped (dry run: nothing changed)`
     : `${result.replayed} replayed, ${result.skipped} skipped, ${result.failed} failed`;
   const lines = result.items.map((item) =>
-    [item.outcome.padEnd(12), (item.subject ?? '-').padEnd(16), (item.reason ?? '-').padEnd(18), item.id, ...(item.event ? [`${item.event.source} ${item.event.id}`] : []), ...(item.detail ? [item.detail] : [])].join('  '),
+    [
+      item.outcome.padEnd(12),
+      (item.subject ?? '-').padEnd(16),
+      (item.reason ?? '-').padEnd(18),
+      item.id,
+      ...(item.event ? [`${item.event.source} ${item.event.id}`] : []),
+      ...(item.detail ? [item.detail] : []),
+    ].join('  '),
   );
   return [`replay from ${result.from}: ${counts}`, ...lines].join('\n');
 }

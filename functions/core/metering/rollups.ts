@@ -1,5 +1,5 @@
-import type { UsageEvent } from './envelope';
 import { type NanoUnits, toNanoUnits } from '../quantity';
+import type { UsageEvent } from './envelope';
 
 /**
  * Rollup keys and the fold from ledger changes to counter deltas.
@@ -216,8 +216,7 @@ export const featureCounter = (feature: string) => `f#${feature}`;
 
 export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', late: 'L' };
 /** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#… (see the store). */
-export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) =>
-  `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
+export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) => `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
 /** Sequence numbers are decimal strings of varying length; padded, they compare as strings. */
 export const padSequenceNumber = (sequenceNumber: string) => sequenceNumber.padStart(40, '0');

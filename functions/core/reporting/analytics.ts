@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { units } from '../billing/balance';
+import { type QuotaDeps, quotaView } from '../billing/quotas';
 import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/ports';
+import type { MemberKind } from '../metering/rollups';
 import type { Subject, SubjectDirectory, SubjectStore } from '../ports';
 import { type Amount, type NanoUnits, toAmount } from '../quantity';
-import { type QuotaDeps, quotaView } from '../billing/quotas';
-import type { MemberKind } from '../metering/rollups';
 
 /**
  * What a usage dashboard shows, read from rollups only (never from events):
@@ -197,7 +197,12 @@ export async function usageSeries(
     for (const row of rows) if (row.usageType === usageType) place(row, add);
     const buckets = bounds.map(({ start, end }, i): SeriesBucket => {
       const sum = sums[i] as Sum;
-      const byChannel = Object.fromEntries([...sum.byChannel].filter(([, v]) => v !== 0n).sort(([a], [b]) => (a < b ? -1 : 1)).map(([c, v]) => [c, toAmount(v)]));
+      const byChannel = Object.fromEntries(
+        [...sum.byChannel]
+          .filter(([, v]) => v !== 0n)
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([c, v]) => [c, toAmount(v)]),
+      );
       return { start, end, total: toAmount(sum.total), byChannel };
     });
     return { usageType, buckets };
@@ -282,7 +287,15 @@ export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchem
   }
   const total = entries.reduce((sum, e) => sum + e.amount, 0n);
   // The cursor belongs to the cycles `cycle` named when the first page was read: after a rollover it is refused.
-  const resolved = createHash('sha256').update([...cycles.values()].map((c) => c.start).sort().join('|')).digest('base64url').slice(0, 16);
+  const resolved = createHash('sha256')
+    .update(
+      [...cycles.values()]
+        .map((c) => c.start)
+        .sort()
+        .join('|'),
+    )
+    .digest('base64url')
+    .slice(0, 16);
   const page = rankPage(entries, total, query.limit, query.cursor, `workspace|${usageType}|${query.cycle}|${resolved}`);
   const names = new Map(subjects.map((s) => [s.id, s.name]));
   return {

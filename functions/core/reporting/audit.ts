@@ -2,9 +2,9 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
-import type { LedgerScanner, ReportStore } from './ports';
 import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
+import type { LedgerScanner, ReportStore } from './ports';
 
 /**
  * Recomputes every cycle's totals from the ledger (the events themselves) and compares them with what
@@ -78,7 +78,9 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
       ...snapshots.map((s) => s.cycleStart),
     ]);
     for (const cycleStart of [...starts].filter((s) => !only || s === only.start).sort()) {
-      rows.push(...(await auditCycle(subject, cycleStart, { ledger, cycleRows: cycleRows.filter((r) => r.period === cycleStart), snapshot: snapshots.find((s) => s.cycleStart === cycleStart) }, deps)));
+      rows.push(
+        ...(await auditCycle(subject, cycleStart, { ledger, cycleRows: cycleRows.filter((r) => r.period === cycleStart), snapshot: snapshots.find((s) => s.cycleStart === cycleStart) }, deps)),
+      );
     }
   }
   return { rows, events, differences: rows.filter((r) => !r.ok).length };
@@ -111,10 +113,16 @@ async function auditCycle(
     check('cycle rollup total', truth.total, total);
     check('cycle rollup day counters', truth.total, sumCounters(row, 'd#'));
     const days = dayRows.filter((d) => d.usageType === usageType);
-    const mismatchedDays = [...new Set([...truth.days.keys(), ...days.map((d) => d.period)])].filter(
-      (day) => (truth.days.get(day) ?? 0n) !== units(days.find((d) => d.period === day)?.total ?? '0'),
-    );
-    rows.push({ subject: subject.id, cycleStart, usageType, check: 'day rollups', expected: 'every day equal', actual: mismatchedDays.length === 0 ? 'every day equal' : `differ on ${mismatchedDays.join(', ')}`, ok: mismatchedDays.length === 0 });
+    const mismatchedDays = [...new Set([...truth.days.keys(), ...days.map((d) => d.period)])].filter((day) => (truth.days.get(day) ?? 0n) !== units(days.find((d) => d.period === day)?.total ?? '0'));
+    rows.push({
+      subject: subject.id,
+      cycleStart,
+      usageType,
+      check: 'day rollups',
+      expected: 'every day equal',
+      actual: mismatchedDays.length === 0 ? 'every day equal' : `differ on ${mismatchedDays.join(', ')}`,
+      ok: mismatchedDays.length === 0,
+    });
     if (!snapshot) continue;
     const frozen = units(snapshot.usage[usageType]?.used ?? '0');
     const lateTotal = units(row?.late ?? '0');
@@ -129,7 +137,11 @@ async function auditCycle(
     }
     check('written report closed total', frozen, units(written?.closedTotal ?? '0'));
     check('written report total', units(written?.closedTotal ?? '0') + units(written?.adjustments.total ?? '0'), units(written?.total ?? '0'));
-    check('written report adjustment events', units(written?.adjustments.total ?? '0'), (written?.adjustments.events ?? []).reduce((sum, e) => sum + units(e.delta), 0n));
+    check(
+      'written report adjustment events',
+      units(written?.adjustments.total ?? '0'),
+      (written?.adjustments.events ?? []).reduce((sum, e) => sum + units(e.delta), 0n),
+    );
   }
   return rows;
 }
@@ -138,7 +150,11 @@ export function reportTable(result: AuditResult): string {
   const header = ['subject', 'cycle start', 'usage type', 'check', 'ledger / expected', 'found', ''];
   const body = result.rows.map((r) => [r.subject, r.cycleStart, r.usageType, r.check, r.expected, r.actual, r.ok ? 'ok' : 'DIFFERENT']);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   const summary = `${result.events} events in the ledger, ${result.rows.length} checks, ${result.differences === 0 ? 'no difference' : `${result.differences} difference(s)`}`;
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line), '', summary].join('\n');
 }

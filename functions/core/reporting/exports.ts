@@ -135,7 +135,8 @@ export async function runExport(id: string, deps: ExportDeps): Promise<ExportJob
   let bucketCount = 0;
   const counted = async function* (): AsyncGenerator<ExportBucket> {
     for (const subject of known) {
-      if (deps.deadline !== undefined && Date.now() > deps.deadline) throw new ExportTimeoutError(`the export did not finish in time (stopped before ${subject.id}); ask for a shorter range or fewer workspaces`);
+      if (deps.deadline !== undefined && Date.now() > deps.deadline)
+        throw new ExportTimeoutError(`the export did not finish in time (stopped before ${subject.id}); ask for a shorter range or fewer workspaces`);
       for await (const bucket of subjectBuckets(subject, job.request, deps.rollups)) {
         bucketCount += 1;
         yield bucket;
@@ -255,13 +256,26 @@ function hourBuckets(subject: Subject, row: RollupRow, range: Pick<ExportRequest
     const byChannel = new Map<string, NanoUnits>();
     const prefix = `ch#${hour}#`;
     for (const [counter, amount] of Object.entries(row.counters)) if (counter.startsWith(prefix)) byChannel.set(counter.slice(prefix.length), units(amount));
-    buckets.push({ subject: subject.id, usageType: row.usageType, start, end: new Date(Date.parse(start) + HOUR_MS).toISOString(), day: null, quantity: toDecimalString(quantity), byChannel: channels(byChannel) });
+    buckets.push({
+      subject: subject.id,
+      usageType: row.usageType,
+      start,
+      end: new Date(Date.parse(start) + HOUR_MS).toISOString(),
+      day: null,
+      quantity: toDecimalString(quantity),
+      byChannel: channels(byChannel),
+    });
   }
   return buckets;
 }
 
 function channels(byChannel: ReadonlyMap<string, NanoUnits>): Record<string, string> {
-  return Object.fromEntries([...byChannel].filter(([, amount]) => amount !== 0n).sort(([a], [b]) => (a < b ? -1 : 1)).map(([channel, amount]) => [channel, toDecimalString(amount)]));
+  return Object.fromEntries(
+    [...byChannel]
+      .filter(([, amount]) => amount !== 0n)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([channel, amount]) => [channel, toDecimalString(amount)]),
+  );
 }
 
 function addDays(day: string, days: number): string {

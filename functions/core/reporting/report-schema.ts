@@ -10,7 +10,10 @@ import { z } from 'zod';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
-const quantity = z.string().regex(/^-?\d+(\.\d{1,9})?$/).describe('exact decimal quantity');
+const quantity = z
+  .string()
+  .regex(/^-?\d+(\.\d{1,9})?$/)
+  .describe('exact decimal quantity');
 const instant = z.iso.datetime({ offset: false }).describe('UTC ISO 8601 instant');
 const date = z.iso.date();
 const minorUnits = z.number().int().describe('integer minor units of `currency`');

@@ -1,14 +1,14 @@
 import { type Grant, type UsageSnapshot, units } from '../billing/balance';
+import type { AccountStore } from '../billing/ports';
+import { priceUsage } from '../billing/rates';
 import { cycleSnapshot } from '../billing/snapshot';
 import type { Config } from '../config';
 import { type Cycle, localDate } from '../cycles';
-import type { AccountStore } from '../billing/ports';
+import { identityOfKey } from '../metering/envelope';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import { priceUsage } from '../billing/rates';
 import { type CycleReport, type CycleSummary, REPORT_SCHEMA_VERSION, type UsageReport } from './report-schema';
-import { identityOfKey } from '../metering/envelope';
 
 /**
  * Finance's view of one subject's cycle, from the rollups (the truth), the close's snapshot (what was
@@ -97,7 +97,11 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
  * All subjects' reports of one cycle start, in one file: totals per subject and overall. Reports are read
  * one at a time and only their totals kept, so a summary of many workspaces needs little memory.
  */
-export async function cycleSummary(cycleStart: string, reports: AsyncIterable<{ key: string; report: CycleReport }> | Iterable<{ key: string; report: CycleReport }>, generatedAt: string): Promise<CycleSummary> {
+export async function cycleSummary(
+  cycleStart: string,
+  reports: AsyncIterable<{ key: string; report: CycleReport }> | Iterable<{ key: string; report: CycleReport }>,
+  generatedAt: string,
+): Promise<CycleSummary> {
   const totals = new Map<string, NanoUnits>();
   const currencies = new Set<string | null>();
   const subjects: CycleSummary['subjects'] = [];
@@ -183,9 +187,7 @@ function byEvent(changes: readonly LateChange[]): LateChange[] {
     const earlier = merged.get(key);
     merged.set(
       key,
-      earlier
-        ? { ...change, delta: toDecimalString(units(earlier.delta) + units(change.delta)), appliedAt: earlier.appliedAt > change.appliedAt ? earlier.appliedAt : change.appliedAt }
-        : change,
+      earlier ? { ...change, delta: toDecimalString(units(earlier.delta) + units(change.delta)), appliedAt: earlier.appliedAt > change.appliedAt ? earlier.appliedAt : change.appliedAt } : change,
     );
   }
   const order = (c: LateChange) => [c.cycleStart, c.usageType, c.eventKey];
@@ -207,4 +209,3 @@ function daysBetween(first: string, last: string): string[] {
   for (let t = Date.parse(`${first}T00:00:00Z`); t <= Date.parse(`${last}T00:00:00Z`); t += DAY_MS) days.push(new Date(t).toISOString().slice(0, 10));
   return days;
 }
-

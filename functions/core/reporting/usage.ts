@@ -1,11 +1,11 @@
 import { z } from 'zod';
+import { parseQuery } from '../access/workspaces';
 import { localDate, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/ports';
 import type { SubjectDirectory } from '../ports';
 import { type Amount, toAmount, toNanoUnits } from '../quantity';
-import { parseQuery } from '../access/workspaces';
 
 /**
  * Usage buckets of one subject from the rollups.
@@ -91,9 +91,7 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
       }
     }
   }
-  const buckets: UsageBucket[] = [...sums.values()]
-    .filter((b) => b.units !== 0n)
-    .map((b) => ({ start: b.start, usageType: b.usageType, quantity: toAmount(b.units) }));
+  const buckets: UsageBucket[] = [...sums.values()].filter((b) => b.units !== 0n).map((b) => ({ start: b.start, usageType: b.usageType, quantity: toAmount(b.units) }));
   buckets.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.usageType < b.usageType ? -1 : a.usageType > b.usageType ? 1 : 0));
   return { subject: subject.id, granularity: query.granularity, buckets };
 }

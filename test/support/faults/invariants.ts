@@ -4,7 +4,7 @@ import type { RollupRow } from '../../../functions/core/metering/ports';
 import type { AuditResult } from '../../../functions/core/reporting/audit';
 import { utcCycleStart } from '../ground-truth';
 import type { DuplicateWindow } from './injector';
-import { type Expected, PLANS, THRESHOLDS, cycleEnd, nano } from './scenarios';
+import { cycleEnd, type Expected, nano, PLANS, THRESHOLDS } from './scenarios';
 
 /**
  * The invariants a run must keep, checked against the scenario's own expectations (scenarios.ts), never
@@ -131,7 +131,8 @@ export async function checkInvariants(expected: Expected, stage: Stage, observer
         report.violations.push(`alerts ${subject.id} ${usageType} ${cycleStart}: recorded ${JSON.stringify(thresholds)}, must ${JSON.stringify(must)}, may ${JSON.stringify(may)}`);
       }
       const highest = Math.max(0, ...thresholds);
-      if (highest > 0 && !mine.some((a) => a.notify && a.sk.endsWith(`#${String(highest).padStart(4, '0')}`))) report.violations.push(`alerts ${subject.id} ${usageType} ${cycleStart}: the highest (${highest}%) does not notify`);
+      if (highest > 0 && !mine.some((a) => a.notify && a.sk.endsWith(`#${String(highest).padStart(4, '0')}`)))
+        report.violations.push(`alerts ${subject.id} ${usageType} ${cycleStart}: the highest (${highest}%) does not notify`);
       for (const alert of mine.filter((a) => a.notify)) {
         for (const to of subject.contacts) {
           const key = emailKey(to, usageType, Number(alert.sk.split('#').at(-1)), resetsText(cycleEnd(new Date(cycleStart), subject.billingAnchorDay)));
@@ -144,7 +145,9 @@ export async function checkInvariants(expected: Expected, stage: Stage, observer
     const key = w.alert ? windowKey(w, expected) : emailKey(w.to, /monthly (\S+)$/.exec(w.subject ?? '')?.[1] ?? '?', Number(/used (\d+)%/.exec(w.subject ?? '')?.[1]), w.resets ?? '?');
     wantEmails.set(key, (wantEmails.get(key) ?? 0n) + 1n);
   }
-  const gotEmails = (await observer.emails()).map((e) => emailKey(e.to, /monthly (\S+)$/.exec(e.subject)?.[1] ?? '?', Number(/used (\d+)%/.exec(e.subject)?.[1]), /resets on (.*)\./.exec(e.text)?.[1] ?? '?'));
+  const gotEmails = (await observer.emails()).map((e) =>
+    emailKey(e.to, /monthly (\S+)$/.exec(e.subject)?.[1] ?? '?', Number(/used (\d+)%/.exec(e.subject)?.[1]), /resets on (.*)\./.exec(e.text)?.[1] ?? '?'),
+  );
   compare('emails', wantEmails, counts(gotEmails));
 
   // Reports reconcile: the audit finds the ledger, rollups, snapshots, late items and written reports in agreement.

@@ -1,14 +1,14 @@
 import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { appContext } from '../../../functions/adapters/app-context';
 import { createDocumentClient } from '../../../functions/adapters/dynamodb';
+import type { CloseSummary } from '../../../functions/core/billing/closes';
 import { runAudit } from '../../../functions/core/reporting/audit';
 import { lambdaContext } from '../../../local/lambda-context';
-import type { CloseSummary } from '../../../functions/core/billing/closes';
 import { suiteClockStart } from '../clock-start';
 import { type DeliveryStats, type FaultStack, LambdaDriver, startFaultStack } from './driver';
 import { FaultInjector, type FaultRates } from './injector';
-import { type CheckReport, type Observer, checkInvariants } from './invariants';
-import { Expected, type Scenario, type ScenarioOptions, makeScenario } from './scenarios';
+import { type CheckReport, checkInvariants, type Observer } from './invariants';
+import { Expected, makeScenario, type Scenario, type ScenarioOptions } from './scenarios';
 
 /**
  * One seeded fault run, in process: the scenario's first phase through ingest, aggregate and notify under
@@ -59,7 +59,12 @@ export async function runFaultScenario(options: RunOptions): Promise<RunResult> 
   const stack = await startFaultStack(scenario, injector);
   try {
     injector.tableNames = Object.fromEntries(Object.entries(stack.tables).map(([k, v]) => [v, k]));
-    const driver = new LambdaDriver(stack, injector, { seed: options.seed, maxIngestBatch: options.maxIngestBatch ?? 25, maxStreamBatch: options.maxStreamBatch ?? 200, anomalyRate: options.anomalyRate ?? 0.05 });
+    const driver = new LambdaDriver(stack, injector, {
+      seed: options.seed,
+      maxIngestBatch: options.maxIngestBatch ?? 25,
+      maxStreamBatch: options.maxStreamBatch ?? 200,
+      anomalyRate: options.anomalyRate ?? 0.05,
+    });
     const reruns: CloseSummary[] = [];
     let unchanged = true;
     const steps = scenario.phases.length * 3;
@@ -85,7 +90,12 @@ export async function runFaultScenario(options: RunOptions): Promise<RunResult> 
     await stack.handlers.scheduler({ job: 'close-due' }, lambdaContext('scheduler', 900));
 
     await options.inspect?.(stack);
-    const checks = await checkInvariants(new Expected(scenario, scenario.phases.length), { phases: scenario.phases.length, beforeClose: new Expected(scenario, 1), adjustmentsDue: true }, inProcessObserver(stack), injector.windows);
+    const checks = await checkInvariants(
+      new Expected(scenario, scenario.phases.length),
+      { phases: scenario.phases.length, beforeClose: new Expected(scenario, 1), adjustmentsDue: true },
+      inProcessObserver(stack),
+      injector.windows,
+    );
     return { scenario, faults: injector.summary(), duplicateWindows: injector.windows.length, delivery: driver.stats, reruns, rerunsChangedNothing: unchanged, checks };
   } finally {
     await stack.stop();
@@ -114,7 +124,9 @@ function inProcessObserver(stack: FaultStack): Observer {
     quarantine: async () => (await appContext.quarantine().list({ limit: 1_000_000 })).map((r) => `${r.messageId}#${r.index} ${r.reason}`),
     quarantineIdentity: (q) => `${q.key}#${q.index} ${q.reason}`,
     alerts: async (subject) => {
-      const { Items = [] } = await documents.send(new QueryCommand({ TableName: stack.tables.alerts, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ConsistentRead: true }));
+      const { Items = [] } = await documents.send(
+        new QueryCommand({ TableName: stack.tables.alerts, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': subject }, ConsistentRead: true }),
+      );
       return Items.map((i) => ({ sk: String(i.sk), notify: i.notify === true }));
     },
     emails: async () => {

@@ -175,7 +175,9 @@ export function makeScenario(seed: number, events: number, now = Date.now(), opt
     const subject = subjects.find((s) => s.id === e.subject);
     return subject && Date.parse(e.time) >= utcCycleStart(new Date(now), subject.billingAnchorDay).getTime();
   });
-  const lateCorrections = closedCycleEvents.filter(() => random.int(25) === 0).map((e) => message([{ valid: correct(e, utcCycleStart(new Date(now), subjects.find((s) => s.id === e.subject)?.billingAnchorDay ?? 1).getTime(), now - MINUTE) }]));
+  const lateCorrections = closedCycleEvents
+    .filter(() => random.int(25) === 0)
+    .map((e) => message([{ valid: correct(e, utcCycleStart(new Date(now), subjects.find((s) => s.id === e.subject)?.billingAnchorDay ?? 1).getTime(), now - MINUTE) }]));
   const second = pack(shuffle([...late, ...fresh], random), advance);
   // One correction per identity in a round: an event and its earlier correction may both have been picked.
   const correctedLate = new Set<string>();

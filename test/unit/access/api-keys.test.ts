@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from '@jest/globals';
-import type { Access } from '../../../functions/core/access/scopes';
-import { type Principal, authenticate, authorize, configuredKey, createKey, keyBodySchema, keyIdOf, listKeys, revokeKey } from '../../../functions/core/access/api-keys';
-import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../../../functions/core/errors';
+import { authenticate, authorize, configuredKey, createKey, keyBodySchema, keyIdOf, listKeys, type Principal, revokeKey } from '../../../functions/core/access/api-keys';
 import type { ApiKeyRecord, ApiKeyStore } from '../../../functions/core/access/ports';
-import type { Subject } from '../../../functions/core/ports';
+import type { Access } from '../../../functions/core/access/scopes';
 import { parseBody } from '../../../functions/core/access/workspaces';
-import { FixedClock, InMemorySubjectStore } from '../../support/fakes';
+import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../../../functions/core/errors';
+import type { Subject } from '../../../functions/core/ports';
 import { caught } from '../../support/caught';
+import { FixedClock, InMemorySubjectStore } from '../../support/fakes';
 
 /**
  * API keys: authentication from the Authorization header, the access matrix, and key administration.
@@ -46,7 +46,6 @@ function setup() {
   const clock = new FixedClock(NOW);
   return { keys, clock, deps: { keys, clock, subjects: new InMemorySubjectStore([subject('ws_a'), subject('ws_b')]) } };
 }
-
 
 describe('authenticate', () => {
   test.each([
@@ -242,9 +241,7 @@ describe('authorize', () => {
     finance: /*      */ { 'workspace (own)': 'forbidden_scope', 'workspace (other)': 'forbidden_scope', finance: 'allow', admin: 'allow' },
     admin: /*        */ { 'workspace (own)': 'forbidden_scope', 'workspace (other)': 'forbidden_scope', finance: 'forbidden_scope', admin: 'allow' },
   };
-  const cases = Object.entries(MATRIX).flatMap(([access, row]) =>
-    Object.entries(row).map(([caller, outcome]) => ({ access: access as Exclude<Access, 'public'>, caller: caller as Caller, outcome })),
-  );
+  const cases = Object.entries(MATRIX).flatMap(([access, row]) => Object.entries(row).map(([caller, outcome]) => ({ access: access as Exclude<Access, 'public'>, caller: caller as Caller, outcome })));
 
   test('the matrix covers every access level and caller', () => {
     expect(cases).toHaveLength(5 * 4);
@@ -314,11 +311,7 @@ describe('key administration', () => {
     expect((error as Error).message.startsWith(`${field}: `)).toBe(true);
   });
 
-  test.each([
-    [{ scope: 'workspace', subject: 'ws_a' }],
-    [{ scope: 'finance', name: 'books' }],
-    [{ scope: 'admin' }],
-  ])('keyBodySchema accepts %j', (body) => {
+  test.each([[{ scope: 'workspace', subject: 'ws_a' }], [{ scope: 'finance', name: 'books' }], [{ scope: 'admin' }]])('keyBodySchema accepts %j', (body) => {
     expect(keyBodySchema.safeParse(body).success).toBe(true);
   });
 

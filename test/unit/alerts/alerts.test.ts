@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { crossedThresholds, evaluateThresholds, touchedCycles } from '../../../functions/core/alerts/alerts';
-import { configSchema } from '../../../functions/core/config';
 import { deliverAlert, formatAmount } from '../../../functions/core/alerts/notify';
 import type { Alert } from '../../../functions/core/alerts/ports';
+import { configSchema } from '../../../functions/core/config';
 import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemoryAccounts, InMemoryAlerts, InMemoryEmailSender, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 
@@ -13,7 +13,10 @@ import { FixedClock, InMemoryAccounts, InMemoryAlerts, InMemoryEmailSender, InMe
 
 const N = 1_000_000_000n;
 const config = configSchema.parse({
-  usageTypes: [{ id: 'tokens', unit: 'token' }, { id: 'images', unit: 'image' }],
+  usageTypes: [
+    { id: 'tokens', unit: 'token' },
+    { id: 'images', unit: 'image' },
+  ],
   plans: [
     { id: 'std', quotas: { tokens: { monthlyLimit: 1000 } } },
     { id: 'custom', quotas: { tokens: { monthlyLimit: 200, thresholds: [50, 90] } } },
@@ -64,14 +67,26 @@ describe('evaluateThresholds', () => {
     const again = await evaluate('ws_a');
 
     expect(summary(first)).toEqual([[80, true]]);
-    expect(summary(jump)).toEqual([[110, true], [100, false]]);
+    expect(summary(jump)).toEqual([
+      [110, true],
+      [100, false],
+    ]);
     expect(again).toEqual([]);
     expect(alerts.items.size).toBe(3);
   });
 
   test('spillover carried in raises the allowance: 1250 of 1000 + 500 is 83%', async () => {
     const { use, evaluate, accounts } = world();
-    await accounts.putGrant({ subject: 'ws_a', id: `spillover:tokens:${CYCLE}`, kind: 'spillover', usageType: 'tokens', amount: '500', grantedAt: CYCLE, cycleStart: CYCLE, expiresAt: '2026-12-01T00:00:00.000Z' });
+    await accounts.putGrant({
+      subject: 'ws_a',
+      id: `spillover:tokens:${CYCLE}`,
+      kind: 'spillover',
+      usageType: 'tokens',
+      amount: '500',
+      grantedAt: CYCLE,
+      cycleStart: CYCLE,
+      expiresAt: '2026-12-01T00:00:00.000Z',
+    });
 
     use('ws_a', 1250);
     const crossed = await evaluate('ws_a');
@@ -98,8 +113,18 @@ describe('evaluateThresholds', () => {
 
     const results = await Promise.all([evaluate('ws_a'), evaluate('ws_a'), evaluate('ws_a')]);
 
-    expect(results.flat().filter((a) => a.notify).map((a) => a.threshold)).toEqual([100]);
-    expect([...alerts.items.values()].map((i) => [i.alert.threshold, i.notify]).sort()).toEqual([[100, true], [80, false]].sort());
+    expect(
+      results
+        .flat()
+        .filter((a) => a.notify)
+        .map((a) => a.threshold),
+    ).toEqual([100]);
+    expect([...alerts.items.values()].map((i) => [i.alert.threshold, i.notify]).sort()).toEqual(
+      [
+        [100, true],
+        [80, false],
+      ].sort(),
+    );
   });
 
   test('a usage type the plan does not meter, and an unknown subject, cross nothing', async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, test } from '@jest/globals';
-import { type Grant, burnOrder, cycleBalance, defaultTopUpExpiry } from '../../../functions/core/billing/balance';
+import { putWorkspace } from '../../../functions/core/access/workspaces';
+import { burnOrder, cycleBalance, defaultTopUpExpiry, type Grant } from '../../../functions/core/billing/balance';
 import { runDueCloses } from '../../../functions/core/billing/closes';
+import { quotaView } from '../../../functions/core/billing/quotas';
 import { type Config, configSchema } from '../../../functions/core/config';
 import type { Subject } from '../../../functions/core/ports';
-import { quotaView } from '../../../functions/core/billing/quotas';
-import { putWorkspace } from '../../../functions/core/access/workspaces';
 import { FixedClock, InMemoryAccounts, InMemoryReports, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 
 /**
@@ -65,7 +65,15 @@ describe('cycleBalance', () => {
 
   test('overflow burns credits soonest expiry first, then oldest; bonus (no expiry) last', () => {
     // Arrange: four credits of 100 each; overflow 250 → C (June, older) 100, B (June, newer) 100, A (Sept) 50, bonus 0.
-    const grant = (id: string, grantedAt: string, expiresAt?: string): Grant => ({ subject: 's', id, kind: expiresAt ? 'topup' : 'bonus', usageType: 'tokens', amount: '100', grantedAt, ...(expiresAt ? { expiresAt } : {}) });
+    const grant = (id: string, grantedAt: string, expiresAt?: string): Grant => ({
+      subject: 's',
+      id,
+      kind: expiresAt ? 'topup' : 'bonus',
+      usageType: 'tokens',
+      amount: '100',
+      grantedAt,
+      ...(expiresAt ? { expiresAt } : {}),
+    });
     const credits = [
       grant('bonus', '2028-01-01T00:00:00.000Z'),
       grant('A', '2028-02-01T00:00:00.000Z', '2028-09-01T00:00:00.000Z'),
@@ -80,7 +88,12 @@ describe('cycleBalance', () => {
     expect(Object.fromEntries(balance.drawn)).toEqual({ C: u(100), B: u(100), A: u(50) });
     expect(Object.fromEntries(balance.creditsLeft)).toEqual({ C: 0n, B: 0n, A: u(50), bonus: u(100) });
     expect(balance.uncovered).toBe(0n);
-    expect(credits.map((c) => c.grant).sort(burnOrder).map((g) => g.id)).toEqual(['C', 'B', 'A', 'bonus']);
+    expect(
+      credits
+        .map((c) => c.grant)
+        .sort(burnOrder)
+        .map((g) => g.id),
+    ).toEqual(['C', 'B', 'A', 'bonus']);
   });
 
   test('a top-up expires twelve months after purchase, clamped to the month end', () => {
@@ -125,8 +138,18 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     const { clock, accounts, rollups, deps } = world();
     rollups.set('ws_31', cycleRow(C1, 400, { 'd#2028-02-10': '40' }));
     expect(await quota(deps)).toEqual({
-      usageType: 'tokens', limitAmount: 1000, dailyLimitAmount: 100, usedAmount: 400, usedAmountDaily: 40, availableAmount: 600,
-      bonusAmount: 0, spilloverAmount: 0, fairUseLimitReached: false, canUse: true, cycleStart: C1, cycleEnd: C2,
+      usageType: 'tokens',
+      limitAmount: 1000,
+      dailyLimitAmount: 100,
+      usedAmount: 400,
+      usedAmountDaily: 40,
+      availableAmount: 600,
+      bonusAmount: 0,
+      spilloverAmount: 0,
+      fairUseLimitReached: false,
+      canUse: true,
+      cycleStart: C1,
+      cycleEnd: C2,
     });
 
     // Act: the close of cycle 1 is due at 01:00 on Feb 29 (grace 60 min), not at 00:59
@@ -141,7 +164,12 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     expect(first.cyclesClosed).toEqual([{ subject: 'ws_31', cycleStart: C1, report: `reports/${C1}/ws_31.json` }]);
     expect(first.daysClosed).toBe(1);
     const [snapshot1] = await accounts.listCycleSnapshots('ws_31');
-    expect(snapshot1).toMatchObject({ cycleStart: C1, cycleEnd: C2, status: 'closed', usage: { tokens: { limit: '1000', spilloverIn: '0', used: '400', overflow: '0', spilloverOut: '600', drawn: {} } } });
+    expect(snapshot1).toMatchObject({
+      cycleStart: C1,
+      cycleEnd: C2,
+      status: 'closed',
+      usage: { tokens: { limit: '1000', spilloverIn: '0', used: '400', overflow: '0', spilloverOut: '600', drawn: {} } },
+    });
     expect(await accounts.listGrants('ws_31')).toEqual([
       { subject: 'ws_31', id: `spillover:tokens:${C2}`, kind: 'spillover', usageType: 'tokens', amount: '600', grantedAt: '2028-02-29T01:00:00.000Z', cycleStart: C2, expiresAt: C3 },
     ]);
@@ -166,7 +194,15 @@ describe('closes and the quota view over three cycles (anchor 31, leap February)
     expect(await quota(deps)).toMatchObject({ usedAmount: 1900, usedAmountDaily: 100, spilloverAmount: 0, bonusAmount: 0, availableAmount: 0, canUse: false, cycleStart: C3, cycleEnd: C4 });
     clock.set('2028-04-30T01:00:00.000Z');
     await runDueCloses(deps);
-    expect((await accounts.listCycleSnapshots('ws_31'))[2]?.usage.tokens).toEqual({ limit: '1000', spilloverIn: '0', used: '1900', overflow: '900', drawn: { T: '200', B: '500' }, uncovered: '200', spilloverOut: '0' });
+    expect((await accounts.listCycleSnapshots('ws_31'))[2]?.usage.tokens).toEqual({
+      limit: '1000',
+      spilloverIn: '0',
+      used: '1900',
+      overflow: '900',
+      drawn: { T: '200', B: '500' },
+      uncovered: '200',
+      spilloverOut: '0',
+    });
   });
 
   test('in the grace hour before a close, the quota view already counts what the close will carry and draw', async () => {
@@ -318,7 +354,9 @@ describe('closes are idempotent', () => {
 
   /** Report and summary keys with what each lists (times left out: a re-run writes them later). */
   function reportsOf({ reports }: World) {
-    return [...reports.objects].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, value]) => [key, value.kind === 'cycle-summary' ? value.subjects.map((s) => [s.subject, s.totals]) : value.usage.map((u) => [u.usageType, u.total, u.closedTotal])]);
+    return [...reports.objects]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([key, value]) => [key, value.kind === 'cycle-summary' ? value.subjects.map((s) => [s.subject, s.totals]) : value.usage.map((u) => [u.usageType, u.total, u.closedTotal])]);
   }
 });
 

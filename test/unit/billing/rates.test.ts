@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { units } from '../../../functions/core/billing/balance';
+import { lineAmount, type Price, priceSchema, priceUsage, rateCardSchema } from '../../../functions/core/billing/rates';
 import { ConfigError, parseConfig } from '../../../functions/core/config';
-import { type Price, lineAmount, priceSchema, priceUsage, rateCardSchema } from '../../../functions/core/billing/rates';
 
 /**
  * Money from the rate card: exact integer arithmetic on nano-units, rounded half up once per line.

@@ -1,6 +1,6 @@
 import { type AggregateDeps, aggregateChanges } from '../../../functions/core/metering/aggregate';
 import type { LedgerChange } from '../../../functions/core/metering/rollups';
-import { InMemoryRollupWriter, checkpointOf, pad40 } from '../../support/fakes';
+import { checkpointOf, InMemoryRollupWriter, pad40 } from '../../support/fakes';
 import { generateChanges, modelTotals, ownerOfChange, sorted } from './rollup-model';
 
 const SHARD = 'shardId-00000001700000000000-abcdef01';

@@ -1,8 +1,8 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
-import { REJECTION_REASONS } from '../../../functions/core/metering/envelope';
 import { ERROR_CODES } from '../../../functions/core/errors';
+import { REJECTION_REASONS } from '../../../functions/core/metering/envelope';
 
 /**
  * README's "Bad input" catalog names every reason an event is quarantined for and every code a request is

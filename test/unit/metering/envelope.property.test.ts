@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { envelopeViolations, isObject } from '../../support/envelope-rules';
 import { isLosslessNumber } from '../../../functions/core/exact-json';
-import { type EnvelopeRules, MAX_MESSAGE_BYTES, REJECTION_REASONS, envelopeSchema, parseMessageBody, validateEvent, wellFormed } from '../../../functions/core/metering/envelope';
+import { type EnvelopeRules, envelopeSchema, MAX_MESSAGE_BYTES, parseMessageBody, REJECTION_REASONS, validateEvent, wellFormed } from '../../../functions/core/metering/envelope';
+import { envelopeViolations, isObject } from '../../support/envelope-rules';
 
 /**
  * Properties of the envelope parser over generated events, most of them valid events with one to three
@@ -150,24 +150,37 @@ const mutation = fc.record({
   inData: fc.boolean(),
   top: fc.constantFrom(...TOP),
   field: fc.constantFrom(...DATA),
-  value: fc.oneof({ weight: 4, arbitrary: edgeValue }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) }, { weight: 1, arbitrary: fc.string({ maxLength: 300 }) }, { weight: 1, arbitrary: fc.double() }),
+  value: fc.oneof(
+    { weight: 4, arbitrary: edgeValue },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+    { weight: 1, arbitrary: fc.string({ maxLength: 300 }) },
+    { weight: 1, arbitrary: fc.double() },
+  ),
 });
 
 /** A valid event with one to three fields replaced by edge values or removed; now and then no event at all. */
-const nearValidEvent = fc.oneof(
-  { weight: 12, arbitrary: fc.tuple(validEvent, fc.array(mutation, { minLength: 1, maxLength: 3 })) },
-  { weight: 1, arbitrary: fc.tuple(fc.jsonValue().map((raw) => ({ raw, millis: 0, quantityText: '' })), fc.constant([])) },
-).map(([valid, mutations]) => {
-  const raw = structuredClone(valid.raw) as Json;
-  for (const { inData, top, field, value } of mutations) {
-    const target = inData && isObject(raw.data) ? raw.data : raw;
-    const key = inData && isObject(raw.data) ? field : top;
-    if (value === REMOVE) delete target[key];
-    else target[key] = value;
-  }
-  // What JSON can carry: NaN and Infinity become null, as they would on the wire.
-  return JSON.parse(JSON.stringify(raw) ?? 'null') as unknown;
-});
+const nearValidEvent = fc
+  .oneof(
+    { weight: 12, arbitrary: fc.tuple(validEvent, fc.array(mutation, { minLength: 1, maxLength: 3 })) },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(
+        fc.jsonValue().map((raw) => ({ raw, millis: 0, quantityText: '' })),
+        fc.constant([]),
+      ),
+    },
+  )
+  .map(([valid, mutations]) => {
+    const raw = structuredClone(valid.raw) as Json;
+    for (const { inData, top, field, value } of mutations) {
+      const target = inData && isObject(raw.data) ? raw.data : raw;
+      const key = inData && isObject(raw.data) ? field : top;
+      if (value === REMOVE) delete target[key];
+      else target[key] = value;
+    }
+    // What JSON can carry: NaN and Infinity become null, as they would on the wire.
+    return JSON.parse(JSON.stringify(raw) ?? 'null') as unknown;
+  });
 
 const params = (numRuns: number) => ({ numRuns, seed: SEED });
 
@@ -254,7 +267,12 @@ describe('parseMessageBody, over generated message bodies', () => {
   const body = fc.oneof(
     fc.string({ maxLength: 200 }),
     fc.jsonValue().map((v) => JSON.stringify(v)),
-    fc.array(validEvent.map((e) => e.raw), { maxLength: 5 }).map((events) => JSON.stringify(events)),
+    fc
+      .array(
+        validEvent.map((e) => e.raw),
+        { maxLength: 5 },
+      )
+      .map((events) => JSON.stringify(events)),
     validEvent.map((e) => JSON.stringify(e.raw)),
     validEvent.map((e) => JSON.stringify(e.raw).slice(0, -1)),
     // Around the size limit: "é" is 2 bytes, so the body is MAX_MESSAGE_BYTES + 2d bytes.

@@ -1,13 +1,4 @@
-import {
-  type EnvelopeRules,
-  MAX_MESSAGE_BYTES,
-  REJECTION_REASONS,
-  type RejectionReason,
-  envelopeSchema,
-  eventKey,
-  parseMessageBody,
-  validateEvent,
-} from '../../../functions/core/metering/envelope';
+import { type EnvelopeRules, envelopeSchema, eventKey, MAX_MESSAGE_BYTES, parseMessageBody, REJECTION_REASONS, type RejectionReason, validateEvent } from '../../../functions/core/metering/envelope';
 
 const NOW = '2026-11-22T12:00:00.000Z';
 
@@ -131,7 +122,10 @@ describe('validateEvent rejects with a precise reason', () => {
 
   test('every field at its byte limit is accepted, and the detail of one byte more names the field and both sizes', () => {
     // Arrange: "€" is 3 bytes, "é" 2, "😀" 4; each value is exactly at its limit
-    const atLimit = event({ source: `${'€'.repeat(341)}a`, id: `${'€'.repeat(85)}a`, type: `${'€'.repeat(85)}a`, subject: '😀'.repeat(32) }, { userId: 'é'.repeat(128), groupId: '😀'.repeat(64), channel: `${'€'.repeat(85)}a`, feature: `${'€'.repeat(85)}a` });
+    const atLimit = event(
+      { source: `${'€'.repeat(341)}a`, id: `${'€'.repeat(85)}a`, type: `${'€'.repeat(85)}a`, subject: '😀'.repeat(32) },
+      { userId: 'é'.repeat(128), groupId: '😀'.repeat(64), channel: `${'€'.repeat(85)}a`, feature: `${'€'.repeat(85)}a` },
+    );
     const oneOver = event({ source: `${'€'.repeat(341)}é` });
 
     // Act
@@ -274,7 +268,7 @@ describe('parseMessageBody', () => {
     expect(result).toEqual({ ok: false, rejection: { reason, detail: expect.any(String) } });
   });
 
-  test('exactly 1 MiB, the queue\'s largest message, is accepted', () => {
+  test("exactly 1 MiB, the queue's largest message, is accepted", () => {
     // Arrange: a JSON string of 1,048,574 characters plus its two quotes
     const body = JSON.stringify('a'.repeat(MAX_MESSAGE_BYTES - 2));
     expect(Buffer.byteLength(body)).toBe(1_048_576);
@@ -313,13 +307,44 @@ describe('REJECTION_REASONS', () => {
 });
 
 describe('the fast check of well-formed events', () => {
-  test('accepts nothing the envelope schema rejects, and gives the schema\'s reason for what it does not accept (10,000 mutations)', () => {
+  test("accepts nothing the envelope schema rejects, and gives the schema's reason for what it does not accept (10,000 mutations)", () => {
     // Arrange: a seeded generator replaces or removes one to three fields of a valid event with edge values
     let state = 20261124;
-    const next = () => ((state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+    const next = () => (state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32;
     const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
     const REMOVE = Symbol('remove');
-    const edge = ['', ' ', '\t\n', 'x', 'x'.repeat(128), 'x'.repeat(129), 'x'.repeat(256), 'x'.repeat(257), 'x'.repeat(1025), '1.0', '2.0', 0, -1, 1.5, 3, Number.NaN, 1e300, null, true, [], {}, ['a'], '2026-11-22T10:00:00Z', '2026-11-22T10:00:00.000Z', '2026-02-30T10:00:00Z', '2026-11-22 10:00:00Z', 'tokens', 'credits', 'unknown', REMOVE];
+    const edge = [
+      '',
+      ' ',
+      '\t\n',
+      'x',
+      'x'.repeat(128),
+      'x'.repeat(129),
+      'x'.repeat(256),
+      'x'.repeat(257),
+      'x'.repeat(1025),
+      '1.0',
+      '2.0',
+      0,
+      -1,
+      1.5,
+      3,
+      Number.NaN,
+      1e300,
+      null,
+      true,
+      [],
+      {},
+      ['a'],
+      '2026-11-22T10:00:00Z',
+      '2026-11-22T10:00:00.000Z',
+      '2026-02-30T10:00:00Z',
+      '2026-11-22 10:00:00Z',
+      'tokens',
+      'credits',
+      'unknown',
+      REMOVE,
+    ];
     const top = ['specversion', 'id', 'source', 'type', 'subject', 'time', 'data'];
     const inData = ['usageType', 'quantity', 'userId', 'groupId', 'channel', 'feature'];
     let accepted = 0;

@@ -1,7 +1,7 @@
 import { type Config, configSchema } from '../../../functions/core/config';
-import { type QueueMessage, ingestMessages } from '../../../functions/core/metering/ingest';
-import type { Subject } from '../../../functions/core/ports';
+import { ingestMessages, type QueueMessage } from '../../../functions/core/metering/ingest';
 import type { LedgerEntry } from '../../../functions/core/metering/rollups';
+import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemoryLedger, InMemoryQuarantine, InMemorySubjectDirectory } from '../../support/fakes';
 
 const NOW = '2026-11-22T12:00:00.000Z';
@@ -18,13 +18,7 @@ const config: Config = configSchema.parse({
 });
 
 const subject = (id: string, billingAnchorDay: number, timeZone = 'UTC'): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [] });
-const SUBJECTS = [
-  subject('ws_utc', 15),
-  subject('ws_berlin', 15, 'Europe/Berlin'),
-  subject('ws_berlin29', 29, 'Europe/Berlin'),
-  subject('ws_anchor31', 31),
-  subject('ws_tokyo', 1, 'Asia/Tokyo'),
-];
+const SUBJECTS = [subject('ws_utc', 15), subject('ws_berlin', 15, 'Europe/Berlin'), subject('ws_berlin29', 29, 'Europe/Berlin'), subject('ws_anchor31', 31), subject('ws_tokyo', 1, 'Asia/Tokyo')];
 
 interface CloudEvent {
   specversion: string;
@@ -121,11 +115,7 @@ describe('ingestMessages', () => {
     // Arrange
     const { deps, ledger, quarantine } = setup();
     const badQuantity = event({ id: 'evt-bad' }, { quantity: -3 });
-    const messages = [
-      message('m1', '{"specversion": "1.0", '),
-      message('m2', event({ id: 'evt-2' })),
-      message('m3', [event({ id: 'evt-3' }), badQuantity, event({ id: 'evt-4' })]),
-    ];
+    const messages = [message('m1', '{"specversion": "1.0", '), message('m2', event({ id: 'evt-2' })), message('m3', [event({ id: 'evt-3' }), badQuantity, event({ id: 'evt-4' })])];
 
     // Act
     const result = await ingestMessages(messages, deps);

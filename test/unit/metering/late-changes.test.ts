@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { aggregateChanges } from '../../../functions/core/metering/aggregate';
-import { type Chunk, CyclesClosedError, type LedgerChange, type LedgerImage, cycleItemKey, planChunks } from '../../../functions/core/metering/rollups';
-import { InMemoryRollupWriter, addTo, flatKey } from '../../support/fakes';
+import { type Chunk, CyclesClosedError, cycleItemKey, type LedgerChange, type LedgerImage, planChunks } from '../../../functions/core/metering/rollups';
+import { addTo, flatKey, InMemoryRollupWriter } from '../../support/fakes';
 import { chunkTotals, generateChanges, hadToClose, modelTotals, nano, sorted } from './rollup-model';
 
 /**
@@ -319,7 +319,12 @@ describe('aggregateChanges when a cycle closes between planning and commit', () 
     expect(t.get(flatKey('ws_a', 'tokens', 'user', `${OCT}#u1`))).toBe(8n * NANO);
     // Open cycles: no late accounting
     expect(t.get(flatKey('ws_a', 'tokens', 'cycle', NOV))).toBe(13n * NANO);
-    for (const [subject, cycle] of [['ws_a', NOV], ['ws_b', OCT], ['ws_c', OCT], ['ws_d', OCT]] as const) {
+    for (const [subject, cycle] of [
+      ['ws_a', NOV],
+      ['ws_b', OCT],
+      ['ws_c', OCT],
+      ['ws_d', OCT],
+    ] as const) {
       expect(lateCounter(t, subject, 'tokens', cycle)).toBe(0n);
       expect(lateItemsSum(t, subject, 'tokens', cycle)).toBe(0n);
     }

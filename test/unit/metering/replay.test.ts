@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { type Config, configSchema } from '../../../functions/core/config';
 import type { DeadLetter, DeadLetterQueue, OriginalMessage, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue } from '../../../functions/core/metering/ports';
-import type { Subject } from '../../../functions/core/ports';
 import { type ReplayItem, replayDeadLetters, replayQuarantine } from '../../../functions/core/metering/replay';
+import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemorySubjectDirectory } from '../../support/fakes';
 
 /**
@@ -248,7 +248,9 @@ describe('replay from the quarantine', () => {
     const result = await replayQuarantine({}, { dryRun: false }, deps);
 
     // Assert
-    expect(result.items).toEqual([{ id: 'z#0', outcome: 'skipped', subject: 'ws_utc', reason: 'future_time', event: { source: '//test', id: 'e-z' }, detail: expect.stringMatching(/^future_time: /) }]);
+    expect(result.items).toEqual([
+      { id: 'z#0', outcome: 'skipped', subject: 'ws_utc', reason: 'future_time', event: { source: '//test', id: 'e-z' }, detail: expect.stringMatching(/^future_time: /) },
+    ]);
     expect(deps.queue.sent).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
  * An independent model of rollup totals for unit tests: a plain Map of flat counter keys
  * (see flatKey in test/support/fakes.ts), built straight from ledger changes without rollups.ts.
  */
-import { type Chunk, type LedgerChange, type LedgerImage, checkpointBucketOf } from '../../../functions/core/metering/rollups';
+import { type Chunk, checkpointBucketOf, type LedgerChange, type LedgerImage } from '../../../functions/core/metering/rollups';
 import { addTo, flatKey } from '../../support/fakes';
 
 /** Decimal string → integer nano-units, by string arithmetic only. */

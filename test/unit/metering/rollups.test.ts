@@ -1,4 +1,4 @@
-import { CHECKPOINT_BUCKETS, type Chunk, type LedgerChange, type LedgerImage, changeDeltas, checkpointBucketOf, padSequenceNumber, planChunks } from '../../../functions/core/metering/rollups';
+import { CHECKPOINT_BUCKETS, type Chunk, changeDeltas, checkpointBucketOf, type LedgerChange, type LedgerImage, padSequenceNumber, planChunks } from '../../../functions/core/metering/rollups';
 import { chunkTotals, generateChanges, hadToClose, modelTotals, ownerOfChange, sorted } from './rollup-model';
 
 const NANO = 1_000_000_000n;
@@ -122,17 +122,12 @@ describe('planChunks folds each change into day and cycle items', () => {
     const chunks = planChunks([{ sequenceNumber: '1', oldImage: image({ hour: '2026-11-22T10' }), newImage: image({ hour: '2026-11-22T11' }) }], 99);
 
     // Assert
-    expect(plain(chunks[0])).toEqual([
-      { item: 'ws_a tokens day 2026-11-22', total: 0n, counters: { 'h#2026-11-22T10': -5n * NANO, 'h#2026-11-22T11': 5n * NANO } },
-    ]);
+    expect(plain(chunks[0])).toEqual([{ item: 'ws_a tokens day 2026-11-22', total: 0n, counters: { 'h#2026-11-22T10': -5n * NANO, 'h#2026-11-22T11': 5n * NANO } }]);
   });
 
   test('a correction that moves an event to another day of the same cycle moves both day items and the cycle day counter', () => {
     // Act
-    const chunks = planChunks(
-      [{ sequenceNumber: '1', oldImage: image(), newImage: image({ day: '2026-11-23', hour: '2026-11-23T10' }) }],
-      99,
-    );
+    const chunks = planChunks([{ sequenceNumber: '1', oldImage: image(), newImage: image({ day: '2026-11-23', hour: '2026-11-23T10' }) }], 99);
 
     // Assert
     expect(plain(chunks[0])).toEqual([
@@ -144,10 +139,7 @@ describe('planChunks folds each change into day and cycle items', () => {
 
   test('a correction that moves an event into the previous cycle (and changes its quantity) touches four items', () => {
     // Act
-    const chunks = planChunks(
-      [{ sequenceNumber: '1', oldImage: image(), newImage: image({ quantity: '2', day: '2026-11-14', hour: '2026-11-14T23', cycleStart: OCT_CYCLE }) }],
-      99,
-    );
+    const chunks = planChunks([{ sequenceNumber: '1', oldImage: image(), newImage: image({ quantity: '2', day: '2026-11-14', hour: '2026-11-14T23', cycleStart: OCT_CYCLE }) }], 99);
 
     // Assert
     expect(plain(chunks[0])).toEqual([

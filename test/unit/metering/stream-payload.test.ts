@@ -1,5 +1,5 @@
-import { describe, expect, test } from '@jest/globals';
 import type { _Record } from '@aws-sdk/client-dynamodb-streams';
+import { describe, expect, test } from '@jest/globals';
 import { MAX_PAYLOAD_BYTES } from '../../../local/lambda-context';
 import { fittingPayload, toLambdaRecord } from '../../../local/stream-poller';
 

@@ -1,13 +1,24 @@
 import { describe, expect, test } from '@jest/globals';
-import { memberTopQuerySchema, projection, rankPage, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, topMembers, topWorkspaces, usageSeries, workspaceTopQuerySchema } from '../../../functions/core/reporting/analytics';
+import { parseQuery } from '../../../functions/core/access/workspaces';
 import { units } from '../../../functions/core/billing/balance';
 import type { Cycle } from '../../../functions/core/cycles';
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
 import type { RollupRow } from '../../../functions/core/metering/ports';
 import type { Subject } from '../../../functions/core/ports';
-import { parseQuery } from '../../../functions/core/access/workspaces';
-import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
+import {
+  memberTopQuerySchema,
+  projection,
+  rankPage,
+  reportQuerySchema,
+  seriesQuerySchema,
+  summaryQuerySchema,
+  topMembers,
+  topWorkspaces,
+  usageSeries,
+  workspaceTopQuerySchema,
+} from '../../../functions/core/reporting/analytics';
 import { caught } from '../../support/caught';
+import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 
 /**
  * The dashboard reads (projection, series, rankings) against expectations worked out by hand in the comments.
@@ -20,7 +31,6 @@ const dayRow = (period: string, usageType: string, total: string, counters: Reco
 const cycleRow = (period: string, usageType: string, total: string): RollupRow => ({ kind: 'cycle', period, usageType, total, counters: {} });
 const memberRow = (kind: 'user' | 'group', period: string, usageType: string, member: string, total: string): RollupRow => ({ kind, period, usageType, member, total, counters: {} });
 const USAGE_TYPES = ['tokens', 'credits'] as const;
-
 
 // ---------------------------------------------------------------------------------------------
 
@@ -219,7 +229,13 @@ describe('rankPage', () => {
 
   test('entries that grow between pages are never returned twice; unchanged ones exactly once', () => {
     // Arrange: a 10, b 5, c 5, f 3, g 1, pages of 2.
-    const amounts = new Map([['a', 10], ['b', 5], ['c', 5], ['f', 3], ['g', 1]]);
+    const amounts = new Map([
+      ['a', 10],
+      ['b', 5],
+      ['c', 5],
+      ['f', 3],
+      ['g', 1],
+    ]);
     const current = () => [...amounts].map(([id, amount]) => entry(id, amount));
 
     // Act: page 1 is a, b (cursor after b at 5).
@@ -252,7 +268,13 @@ describe('rankPage', () => {
     // Act
     let cursor: string | undefined;
     for (let pages = 0; pages < 100; pages++) {
-      const page = rankPage([...amounts].map(([id, amount]) => entry(id, amount)), units(10_000), 3, cursor, CONTEXT);
+      const page = rankPage(
+        [...amounts].map(([id, amount]) => entry(id, amount)),
+        units(10_000),
+        3,
+        cursor,
+        CONTEXT,
+      );
       returned.push(...page.entries.map((e) => e.id));
       if (page.nextCursor === null) break;
       cursor = page.nextCursor;
@@ -614,24 +636,28 @@ describe('query schemas (through parseQuery)', () => {
     expect(parseQuery(workspaceTopQuerySchema, { by: 'workspace', cursor: '' })).toMatchObject({ cursor: '' });
   });
 
-  test.each(([
-    ['summary: unknown parameter', summaryQuerySchema, { window: '7d' }, 'window'],
-    ['summary: empty usageType', summaryQuerySchema, { usageType: '' }, 'usageType'],
-    ['series: window missing', seriesQuerySchema, {}, 'window'],
-    ['series: window 1h', seriesQuerySchema, { window: '1h' }, 'window'],
-    ['series: unknown parameter', seriesQuerySchema, { window: '24h', granularity: 'hour' }, 'granularity'],
-    ['top: limit 0', memberTopQuerySchema, { by: 'user', limit: '0' }, 'limit'],
-    ['top: limit 101', memberTopQuerySchema, { by: 'user', limit: '101' }, 'limit'],
-    ['top: limit 2.5', memberTopQuerySchema, { by: 'user', limit: '2.5' }, 'limit'],
-    ['top: limit abc', memberTopQuerySchema, { by: 'user', limit: 'abc' }, 'limit'],
-    ['top: by workspace', memberTopQuerySchema, { by: 'workspace' }, 'by'],
-    ['top: cycle last', memberTopQuerySchema, { by: 'user', cycle: 'last' }, 'cycle'],
-    ['top: cycle Feb 29 of a common year', memberTopQuerySchema, { by: 'user', cycle: '2026-02-29' }, 'cycle'],
-    ['top: unknown parameter', memberTopQuerySchema, { by: 'user', page: '2' }, 'page'],
-    ['top: cycle in December 9999 (its cycle would end in 10000)', memberTopQuerySchema, { by: 'user', cycle: '9999-12-31' }, 'cycle'],
-    ['top: cycle in year 0000', workspaceTopQuerySchema, { by: 'workspace', cycle: '0000-01-01' }, 'cycle'],
-    ['report: cycle in December 9999', reportQuerySchema, { cycle: '9999-12-31' }, 'cycle'],
-  ] as const).map(([label, schema, params, field]) => ({ label, schema, params, field })))('$label → invalid_parameter whose message starts with "$field: "', async ({ schema, params, field }) => {
+  test.each(
+    (
+      [
+        ['summary: unknown parameter', summaryQuerySchema, { window: '7d' }, 'window'],
+        ['summary: empty usageType', summaryQuerySchema, { usageType: '' }, 'usageType'],
+        ['series: window missing', seriesQuerySchema, {}, 'window'],
+        ['series: window 1h', seriesQuerySchema, { window: '1h' }, 'window'],
+        ['series: unknown parameter', seriesQuerySchema, { window: '24h', granularity: 'hour' }, 'granularity'],
+        ['top: limit 0', memberTopQuerySchema, { by: 'user', limit: '0' }, 'limit'],
+        ['top: limit 101', memberTopQuerySchema, { by: 'user', limit: '101' }, 'limit'],
+        ['top: limit 2.5', memberTopQuerySchema, { by: 'user', limit: '2.5' }, 'limit'],
+        ['top: limit abc', memberTopQuerySchema, { by: 'user', limit: 'abc' }, 'limit'],
+        ['top: by workspace', memberTopQuerySchema, { by: 'workspace' }, 'by'],
+        ['top: cycle last', memberTopQuerySchema, { by: 'user', cycle: 'last' }, 'cycle'],
+        ['top: cycle Feb 29 of a common year', memberTopQuerySchema, { by: 'user', cycle: '2026-02-29' }, 'cycle'],
+        ['top: unknown parameter', memberTopQuerySchema, { by: 'user', page: '2' }, 'page'],
+        ['top: cycle in December 9999 (its cycle would end in 10000)', memberTopQuerySchema, { by: 'user', cycle: '9999-12-31' }, 'cycle'],
+        ['top: cycle in year 0000', workspaceTopQuerySchema, { by: 'workspace', cycle: '0000-01-01' }, 'cycle'],
+        ['report: cycle in December 9999', reportQuerySchema, { cycle: '9999-12-31' }, 'cycle'],
+      ] as const
+    ).map(([label, schema, params, field]) => ({ label, schema, params, field })),
+  )('$label → invalid_parameter whose message starts with "$field: "', async ({ schema, params, field }) => {
     // Act
     const error = await caught(() => parseQuery(schema, params));
 

@@ -4,22 +4,22 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { Principal } from '../../../functions/core/access/api-keys';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
+import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { Subject } from '../../../functions/core/ports';
 import {
   type ExportJob,
   type ExportRequest,
   type ExportStore,
-  MAX_EXPORT_DAYS,
   exportRequestSchema,
   exportView,
   jsonDocument,
   jsonLines,
+  MAX_EXPORT_DAYS,
   requestExport,
   runExport,
   subjectBuckets,
 } from '../../../functions/core/reporting/exports';
 import type { FileWriter } from '../../../functions/core/reporting/ports';
-import type { RollupRow } from '../../../functions/core/metering/ports';
-import type { Subject } from '../../../functions/core/ports';
 import type { ExportBucket } from '../../../functions/core/reporting/report-schema';
 import { caught } from '../../support/caught';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
@@ -377,7 +377,7 @@ describe('subjectBuckets by hour', () => {
 });
 
 describe('subjectBuckets by hour in a zone with a half-hour offset', () => {
-  test('a UTC hour split between two local days is one bucket with both days\' counts and channels', async () => {
+  test("a UTC hour split between two local days is one bucket with both days' counts and channels", async () => {
     // Arrange: Kolkata is UTC+05:30, so 18:00Z–19:00Z is 23:30 on Mar 1 and 00:30 on Mar 2 local time;
     // events at 18:10Z and 18:40Z land in different day items, both under h#2026-03-01T18.
     const kolkata: Subject = { id: 'ws_in', plan: 'pro', billingAnchorDay: 1, timeZone: 'Asia/Kolkata', contacts: [] };
@@ -446,7 +446,12 @@ describe('subjectBuckets by day', () => {
 describe('subjectBuckets over more than 31 days', () => {
   // Every day from Jan 1 to Mar 14, 2026 (31 + 28 + 14 = 73 days), written by date arithmetic in the test.
   const days: string[] = [];
-  for (const [month, last] of [['01', 31], ['02', 28], ['03', 14]] as const) for (let d = 1; d <= last; d++) days.push(`2026-${month}-${String(d).padStart(2, '0')}`);
+  for (const [month, last] of [
+    ['01', 31],
+    ['02', 28],
+    ['03', 14],
+  ] as const)
+    for (let d = 1; d <= last; d++) days.push(`2026-${month}-${String(d).padStart(2, '0')}`);
 
   /** tokens 1 every day at 12h; images 2 every tenth day at 08h. */
   function longRollups(): InMemoryRollupReader {
@@ -487,10 +492,7 @@ describe('subjectBuckets over more than 31 days', () => {
     const buckets = await collect(subjectBuckets(utc, { from: '2026-01-01T10:00:00.000Z', to: '2026-03-14T12:00:00.000Z', granularity: 'hour' }, longRollups()));
 
     // Assert
-    const expected = days.flatMap((day, i) => [
-      ...(i % 10 === 0 && i > 0 ? [[`${day}T08:00:00.000Z`, 'images']] : []),
-      ...(day < '2026-03-14' ? [[`${day}T12:00:00.000Z`, 'tokens']] : []),
-    ]);
+    const expected = days.flatMap((day, i) => [...(i % 10 === 0 && i > 0 ? [[`${day}T08:00:00.000Z`, 'images']] : []), ...(day < '2026-03-14' ? [[`${day}T12:00:00.000Z`, 'tokens']] : [])]);
     expect(buckets.map((b) => [b.start, b.usageType])).toEqual(expected);
     expect(new Set(buckets.map((b) => `${b.start}|${b.usageType}`)).size).toBe(buckets.length);
   });
@@ -543,7 +545,10 @@ describe('jsonDocument and jsonLines', () => {
 
     // Assert
     expect(text.endsWith('\n')).toBe(true);
-    const lines = text.slice(0, -1).split('\n').map((line) => JSON.parse(line) as unknown);
+    const lines = text
+      .slice(0, -1)
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
     expect(lines).toHaveLength(4);
     expectValid('exportHeaderLine', lines[0]);
     expect(lines[0]).toEqual(header);
@@ -636,7 +641,10 @@ describe('runExport', () => {
     const file = files.files.get('exports/exp_2.jsonl');
     if (!file) throw new Error('no file written');
     expect(file.contentType).toBe('application/x-ndjson');
-    const lines = file.body.trimEnd().split('\n').map((line) => JSON.parse(line) as ExportBucket);
+    const lines = file.body
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as ExportBucket);
     expectValid('exportHeaderLine', lines[0]);
     for (const line of lines.slice(1)) expectValid('exportBucket', line);
     expect(lines.slice(1).map((b) => [b.subject, b.day, b.usageType, b.quantity])).toEqual(expectedRows.filter(([subject]) => subject === 'ws_utc'));

@@ -7,7 +7,7 @@ import { type Config, configSchema } from '../../../functions/core/config';
 import type { Cycle } from '../../../functions/core/cycles';
 import type { RollupRow } from '../../../functions/core/metering/ports';
 import type { Subject } from '../../../functions/core/ports';
-import { type CycleReport, type UsageReport, reportJsonSchema } from '../../../functions/core/reporting/report-schema';
+import { type CycleReport, reportJsonSchema, type UsageReport } from '../../../functions/core/reporting/report-schema';
 import { buildCycleReport, cycleSummary } from '../../../functions/core/reporting/reports';
 import { FixedClock, InMemoryAccounts, InMemoryRollupReader } from '../../support/fakes';
 import { nano } from '../metering/rollup-model';
@@ -54,7 +54,14 @@ const JAN = '2026-01-08T05:00:00.000Z';
 const FEB: Cycle = { start: '2026-02-08T05:00:00.000Z', end: '2026-03-08T05:00:00.000Z' };
 const MAR: Cycle = { start: '2026-03-08T05:00:00.000Z', end: '2026-04-08T04:00:00.000Z' };
 
-const cycleRow = (period: string, usageType: string, total: string, counters: Record<string, string>, extra: Partial<RollupRow> = {}): RollupRow => ({ usageType, kind: 'cycle', period, total, counters, ...extra });
+const cycleRow = (period: string, usageType: string, total: string, counters: Record<string, string>, extra: Partial<RollupRow> = {}): RollupRow => ({
+  usageType,
+  kind: 'cycle',
+  period,
+  total,
+  counters,
+  ...extra,
+});
 const memberRow = (kind: 'user' | 'group', period: string, usageType: string, member: string, total: string): RollupRow => ({ usageType, kind, period, member, total, counters: {} });
 
 const grants: Grant[] = [
@@ -84,14 +91,31 @@ async function nyWorld(now: string, reportConfig: Config = config) {
   await accounts.freezeCycle(febSnapshot);
   const rollups = new InMemoryRollupReader().add(
     'ws_ny',
-    cycleRow(FEB.start, 'tokens', '1545', { 'd#2026-02-08': '100', 'd#2026-02-28': '1200', 'd#2026-03-07': '245', 'c#api': '900', 'c#ui': '345', 'f#gpt-large': '500' }, { late: '45', closedAt: febSnapshot.frozenAt }),
+    cycleRow(
+      FEB.start,
+      'tokens',
+      '1545',
+      { 'd#2026-02-08': '100', 'd#2026-02-28': '1200', 'd#2026-03-07': '245', 'c#api': '900', 'c#ui': '345', 'f#gpt-large': '500' },
+      { late: '45', closedAt: febSnapshot.frozenAt },
+    ),
     cycleRow(MAR.start, 'tokens', '1600', { 'd#2026-03-08': '600', 'd#2026-03-09': '1000', 'c#api': '1000', 'c#ui': '300', 'c#mcp': '0', 'f#gpt-large': '250' }),
     cycleRow(MAR.start, 'images', '7', { 'd#2026-03-09': '7', 'c#ui': '7', 'f#hd': '3' }),
     // 13 users of March tokens (one with nothing), two groups, and members of other cycles or usage types
     ...(
       [
-        ['u01', '100'], ['u02', '300'], ['u03', '300'], ['u04', '50'], ['u05', '0'], ['u06', '75'], ['u07', '200'],
-        ['u08', '10'], ['u09', '300'], ['u10', '20'], ['u11', '5'], ['u12', '60'], ['u13', '1'],
+        ['u01', '100'],
+        ['u02', '300'],
+        ['u03', '300'],
+        ['u04', '50'],
+        ['u05', '0'],
+        ['u06', '75'],
+        ['u07', '200'],
+        ['u08', '10'],
+        ['u09', '300'],
+        ['u10', '20'],
+        ['u11', '5'],
+        ['u12', '60'],
+        ['u13', '1'],
       ] as const
     ).map(([id, total]) => memberRow('user', MAR.start, 'tokens', id, total)),
     memberRow('group', MAR.start, 'tokens', 'g-b', '700'),
@@ -496,7 +520,12 @@ describe('cycleSummary', () => {
     const accounts = new InMemoryAccounts();
     const rollups = new InMemoryRollupReader()
       .add('ws_a', cycleRow(APR.start, 'tokens', '1000', { 'd#2026-04-02': '1000' }), cycleRow(APR.start, 'credits', '0.25', { 'd#2026-04-03': '0.25' }))
-      .add('ws_b', cycleRow(APR.start, 'tokens', '250', { 'd#2026-04-02': '250' }), cycleRow(APR.start, 'images', '2', { 'd#2026-04-30': '2' }), cycleRow(APR.start, 'credits', '0.5', { 'd#2026-04-30': '0.5' }));
+      .add(
+        'ws_b',
+        cycleRow(APR.start, 'tokens', '250', { 'd#2026-04-02': '250' }),
+        cycleRow(APR.start, 'images', '2', { 'd#2026-04-30': '2' }),
+        cycleRow(APR.start, 'credits', '0.5', { 'd#2026-04-30': '0.5' }),
+      );
     const deps = { config: reportConfig, rollups, accounts, clock };
     const a = await buildCycleReport(subject('ws_a'), APR, deps);
     const b = await buildCycleReport(subject('ws_b'), APR, deps);

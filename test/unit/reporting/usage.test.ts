@@ -1,7 +1,7 @@
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
 import type { RollupRow } from '../../../functions/core/metering/ports';
 import type { Subject } from '../../../functions/core/ports';
-import { type UsageQuery, parseUsageQuery, queryUsage } from '../../../functions/core/reporting/usage';
+import { parseUsageQuery, queryUsage, type UsageQuery } from '../../../functions/core/reporting/usage';
 import { InMemoryRollupReader, InMemorySubjectDirectory } from '../../support/fakes';
 
 const subject = (id: string, timeZone = 'UTC', billingAnchorDay = 15): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [] });
@@ -153,11 +153,7 @@ describe('queryUsage', () => {
 
   test('the usage type filter keeps only that type', async () => {
     // Arrange
-    const rollups = new InMemoryRollupReader().add(
-      'ws_utc',
-      dayRow('2026-11-22', 'tokens', '4', { 'h#2026-11-22T05': '4' }),
-      dayRow('2026-11-22', 'credits', '1', { 'h#2026-11-22T05': '1' }),
-    );
+    const rollups = new InMemoryRollupReader().add('ws_utc', dayRow('2026-11-22', 'tokens', '4', { 'h#2026-11-22T05': '4' }), dayRow('2026-11-22', 'credits', '1', { 'h#2026-11-22T05': '1' }));
 
     // Act
     const response = await queryUsage('ws_utc', query('hour', '2026-11-22T00:00:00Z', '2026-11-23T00:00:00Z', 'credits'), { subjects: directory, rollups });
@@ -238,11 +234,7 @@ describe('queryUsage', () => {
     // In Asia/Kolkata (UTC+05:30) the UTC hour 2026-11-22T18 runs from 23:30 on the 22nd to 00:30 on the
     // 23rd local time, so both local day items carry an 'h#2026-11-22T18' counter; the API sums them.
     // Arrange
-    const rollups = new InMemoryRollupReader().add(
-      'ws_kolkata',
-      dayRow('2026-11-22', 'tokens', '2', { 'h#2026-11-22T18': '2' }),
-      dayRow('2026-11-23', 'tokens', '3', { 'h#2026-11-22T18': '3' }),
-    );
+    const rollups = new InMemoryRollupReader().add('ws_kolkata', dayRow('2026-11-22', 'tokens', '2', { 'h#2026-11-22T18': '2' }), dayRow('2026-11-23', 'tokens', '3', { 'h#2026-11-22T18': '3' }));
 
     // Act
     const response = await queryUsage('ws_kolkata', query('hour', '2026-11-22T00:00:00Z', '2026-11-23T00:00:00Z'), { subjects: directory, rollups });
