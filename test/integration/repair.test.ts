@@ -9,7 +9,7 @@ import { DynamoLedger, DynamoLedgerScanner } from '../../functions/adapters/ledg
 import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { type RepairDeps, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
-import { DEFAULT_BREAKDOWNS } from '../../functions/core/metering/rollups';
+import { checkpointBucketOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
@@ -321,6 +321,25 @@ describe('repair from the ledger', () => {
     expect(await storedItems('ws_d29')).toEqual(expectedItems('ws_d29'));
     expect((await audit('ws_d29')).differences).toBe(0);
   }, 180_000);
+
+  test('a parked record whose shard the stream no longer lists (a stream keeps 24 hours) is removed once the repair applies what the ledger holds', async () => {
+    // Arrange: ws_d29 is counted; a record of one of its events is parked on a shard that has since rotated away.
+    let image: LedgerImage | undefined;
+    for await (const item of new DynamoLedgerScanner(raw, stack.tables.ledger).versions('ws_d29')) image ??= item.image;
+    const change = { sequenceNumber: '4200', newImage: image as LedgerImage };
+    expect(await rollups.park('shardId-rotated-away', { owner: checkpointBucketOf('ws_d29'), firstSequenceNumber: '4200', lastSequenceNumber: '4200' }, change, 'ValidationException: test')).toBe(
+      'committed',
+    );
+    expect(await rollups.parked('ws_d29')).toHaveLength(1);
+
+    // Act
+    const result = await repairSubject({ subject: 'ws_d29' }, repairDeps());
+
+    // Assert: nothing was missing (the event counted through its own shard), and nothing is left to replay twice.
+    expect([result.parkedRemoved, result.items]).toEqual([1, []]);
+    expect(await rollups.parked('ws_d29')).toEqual([]);
+    expect(await storedItems('ws_d29')).toEqual(expectedItems('ws_d29'));
+  }, 120_000);
 
   test('damage past what one transaction holds (300 counters on one item, 120 items) is undone in several, each within its bounds', async () => {
     // Arrange: ws_c15 is counted; then a day item gains 300 stray hour × channel counters and 120 stray user items appear.

@@ -174,11 +174,15 @@ async function planRepair(
 
   // 3. In flight: records after the checkpoints, read once the scan's writes have reached the stream.
   await sleep(deps.streamLagMs ?? 1_000);
-  const foreign = new Map<string, Map<string, string>>();
+  // The snapshot holds the subject's checkpoints on the stream's shards. Another owner's (a correction that
+  // moved an event between workspaces) or a shard's the stream no longer lists (a parked record outlives its
+  // shard's 24 hours) are read once when first needed.
+  const listed = new Set(shards);
+  const otherCheckpoints = new Map<string, Map<string, string>>();
   const checkpointOf = async (shardId: string, recordOwner: string): Promise<string | undefined> => {
-    if (recordOwner === owner) return checkpoints.get(shardId);
-    let known = foreign.get(shardId);
-    if (!known) foreign.set(shardId, (known = new Map()));
+    if (recordOwner === owner && listed.has(shardId)) return checkpoints.get(shardId);
+    let known = otherCheckpoints.get(shardId);
+    if (!known) otherCheckpoints.set(shardId, (known = new Map()));
     if (!known.has(recordOwner)) known.set(recordOwner, (await deps.rollups.readCheckpoints(shardId, [recordOwner])).get(recordOwner) ?? '');
     return known.get(recordOwner) || undefined;
   };
@@ -430,12 +434,9 @@ function rangeOf(subject: Subject, only: Cycle | undefined, now: Date, retention
 }
 
 async function readOwnCheckpoints(shards: readonly string[], owner: string, rollups: Pick<RepairStore, 'readCheckpoints'>): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
-  for (const shardId of shards) {
-    const checkpoint = (await rollups.readCheckpoints(shardId, [owner])).get(owner);
-    if (checkpoint !== undefined) found.set(shardId, checkpoint);
-  }
-  return found;
+  // Every shard's at once: the fewer round trips between the two reads, the likelier they agree.
+  const read = await Promise.all(shards.map(async (shardId) => [shardId, (await rollups.readCheckpoints(shardId, [owner])).get(owner)] as const));
+  return new Map(read.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
 }
 
 function sameCheckpoints(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
