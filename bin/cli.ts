@@ -57,7 +57,8 @@ const USAGE = `usage: usage-pipeline <command> [options]
       applied and removed. A closed cycle's change is a late adjustment, listed in its report under the
       source usage-pipeline/repair. Every cycle inside the ledger's retention when --cycle is absent.
       Running it again changes nothing. --dry-run lists what would change. Prints one line per item
-      changed (--json: one JSON object). Reads LEDGER_TABLE and its stream, writes ROLLUPS_TABLE.
+      changed (--json: one JSON object). Reads LEDGER_TABLE and its stream, writes ROLLUPS_TABLE; its lease and
+      the closed cycles' snapshots are in ACCOUNTS_TABLE.
 
   report-schema
       Print the JSON Schema of cycle reports, summaries and exports (npm run report-schema writes it to
@@ -425,6 +426,7 @@ async function repair(args: string[]): Promise<number> {
         ledger: appContext.ledgerScanner(),
         stream: new DynamoLedgerStream(streams, dynamodb, requireEnv(TABLES.ledger.envVar)),
         rollups: appContext.rollups(),
+        leases: appContext.leases(),
         breakdowns: breakdownPolicy(deps.config.rateCard),
       },
     ).catch((error: unknown) => {

@@ -61,7 +61,7 @@ export const appContext = {
   config: once(() => loadConfigFile(requireEnv(CONFIG_FILE_ENV))),
   ledger: once(() => new DynamoLedger(ledgerClient(), requireEnv(TABLES.ledger.envVar))),
   ledgerScanner: once(() => new DynamoLedgerScanner(dynamoClient(), requireEnv(TABLES.ledger.envVar))),
-  rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() })),
+  rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() }, process.env[TABLES.accounts.envVar])),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),

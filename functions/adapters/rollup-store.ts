@@ -1,5 +1,5 @@
-import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
 import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/ports';
 import {
@@ -24,6 +24,7 @@ import type { Clock } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
 import { batchGet } from './batch';
 import { backoff, writeMeter } from './dynamodb';
+import { leaseHeld } from './lease-store';
 
 /** Parked records share one partition: there are few, and an operator lists them all. */
 const PARKED_PK = 'parked#records';
@@ -39,9 +40,6 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
   const refused = reasons.find((r) => r.Code === 'ValidationError' || r.Code === 'ItemCollectionSizeLimitExceeded');
   return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
 }
-
-/** One repair of a subject at a time (core/metering/repair.ts): the holder's lease, which expires by itself. */
-const repairLeaseKey = (subject: string) => ({ pk: 'repair#lease', sk: subject });
 
 /** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
@@ -63,6 +61,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly clock: Clock = { now: () => new Date() },
+    /** Where the leases are (adapters/lease-store.ts): a repair's writes hold only while its lease does. */
+    private readonly leasesTable?: string,
   ) {}
 
   async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
@@ -210,39 +210,14 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     return kinds.flat();
   }
 
-  async acquireRepairLease(subject: string, holder: string, until: number): Promise<boolean> {
-    try {
-      await this.client.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: { ...repairLeaseKey(subject), holder, until, expiresAt: until },
-          ConditionExpression: 'attribute_not_exists(pk) OR #until < :now',
-          ExpressionAttributeNames: { '#until': 'until' },
-          ExpressionAttributeValues: { ':now': Math.floor(Date.now() / 1000) },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
-  }
-
-  async releaseRepairLease(subject: string, holder: string): Promise<void> {
-    await this.client
-      .send(new DeleteCommand({ TableName: this.tableName, Key: repairLeaseKey(subject), ConditionExpression: 'holder = :holder', ExpressionAttributeValues: { ':holder': holder } }))
-      .catch((error: unknown) => {
-        if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      });
-  }
-
-  async applyRepair(subject: string, holder: string, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'> {
+  async applyRepair(lease: { name: string; holder: string }, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'> {
+    if (!this.leasesTable) throw new Error('repairs write under a lease: give DynamoRollups the table the leases are in');
     const appliedAt = this.clock.now().toISOString();
     const updates = work.updates ?? [];
     const items = [
       ...updates.map((update) => ({ Update: { TableName: this.tableName, ...toUpdate(update, appliedAt) } })),
       // After the updates, as commitChunk's checkpoints: a failed condition here reads as 'already-applied'.
-      { ConditionCheck: { TableName: this.tableName, Key: repairLeaseKey(subject), ConditionExpression: 'holder = :holder', ExpressionAttributeValues: { ':holder': holder } } },
+      leaseHeld(this.leasesTable, lease),
       ...(work.removeParked ?? []).map((record) => ({ Delete: { TableName: this.tableName, Key: parkedKey(record.shardId, record.sequenceNumber), ConditionExpression: 'attribute_exists(pk)' } })),
     ];
     return (await this.transact(items, { updates: [...updates] })) === 'committed' ? 'committed' : 'stale';

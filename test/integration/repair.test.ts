@@ -5,10 +5,11 @@ import { DeleteCommand, type DynamoDBDocumentClient, UpdateCommand } from '@aws-
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
+import { DynamoLeases } from '../../functions/adapters/lease-store';
 import { DynamoLedger, DynamoLedgerScanner } from '../../functions/adapters/ledger-store';
 import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
-import { type RepairDeps, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
+import { type RepairDeps, RepairRefusedError, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
 import { checkpointBucketOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
@@ -59,7 +60,7 @@ beforeAll(async () => {
   client = new StackClient(stack);
   raw = new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
   documents = createDocumentClient(raw);
-  rollups = new DynamoRollups(documents, stack.tables.rollups, stack.clock);
+  rollups = new DynamoRollups(documents, stack.tables.rollups, stack.clock, stack.tables.accounts);
   streams = new DynamoDBStreamsClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
 }, 120_000);
 
@@ -80,6 +81,7 @@ function repairDeps(): RepairDeps {
     ledger: new DynamoLedgerScanner(raw, stack.tables.ledger),
     stream: new DynamoLedgerStream(streams, raw, stack.tables.ledger),
     rollups,
+    leases: new DynamoLeases(documents, stack.tables.accounts),
     breakdowns: DEFAULT_BREAKDOWNS,
     streamLagMs: 100,
   };
@@ -388,6 +390,33 @@ describe('repair from the ledger', () => {
     expect(await storedItems('ws_c15')).toEqual(expectedItems('ws_c15'));
     expect((await audit('ws_c15')).differences).toBe(0);
   }, 180_000);
+
+  test('one repair per workspace at a time: a second one is refused while the first holds its lease, and writes nothing', async () => {
+    // Arrange: another repair of ws_c15 holds the lease; ws_c15's cycle item is off by 5.
+    const leases = new DynamoLeases(documents, stack.tables.accounts);
+    const now = stack.clock.now();
+    expect(await leases.acquire('repair#ws_c15', 'another-operator', now, new Date(now.getTime() + 60_000))).toBe(true);
+    const cycleSk = Object.keys(await storedItems('ws_c15')).find((sk) => sk.startsWith('C#')) as string;
+    await documents.send(
+      new UpdateCommand({
+        TableName: stack.tables.rollups,
+        Key: { pk: 'ws_c15', sk: cycleSk },
+        UpdateExpression: 'ADD #total :five',
+        ExpressionAttributeNames: { '#total': 'total' },
+        ExpressionAttributeValues: { ':five': 5 },
+      }),
+    );
+
+    // Act
+    const refused = await repairSubject({ subject: 'ws_c15' }, repairDeps()).catch((error: unknown) => error);
+    await leases.release('repair#ws_c15', 'another-operator');
+    const after = await repairSubject({ subject: 'ws_c15' }, repairDeps());
+
+    // Assert
+    expect(refused).toBeInstanceOf(RepairRefusedError);
+    expect(after.items).toEqual([{ item: cycleSk, total: '-5', counters: {} }]);
+    expect(await storedItems('ws_c15')).toEqual(expectedItems('ws_c15'));
+  }, 120_000);
 
   test('in a closed cycle, the repair is a late adjustment the audit reconciles; what the close froze stays as billed', async () => {
     // Arrange: ws_a31's cycle item damaged before its close (the snapshot freezes the damage), then closed.

@@ -210,13 +210,10 @@ export interface RepairStore {
   /** The subject's day, cycle, user and group items in the range, read strongly consistent. */
   readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]>;
   parked(subject?: string): Promise<ParkedRecord[]>;
-  /** Takes the subject's repair lease until `until` (epoch seconds); false if another holder has it. */
-  acquireRepairLease(subject: string, holder: string, until: number): Promise<boolean>;
-  releaseRepairLease(subject: string, holder: string): Promise<void>;
   /**
-   * Adds the updates, or removes the parked records, in one transaction under the lease. 'stale' (nothing
-   * written) if the lease is lost or a parked record is gone; CycleItemsChangedError if a cycle item is not
-   * as planned (closed, or breakdown values admitted).
+   * Adds the updates, or removes the parked records, in one transaction that holds only while `lease` is still
+   * held (core/lease.ts). 'stale' (nothing written) if the lease is lost or a parked record is gone;
+   * CycleItemsChangedError if a cycle item is not as planned (closed, or breakdown values admitted).
    */
-  applyRepair(subject: string, holder: string, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'>;
+  applyRepair(lease: { name: string; holder: string }, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'>;
 }

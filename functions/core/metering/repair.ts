@@ -1,6 +1,7 @@
 import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
+import { type LeaseStore, runExclusive } from '../lease';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { eventKey } from './envelope';
@@ -56,6 +57,8 @@ export interface RepairDeps {
   ledger: LedgerVersions;
   stream: LedgerStreamReader;
   rollups: RepairStore;
+  /** One repair per subject at a time (core/lease.ts); every write of the repair holds only while its lease does. */
+  leases: LeaseStore;
   breakdowns: BreakdownPolicy;
   /** How long a write takes to show in the stream; records are read this long after the scan (default 1 s). */
   streamLagMs?: number;
@@ -98,7 +101,7 @@ export class RepairRefusedError extends Error {
 }
 
 const MAX_ATTEMPTS = 20;
-const LEASE_SECONDS = 15 * 60;
+const LEASE_MS = 15 * 60_000;
 /** Transaction items: 100, one of them the lease check. */
 const MAX_ITEMS_PER_REPAIR = 99;
 /** Source of the event key a repair's late adjustment is listed under in a closed cycle's report. */
@@ -113,24 +116,22 @@ export async function repairSubject(request: RepairRequest, deps: RepairDeps): P
   const only = request.cycle?.(subject);
   if (only && !repairable(only.start))
     throw new RepairRefusedError(`the cycle starting ${only.start} began more than ${deps.config.ingest.retentionDays} days ago: its events may have aged out of the ledger`);
-  const holder = `${now.toISOString()}#${Math.random().toString(36).slice(2, 10)}`;
-  if (!request.dryRun && !(await deps.rollups.acquireRepairLease(subject.id, holder, Math.floor(Date.now() / 1000) + LEASE_SECONDS))) {
-    throw new RepairRefusedError(`another repair of "${subject.id}" is running`);
-  }
+  const lease = { name: `repair#${subject.id}`, holder: `${now.toISOString()}#${Math.random().toString(36).slice(2, 10)}`, durationMs: LEASE_MS };
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-  try {
+  const repair = async (): Promise<RepairResult> => {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const plan = await planRepair(subject, only, repairable, now, deps, sleep);
       const result: RepairResult = { subject: subject.id, dryRun: request.dryRun === true, ...plan.summary, attempts: attempt };
       if (request.dryRun || (plan.updates.length === 0 && plan.parked.length === 0)) return result;
-      const outcome = await apply(subject.id, holder, plan, deps.rollups);
-      if (outcome === 'committed') return result;
+      if ((await apply(lease, plan, deps.rollups)) === 'committed') return result;
       await sleep(50 * attempt);
     }
     throw new Error(`the rollups of "${subject.id}" kept changing under ${MAX_ATTEMPTS} snapshots; try again`);
-  } finally {
-    if (!request.dryRun) await deps.rollups.releaseRepairLease(subject.id, holder);
-  }
+  };
+  if (request.dryRun) return repair();
+  const run = await runExclusive(lease, { leases: deps.leases, clock: deps.clock }, repair);
+  if (!run.ran) throw new RepairRefusedError(`another repair of "${subject.id}" is running`);
+  return run.value;
 }
 
 interface RepairPlan {
@@ -256,13 +257,13 @@ async function planRepair(
 }
 
 /** Removes the parked records first, then adds the difference, each transaction under the lease. */
-async function apply(subject: string, holder: string, plan: RepairPlan, rollups: RepairStore): Promise<'committed' | 'stale'> {
+async function apply(lease: { name: string; holder: string }, plan: RepairPlan, rollups: RepairStore): Promise<'committed' | 'stale'> {
   try {
     for (let i = 0; i < plan.parked.length; i += MAX_ITEMS_PER_REPAIR) {
-      if ((await rollups.applyRepair(subject, holder, { removeParked: plan.parked.slice(i, i + MAX_ITEMS_PER_REPAIR) })) === 'stale') return 'stale';
+      if ((await rollups.applyRepair(lease, { removeParked: plan.parked.slice(i, i + MAX_ITEMS_PER_REPAIR) })) === 'stale') return 'stale';
     }
     for (const updates of packTransactions(plan.updates)) {
-      if ((await rollups.applyRepair(subject, holder, { updates })) === 'stale') return 'stale';
+      if ((await rollups.applyRepair(lease, { updates })) === 'stale') return 'stale';
     }
     return 'committed';
   } catch (error) {
