@@ -1,14 +1,6 @@
-import {
-  type _Record,
-  DescribeStreamCommand,
-  type DynamoDBStreamsClient,
-  ExpiredIteratorException,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type Shard,
-  TrimmedDataAccessException,
-} from '@aws-sdk/client-dynamodb-streams';
+import { type _Record, type DynamoDBStreamsClient, ExpiredIteratorException, GetRecordsCommand, GetShardIteratorCommand, TrimmedDataAccessException } from '@aws-sdk/client-dynamodb-streams';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { describeShards } from '../functions/adapters/ledger-stream';
 import { MAX_PAYLOAD_BYTES } from './lambda-context';
 import { sleep } from './sqs-poller';
 
@@ -117,7 +109,7 @@ export class StreamPoller {
   private async discover(): Promise<void> {
     while (this.running) {
       try {
-        const shards = await this.listShards();
+        const shards = await describeShards(this.options.streams, this.options.streamArn);
         const known = new Set(shards.map((s) => s.ShardId));
         for (const shard of shards) {
           const id = shard.ShardId;
@@ -133,17 +125,6 @@ export class StreamPoller {
       }
       await sleep(500);
     }
-  }
-
-  private async listShards(): Promise<Shard[]> {
-    const shards: Shard[] = [];
-    let ExclusiveStartShardId: string | undefined;
-    do {
-      const { StreamDescription } = await this.options.streams.send(new DescribeStreamCommand({ StreamArn: this.options.streamArn, ExclusiveStartShardId }));
-      shards.push(...(StreamDescription?.Shards ?? []));
-      ExclusiveStartShardId = StreamDescription?.LastEvaluatedShardId;
-    } while (ExclusiveStartShardId);
-    return shards;
   }
 
   private async iterator(shardId: string, after?: string): Promise<string | undefined> {

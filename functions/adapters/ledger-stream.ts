@@ -25,15 +25,7 @@ export class DynamoLedgerStream implements LedgerStreamReader {
   ) {}
 
   async shards(): Promise<string[]> {
-    const StreamArn = await this.streamArn();
-    const shards: Shard[] = [];
-    let ExclusiveStartShardId: string | undefined;
-    do {
-      const { StreamDescription } = await this.streams.send(new DescribeStreamCommand({ StreamArn, ExclusiveStartShardId }));
-      shards.push(...(StreamDescription?.Shards ?? []));
-      ExclusiveStartShardId = StreamDescription?.LastEvaluatedShardId;
-    } while (ExclusiveStartShardId);
-    return parentsFirst(shards);
+    return parentsFirst(await describeShards(this.streams, await this.streamArn()));
   }
 
   async *changesAfter(shardId: string, after: string | undefined): AsyncIterable<StreamedChange> {
@@ -65,6 +57,18 @@ export class DynamoLedgerStream implements LedgerStreamReader {
     });
     return this.arn;
   }
+}
+
+/** Every shard of a stream, through DescribeStream's pages. */
+export async function describeShards(streams: DynamoDBStreamsClient, streamArn: string): Promise<Shard[]> {
+  const shards: Shard[] = [];
+  let ExclusiveStartShardId: string | undefined;
+  do {
+    const { StreamDescription } = await streams.send(new DescribeStreamCommand({ StreamArn: streamArn, ExclusiveStartShardId }));
+    shards.push(...(StreamDescription?.Shards ?? []));
+    ExclusiveStartShardId = StreamDescription?.LastEvaluatedShardId;
+  } while (ExclusiveStartShardId);
+  return shards;
 }
 
 /** Shards ordered so that a parent comes before its children: an item's records then read in write order. */
