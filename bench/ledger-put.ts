@@ -1,6 +1,6 @@
 /**
  * The ledger put alone: what one conditional PutItem per event costs on this machine, the floor of any
- * design that keeps one ledger item per event (README, "What limits it"). Side by side, in alternating
+ * design that keeps one ledger item per event (docs/performance.md, "What limits it"). Side by side, in alternating
  * rounds on one DynamoDB Local with the real ledger table (its stream on), 32 puts in flight:
  * - ledger: `DynamoLedger.putAll` on the ledger's own client (`createLedgerClient`: raw, cached middleware,
  *   no SDK logger), as ingest writes;

@@ -1,7 +1,7 @@
 /**
  * bench/results/pipeline.svg: two panels of grouped bars, write units per unique event (lower is
  * better) and unique events per second end to end (higher is better), one group per scenario and one
- * bar per contender. Plain SVG, written by hand, so that README can show it without a dependency.
+ * bar per contender. Plain SVG, written by hand, so that docs/performance.md can show it without a dependency.
  */
 
 /** A dashed line across one scenario's bars on the write-unit panel: the target for ours. */

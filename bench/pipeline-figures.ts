@@ -1,7 +1,7 @@
 /**
  * The pipeline benchmark's arithmetic, apart from running it (bench/pipeline.ts): each contender's counters
  * against the ground truth, the figures of one run (rates, units and requests per event, CPU, cost per
- * million events at list prices), and the targets of README "Performance".
+ * million events at list prices), and the targets of docs/performance.md "Performance".
  */
 import type { Granularity, GroundTruth } from '../test/support/ground-truth';
 import type { Contender, CountedBuckets, PhaseReport, RunReport } from './pipeline-protocol';

@@ -39,7 +39,7 @@ export class Gate {
   }
 }
 
-/** One handler invocation, in performance.now() milliseconds (BENCH_TIMELINE, README "Performance"). */
+/** One handler invocation, in performance.now() milliseconds (BENCH_TIMELINE, docs/performance.md "Performance"). */
 export interface Invocation {
   function: string;
   startMs: number;

@@ -1,6 +1,6 @@
 import { DynamoDBStreamsClient, GetRecordsCommand, type GetRecordsCommandOutput } from '@aws-sdk/client-dynamodb-streams';
 import { awsClients } from '../functions/adapters/app-context';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate.handler';
 import { EVENT_SOURCES, FUNCTIONS, QUEUES, TABLES } from '../functions/contract/resources';
 import { localTableName } from '../local/bootstrap';
 import { startLocal } from '../local/runtime';

@@ -182,7 +182,7 @@ async function runRow(scenario: Scenario, contender: Contender, plans: Pick<RunP
   return { ...row, report: outcome, figures };
 }
 
-/** BENCH_TIMELINE=dir: each run's handler invocations go to dir/SCENARIO-CONTENDER.jsonl (README, Performance). */
+/** BENCH_TIMELINE=dir: each run's handler invocations go to dir/SCENARIO-CONTENDER.jsonl (docs/performance.md, "Performance"). */
 async function timelinePath(scenario: Scenario, contender: Contender, usersAndGroups: boolean): Promise<string | undefined> {
   const dir = process.env.BENCH_TIMELINE;
   if (!dir) return undefined;
@@ -192,7 +192,7 @@ async function timelinePath(scenario: Scenario, contender: Contender, usersAndGr
 
 /** One contender in a fresh process; its progress lines are shown as they come, its stderr only if it fails. */
 async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }> {
-  // BENCH_CPU_PROF=dir: a V8 CPU profile of each contender's process (README, Performance).
+  // BENCH_CPU_PROF=dir: a V8 CPU profile of each contender's process (docs/performance.md, "Performance").
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const child = spawn(process.execPath, [...profile, '--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const kill = () => child.kill('SIGKILL');

@@ -51,7 +51,7 @@ try {
     for (const name of names) {
       const root = join(work, way, name);
       await build({
-        entryPoints: [join(projectRoot, 'functions', `${name}.ts`)],
+        entryPoints: [join(projectRoot, 'functions', `${name}.handler.ts`)],
         bundle: true,
         platform: 'node',
         format: 'esm',

@@ -11,7 +11,7 @@ import { StatefulStack } from '../lib/stateful-stack';
 import { StatelessStack } from '../lib/stateless-stack';
 
 const DEFAULT_CONFIG = 'config/example.json';
-/** The committed configuration for a deployment, without local API keys or demo workspaces (README, "Deploying"). */
+/** The committed configuration for a deployment, without local API keys or demo workspaces (docs/operations.md, "Deploying"). */
 const DEPLOY_EXAMPLE = 'config/prod.example.json';
 
 export interface UsagePipelineApp {

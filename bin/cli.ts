@@ -89,7 +89,7 @@ async function main(argv: string[]): Promise<number> {
       return repair(rest);
     case 'openapi': {
       const { DEPLOYED_ROUTES } = await import('../functions/contract/routes');
-      const { buildOpenApi } = await import('../functions/openapi');
+      const { buildOpenApi } = await import('../functions/contract/openapi');
       process.stdout.write(`${JSON.stringify(buildOpenApi(DEPLOYED_ROUTES), null, 2)}\n`);
       return 0;
     }

@@ -89,7 +89,7 @@ export class StatelessStack extends Stack {
       // Finished exports are downloaded through presigned GetObject URLs; cycle reports are built from the tables.
       .bindBucket(reportsBucket, reports.envVar, 'read', reports.exportsPrefix);
     // One run at a time, without reserved concurrency (which accounts with a low concurrency quota cannot grant):
-    // each run holds a lease in the accounts table, and a run that finds it held closes nothing (functions/scheduler.ts).
+    // each run holds a lease in the accounts table, and a run that finds it held closes nothing (functions/scheduler.handler.ts).
     const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile })
       .bindTable(tables.subjects, TABLES.subjects, 'read')
       // A cycle close marks the cycle's rollup items closed.

@@ -25,7 +25,7 @@ export interface BucketBinding {
 }
 
 export interface UsageFunctionProps {
-  /** The handler file `functions/<name>.ts`; also picks timeout and memory from FUNCTIONS. */
+  /** The handler file `functions/<name>.handler.ts`; also picks timeout and memory from FUNCTIONS. */
   readonly name: FunctionName;
   /** Absolute path of the configuration file, already validated; it ships inside the bundle. */
   readonly configFile: string;
@@ -47,7 +47,7 @@ export class UsageFunction extends NodejsFunction {
   constructor(scope: Construct, id: string, { name, configFile, reservedConcurrency }: UsageFunctionProps) {
     const { timeoutSeconds, memoryMb } = FUNCTIONS[name];
     super(scope, id, {
-      entry: join(projectRoot, 'functions', `${name}.ts`),
+      entry: join(projectRoot, 'functions', `${name}.handler.ts`),
       projectRoot,
       depsLockFilePath: join(projectRoot, 'package-lock.json'),
       runtime: Runtime.NODEJS_22_X,

@@ -8,12 +8,12 @@ import { DynamoApiKeys } from '../functions/adapters/api-key-store';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
 import { createS3Client } from '../functions/adapters/s3';
 import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate.handler';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
 import { configuredKey } from '../functions/core/access/api-keys';
 import type { CloseSummary } from '../functions/core/billing/closes';
 import type { Config } from '../functions/core/config';
-import type { SchedulerEvent } from '../functions/scheduler';
+import type { SchedulerEvent } from '../functions/scheduler.handler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
 import { LocalClock } from './clock';
@@ -139,12 +139,12 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     await seedApiKeys(new DynamoApiKeys(documents, names.apiKeys), config, clock.now().toISOString());
 
     // Imported only now, after the environment names the stand-ins; one at a time (Jest's ESM loader needs it).
-    const { handler: ingest } = await import('../functions/ingest');
-    const { handler: aggregate } = await import('../functions/aggregate');
-    const { handler: api } = await import('../functions/api');
-    const { handler: scheduler } = await import('../functions/scheduler');
-    const { handler: notify } = await import('../functions/notify');
-    const { handler: exportFiles } = await import('../functions/export');
+    const { handler: ingest } = await import('../functions/ingest.handler');
+    const { handler: aggregate } = await import('../functions/aggregate.handler');
+    const { handler: api } = await import('../functions/api.handler');
+    const { handler: scheduler } = await import('../functions/scheduler.handler');
+    const { handler: notify } = await import('../functions/notify.handler');
+    const { handler: exportFiles } = await import('../functions/export.handler');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));

@@ -19,11 +19,11 @@ const PINNED: readonly { instant: string; why: string }[] = [
 const SUITES = [
   'test/integration/pipeline.test.ts',
   'test/integration/quotas.test.ts',
-  'test/integration/reports.test.ts',
-  'test/integration/alerts.test.ts',
+  'test/integration/finance-reports.test.ts',
+  'test/integration/threshold-emails.test.ts',
   'test/integration/faults.test.ts',
   'test/integration/api.test.ts',
-  'test/integration/replay.test.ts',
+  'test/integration/replay-cli.test.ts',
   'test/integration/cli.test.ts',
   'test/browser/dashboard.test.ts',
 ];

@@ -1,7 +1,7 @@
-import type { ResponseOf } from '../../functions/openapi';
+import type { ResponseOf } from '../../functions/contract/openapi';
 
 /**
- * The API's answers the dashboard reads: the very schemas openapi.json is written from (functions/openapi.ts),
+ * The API's answers the dashboard reads: the very schemas openapi.json is written from (functions/contract/openapi.ts),
  * so a change to a response is a type error here rather than a surprise in the browser.
  */
 

@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { CycleSnapshot, Grant } from '../core/billing/balance';
-import type { AccountStore, Adjustment, DaySnapshot } from '../core/billing/ports';
+import type { AccountStore, Adjustment, DaySnapshot } from '../core/billing/billing-ports';
 
 /**
  * Grants, snapshots and adjustments, one partition per subject:

@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { Alert, AlertDelivery, AlertStore } from '../core/alerts/ports';
+import type { Alert, AlertDelivery, AlertStore } from '../core/alerts/alerts-ports';
 
 /**
  * Alerts: pk = subject, sk = <cycle start>#<usage type>#<threshold, 4 digits>. An alert is put only if

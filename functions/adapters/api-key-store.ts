@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { ApiKeyRecord, ApiKeyStore } from '../core/access/ports';
+import type { ApiKeyRecord, ApiKeyStore } from '../core/access/access-ports';
 
 /** How long a process trusts a key it has looked up: a revocation reaches every API instance within this. */
 export const KEY_CACHE_TTL_MS = 30_000;

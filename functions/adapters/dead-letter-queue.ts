@@ -1,5 +1,5 @@
 import { ChangeMessageVisibilityBatchCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { DeadLetter, DeadLetterQueue } from '../core/metering/ports';
+import type { DeadLetter, DeadLetterQueue } from '../core/metering/metering-ports';
 import { ORIGINAL_SENT_AT_ATTRIBUTE } from './usage-queue';
 
 /** Long enough for a replay of a full DLQ; a replay that dies leaves its messages hidden this long at most. */

@@ -5,9 +5,9 @@ import { NumberValue } from '@aws-sdk/lib-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { LRUCache } from 'lru-cache';
 import { eventKey } from '../core/metering/envelope';
-import type { Ledger, LedgerVersions, VersionedImage } from '../core/metering/ports';
+import type { Ledger, LedgerVersions, VersionedImage } from '../core/metering/metering-ports';
 import type { LedgerChange, LedgerEntry, LedgerImage } from '../core/metering/rollups';
-import type { LedgerScanner } from '../core/reporting/ports';
+import type { LedgerScanner } from '../core/reporting/reporting-ports';
 import { mapConcurrently, writeMeter } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 

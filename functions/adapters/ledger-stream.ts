@@ -1,6 +1,6 @@
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, type DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, type Shard } from '@aws-sdk/client-dynamodb-streams';
-import type { LedgerStreamReader, StreamedChange } from '../core/metering/ports';
+import type { LedgerStreamReader, StreamedChange } from '../core/metering/metering-ports';
 import { type LedgerStreamRecord, ledgerChangeFromRecord, ledgerVersionFromStream } from './ledger-store';
 
 /**

@@ -1,6 +1,6 @@
 import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandInput, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { QUARANTINE_RETENTION_DAYS, TABLES } from '../contract/resources';
-import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/metering/ports';
+import type { Quarantine, QuarantineRecord, QuarantineReplaySource, ReplayFilter } from '../core/metering/metering-ports';
 import { batchDelete, batchPut } from './batch';
 
 const NO_SUBJECT = '-';

@@ -1,7 +1,7 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, NumberValue, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
-import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/ports';
+import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/metering-ports';
 import {
   type Breakdown,
   type Chunk,
@@ -10,9 +10,9 @@ import {
   type CycleState,
   cycleItemKey,
   cycleStateOf,
+  type LaneRun,
   type LedgerChange,
   type MemberKind,
-  type OwnerRun,
   type ParkedRecord,
   padSequenceNumber,
   ROLLUP_PREFIX,
@@ -41,8 +41,8 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
   return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
 }
 
-/** One checkpoint per shard and owner (a bucket of subjects, `ownerOf`): that owner's records from that shard are applied up to it. */
-const checkpointKey = (shardId: string, owner: string) => ({ pk: `shard#${shardId}`, sk: `owner#${owner}` });
+/** One checkpoint per shard and lane (a fixed group of subjects, `laneOf`): that lane's records from that shard are applied up to it. */
+const checkpointKey = (shardId: string, lane: string) => ({ pk: `shard#${shardId}`, sk: `owner#${lane}` });
 const COUNTER = /^(h|d|ch|c|f)#/;
 /** Of a cycle item: how many values of each breakdown it has admitted (rollups BREAKDOWN_LIMITS). */
 const ADMITTED: Record<Breakdown, string> = { channel: 'channelsAdmitted', feature: 'featuresAdmitted' };
@@ -52,7 +52,7 @@ const MAX_CONFLICT_RETRIES = 6;
  * Rollup items: pk = subject, sk = D#day#usageType (with hour counters), C#cycleStart#usageType (with day,
  * channel and feature counters), U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, and
  * L#cycleStart#usageType#appliedMinute#eventKey (what one event changed in a closed cycle, per minute it was applied). Counters change only inside a
- * transaction that also advances the checkpoints (pk shard#id, sk owner#bucket-n) of the records' buckets of subjects. A cycle close sets `closedAt` on the cycle's
+ * transaction that also advances the checkpoints (pk shard#id, sk owner#bucket-n) of the records' lanes. A cycle close sets `closedAt` on the cycle's
  * items; from then on each change to them must also add to `late` and write its late item, and the
  * condition on `closedAt` makes a chunk that assumed otherwise fail as a whole.
  */
@@ -65,11 +65,11 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     private readonly leasesTable?: string,
   ) {}
 
-  async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
+  async readCheckpoints(shardId: string, lanes: readonly string[]): Promise<Map<string, string>> {
     const items = await batchGet(
       this.client,
       this.tableName,
-      owners.map((owner) => checkpointKey(shardId, owner)),
+      lanes.map((lane) => checkpointKey(shardId, lane)),
       { consistentRead: true },
     );
     const checkpoints = new Map<string, string>();
@@ -83,7 +83,7 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     return this.transact([...updates, ...chunk.runs.map((run) => this.checkpointUpdate(shardId, run))], chunk);
   }
 
-  async park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult> {
+  async park(shardId: string, run: LaneRun, change: LedgerChange, reason: string): Promise<CommitResult> {
     const record: ParkedRecord = { shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: this.clock.now().toISOString() };
     const put = { Put: { TableName: this.tableName, Item: { ...parkedKey(shardId, run.firstSequenceNumber), subject: subjectOf(change), record: JSON.stringify(record) } } };
     return this.transact([put, this.checkpointUpdate(shardId, run)], { updates: [] });
@@ -111,11 +111,11 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   }
 
   /** A checkpoint moved across a run, only if none of the run has been committed: a retried chunk finds this false. */
-  private checkpointUpdate(shardId: string, run: OwnerRun) {
+  private checkpointUpdate(shardId: string, run: LaneRun) {
     return {
       Update: {
         TableName: this.tableName,
-        Key: checkpointKey(shardId, run.owner),
+        Key: checkpointKey(shardId, run.lane),
         ConditionExpression: 'attribute_not_exists(sequenceNumber) OR sequenceNumber < :first',
         UpdateExpression: 'SET sequenceNumber = :last, expiresAt = :expiresAt',
         ExpressionAttributeValues: {

@@ -3,8 +3,8 @@ import { GetObjectCommand, NoSuchKey, PutObjectCommand, paginateListObjectsV2, S
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { BUCKETS, PRESIGNED_URL_SECONDS } from '../contract/resources';
-import type { FileWriter, ReportStore } from '../core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../core/reporting/report-schema';
+import type { FileWriter, ReportStore } from '../core/reporting/reporting-ports';
 import { withoutSdkLogging } from './sdk-clients';
 
 /**

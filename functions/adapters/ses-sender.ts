@@ -1,5 +1,5 @@
 import { SESClient, SendEmailCommand } from '@aws-sdk/client-ses';
-import type { Email, EmailSender } from '../core/alerts/ports';
+import type { Email, EmailSender } from '../core/alerts/alerts-ports';
 import { backoff } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 

@@ -1,7 +1,7 @@
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DependencyError } from '../core/errors';
 import { MAX_MESSAGE_BYTES } from '../core/metering/envelope';
-import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/metering/ports';
+import type { OriginalMessage, ReplayQueue, UsageQueue } from '../core/metering/metering-ports';
 import { backoff } from './dynamodb';
 import { withoutSdkLogging } from './sdk-clients';
 

@@ -142,7 +142,7 @@ export const EVENT_SOURCES = {
   aggregate: {
     /** The most Lambda allows; its 6 MB payload limit ends a batch of ~1 KB ledger records at ~6,000 first (local/stream-poller.ts). */
     batchSize: 10000,
-    /** Fuller batches write each subject's items fewer times: sparse traffic costs half as much as at 1 s (README, Performance). */
+    /** Fuller batches write each subject's items fewer times: sparse traffic costs half as much as at 1 s (docs/performance.md, "Performance"). */
     maxBatchingWindowSeconds: 10,
     /** A tumbling window is what makes Lambda put `shardId` in the event; the window state stays empty. */
     tumblingWindowSeconds: 60,

@@ -3,7 +3,7 @@ import type { Access } from '../core/access/scopes';
 /**
  * Every route of the HTTP API and who may call it (core/access/scopes.ts). The CDK stack adds exactly the
  * deployed ones to the HTTP API, the OpenAPI document describes them, and the api handler serves each with
- * its own function (functions/api.ts), which must name one for every route here.
+ * its own function (functions/api.handler.ts), which must name one for every route here.
  */
 export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/usage', access: 'workspace-read' },

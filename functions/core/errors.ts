@@ -2,7 +2,7 @@ import type { RejectionReason } from './metering/envelope';
 
 /**
  * Every code a request can be refused with, beside the reasons an event is rejected for (REJECTION_REASONS,
- * which POST …/usages answers with too). README's bad-input catalog lists each; a test holds the two together.
+ * which POST …/usages answers with too). The bad-input catalog in docs/events.md lists each; a test holds the two together.
  */
 export const ERROR_CODES = [
   'invalid_parameter',

@@ -31,7 +31,7 @@ import {
 import { node22 } from '../support/node22';
 
 /**
- * The code that deploys, on the runtime it deploys to: `cdk synth` as README runs it, then every
+ * The code that deploys, on the runtime it deploys to: `cdk synth` as docs/operations.md runs it, then every
  * Lambda function of the templates imported from its cdk.out asset (copied alone to a task root, as
  * Lambda unpacks it) and invoked on Node.js 22 with events shaped like AWS's documented samples
  * (fixtures/), with exactly the environment variables of its template, against DynamoDB Local and the

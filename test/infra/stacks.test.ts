@@ -737,7 +737,7 @@ describe('scheduler', () => {
 });
 
 describe('HTTP API', () => {
-  it('exposes every route of functions/api.ts except the local test clock', () => {
+  it('exposes every route of functions/api.handler.ts except the local test clock', () => {
     expect(API_ROUTE_KEYS.length).toBe(ROUTES.length - 1);
     expect(API_ROUTE_KEYS).not.toContain(`POST ${LOCAL_ONLY_PATH}`);
   });

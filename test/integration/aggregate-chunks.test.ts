@@ -3,14 +3,14 @@ import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
-import { checkpointBucketOf, type LedgerChange } from '../../functions/core/metering/rollups';
+import { checkpointLaneOf, type LedgerChange } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
 
 /**
  * A crash between two rollup transactions of one batch, on the real adapter and DynamoDB Local:
  * the retry (same batch, or a batch of another size starting elsewhere) applies each record once,
- * also when the batch interleaves many subjects and each transaction holds whole buckets of subjects.
+ * also when the batch interleaves many subjects and each transaction holds whole lanes.
  */
 
 let stack: LocalStack;
@@ -137,8 +137,8 @@ async function subjectTotals(subjects: readonly string[]): Promise<Map<string, n
   return totals;
 }
 
-test('a batch interleaving 120 subjects is folded per bucket of subjects, and a failed commit redelivered from the reported record completes it once', async () => {
-  // Arrange: 1,200 records, 10 per subject; each subject takes 2 transaction items (day, cycle) and each bucket of subjects
+test('a batch interleaving 120 subjects is folded per lane, and a failed commit redelivered from the reported record completes it once', async () => {
+  // Arrange: 1,200 records, 10 per subject; each subject takes 2 transaction items (day, cycle) and each lane
   // one checkpoint, so a transaction holds a few dozen whole subjects.
   const batch = interleaved('ws_mix', 120, 1200, 20_000);
   const subjects = [...new Set(batch.map((r) => r.newImage!.subject))];
@@ -168,8 +168,8 @@ test('a batch interleaving 120 subjects is folded per bucket of subjects, and a 
   expect(first.applied).toBe(10 * partial.size);
   for (const [subject, total] of partial) expect(total).toBe(expectedSubjectTotals(batch).get(subject));
   for (const subject of subjects) {
-    const sameBucket = subjects.filter((other) => checkpointBucketOf(other) === checkpointBucketOf(subject));
-    expect(sameBucket.every((other) => partial.has(other))).toBe(partial.has(subject));
+    const sameLane = subjects.filter((other) => checkpointLaneOf(other) === checkpointLaneOf(subject));
+    expect(sameLane.every((other) => partial.has(other))).toBe(partial.has(subject));
   }
   expect(failedAt).toBeGreaterThan(0);
   expect(retry.failedSequenceNumber).toBeUndefined();

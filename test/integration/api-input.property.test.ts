@@ -10,7 +10,7 @@ import { suiteClockStart } from '../support/clock-start';
 import { envelopeViolations, instantOf, isObject } from '../support/envelope-rules';
 
 /**
- * Every route of the API handler (functions/api.ts, its middy chain as deployed) called in-process with
+ * Every route of the API handler (functions/api.handler.ts, its middy chain as deployed) called in-process with
  * generated API Gateway v2 events: valid requests with one to three parts broken (path parameter, query
  * parameters, JSON body, the Authorization header). It never answers 5xx; every refusal is a 4xx
  * `{"error":{"code","message"}}` with a code of the documented lists and the status README gives it;
@@ -30,7 +30,7 @@ let handler: Handler;
 
 beforeAll(async () => {
   stack = await startLocal({ clockStart: suiteClockStart(), configPath: CONFIG, onError: () => undefined });
-  ({ handler } = (await import('../../functions/api')) as unknown as { handler: Handler });
+  ({ handler } = (await import('../../functions/api.handler')) as unknown as { handler: Handler });
 });
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/aggregate';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/aggregate.handler';
 import { FUNCTIONS } from '../../functions/contract/resources';
 import { lambdaContext } from '../../local/lambda-context';
 import { type Invoke, type LocalStack, startLocal } from '../../local/runtime';
@@ -318,7 +318,7 @@ function httpApiEvent(options: {
 }
 
 async function invokeApi(event: APIGatewayProxyEventV2): Promise<{ status: number; body: Record<string, unknown> }> {
-  const { handler } = await import('../../functions/api');
+  const { handler } = await import('../../functions/api.handler');
   const result = (await handler(event, lambdaContext('api', FUNCTIONS.api.timeoutSeconds))) as APIGatewayProxyStructuredResultV2;
   return { status: result.statusCode ?? 0, body: JSON.parse(result.body ?? 'null') as Record<string, unknown> };
 }

@@ -7,7 +7,7 @@ import { DEFAULT_RATES, quietEmptyMetricsWarnings, type RunResult, runFaultScena
  * SES Throttling), duplicated, reordered, overlapping and replayed deliveries (test/support/faults). After the
  * run, every invariant is checked against the scenario's own expectations: nothing lost, nothing counted
  * twice, every invalid event quarantined with its reason, closes and spillover once, threshold emails once
- * beyond the README's stated window, the audit without a difference. `npm run soak` runs the same longer.
+ * beyond the window docs/billing.md states ("Threshold emails"), the audit without a difference. `npm run soak` runs the same longer.
  */
 
 const SEEDS = [7];

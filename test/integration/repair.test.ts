@@ -10,7 +10,7 @@ import { DynamoLedger, DynamoLedgerScanner } from '../../functions/adapters/ledg
 import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { type RepairDeps, RepairRefusedError, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
-import { checkpointBucketOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
+import { checkpointLaneOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
@@ -329,7 +329,7 @@ describe('repair from the ledger', () => {
     let image: LedgerImage | undefined;
     for await (const item of new DynamoLedgerScanner(raw, stack.tables.ledger).versions('ws_d29')) image ??= item.image;
     const change = { sequenceNumber: '4200', newImage: image as LedgerImage };
-    expect(await rollups.park('shardId-rotated-away', { owner: checkpointBucketOf('ws_d29'), firstSequenceNumber: '4200', lastSequenceNumber: '4200' }, change, 'ValidationException: test')).toBe(
+    expect(await rollups.park('shardId-rotated-away', { lane: checkpointLaneOf('ws_d29'), firstSequenceNumber: '4200', lastSequenceNumber: '4200' }, change, 'ValidationException: test')).toBe(
       'committed',
     );
     expect(await rollups.parked('ws_d29')).toHaveLength(1);

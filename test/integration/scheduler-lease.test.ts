@@ -4,7 +4,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoLeases } from '../../functions/adapters/lease-store';
 import { FUNCTIONS, SCHEDULES } from '../../functions/contract/resources';
-import type { SchedulerResult } from '../../functions/scheduler';
+import type { SchedulerResult } from '../../functions/scheduler.handler';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../support/clock-start';
@@ -24,7 +24,7 @@ let leases: DynamoLeases;
 
 /** One invocation of the scheduler function, with its own request id (the lease holder). */
 async function invokeScheduler(): Promise<SchedulerResult> {
-  const { handler } = await import('../../functions/scheduler');
+  const { handler } = await import('../../functions/scheduler.handler');
   return (await handler({ job: JOB }, lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds))) as SchedulerResult;
 }
 

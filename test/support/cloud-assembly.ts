@@ -46,7 +46,7 @@ export interface CloudAssembly {
   functions: SynthesizedFunction[];
 }
 
-/** Runs the README's `cdk synth` (cdk.json's app and context) into `outdir`, with `-c config=<configPath>`. */
+/** Runs the `cdk synth` of docs/operations.md "Deploying" (cdk.json's app and context) into `outdir`, with `-c config=<configPath>`. */
 export async function cdkSynth(outdir: string, configPath: string): Promise<void> {
   const cdk = join(projectRoot, 'node_modules', '.bin', 'cdk');
   // Jest's NODE_OPTIONS (--experimental-vm-modules) is not the app's.

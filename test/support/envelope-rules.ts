@@ -1,8 +1,8 @@
 import type { RejectionReason } from '../../functions/core/metering/envelope';
 
 /**
- * The rules of a usage event as README states them, written independently of functions/core: every rule
- * an event breaks, as the reason README gives for it. Property tests judge the parser and the API by it.
+ * The rules of a usage event as docs/events.md states them, written independently of functions/core: every rule
+ * an event breaks, as the reason it gives. Property tests judge the parser and the API by it.
  */
 
 type Json = Record<string, unknown>;
@@ -69,7 +69,7 @@ export function envelopeViolations(raw: unknown, rules: StatedRules): Set<Reject
     found.add('invalid_quantity');
   }
   if (!['userId', 'groupId', 'channel', 'feature'].every((name) => isDimension((raw.data as Json)[name]))) found.add('invalid_dimension');
-  // README: each string within its limit in UTF-8 bytes, and source + id within a 2,048-byte key as a JSON array.
+  // docs/events.md: each string within its limit in UTF-8 bytes, and source + id within a 2,048-byte key as a JSON array.
   const bytes = (value: unknown) => (typeof value === 'string' ? new TextEncoder().encode(value).length : 0);
   const limits: [unknown, number][] = [
     [raw.id, 256],

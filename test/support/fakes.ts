@@ -3,11 +3,11 @@
  * They keep the semantics that core relies on (DESIGN.md) and nothing more.
  */
 
-import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/ports';
+import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/alerts-ports';
 import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
-import type { AccountStore, Adjustment, DaySnapshot } from '../../functions/core/billing/ports';
+import type { AccountStore, Adjustment, DaySnapshot } from '../../functions/core/billing/billing-ports';
 import { eventKey } from '../../functions/core/metering/envelope';
-import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/ports';
+import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/metering-ports';
 import {
   type Breakdown,
   type Chunk,
@@ -15,17 +15,17 @@ import {
   type CycleState,
   CyclesClosedError,
   cycleItemKey,
+  type LaneRun,
   type LedgerChange,
   type LedgerEntry,
   type MemberKind,
-  type OwnerRun,
   type ParkedRecord,
   type RollupKind,
   type RollupUpdate,
 } from '../../functions/core/metering/rollups';
 import type { Clock, Subject, SubjectDirectory, SubjectStore } from '../../functions/core/ports';
-import type { ReportStore } from '../../functions/core/reporting/ports';
 import type { CycleReport, CycleSummary } from '../../functions/core/reporting/report-schema';
+import type { ReportStore } from '../../functions/core/reporting/reporting-ports';
 
 /** Sequence numbers compared as zero-padded strings, written here independently of rollups.ts. */
 export const pad40 = (sequenceNumber: string): string => sequenceNumber.padStart(40, '0');
@@ -48,8 +48,8 @@ export function addTo(totals: Map<string, bigint>, key: string, delta: bigint): 
   else totals.set(key, next);
 }
 
-/** Names one owner's checkpoint on one shard in `InMemoryRollupWriter.checkpoints`. */
-export const checkpointOf = (shardId: string, owner: string) => `${shardId}\u0000${owner}`;
+/** Names one lane's checkpoint on one shard in `InMemoryRollupWriter.checkpoints`. */
+export const checkpointOf = (shardId: string, lane: string) => `${shardId}\u0000${lane}`;
 
 export interface CommitAttempt {
   shardId: string;
@@ -58,8 +58,8 @@ export interface CommitAttempt {
 }
 
 /**
- * A rollup table with a checkpoint per shard and owner. `commitChunk` applies a chunk and moves each
- * owner's checkpoint to the last record of its run only if every stored checkpoint is below its run's
+ * A rollup table with a checkpoint per shard and lane. `commitChunk` applies a chunk and moves each
+ * lane's checkpoint to the last record of its run only if every stored checkpoint is below its run's
  * padded first record, exactly like the TransactWriteItems conditions; otherwise it changes nothing and says so.
  *
  * Cycle items in `closed` (`cycleItemKey` strings) were marked closed by a cycle close. As in the
@@ -72,7 +72,7 @@ export class InMemoryRollupWriter implements RollupWriter {
   static readonly MAX_CALLS = 10_000;
   private calls = 0;
   readonly totals = new Map<string, bigint>();
-  /** Keyed by `checkpointOf(shardId, owner)`. */
+  /** Keyed by `checkpointOf(shardId, lane)`. */
   readonly checkpoints = new Map<string, string>();
   readonly attempts: CommitAttempt[] = [];
   /** Cycle items marked closed (`cycleItemKey(subject, cycleStart, usageType)`). */
@@ -84,12 +84,12 @@ export class InMemoryRollupWriter implements RollupWriter {
   /** Called before each commit is evaluated (e.g. to let another invocation run, or to throw). */
   beforeCommit?: (shardId: string, chunk: Chunk, attempt: number) => void | Promise<void>;
 
-  async readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>> {
+  async readCheckpoints(shardId: string, lanes: readonly string[]): Promise<Map<string, string>> {
     this.guard();
     const found = new Map<string, string>();
-    for (const owner of owners) {
-      const checkpoint = this.checkpoints.get(checkpointOf(shardId, owner));
-      if (checkpoint !== undefined) found.set(owner, checkpoint);
+    for (const lane of lanes) {
+      const checkpoint = this.checkpoints.get(checkpointOf(shardId, lane));
+      if (checkpoint !== undefined) found.set(lane, checkpoint);
     }
     return found;
   }
@@ -101,7 +101,7 @@ export class InMemoryRollupWriter implements RollupWriter {
     this.attempts.push(record);
     await this.beforeCommit?.(shardId, chunk, attempt);
     const passed = chunk.runs.some((run) => {
-      const stored = this.checkpoints.get(checkpointOf(shardId, run.owner));
+      const stored = this.checkpoints.get(checkpointOf(shardId, run.lane));
       return stored !== undefined && !(stored < pad40(run.firstSequenceNumber));
     });
     if (passed) {
@@ -128,17 +128,17 @@ export class InMemoryRollupWriter implements RollupWriter {
       if (update.kind === 'cycle' && update.closed === true) addTo(this.totals, flatKey(update.subject, update.usageType, 'cycle', period, 'late'), update.total);
       for (const [counter, delta] of update.counters) addTo(this.totals, flatKey(update.subject, update.usageType, update.kind, period, counter), delta);
     }
-    for (const run of chunk.runs) this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
+    for (const run of chunk.runs) this.checkpoints.set(checkpointOf(shardId, run.lane), pad40(run.lastSequenceNumber));
     record.result = 'committed';
     return 'committed';
   }
 
-  async park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult> {
+  async park(shardId: string, run: LaneRun, change: LedgerChange, reason: string): Promise<CommitResult> {
     this.guard();
-    const stored = this.checkpoints.get(checkpointOf(shardId, run.owner));
+    const stored = this.checkpoints.get(checkpointOf(shardId, run.lane));
     if (stored !== undefined && !(stored < pad40(run.firstSequenceNumber))) return 'already-applied';
     this.parkedRecords.push({ shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: new Date(0).toISOString() });
-    this.checkpoints.set(checkpointOf(shardId, run.owner), pad40(run.lastSequenceNumber));
+    this.checkpoints.set(checkpointOf(shardId, run.lane), pad40(run.lastSequenceNumber));
     return 'committed';
   }
 

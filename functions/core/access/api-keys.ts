@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors';
 import type { Clock, SubjectStore } from '../ports';
-import type { ApiKeyRecord, ApiKeyStore } from './ports';
+import type { ApiKeyRecord, ApiKeyStore } from './access-ports';
 import { type Access, SCOPES, type Scope } from './scopes';
 
 /**

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, defaultTopUpExpiry, type Grant, units } from '../billing/balance';
-import type { AccountStore } from '../billing/ports';
+import type { AccountStore } from '../billing/billing-ports';
 import { type Config, formatPath, idSchema, subjectSchema } from '../config';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors';
 import { type LosslessNumber, parseExactJson } from '../exact-json';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import { envelopeRules, packEvents, validateEvent } from '../metering/envelope';
-import type { UsageQueue } from '../metering/ports';
+import type { UsageQueue } from '../metering/metering-ports';
 import type { Clock, Subject, SubjectStore } from '../ports';
 import { toDecimalString } from '../quantity';
 

@@ -1,12 +1,12 @@
 import { type Grant, spilloverInto, units } from '../billing/balance';
-import type { AccountStore } from '../billing/ports';
+import type { AccountStore } from '../billing/billing-ports';
 import type { Config } from '../config';
 import { cycleContaining } from '../cycles';
-import type { RollupReader } from '../metering/ports';
+import type { RollupReader } from '../metering/metering-ports';
 import { cycleItemKey, type LedgerImage } from '../metering/rollups';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import type { Alert, AlertStore } from './ports';
+import type { Alert, AlertStore } from './alerts-ports';
 
 /**
  * Threshold crossings, evaluated after the aggregator has committed a batch.

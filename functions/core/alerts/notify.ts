@@ -4,7 +4,7 @@ import { type QuotaDeps, quotaView } from '../billing/quotas';
 import type { Config } from '../config';
 import type { Subject, SubjectDirectory } from '../ports';
 import { toDecimalString } from '../quantity';
-import type { Alert, AlertStore, Email, EmailSender } from './ports';
+import type { Alert, AlertStore, Email, EmailSender } from './alerts-ports';
 import { HTML, SUBJECT, TEXT } from './templates/threshold-email';
 
 /**

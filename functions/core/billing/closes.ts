@@ -1,12 +1,12 @@
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate, nextCycle, previousCycle, startOfLocalDay } from '../cycles';
-import type { RollupCloser, RollupReader } from '../metering/ports';
+import type { RollupCloser, RollupReader } from '../metering/metering-ports';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import type { ReportStore } from '../reporting/ports';
+import type { ReportStore } from '../reporting/reporting-ports';
 import { buildCycleReport, cycleSummary } from '../reporting/reports';
 import { type CycleSnapshot, spilloverGrantId, units } from './balance';
-import type { AccountStore, Adjustment } from './ports';
+import type { AccountStore, Adjustment } from './billing-ports';
 import { cycleSnapshot } from './snapshot';
 
 /**

@@ -1,12 +1,12 @@
 import type { Config } from '../config';
 import { cycleContaining, localDate, previousCycle } from '../cycles';
 import { NotFoundError } from '../errors';
-import type { RollupReader } from '../metering/ports';
+import type { RollupReader } from '../metering/metering-ports';
 import { dayCounter } from '../metering/rollups';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type Amount, toAmount } from '../quantity';
 import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
-import type { AccountStore } from './ports';
+import type { AccountStore } from './billing-ports';
 import { cycleSnapshot } from './snapshot';
 
 /**

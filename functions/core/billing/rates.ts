@@ -9,7 +9,7 @@ import type { NanoUnits } from '../quantity';
  * a whole minor unit once per line; a report's amount is the sum of its lines.
  */
 
-/** Keeps a cycle item's feature counters well under DynamoDB's 400 KB item (README "Bounded by design"). */
+/** Keeps a cycle item's feature counters well under DynamoDB's 400 KB item (docs/counting.md "Bounded by design"). */
 export const MAX_PRICED_FEATURES = 200;
 
 const minorUnits = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);

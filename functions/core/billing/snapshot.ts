@@ -1,6 +1,6 @@
 import type { PlanConfig } from '../config';
 import type { Cycle } from '../cycles';
-import type { RollupRow } from '../metering/ports';
+import type { RollupRow } from '../metering/metering-ports';
 import type { Subject } from '../ports';
 import { toDecimalString } from '../quantity';
 import { type CycleSnapshot, cycleBalance, type Grant, heldCredits, spilloverInto, type UsageSnapshot, units } from './balance';

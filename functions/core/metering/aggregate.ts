@@ -1,4 +1,4 @@
-import type { CommitResult, RollupWriter } from './ports';
+import type { CommitResult, RollupWriter } from './metering-ports';
 import {
   type BreakdownPolicy,
   type Chunk,
@@ -9,10 +9,10 @@ import {
   cycleItemKey,
   DEFAULT_BREAKDOWNS,
   EMPTY_CYCLE_STATE,
+  type LaneRun,
   type LedgerChange,
+  laneOf,
   OTHER,
-  type OwnerRun,
-  ownerOf,
   padSequenceNumber,
   parseCycleItemKey,
   planChunks,
@@ -21,10 +21,10 @@ import {
 
 /**
  * Fold a batch of ledger stream records into the rollups, exactly once.
- * 1. Drop records at or below their owner's checkpoint (one per shard and bucket of subjects): a retried batch
+ * 1. Drop records at or below their lane's checkpoint (one per shard and lane): a retried batch
  *    skips what it already applied, whichever records that was.
- * 2. Fold the rest, grouped by bucket across the batch, into chunks of at most 100 transaction items
- *    (rollup items plus one checkpoint per bucket), with each channel and feature placed by what its cycle
+ * 2. Fold the rest, grouped by lane across the batch, into chunks of at most 100 transaction items
+ *    (rollup items plus one checkpoint per lane), with each channel and feature placed by what its cycle
  *    item has admitted (read once for a cycle item this process has not met).
  * 3. Commit each chunk with its checkpoints in one transaction. On failure, report the first record not
  *    applied: Lambda redelivers from there, and step 1 skips the later records that were applied.
@@ -111,7 +111,7 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
             return undefined;
           }
           if (!(error instanceof ChunkRefusedError)) return { ...result, failedSequenceNumber: remaining[0]?.sequenceNumber, error };
-          if ((await deps.rollups.park(shardId, alone.runs[0] as OwnerRun, change, error.message)) === 'already-applied') return undefined;
+          if ((await deps.rollups.park(shardId, alone.runs[0] as LaneRun, change, error.message)) === 'already-applied') return undefined;
           result.parked.push({ sequenceNumber, subject: (change.newImage ?? change.oldImage)?.subject ?? '', reason: error.message });
         }
       } else {
@@ -124,9 +124,9 @@ export async function aggregateChanges(shardId: string, changes: readonly Ledger
   // Each pass starts from the stored checkpoints. A commit that finds one moved (another invocation of
   // this shard got there first) starts a new pass, so no record is skipped or applied twice.
   replan: while (remaining.length > 0) {
-    const checkpoints = await deps.rollups.readCheckpoints(shardId, [...new Set(remaining.map(ownerOf))]);
+    const checkpoints = await deps.rollups.readCheckpoints(shardId, [...new Set(remaining.map(laneOf))]);
     const pending = remaining.filter((c) => {
-      const checkpoint = checkpoints.get(ownerOf(c));
+      const checkpoint = checkpoints.get(laneOf(c));
       return checkpoint === undefined || padSequenceNumber(c.sequenceNumber) > checkpoint;
     });
     result.skipped += remaining.length - pending.length;

@@ -4,7 +4,7 @@ import { bucketsOf } from '../cycles';
 import { stringifyExactJson } from '../exact-json';
 import type { Clock, SubjectDirectory } from '../ports';
 import { envelopeRules, eventKey, parseMessageBody, type Rejection, type UsageEvent, validateEvent } from './envelope';
-import type { Ledger, Quarantine, QuarantineRecord } from './ports';
+import type { Ledger, Quarantine, QuarantineRecord } from './metering-ports';
 import type { LedgerEntry } from './rollups';
 
 /**

@@ -5,20 +5,20 @@ import { type LeaseStore, runExclusive } from '../lease';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { eventKey } from './envelope';
-import type { LedgerStreamReader, LedgerVersions, RepairStore, RollupRange, RollupRow, StreamedChange, VersionedImage } from './ports';
+import type { LedgerStreamReader, LedgerVersions, RepairStore, RollupRange, RollupRow, StreamedChange, VersionedImage } from './metering-ports';
 import {
   type BreakdownPolicy,
   CycleItemsChangedError,
   type CycleState,
   changesCounters,
-  checkpointBucketOf,
+  checkpointLaneOf,
   cycleItemKey,
   cycleStateOf,
   type LedgerChange,
   type LedgerImage,
+  laneOf,
   MAX_COUNTER_BYTES_PER_CHUNK,
   MAX_COUNTERS_PER_UPDATE,
-  ownerOf,
   type ParkedRecord,
   padSequenceNumber,
   planChunks,
@@ -32,7 +32,7 @@ import {
  * The rollups hold the fold of every ledger stream record up to the checkpoints (one per shard and bucket of
  * subjects), plus whatever went wrong (a parked record, a bug, a hand edit): that error is what a repair
  * removes, and it is found exactly, whatever is in flight:
- * 1. Snapshot: the subject's rollup items, read between two reads of its bucket's checkpoints on every shard.
+ * 1. Snapshot: the subject's rollup items, read between two reads of its lane's checkpoints on every shard.
  *    Equal checkpoints mean no commit landed in between, so the items are the fold of the records up to them.
  * 2. Truth: every ledger item of the subject, read strongly consistent, with its version (sent time, digest).
  * 3. In flight: the stream records after the checkpoints, read once the scan is done. Those the scan saw (its
@@ -148,8 +148,8 @@ async function planRepair(
   deps: RepairDeps,
   sleep: (ms: number) => Promise<void>,
 ): Promise<RepairPlan> {
-  // 1. Snapshot, between two equal reads of the subject's bucket checkpoints.
-  const owner = checkpointBucketOf(subject.id);
+  // 1. Snapshot, between two equal reads of the subject's lane checkpoints.
+  const lane = checkpointLaneOf(subject.id);
   const range = rangeOf(subject, only, now, deps.config.ingest.retentionDays);
   let rows: RollupRow[] | undefined;
   let checkpoints = new Map<string, string>();
@@ -158,9 +158,9 @@ async function planRepair(
     if (attempt === MAX_ATTEMPTS) throw new Error(`the checkpoints of "${subject.id}" kept moving under ${MAX_ATTEMPTS} snapshots; try again`);
     if (attempt > 0) await sleep(20 * attempt);
     shards = await deps.stream.shards();
-    const before = await readOwnCheckpoints(shards, owner, deps.rollups);
+    const before = await readOwnCheckpoints(shards, lane, deps.rollups);
     const read = await deps.rollups.readSubjectRollups(subject.id, range);
-    const after = await readOwnCheckpoints(shards, owner, deps.rollups);
+    const after = await readOwnCheckpoints(shards, lane, deps.rollups);
     if (sameCheckpoints(before, after)) {
       rows = read;
       checkpoints = after;
@@ -175,20 +175,20 @@ async function planRepair(
 
   // 3. In flight: records after the checkpoints, read once the scan's writes have reached the stream.
   await sleep(deps.streamLagMs ?? 1_000);
-  // The snapshot holds the subject's checkpoints on the stream's shards. Another owner's (a correction that
+  // The snapshot holds the subject's checkpoints on the stream's shards. Another lane's (a correction that
   // moved an event between workspaces) or a shard's the stream no longer lists (a parked record outlives its
   // shard's 24 hours) are read once when first needed.
   const listed = new Set(shards);
   const otherCheckpoints = new Map<string, Map<string, string>>();
-  const checkpointOf = async (shardId: string, recordOwner: string): Promise<string | undefined> => {
-    if (recordOwner === owner && listed.has(shardId)) return checkpoints.get(shardId);
+  const checkpointOf = async (shardId: string, recordLane: string): Promise<string | undefined> => {
+    if (recordLane === lane && listed.has(shardId)) return checkpoints.get(shardId);
     let known = otherCheckpoints.get(shardId);
     if (!known) otherCheckpoints.set(shardId, (known = new Map()));
-    if (!known.has(recordOwner)) known.set(recordOwner, (await deps.rollups.readCheckpoints(shardId, [recordOwner])).get(recordOwner) ?? '');
-    return known.get(recordOwner) || undefined;
+    if (!known.has(recordLane)) known.set(recordLane, (await deps.rollups.readCheckpoints(shardId, [recordLane])).get(recordLane) ?? '');
+    return known.get(recordLane) || undefined;
   };
   const isApplied = async (shardId: string, change: LedgerChange) => {
-    const checkpoint = await checkpointOf(shardId, ownerOf(change));
+    const checkpoint = await checkpointOf(shardId, laneOf(change));
     return checkpoint !== undefined && padSequenceNumber(change.sequenceNumber) <= checkpoint;
   };
   const pending = new Map<string, StreamedChange[]>();
@@ -434,9 +434,9 @@ function rangeOf(subject: Subject, only: Cycle | undefined, now: Date, retention
   return { fromDay: localDate(from, subject.timeZone), toDay: '\uffff', fromCycle: from.toISOString(), toCycle: '\uffff' };
 }
 
-async function readOwnCheckpoints(shards: readonly string[], owner: string, rollups: Pick<RepairStore, 'readCheckpoints'>): Promise<Map<string, string>> {
+async function readOwnCheckpoints(shards: readonly string[], lane: string, rollups: Pick<RepairStore, 'readCheckpoints'>): Promise<Map<string, string>> {
   // Every shard's at once: the fewer round trips between the two reads, the likelier they agree.
-  const read = await Promise.all(shards.map(async (shardId) => [shardId, (await rollups.readCheckpoints(shardId, [owner])).get(owner)] as const));
+  const read = await Promise.all(shards.map(async (shardId) => [shardId, (await rollups.readCheckpoints(shardId, [lane])).get(lane)] as const));
   return new Map(read.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
 }
 

@@ -1,7 +1,7 @@
 import type { Config } from '../config';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type EnvelopeRules, envelopeRules, identityOfKey, parseMessageBody, type Rejection, type RejectionReason, type UsageEvent, validateEvent } from './envelope';
-import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './ports';
+import type { DeadLetter, DeadLetterQueue, ParkedRecords, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue, RollupWriter } from './metering-ports';
 import { type BreakdownPolicy, ChunkRefusedError, CycleItemsChangedError, cycleItemKey, type ParkedRecord, parseCycleItemKey, planChunks } from './rollups';
 
 /**

@@ -148,20 +148,20 @@ const MAX_COUNTERS_PER_CHANGE = 6;
 /** 'ch#YYYY-MM-DDTHH#' and a channel of at most 256 bytes (envelope FIELD_BYTE_LIMITS). */
 const MAX_COUNTER_NAME_BYTES = 17 + 256;
 
-/** The records of one owner (see `ownerOf`) that a chunk applies: a run of its records, in order. */
-export interface OwnerRun {
-  owner: string;
+/** The records of one lane (see `laneOf`) that a chunk applies: a run of its records, in order. */
+export interface LaneRun {
+  lane: string;
   firstSequenceNumber: string;
   lastSequenceNumber: string;
 }
 
 /**
- * One transaction's worth of records: their folded rollup updates, and per owner the run of its records
- * applied here. The commit moves each owner's checkpoint from before the run's first record to its last.
+ * One transaction's worth of records: their folded rollup updates, and per lane the run of its records
+ * applied here. The commit moves each lane's checkpoint from before the run's first record to its last.
  */
 export interface Chunk {
   updates: RollupUpdate[];
-  runs: OwnerRun[];
+  runs: LaneRun[];
   /** The records folded in, in stream order. */
   sequenceNumbers: string[];
 }
@@ -240,39 +240,39 @@ export function parseCycleItemKey(key: string): { subject: string; cycleStart: s
 }
 
 /**
- * Checkpoints per shard: one per bucket of subjects, so that a batch over many subjects carries one
- * checkpoint per bucket it touches rather than one per subject (README, "How it counts exactly once").
- * Fixed for good: a record is applied under its bucket's checkpoint, and a shard whose buckets changed
+ * Checkpoints per shard: one per lane, so that a batch over many subjects carries one
+ * checkpoint per lane it touches rather than one per subject (README, "How it counts exactly once").
+ * Fixed for good: a record is applied under its lane's checkpoint, and a shard whose lanes changed
  * under a retried batch would apply its records again.
  */
-export const CHECKPOINT_BUCKETS = 64;
+export const CHECKPOINT_LANES = 64;
 
-/** The checkpoint bucket of a subject: FNV-1a (32 bits) over its UTF-16 code units, stable across processes and releases. */
-export function checkpointBucketOf(subject: string): string {
+/** The checkpoint lane of a subject (named `bucket-n` in the stored keys, which stay as deployed): FNV-1a (32 bits) over its UTF-16 code units, stable across processes and releases. */
+export function checkpointLaneOf(subject: string): string {
   let hash = 0x811c9dc5;
   for (let i = 0; i < subject.length; i++) {
     hash ^= subject.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193);
   }
-  return `bucket-${(hash >>> 0) % CHECKPOINT_BUCKETS}`;
+  return `bucket-${(hash >>> 0) % CHECKPOINT_LANES}`;
 }
 
 /**
- * The checkpoint a record is applied under: its subject's bucket, of the new image's subject, else the
+ * The checkpoint a record is applied under: its subject's lane, of the new image's subject, else the
  * old image's. A change that moves an event to another subject touches both, but counts under one: any
  * fixed choice works, since the record is applied once.
  */
-export const ownerOf = (change: LedgerChange): string => checkpointBucketOf((change.newImage ?? change.oldImage)?.subject ?? '');
+export const laneOf = (change: LedgerChange): string => checkpointLaneOf((change.newImage ?? change.oldImage)?.subject ?? '');
 
 /** Whether a change moves any counter; a TTL expiry (or a record without images) never does. */
 export const changesCounters = (change: LedgerChange): boolean => !change.expired && (change.oldImage !== undefined || change.newImage !== undefined);
 
 /**
  * Folds changes into chunks of at most `maxItems` transaction items: the rollup items the records touch,
- * plus one checkpoint item per owner (`ownerOf`: a bucket of subjects). Records are grouped by owner across
+ * plus one checkpoint item per lane (`laneOf`: a fixed group of subjects). Records are grouped by lane across
  * the whole batch, so that a subject's day and cycle items are written once per batch rather than once per
- * few records, as long as its bucket's records fit one chunk; each owner's records keep their stream order,
- * and an owner too big for one chunk continues in the next. Items
+ * few records, as long as its lane's records fit one chunk; each lane's records keep their stream order,
+ * and an lane too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
  * event. One change touches at most 10 rollup items (day, cycle, user, group and late, of its old and its
@@ -287,17 +287,17 @@ export function planChunks(
 ): Chunk[] {
   // Most batches know no closed cycle: skip building the key then.
   const isClosed = closedCycles.size === 0 ? () => false : (image: LedgerImage) => closedCycles.has(cycleItemKey(image.subject, image.cycleStart, image.usageType));
-  const byOwner = new Map<string, LedgerChange[]>();
+  const byLane = new Map<string, LedgerChange[]>();
   for (const change of changes) {
-    const owner = ownerOf(change);
-    const own = byOwner.get(owner);
+    const lane = laneOf(change);
+    const own = byLane.get(lane);
     if (own) own.push(change);
-    else byOwner.set(owner, [change]);
+    else byLane.set(lane, [change]);
   }
 
   const chunks: Chunk[] = [];
   let current: Map<string, RollupUpdate> = new Map();
-  let runs: Map<string, OwnerRun> = new Map();
+  let runs: Map<string, LaneRun> = new Map();
   let sequenceNumbers: string[] = [];
   let counterBytes = 0;
   // What each cycle item has admitted, as the chunks planned so far leave it (they commit in order).
@@ -344,8 +344,8 @@ export function planChunks(
   };
 
   const counted: string[] = [];
-  for (const [owner, own] of byOwner) {
-    // Each image's item keys are built once: they decide whether the owner and each change fit, then where they land.
+  for (const [lane, own] of byLane) {
+    // Each image's item keys are built once: they decide whether the lane and each change fit, then where they land.
     const planned = own.map((change) => ({
       change,
       deltas: changeDeltas(change).map(({ image, sign }) => {
@@ -353,19 +353,19 @@ export function planChunks(
         return { image, sign, closed, keys: itemKeys(image, closed) };
       }),
     }));
-    // An owner that fits a chunk of its own starts one rather than being split, which would write its subjects' items twice.
-    const ownerKeys = new Set(planned.flatMap(({ deltas }) => deltas.flatMap(({ keys }) => keys)));
+    // An lane that fits a chunk of its own starts one rather than being split, which would write its subjects' items twice.
+    const laneKeys = new Set(planned.flatMap(({ deltas }) => deltas.flatMap(({ keys }) => keys)));
     let added = 1; // its checkpoint
-    for (const key of ownerKeys) if (!current.has(key)) added++;
-    if (ownerKeys.size + 1 <= maxItems && current.size + runs.size + added > maxItems) flush();
+    for (const key of laneKeys) if (!current.has(key)) added++;
+    if (laneKeys.size + 1 <= maxItems && current.size + runs.size + added > maxItems) flush();
     for (const { change, deltas } of planned) {
       counted.length = 0;
       for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);
-      const newRun = runs.has(owner) ? 0 : 1;
+      const newRun = runs.has(lane) ? 0 : 1;
       if (current.size + runs.size + counted.length + newRun > maxItems || overflows(deltas.flatMap(({ keys }) => keys.slice(0, 2)))) flush();
-      const run = runs.get(owner);
+      const run = runs.get(lane);
       if (run) run.lastSequenceNumber = change.sequenceNumber;
-      else runs.set(owner, { owner, firstSequenceNumber: change.sequenceNumber, lastSequenceNumber: change.sequenceNumber });
+      else runs.set(lane, { lane, firstSequenceNumber: change.sequenceNumber, lastSequenceNumber: change.sequenceNumber });
       sequenceNumbers.push(change.sequenceNumber);
       for (const { image, sign, closed, keys } of deltas) {
         const quantity = quantityOf(image.quantity);

@@ -5,7 +5,7 @@ import { type QuotaDeps, quotaView } from '../billing/quotas';
 import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { RollupReader, RollupRow } from '../metering/ports';
+import type { RollupReader, RollupRow } from '../metering/metering-ports';
 import type { MemberKind } from '../metering/rollups';
 import type { Subject, SubjectDirectory, SubjectStore } from '../ports';
 import { type Amount, type NanoUnits, toAmount } from '../quantity';

@@ -1,10 +1,10 @@
 import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
-import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
+import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/metering-ports';
 import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import type { LedgerScanner, ReportStore } from './ports';
+import type { LedgerScanner, ReportStore } from './reporting-ports';
 
 /**
  * Recomputes every cycle's totals from the ledger (the events themselves) and compares them with what

@@ -5,11 +5,11 @@ import { units } from '../billing/balance';
 import { localDate, startOfLocalDay } from '../cycles';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { RollupReader, RollupRow } from '../metering/ports';
+import type { RollupReader, RollupRow } from '../metering/metering-ports';
 import type { Clock, Subject, SubjectStore } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
-import type { FileWriter } from './ports';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from './report-schema';
+import type { FileWriter } from './reporting-ports';
 
 /**
  * On-demand exports: usage per hour or per local day, for a time range and a set of workspaces,

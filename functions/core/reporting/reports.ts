@@ -1,11 +1,11 @@
 import { type Grant, type UsageSnapshot, units } from '../billing/balance';
-import type { AccountStore } from '../billing/ports';
+import type { AccountStore } from '../billing/billing-ports';
 import { priceUsage } from '../billing/rates';
 import { cycleSnapshot } from '../billing/snapshot';
 import type { Config } from '../config';
 import { type Cycle, localDate } from '../cycles';
 import { identityOfKey } from '../metering/envelope';
-import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/ports';
+import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/metering-ports';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { type CycleReport, type CycleSummary, REPORT_SCHEMA_VERSION, type UsageReport } from './report-schema';

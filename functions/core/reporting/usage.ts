@@ -3,7 +3,7 @@ import { parseQuery } from '../access/workspaces';
 import { localDate, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
-import type { RollupReader, RollupRow } from '../metering/ports';
+import type { RollupReader, RollupRow } from '../metering/metering-ports';
 import type { SubjectDirectory } from '../ports';
 import { type Amount, toAmount, toNanoUnits } from '../quantity';
 

@@ -9,10 +9,10 @@ import { awsClients, useClock } from '../../../functions/adapters/app-context';
 import { createDocumentClient } from '../../../functions/adapters/dynamodb';
 import { createS3Client } from '../../../functions/adapters/s3';
 import { DynamoSubjects } from '../../../functions/adapters/subject-store';
-import type { LedgerStreamEvent, LedgerStreamResponse } from '../../../functions/aggregate';
+import type { LedgerStreamEvent, LedgerStreamResponse } from '../../../functions/aggregate.handler';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, SCHEDULES, TABLES } from '../../../functions/contract/resources';
 import type { CloseSummary } from '../../../functions/core/billing/closes';
-import type { SchedulerEvent } from '../../../functions/scheduler';
+import type { SchedulerEvent } from '../../../functions/scheduler.handler';
 import { createBucket, createTables } from '../../../local/bootstrap';
 import { lambdaContext } from '../../../local/lambda-context';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from '../../../local/stand-ins';
@@ -107,10 +107,10 @@ export async function startFaultStack(scenario: Scenario, injector: FaultInjecto
     for (const subject of scenario.subjects) await subjects.put({ ...subject, createdAt });
 
     // One at a time, after the environment names the stand-ins (Jest's ESM loader needs it).
-    const { handler: ingest } = await import('../../../functions/ingest');
-    const { handler: aggregate } = await import('../../../functions/aggregate');
-    const { handler: notify } = await import('../../../functions/notify');
-    const { handler: scheduler } = await import('../../../functions/scheduler');
+    const { handler: ingest } = await import('../../../functions/ingest.handler');
+    const { handler: aggregate } = await import('../../../functions/aggregate.handler');
+    const { handler: notify } = await import('../../../functions/notify.handler');
+    const { handler: scheduler } = await import('../../../functions/scheduler.handler');
     stops.push(async () => [awsClients.dynamodb(), awsClients.ledger(), awsClients.ses(), awsClients.s3()].forEach((c) => c.destroy()));
     injector.attach(awsClients.dynamodb().middlewareStack, 'dynamodb');
     injector.attach(awsClients.ledger().middlewareStack, 'dynamodb');

@@ -1,6 +1,6 @@
 import type { CycleSnapshot, Grant } from '../../../functions/core/billing/balance';
-import type { Adjustment } from '../../../functions/core/billing/ports';
-import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { Adjustment } from '../../../functions/core/billing/billing-ports';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { AuditResult } from '../../../functions/core/reporting/audit';
 import { utcCycleStart } from '../ground-truth';
 import type { DuplicateWindow } from './injector';

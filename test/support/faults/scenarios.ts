@@ -71,8 +71,8 @@ export const ADMIN_KEY = 'faults-admin-key-0000000000';
 
 export interface ScenarioOptions {
   /**
-   * Also resend some originals after their correction (a producer retrying an old request late). The README's
-   * rule says the copy sent last wins; the ledger keeps whichever content it saw change last, so these runs
+   * Also resend some originals after their correction (a producer retrying an old request late). The rule in
+   * docs/events.md says the copy sent last wins; the ledger keeps whichever content it saw change last, so these runs
    * fail when the late copy is processed before the correction (see the report of seed 7).
    */
   staleResends?: boolean;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from '@jest/globals';
+import type { ApiKeyRecord, ApiKeyStore } from '../../../functions/core/access/access-ports';
 import { authenticate, authorize, configuredKey, createKey, keyBodySchema, keyIdOf, listKeys, type Principal, revokeKey } from '../../../functions/core/access/api-keys';
-import type { ApiKeyRecord, ApiKeyStore } from '../../../functions/core/access/ports';
 import type { Access } from '../../../functions/core/access/scopes';
 import { parseBody } from '../../../functions/core/access/workspaces';
 import { ForbiddenError, InvalidRequestError, NotFoundError, UnauthorizedError } from '../../../functions/core/errors';

@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { crossedThresholds, evaluateThresholds, touchedCycles } from '../../../functions/core/alerts/alerts';
+import type { Alert } from '../../../functions/core/alerts/alerts-ports';
 import { deliverAlert, formatAmount } from '../../../functions/core/alerts/notify';
-import type { Alert } from '../../../functions/core/alerts/ports';
 import { configSchema } from '../../../functions/core/config';
 import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemoryAccounts, InMemoryAlerts, InMemoryEmailSender, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';

@@ -1,7 +1,7 @@
 import { type AggregateDeps, aggregateChanges } from '../../../functions/core/metering/aggregate';
 import type { LedgerChange } from '../../../functions/core/metering/rollups';
 import { checkpointOf, InMemoryRollupWriter, pad40 } from '../../support/fakes';
-import { generateChanges, modelTotals, ownerOfChange, sorted } from './rollup-model';
+import { generateChanges, laneOfChange, modelTotals, sorted } from './rollup-model';
 
 const SHARD = 'shardId-00000001700000000000-abcdef01';
 const CHUNK = 12; // small chunks: a batch of 60 records makes many of them
@@ -13,10 +13,10 @@ class Crash extends Error {
 /** Applies the changes that the rollups must reflect and returns the independent model. */
 const expectedTotals = (changes: readonly LedgerChange[]) => sorted(modelTotals(changes));
 
-/** Each bucket's checkpoint after `applied`: the padded sequence number of its last record that moves a counter. */
+/** Each lane's checkpoint after `applied`: the padded sequence number of its last record that moves a counter. */
 function expectedCheckpoints(applied: readonly LedgerChange[]): [string, string][] {
   const last = new Map<string, string>();
-  for (const change of applied) if (!change.expired) last.set(checkpointOf(SHARD, ownerOfChange(change)), pad40(change.sequenceNumber));
+  for (const change of applied) if (!change.expired) last.set(checkpointOf(SHARD, laneOfChange(change)), pad40(change.sequenceNumber));
   return [...last].sort();
 }
 
@@ -24,7 +24,7 @@ function expectedCheckpoints(applied: readonly LedgerChange[]): [string, string]
 const committedRecords = (rollups: InMemoryRollupWriter) => new Set(rollups.attempts.filter((a) => a.result === 'committed').flatMap((a) => a.sequenceNumbers));
 
 describe('aggregateChanges', () => {
-  test('applies every record exactly once and moves each bucket’s checkpoint to its last record', async () => {
+  test('applies every record exactly once and moves each lane’s checkpoint to its last record', async () => {
     // Arrange
     const changes = generateChanges(60, 11);
     const rollups = new InMemoryRollupWriter();
@@ -76,7 +76,7 @@ describe('aggregateChanges', () => {
     // Arrange
     const changes = generateChanges(20, 14);
     const rollups = new InMemoryRollupWriter();
-    for (const owner of new Set(changes.map(ownerOfChange))) rollups.checkpoints.set(checkpointOf('shardId-other', owner), pad40('99999999'));
+    for (const lane of new Set(changes.map(laneOfChange))) rollups.checkpoints.set(checkpointOf('shardId-other', lane), pad40('99999999'));
 
     // Act
     const result = await aggregateChanges(SHARD, changes, { rollups, maxItemsPerChunk: CHUNK });
@@ -123,7 +123,7 @@ describe('aggregateChanges', () => {
       return { rollups, applied, appliedChanges: changes.filter((c) => applied.has(c.sequenceNumber)) };
     }
 
-    test('the crashed run applied exactly the records of chunks 0..k, and each bucket’s checkpoint is at its last of them', async () => {
+    test('the crashed run applied exactly the records of chunks 0..k, and each lane’s checkpoint is at its last of them', async () => {
       // Act
       const { rollups, applied, appliedChanges } = await crashedRun();
 

@@ -7,7 +7,7 @@ import { envelopeViolations, isObject } from '../../support/envelope-rules';
 /**
  * Properties of the envelope parser over generated events, most of them valid events with one to three
  * fields broken or removed. Whether an event is valid, and for which reasons it is not, is decided by an
- * oracle written here from the rules README states, not from the code. A failure prints fast-check's seed
+ * oracle written here from the rules docs/events.md states, not from the code. A failure prints fast-check's seed
  * and the shrunk counterexample; the seed is fixed, so every run checks the same cases.
  */
 

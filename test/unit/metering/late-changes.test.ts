@@ -252,7 +252,7 @@ describe('planChunks with closed cycles', () => {
 
 describe('aggregateChanges when a cycle closes between planning and commit', () => {
   /**
-   * maxItems 10 (rollup items + one checkpoint per bucket; the four subjects are in four buckets). Chunk 1: ws_b Oct
+   * maxItems 10 (rollup items + one checkpoint per lane; the four subjects are in four lanes). Chunk 1: ws_b Oct
    * e3 4 (2 items + checkpoint), ws_c Oct e4 1 (3 more). ws_a's records need 5 items + checkpoint (Oct day, cycle,
    * user u1; Nov day, cycle), which would make 12, so they start chunk 2 whole (e1 Oct 5, e2 Nov 3, e1 corrected
    * 5 → 8, e6 Oct 2, e7 Nov 10), with ws_d's e5 (3 more). ws_a's October cycle closes after chunk 1 commits:

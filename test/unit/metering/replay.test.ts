@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import { type Config, configSchema } from '../../../functions/core/config';
-import type { DeadLetter, DeadLetterQueue, OriginalMessage, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue } from '../../../functions/core/metering/ports';
+import type { DeadLetter, DeadLetterQueue, OriginalMessage, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue } from '../../../functions/core/metering/metering-ports';
 import { type ReplayItem, replayDeadLetters, replayQuarantine } from '../../../functions/core/metering/replay';
 import type { Subject } from '../../../functions/core/ports';
 import { FixedClock, InMemorySubjectDirectory } from '../../support/fakes';

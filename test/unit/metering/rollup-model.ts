@@ -2,7 +2,7 @@
  * An independent model of rollup totals for unit tests: a plain Map of flat counter keys
  * (see flatKey in test/support/fakes.ts), built straight from ledger changes without rollups.ts.
  */
-import { type Chunk, checkpointBucketOf, type LedgerChange, type LedgerImage } from '../../../functions/core/metering/rollups';
+import { type Chunk, checkpointLaneOf, type LedgerChange, type LedgerImage } from '../../../functions/core/metering/rollups';
 import { addTo, flatKey } from '../../support/fakes';
 
 /** Decimal string → integer nano-units, by string arithmetic only. */
@@ -128,8 +128,8 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
   return changes;
 }
 
-/** The checkpoint a record counts under: the bucket of the new image's subject, else of the old image's. */
-export const ownerOfChange = (change: LedgerChange): string => checkpointBucketOf((change.newImage ?? change.oldImage)?.subject ?? '');
+/** The checkpoint a record counts under: the lane of the new image's subject, else of the old image's. */
+export const laneOfChange = (change: LedgerChange): string => checkpointLaneOf((change.newImage ?? change.oldImage)?.subject ?? '');
 
 /**
  * Whether a planner that closed `chunk` before `next` had to: the record would not have fitted, or it starts
@@ -139,10 +139,10 @@ export const ownerOfChange = (change: LedgerChange): string => checkpointBucketO
 export function hadToClose(chunk: Chunk, next: LedgerChange, all: readonly LedgerChange[], itemsOf: (change: LedgerChange) => string[], maxItems: number): boolean {
   const bySequence = new Map(all.map((c) => [c.sequenceNumber, c]));
   const touched = new Set(chunk.sequenceNumbers.flatMap((n) => itemsOf(bySequence.get(n) as LedgerChange)));
-  const owner = ownerOfChange(next);
-  const runs = new Set([...chunk.runs.map((r) => r.owner), owner]).size;
+  const lane = laneOfChange(next);
+  const runs = new Set([...chunk.runs.map((r) => r.lane), lane]).size;
   if (new Set([...touched, ...itemsOf(next)]).size + runs > maxItems) return true;
-  const bucketItems = new Set(all.filter((c) => ownerOfChange(c) === owner).flatMap(itemsOf));
-  const startsBucket = !chunk.runs.some((r) => r.owner === owner);
+  const bucketItems = new Set(all.filter((c) => laneOfChange(c) === lane).flatMap(itemsOf));
+  const startsBucket = !chunk.runs.some((r) => r.lane === lane);
   return startsBucket && bucketItems.size + 1 <= maxItems && new Set([...touched, ...bucketItems]).size + runs > maxItems;
 }

@@ -1,5 +1,5 @@
-import { CHECKPOINT_BUCKETS, type Chunk, changeDeltas, checkpointBucketOf, type LedgerChange, type LedgerImage, padSequenceNumber, planChunks } from '../../../functions/core/metering/rollups';
-import { chunkTotals, generateChanges, hadToClose, modelTotals, ownerOfChange, sorted } from './rollup-model';
+import { CHECKPOINT_LANES, type Chunk, changeDeltas, checkpointLaneOf, type LedgerChange, type LedgerImage, padSequenceNumber, planChunks } from '../../../functions/core/metering/rollups';
+import { chunkTotals, generateChanges, hadToClose, laneOfChange, modelTotals, sorted } from './rollup-model';
 
 const NANO = 1_000_000_000n;
 const NOV_CYCLE = '2026-11-15T00:00:00.000Z';
@@ -82,7 +82,7 @@ describe('planChunks folds each change into day and cycle items', () => {
 
     // Assert
     expect(chunks).toHaveLength(1);
-    expect(chunks[0]).toMatchObject({ sequenceNumbers: ['7'], runs: [{ owner: checkpointBucketOf('ws_a'), firstSequenceNumber: '7', lastSequenceNumber: '7' }] });
+    expect(chunks[0]).toMatchObject({ sequenceNumbers: ['7'], runs: [{ lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '7', lastSequenceNumber: '7' }] });
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_a tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
@@ -179,7 +179,7 @@ describe('planChunks folds each change into day and cycle items', () => {
     const chunks = planChunks([{ sequenceNumber: '12', oldImage: image(), expired: true }], 99);
 
     // Assert
-    expect(chunks).toEqual([{ updates: [], runs: [{ owner: checkpointBucketOf('ws_a'), firstSequenceNumber: '12', lastSequenceNumber: '12' }], sequenceNumbers: ['12'] }]);
+    expect(chunks).toEqual([{ updates: [], runs: [{ lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '12', lastSequenceNumber: '12' }], sequenceNumbers: ['12'] }]);
   });
 
   test('an INSERT and a REMOVE of the same event in one chunk cancel out: no item is written', () => {
@@ -193,7 +193,7 @@ describe('planChunks folds each change into day and cycle items', () => {
     );
 
     // Assert
-    expect(chunks).toEqual([{ updates: [], runs: [{ owner: checkpointBucketOf('ws_a'), firstSequenceNumber: '20', lastSequenceNumber: '21' }], sequenceNumbers: ['20', '21'] }]);
+    expect(chunks).toEqual([{ updates: [], runs: [{ lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '20', lastSequenceNumber: '21' }], sequenceNumbers: ['20', '21'] }]);
   });
 
   test('a ledger image with an invalid quantity is an error, not a silent zero', () => {
@@ -206,7 +206,7 @@ describe('planChunks folds each change into day and cycle items', () => {
   });
 });
 
-describe('checkpointBucketOf', () => {
+describe('checkpointLaneOf', () => {
   test('is FNV-1a (32 bits) modulo the bucket count, as the published test vectors give it', () => {
     // Arrange: FNV-1a 32-bit hashes of ASCII strings, from the FNV reference test suite.
     const vectors: [string, number][] = [
@@ -216,10 +216,10 @@ describe('checkpointBucketOf', () => {
     ];
 
     // Act
-    const buckets = vectors.map(([text]) => checkpointBucketOf(text));
+    const buckets = vectors.map(([text]) => checkpointLaneOf(text));
 
     // Assert
-    expect(buckets).toEqual(vectors.map(([, hash]) => `bucket-${hash % CHECKPOINT_BUCKETS}`));
+    expect(buckets).toEqual(vectors.map(([, hash]) => `bucket-${hash % CHECKPOINT_LANES}`));
   });
 
   test('spreads 1,000 workspace ids over every bucket, none holding more than twice its share', () => {
@@ -228,19 +228,19 @@ describe('checkpointBucketOf', () => {
 
     // Act
     const counts = new Map<string, number>();
-    for (const subject of subjects) counts.set(checkpointBucketOf(subject), (counts.get(checkpointBucketOf(subject)) ?? 0) + 1);
+    for (const subject of subjects) counts.set(checkpointLaneOf(subject), (counts.get(checkpointLaneOf(subject)) ?? 0) + 1);
 
     // Assert
-    expect(counts.size).toBe(CHECKPOINT_BUCKETS);
-    expect(Math.max(...counts.values())).toBeLessThanOrEqual((2 * 1000) / CHECKPOINT_BUCKETS);
+    expect(counts.size).toBe(CHECKPOINT_LANES);
+    expect(Math.max(...counts.values())).toBeLessThanOrEqual((2 * 1000) / CHECKPOINT_LANES);
   });
 });
 
-describe('planChunks groups records by checkpoint bucket across the batch, in chunks of at most maxItems items', () => {
-  test('hand-worked split with maxItems = 6 (rollup items plus one checkpoint per bucket)', () => {
-    // Arrange: each subject's event touches 2 items (its day item and its cycle item) and its bucket's checkpoint;
+describe('planChunks groups records by checkpoint lane across the batch, in chunks of at most maxItems items', () => {
+  test('hand-worked split with maxItems = 6 (rollup items plus one checkpoint per lane)', () => {
+    // Arrange: each subject's event touches 2 items (its day item and its cycle item) and its lane's checkpoint;
     // the four subjects are in four buckets.
-    expect(new Set(['ws_a', 'ws_b', 'ws_c', 'ws_d'].map(checkpointBucketOf)).size).toBe(4);
+    expect(new Set(['ws_a', 'ws_b', 'ws_c', 'ws_d'].map(checkpointLaneOf)).size).toBe(4);
     const changes: LedgerChange[] = [
       { sequenceNumber: '98', newImage: image({ subject: 'ws_a' }) }, // chunk 1: a-day, a-cycle, a-checkpoint
       { sequenceNumber: '99', newImage: image({ subject: 'ws_b' }) }, // chunk 1, after all of ws_a: + 3 = 6
@@ -259,15 +259,15 @@ describe('planChunks groups records by checkpoint bucket across the batch, in ch
       {
         sequenceNumbers: ['98', '100', '104', '99'],
         runs: [
-          { owner: checkpointBucketOf('ws_a'), firstSequenceNumber: '98', lastSequenceNumber: '104' },
-          { owner: checkpointBucketOf('ws_b'), firstSequenceNumber: '99', lastSequenceNumber: '99' },
+          { lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '98', lastSequenceNumber: '104' },
+          { lane: checkpointLaneOf('ws_b'), firstSequenceNumber: '99', lastSequenceNumber: '99' },
         ],
       },
       {
         sequenceNumbers: ['101', '102', '103'],
         runs: [
-          { owner: checkpointBucketOf('ws_c'), firstSequenceNumber: '101', lastSequenceNumber: '101' },
-          { owner: checkpointBucketOf('ws_d'), firstSequenceNumber: '102', lastSequenceNumber: '103' },
+          { lane: checkpointLaneOf('ws_c'), firstSequenceNumber: '101', lastSequenceNumber: '101' },
+          { lane: checkpointLaneOf('ws_d'), firstSequenceNumber: '102', lastSequenceNumber: '103' },
         ],
       },
     ]);
@@ -285,15 +285,15 @@ describe('planChunks groups records by checkpoint bucket across the batch, in ch
   });
 
   test('many subjects in few buckets: a bucket that fits a chunk of its own is not split, so each item is written once', () => {
-    // Arrange: 2,000 records round-robin over 500 subjects (about 8 per bucket, so about 16 items and a checkpoint per bucket).
+    // Arrange: 2,000 records round-robin over 500 subjects (about 8 per lane, so about 16 items and a checkpoint per lane).
     const subjects = Array.from({ length: 500 }, (_, i) => `ws_${String(i).padStart(3, '0')}`);
     const changes: LedgerChange[] = Array.from({ length: 2000 }, (_, i) => ({ sequenceNumber: String(5000 + i), newImage: image({ subject: subjects[i % 500] as string, quantity: '1' }) }));
-    const buckets = new Set(subjects.map(checkpointBucketOf));
+    const buckets = new Set(subjects.map(checkpointLaneOf));
 
     // Act
     const chunks = planChunks(changes, 100);
 
-    // Assert: every subject's day and cycle items once, every bucket's checkpoint once.
+    // Assert: every subject's day and cycle items once, every lane's checkpoint once.
     const written = chunks.flatMap((c) => c.updates.map((u) => `${u.subject} ${u.kind}`));
     expect(written).toHaveLength(1000);
     expect(new Set(written).size).toBe(1000);
@@ -302,7 +302,7 @@ describe('planChunks groups records by checkpoint bucket across the batch, in ch
   });
 
   test('interleaved subjects: each item is written once per batch while the subjects fit', () => {
-    // Arrange: 1,000 records round-robin over 30 subjects; each subject needs 2 items, each bucket 1 checkpoint.
+    // Arrange: 1,000 records round-robin over 30 subjects; each subject needs 2 items, each lane 1 checkpoint.
     const subjects = Array.from({ length: 30 }, (_, i) => `ws_${String(i).padStart(2, '0')}`);
     const changes: LedgerChange[] = Array.from({ length: 1000 }, (_, i) => ({ sequenceNumber: String(1000 + i), newImage: image({ subject: subjects[i % 30] as string, quantity: '1' }) }));
 
@@ -312,7 +312,7 @@ describe('planChunks groups records by checkpoint bucket across the batch, in ch
     // Assert: 30 × 2 items and at most 30 checkpoints fit in one transaction.
     expect(chunks).toHaveLength(1);
     expect(chunks[0]?.updates).toHaveLength(60);
-    expect(chunks[0]?.runs).toHaveLength(new Set(subjects.map(checkpointBucketOf)).size);
+    expect(chunks[0]?.runs).toHaveLength(new Set(subjects.map(checkpointLaneOf)).size);
     for (const update of chunks[0]?.updates ?? []) expect(update.total).toBe((update.subject < 'ws_10' ? 34n : 33n) * NANO);
   });
 
@@ -344,20 +344,20 @@ describe('planChunks groups records by checkpoint bucket across the batch, in ch
     const planned = chunks.flatMap((c) => c.sequenceNumbers);
     expect([...planned].sort()).toEqual(changes.map((c) => c.sequenceNumber).sort());
     // Each bucket's records, read chunk after chunk, are its records in stream order.
-    const owners = [...new Set(changes.map(ownerOfChange))];
-    for (const owner of owners) {
-      const inPlan = planned.filter((n) => ownerOfChange(bySequence.get(n) as LedgerChange) === owner);
-      expect(inPlan).toEqual(changes.filter((c) => ownerOfChange(c) === owner).map((c) => c.sequenceNumber));
+    const lanes = [...new Set(changes.map(laneOfChange))];
+    for (const lane of lanes) {
+      const inPlan = planned.filter((n) => laneOfChange(bySequence.get(n) as LedgerChange) === lane);
+      expect(inPlan).toEqual(changes.filter((c) => laneOfChange(c) === lane).map((c) => c.sequenceNumber));
     }
     for (const [i, chunk] of chunks.entries()) {
       const own = chunk.sequenceNumbers.map((n) => bySequence.get(n) as LedgerChange);
-      // One run per bucket in the chunk, from its first to its last record here.
-      const expectedRuns = [...new Set(own.map(ownerOfChange))].map((owner) => {
-        const mine = own.filter((c) => ownerOfChange(c) === owner);
-        return { owner, firstSequenceNumber: mine[0]?.sequenceNumber, lastSequenceNumber: mine.at(-1)?.sequenceNumber };
+      // One run per lane in the chunk, from its first to its last record here.
+      const expectedRuns = [...new Set(own.map(laneOfChange))].map((lane) => {
+        const mine = own.filter((c) => laneOfChange(c) === lane);
+        return { lane, firstSequenceNumber: mine[0]?.sequenceNumber, lastSequenceNumber: mine.at(-1)?.sequenceNumber };
       });
       expect(chunk.runs).toEqual(expectedRuns);
-      // At most maxItems transaction items: distinct rollup items plus one checkpoint per bucket.
+      // At most maxItems transaction items: distinct rollup items plus one checkpoint per lane.
       const touched = new Set(own.flatMap(itemsOf));
       expect(touched.size + chunk.runs.length).toBeLessThanOrEqual(maxItems);
       const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}${u.member ? `#${u.member}` : ''}`);

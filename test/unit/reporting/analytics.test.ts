@@ -3,7 +3,7 @@ import { parseQuery } from '../../../functions/core/access/workspaces';
 import { units } from '../../../functions/core/billing/balance';
 import type { Cycle } from '../../../functions/core/cycles';
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { Subject } from '../../../functions/core/ports';
 import {
   memberTopQuerySchema,

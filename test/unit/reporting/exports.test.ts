@@ -4,7 +4,7 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { Principal } from '../../../functions/core/access/api-keys';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { Subject } from '../../../functions/core/ports';
 import {
   type ExportJob,
@@ -19,8 +19,8 @@ import {
   runExport,
   subjectBuckets,
 } from '../../../functions/core/reporting/exports';
-import type { FileWriter } from '../../../functions/core/reporting/ports';
 import type { ExportBucket } from '../../../functions/core/reporting/report-schema';
+import type { FileWriter } from '../../../functions/core/reporting/reporting-ports';
 import { caught } from '../../support/caught';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
 

@@ -5,7 +5,7 @@ import addFormats from 'ajv-formats';
 import type { CycleSnapshot, Grant } from '../../../functions/core/billing/balance';
 import { type Config, configSchema } from '../../../functions/core/config';
 import type { Cycle } from '../../../functions/core/cycles';
-import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { Subject } from '../../../functions/core/ports';
 import { type CycleReport, reportJsonSchema, type UsageReport } from '../../../functions/core/reporting/report-schema';
 import { buildCycleReport, cycleSummary } from '../../../functions/core/reporting/reports';

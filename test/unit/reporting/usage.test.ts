@@ -1,5 +1,5 @@
 import { InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow } from '../../../functions/core/metering/ports';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { Subject } from '../../../functions/core/ports';
 import { parseUsageQuery, queryUsage, type UsageQuery } from '../../../functions/core/reporting/usage';
 import { InMemoryRollupReader, InMemorySubjectDirectory } from '../../support/fakes';

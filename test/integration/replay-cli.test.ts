@@ -3,7 +3,7 @@ import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
 import { createSqsClient, SqsUsageQueue } from '../../functions/adapters/usage-queue';
-import type { QuarantineRecord } from '../../functions/core/metering/ports';
+import type { QuarantineRecord } from '../../functions/core/metering/metering-ports';
 import type { ReplayResult } from '../../functions/core/metering/replay';
 import { replayQuarantine } from '../../functions/core/metering/replay';
 import { type LocalStack, startLocal } from '../../local/runtime';

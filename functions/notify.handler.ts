@@ -7,8 +7,8 @@ import middy from '@middy/core';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
+import type { Alert } from './core/alerts/alerts-ports';
 import { deliverAlert } from './core/alerts/notify';
-import type { Alert } from './core/alerts/ports';
 
 /** Alert records (their stream) → one threshold email per contact. A failed alert retries from itself. */
 async function notify(event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> {

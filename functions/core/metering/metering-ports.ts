@@ -1,5 +1,5 @@
 import type { Rejection } from './envelope';
-import type { Breakdown, Chunk, CycleState, LedgerChange, LedgerEntry, LedgerImage, MemberKind, OwnerRun, ParkedRecord, RollupKind, RollupUpdate } from './rollups';
+import type { Breakdown, Chunk, CycleState, LaneRun, LedgerChange, LedgerEntry, LedgerImage, MemberKind, ParkedRecord, RollupKind, RollupUpdate } from './rollups';
 
 /** What metering needs from the outside world: the ledger, the rollups, the queues. Adapters implement these, tests pass fakes. */
 
@@ -32,20 +32,20 @@ export interface Quarantine {
 export type CommitResult = 'committed' | 'already-applied';
 
 export interface RollupWriter {
-  /** Per owner (a bucket of subjects, `ownerOf`): the padded sequence number of its last record applied from this shard, if any. */
-  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
+  /** Per lane (a fixed group of subjects, `laneOf`): the padded sequence number of its last record applied from this shard, if any. */
+  readCheckpoints(shardId: string, lanes: readonly string[]): Promise<Map<string, string>>;
   /**
-   * Applies a chunk and moves each of its owners' checkpoints across its run, in one transaction;
-   * 'already-applied' (and nothing written) if any owner's checkpoint had reached its run.
+   * Applies a chunk and moves each of its lanes' checkpoints across its run, in one transaction;
+   * 'already-applied' (and nothing written) if any lane's checkpoint had reached its run.
    */
   commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult>;
   /** What planning needs of each cycle item (`cycleItemKey`), read consistently; an item not stored yet is left out. */
   readCycleStates(keys: readonly CycleItemKey[]): Promise<Map<string, CycleState>>;
   /**
-   * Parks one record DynamoDB refused on its own (`reason`) and moves its owner's checkpoint across it, in one
+   * Parks one record DynamoDB refused on its own (`reason`) and moves its lane's checkpoint across it, in one
    * transaction; 'already-applied' (and nothing written) if the checkpoint had reached it.
    */
-  park(shardId: string, run: OwnerRun, change: LedgerChange, reason: string): Promise<CommitResult>;
+  park(shardId: string, run: LaneRun, change: LedgerChange, reason: string): Promise<CommitResult>;
 }
 
 /** The parked records (`ParkedRecord`), for replay. */
@@ -206,7 +206,7 @@ export interface RollupRange {
 }
 
 export interface RepairStore {
-  readCheckpoints(shardId: string, owners: readonly string[]): Promise<Map<string, string>>;
+  readCheckpoints(shardId: string, lanes: readonly string[]): Promise<Map<string, string>>;
   /** The subject's day, cycle, user and group items in the range, read strongly consistent. */
   readSubjectRollups(subject: string, range: RollupRange): Promise<RollupRow[]>;
   parked(subject?: string): Promise<ParkedRecord[]>;

@@ -6,6 +6,7 @@ import { appContext } from './adapters/app-context';
 import { decodedBody, httpErrors, json } from './adapters/http';
 import { logger } from './adapters/observability';
 import { presignDownload } from './adapters/s3';
+import { buildOpenApi } from './contract/openapi';
 import { DEPLOYED_ROUTES, ROUTES, type RouteKey } from './contract/routes';
 import { authenticate, authorize, createKey, keyBodySchema, listKeys, type Principal, revokeKey } from './core/access/api-keys';
 import type { Access } from './core/access/scopes';
@@ -28,7 +29,6 @@ import {
 import { exportRequestSchema, exportView, requestExport } from './core/reporting/exports';
 import { buildCycleReport } from './core/reporting/reports';
 import { parseUsageQuery, queryUsage } from './core/reporting/usage';
-import { buildOpenApi } from './openapi';
 
 /** A route gets the caller whose key the guard checked (none on a public route). */
 type Route = (event: APIGatewayProxyEventV2, caller: Principal | undefined) => Promise<APIGatewayProxyResultV2>;

@@ -1,15 +1,15 @@
 import { z } from 'zod';
-import { keyBodySchema } from './core/access/api-keys';
-import type { Access } from './core/access/scopes';
-import { SCOPES } from './core/access/scopes';
-import { grantBodySchema, workspaceBodySchema } from './core/access/workspaces';
-import { idSchema } from './core/config';
-import { EARLIEST_INSTANT, LATEST_INSTANT } from './core/instants';
-import { quarantineQuerySchema } from './core/metering/ingest';
-import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from './core/reporting/analytics';
-import { exportRequestSchema } from './core/reporting/exports';
-import { cycleReportSchema } from './core/reporting/report-schema';
-import { usageQuerySchema } from './core/reporting/usage';
+import { keyBodySchema } from '../core/access/api-keys';
+import type { Access } from '../core/access/scopes';
+import { SCOPES } from '../core/access/scopes';
+import { grantBodySchema, workspaceBodySchema } from '../core/access/workspaces';
+import { idSchema } from '../core/config';
+import { EARLIEST_INSTANT, LATEST_INSTANT } from '../core/instants';
+import { quarantineQuerySchema } from '../core/metering/ingest';
+import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from '../core/reporting/analytics';
+import { exportRequestSchema } from '../core/reporting/exports';
+import { cycleReportSchema } from '../core/reporting/report-schema';
+import { usageQuerySchema } from '../core/reporting/usage';
 
 /**
  * The OpenAPI 3.1 document of the HTTP API. Request parameters and bodies are the very zod schemas the
