@@ -59,7 +59,7 @@ export interface OperationsProps {
 /**
  * The alarms and the dashboard of the pipeline: every failure an operator must see (dead letters, stream
  * lag, function errors and throttles, table throttles and system errors, a quarantine spike) raises an
- * alarm on one encrypted SNS topic. Each alarm has a runbook entry in README ("Runbook").
+ * alarm on one encrypted SNS topic. Each alarm has a runbook entry in docs/operations.md ("Runbook").
  */
 export class Operations extends Construct {
   /** Every alarm goes here, in ALARM and back to OK. */
@@ -168,7 +168,7 @@ export class Operations extends Construct {
     const alarm = new Alarm(this, `${id}Alarm`, {
       metric,
       threshold,
-      alarmDescription: `${description}. Runbook: README, "Runbook", ${id}.`,
+      alarmDescription: `${description}. Runbook: docs/operations.md, "Runbook", ${id}.`,
       comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 1,
       // No data means nothing happened (no dead letters, no invocations, no throttles), which is healthy.

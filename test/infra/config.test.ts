@@ -23,8 +23,8 @@ describe('configuration at synth', () => {
   });
 });
 
-describe("README's deploy command", () => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+describe("docs/operations.md's deploy command", () => {
+  const readme = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
   const deploying = readme.slice(readme.indexOf('## Deploying'), readme.indexOf('\n## ', readme.indexOf('## Deploying') + 1));
   const named = [...deploying.matchAll(/-c config=([\w./-]+)/g)].map((m) => m[1] ?? '');
 
@@ -34,7 +34,7 @@ describe("README's deploy command", () => {
       const path = fileURLToPath(new URL(`../../${file}`, import.meta.url));
       expect([file, existsSync(path)]).toEqual([file, true]);
       const config = parseConfig(readFileSync(path, 'utf8'), file);
-      // API keys in a file are for the local runtime; a deployment makes its own (README, "API keys").
+      // API keys in a file are for the local runtime; a deployment makes its own (docs/api.md, "API keys").
       expect(config.apiKeys).toEqual([]);
     }
   });

@@ -99,7 +99,7 @@ describe('alarms', () => {
       expect([logical, p.AlarmActions, p.OKActions]).toEqual([logical, [topicRef()], [topicRef()]]);
       expect(p).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
       const id = /^Operations(\w+)Alarm[0-9A-F]{8}$/.exec(logical)?.[1];
-      expect(p.AlarmDescription).toContain(`Runbook: README, "Runbook", ${id}.`);
+      expect(p.AlarmDescription).toContain(`Runbook: docs/operations.md, "Runbook", ${id}.`);
     }
   });
 

@@ -5,23 +5,23 @@ import { ERROR_CODES } from '../../../functions/core/errors';
 import { REJECTION_REASONS } from '../../../functions/core/metering/envelope';
 
 /**
- * README's "Bad input" catalog names every reason an event is quarantined for and every code a request is
+ * The "Bad input" catalog in docs/events.md names every reason an event is quarantined for and every code a request is
  * refused with. The source has one list of each (REJECTION_REASONS, ERROR_CODES); the compiler holds every
- * thrown error to them, and this test holds README to them and them to the code.
+ * thrown error to them, and this test holds docs/events.md to them and them to the code.
  */
 
-const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+const readme = readFileSync(new URL('../../../docs/events.md', import.meta.url), 'utf8');
 
 /** The text from the "### Bad input" heading to the next heading of the same or a higher level. */
 function catalog(): string {
   const start = readme.indexOf('\n### Bad input\n');
-  if (start < 0) throw new Error('README.md has no "### Bad input" section');
+  if (start < 0) throw new Error('docs/events.md has no "### Bad input" section');
   const rest = readme.slice(start + 1);
   const end = rest.slice(4).search(/\n#{1,3} /);
   return end < 0 ? rest : rest.slice(0, end + 4);
 }
 
-/** Codes README's catalog names in backticks at the start of a table cell or after a "/" or ",". */
+/** Codes the catalog names in backticks at the start of a table cell or after a "/" or ",". */
 const codeIn = (text: string, code: string) => new RegExp(`\`${code}\``).test(text);
 
 function sourceFiles(dir: string): string[] {
