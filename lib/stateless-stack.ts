@@ -170,7 +170,7 @@ export class StatelessStack extends Stack {
     });
 
     this.api = new HttpApi(this, 'HttpApi', {
-      // API keys are checked by the API function itself (see README, "API keys"): a gateway authorizer
+      // API keys are checked by the API function itself (see docs/api.md, "API keys"): a gateway authorizer
       // cannot answer a missing or bad key with the API's own error body.
       description: 'Usage pipeline API (Bearer API keys)',
       // The default stage is added below, because only an explicit stage takes throttling and access logs.

@@ -71,7 +71,7 @@ export class UsageFunction extends NodejsFunction {
         banner: REQUIRE_SHIM,
         mainFields: ['module', 'main'],
         // The SDK is bundled at the locked versions rather than taken from the runtime, whose copy is older and
-        // untested here: ~545 KB more per bundle, and a shorter cold import (README, "Deploying").
+        // untested here: ~545 KB more per bundle, and a shorter cold import (docs/operations.md, "Deploying").
         externalModules: [],
         commandHooks: {
           beforeBundling: () => [],

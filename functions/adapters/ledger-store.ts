@@ -26,7 +26,7 @@ const WRITTEN_MEMORY = { entries: 100_000, ttlMs: 10 * 60_000 };
  * per identity (a warm Lambda container keeps it between invocations). A copy with that same content
  * is not written: the ledger would refuse it. What the memory cannot see is a different version
  * written by another container meanwhile; then the copy is dropped where the ledger, asked, would
- * have let a later-sent copy of the original replace that version (README, "How it counts exactly once").
+ * have let a later-sent copy of the original replace that version (docs/counting.md, "How it counts exactly once").
  */
 export class DynamoLedger implements Ledger {
   private readonly written = new LRUCache<string, string>({ max: WRITTEN_MEMORY.entries, ttl: WRITTEN_MEMORY.ttlMs });
@@ -71,7 +71,7 @@ export class DynamoLedger implements Ledger {
 
 /**
  * The ledger's own client, for ingest's one put per event: the middleware stack is resolved once per command
- * type instead of per request, and the SDK's logger is off (README, Performance). A document client cannot
+ * type instead of per request, and the SDK's logger is off (docs/performance.md, "Performance"). A document client cannot
  * cache its middleware. `options` adds to the defaults (an endpoint, credentials).
  */
 export function createLedgerClient(options: DynamoDBClientConfig = {}): DynamoDBClient {

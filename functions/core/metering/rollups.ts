@@ -241,7 +241,7 @@ export function parseCycleItemKey(key: string): { subject: string; cycleStart: s
 
 /**
  * Checkpoints per shard: one per lane, so that a batch over many subjects carries one
- * checkpoint per lane it touches rather than one per subject (README, "How it counts exactly once").
+ * checkpoint per lane it touches rather than one per subject (docs/counting.md, "How it counts exactly once").
  * Fixed for good: a record is applied under its lane's checkpoint, and a shard whose lanes changed
  * under a retried batch would apply its records again.
  */
