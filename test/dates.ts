@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 
 /**
  * `npm run test:dates [-- INSTANT...]`: the date-sensitive suites with the local clock pinned
- * (TEST_CLOCK_START, read by test/support/clock-start.ts) at instants where calendars bite. Each
+ * (TEST_CLOCK_START, read by testkit/clock-start.ts) at instants where calendars bite. Each
  * run starts its stacks at the instant; from there the clock runs at the wall clock's pace and the
  * suites' test clock moves it on, across the month, cycle and year ends they cross.
  */

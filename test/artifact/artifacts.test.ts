@@ -27,8 +27,8 @@ import {
   readCloudAssembly,
   resolveValue,
   type SynthesizedFunction,
-} from '../support/cloud-assembly';
-import { node22 } from '../support/node22';
+} from '../../testkit/cloud-assembly';
+import { node22 } from '../../testkit/node22';
 
 /**
  * The code that deploys, on the runtime it deploys to: `cdk synth` as docs/operations.md runs it, then every

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type DashboardEvent, loadDashboardUsage } from '../../local/demo';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
 
 /**

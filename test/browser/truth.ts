@@ -1,5 +1,5 @@
 import type { DashboardEvent } from '../../local/demo';
-import { utcCycleStart } from '../support/ground-truth';
+import { utcCycleStart } from '../../testkit/ground-truth';
 
 /**
  * What the dashboard must show, worked out from the events the test sent with plain UTC arithmetic (the

@@ -5,7 +5,7 @@ import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import { checkpointLaneOf, type LedgerChange } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
+import { suiteClockStart } from '../../testkit/clock-start';
 
 /**
  * A crash between two rollup transactions of one batch, on the real adapter and DynamoDB Local:

@@ -2,7 +2,7 @@ import { format } from 'node:util';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { appContext } from '../../functions/adapters/app-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { StackClient } from '../support/local-stack';
 
 /**

@@ -5,8 +5,8 @@ import { ERROR_CODES } from '../../functions/core/errors';
 import { REJECTION_REASONS } from '../../functions/core/metering/envelope';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse, templateOf } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 import { envelopeViolations, instantOf, isObject } from '../support/envelope-rules';
 
 /**

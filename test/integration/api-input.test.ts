@@ -4,8 +4,8 @@ import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/ag
 import { FUNCTIONS } from '../../functions/contract/resources';
 import { lambdaContext } from '../../local/lambda-context';
 import { type Invoke, type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse, templateOf } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 
 /**
  * Edges of the HTTP API on the local stack (over HTTP, as a client sees it): instants and dates that would

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse, openApi, templateOf } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 import { StackClient } from '../support/local-stack';
 
 /**

@@ -6,9 +6,9 @@ import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import { BREAKDOWN_LIMITS, type BreakdownPolicy, type LedgerChange, type LedgerImage } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { GroundTruth, type TestEvent } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { GroundTruth, type TestEvent } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
 
 /**

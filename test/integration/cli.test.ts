@@ -3,9 +3,9 @@ import { once } from 'node:events';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { ReadyInfo } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { type Bucket, GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { type Bucket, GroundTruth, type TestEvent, utcCycleStart } from '../../testkit/ground-truth';
 import { ADMIN_KEY, bearer } from '../support/local-stack';
 
 /**

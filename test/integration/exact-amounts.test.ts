@@ -2,8 +2,8 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { isLosslessNumber, parse } from 'lossless-json';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { DEFAULT_RATES, quietEmptyMetricsWarnings, type RunResult, runFaultScenario } from '../support/faults/run';
+import { DEFAULT_RATES, quietEmptyMetricsWarnings, type RunResult, runFaultScenario } from '../../testkit/faults/run';
 
 /**
  * Seeded fault injection through the real handlers on DynamoDB Local and the S3 and SES stand-ins: SDK
  * errors before and after each write, crashes, throttling (ProvisionedThroughputExceeded, TransactionConflict,
- * SES Throttling), duplicated, reordered, overlapping and replayed deliveries (test/support/faults). After the
+ * SES Throttling), duplicated, reordered, overlapping and replayed deliveries (testkit/faults). After the
  * run, every invariant is checked against the scenario's own expectations: nothing lost, nothing counted
  * twice, every invalid event quarantined with its reason, closes and spillover once, threshold emails once
  * beyond the window docs/billing.md states ("Threshold emails"), the audit without a difference. `npm run soak` runs the same longer.

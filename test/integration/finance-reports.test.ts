@@ -8,8 +8,8 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**

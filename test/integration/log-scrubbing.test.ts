@@ -4,7 +4,7 @@ import { appContext } from '../../functions/adapters/app-context';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
 import { PRESIGNED_URL_SECONDS } from '../../functions/contract/resources';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**

@@ -8,9 +8,9 @@ import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import { replayParked } from '../../functions/core/metering/replay';
 import { DEFAULT_BREAKDOWNS, type LedgerChange, type LedgerImage } from '../../functions/core/metering/rollups';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { GroundTruth, type TestEvent, utcCycleStart } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { GroundTruth, type TestEvent, utcCycleStart } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
 
 /**

@@ -1,9 +1,9 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { type Granularity, GroundTruth, type TestEvent } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { type Granularity, GroundTruth, type TestEvent } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
 
 /**

@@ -6,12 +6,12 @@ import type { AccountStore } from '../../functions/core/billing/billing-ports';
 import { runDueCloses } from '../../functions/core/billing/closes';
 import type { Subject } from '../../functions/core/ports';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import type { TestEvent } from '../../testkit/ground-truth';
+import { utcCycleStart } from '../../testkit/ground-truth';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
 import { FixedClock } from '../support/fakes';
-import type { TestEvent } from '../support/ground-truth';
-import { utcCycleStart } from '../support/ground-truth';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**

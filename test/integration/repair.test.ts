@@ -13,9 +13,9 @@ import { type RepairDeps, RepairRefusedError, type RepairResult, repairSubject }
 import { checkpointLaneOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { type TestEvent, utcCycleStart } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { type TestEvent, utcCycleStart } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
 
 /**

@@ -7,10 +7,10 @@ import type { QuarantineRecord } from '../../functions/core/metering/metering-po
 import type { ReplayResult } from '../../functions/core/metering/replay';
 import { replayQuarantine } from '../../functions/core/metering/replay';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import { type Granularity, GroundTruth, type TestEvent } from '../../testkit/ground-truth';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import { type Granularity, GroundTruth, type TestEvent } from '../support/ground-truth';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 
 /**

@@ -7,7 +7,7 @@ import { FUNCTIONS, SCHEDULES } from '../../functions/contract/resources';
 import type { SchedulerResult } from '../../functions/scheduler.handler';
 import { lambdaContext } from '../../local/lambda-context';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
+import { suiteClockStart } from '../../testkit/clock-start';
 
 /**
  * The scheduler runs one close at a time without reserved concurrency: each run holds a lease item in the

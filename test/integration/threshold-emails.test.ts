@@ -4,10 +4,10 @@ import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import type { SesEmailSender } from '../../functions/adapters/ses-sender';
 import { type LocalStack, startLocal } from '../../local/runtime';
-import { suiteClockStart } from '../support/clock-start';
-import { usageEvent } from '../support/events';
-import type { TestEvent } from '../support/ground-truth';
-import { utcCycleStart } from '../support/ground-truth';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
+import type { TestEvent } from '../../testkit/ground-truth';
+import { utcCycleStart } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
 
 /**

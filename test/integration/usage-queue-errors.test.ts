@@ -5,8 +5,8 @@ import { errorResponse } from '../../functions/adapters/http';
 import { SqsUsageQueue } from '../../functions/adapters/usage-queue';
 import { DependencyError } from '../../functions/core/errors';
 import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { suiteClockStart } from '../support/clock-start';
 
 /**
  * POST …/usages and the usage queue, on the local stack: an event id with a character outside the

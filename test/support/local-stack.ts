@@ -1,7 +1,7 @@
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { LocalStack } from '../../local/runtime';
+import type { Bucket, Granularity } from '../../testkit/ground-truth';
 import { checkResponse } from './api-contract';
-import type { Bucket, Granularity } from './ground-truth';
 
 /** The admin key every test fixture config declares. */
 export const ADMIN_KEY = 'test-admin-key-000000000000';
