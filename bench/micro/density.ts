@@ -37,20 +37,20 @@ export interface DensityPoint {
 function batchOf(density: number, now: number, seed: number): LedgerChange[] {
   const random = new Random(seed);
   const subjects = BATCH / density;
-  const lanes = Array.from({ length: BATCH }, (_, i) => i % subjects);
-  for (let i = lanes.length - 1; i > 0; i--) {
+  const subjectOfRecord = Array.from({ length: BATCH }, (_, i) => i % subjects);
+  for (let i = subjectOfRecord.length - 1; i > 0; i--) {
     const j = random.int(i + 1);
-    [lanes[i], lanes[j]] = [lanes[j] as number, lanes[i] as number];
+    [subjectOfRecord[i], subjectOfRecord[j]] = [subjectOfRecord[j] as number, subjectOfRecord[i] as number];
   }
   const day = new Date(now).toISOString().slice(0, 10);
   const cycleStart = `${day.slice(0, 8)}01T00:00:00.000Z`;
-  return lanes.map((lane, i) => {
+  return subjectOfRecord.map((subjectIndex, i) => {
     const time = new Date(now - random.int(3_600_000)).toISOString();
     return {
       sequenceNumber: String(1_000_000 + i),
       newImage: {
         eventKey: JSON.stringify(['bench/density', `${density}-${i}`]),
-        subject: `ws_d${density}_${lane}`,
+        subject: `ws_d${density}_${subjectIndex}`,
         usageType: 'tokens',
         quantity: String(1 + random.int(100)),
         hour: time.slice(0, 13),
