@@ -1,7 +1,9 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { LRUCache } from 'lru-cache';
 import type { CycleSnapshot, Grant } from '../core/billing/balance';
-import type { AccountStore, Adjustment, DaySnapshot } from '../core/billing/billing-ports';
+import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot } from '../core/billing/billing-ports';
+import type { Clock } from '../core/ports';
 
 /**
  * Grants, snapshots and adjustments, one partition per subject:
@@ -18,18 +20,40 @@ const PREFIX = { grant: 'G#', cycle: 'C#', day: 'D#', adjustment: 'A#', summary:
 const SUMMARIES_PK = '_summaries';
 type Item = Record<string, unknown>;
 
+/**
+ * How long a live view may answer from the grants and snapshots it read, in the store's clock (a test clock's
+ * jump ages them at once). A grant or close made by another function shows within it; one made through this
+ * store, at once. Enough subjects for a busy function; past it the oldest are read again.
+ */
+export const BALANCE_RECORDS_CACHE = { maxAgeMs: 30_000, subjects: 10_000 };
+
 export class DynamoAccounts implements AccountStore {
+  private readonly recent = new LRUCache<string, { records: BalanceRecords; readAt: number }>({ max: BALANCE_RECORDS_CACHE.subjects });
+  /** Bumped by each write of a subject's grants or snapshots, so that a read it overtook is not kept. */
+  private readonly writes = new LRUCache<string, number>({ max: BALANCE_RECORDS_CACHE.subjects });
+
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
+    private readonly clock: Clock = { now: () => new Date() },
   ) {}
 
   async listGrants(subject: string): Promise<Grant[]> {
     return (await this.queryPrefix(subject, PREFIX.grant)).map((item) => item.grant as Grant);
   }
 
+  async balanceRecords(subject: string): Promise<BalanceRecords> {
+    const now = this.clock.now().getTime();
+    const cached = this.recent.get(subject);
+    if (cached && now >= cached.readAt && now - cached.readAt < BALANCE_RECORDS_CACHE.maxAgeMs) return structuredClone(cached.records);
+    const writesBefore = this.writes.get(subject);
+    const [grants, snapshots] = await Promise.all([this.listGrants(subject), this.listCycleSnapshots(subject)]);
+    if (this.writes.get(subject) === writesBefore) this.recent.set(subject, { records: structuredClone({ grants, snapshots }), readAt: now });
+    return { grants, snapshots };
+  }
+
   async putGrant(grant: Grant): Promise<'created' | 'exists'> {
-    return (await this.putIfAbsent({ pk: grant.subject, sk: `${PREFIX.grant}${grant.id}`, grant })) ? 'created' : 'exists';
+    return this.changing(grant.subject, async () => ((await this.putIfAbsent({ pk: grant.subject, sk: `${PREFIX.grant}${grant.id}`, grant })) ? 'created' : 'exists'));
   }
 
   async listCycleSnapshots(subject: string): Promise<CycleSnapshot[]> {
@@ -37,6 +61,10 @@ export class DynamoAccounts implements AccountStore {
   }
 
   async freezeCycle(snapshot: CycleSnapshot): Promise<CycleSnapshot> {
+    return this.changing(snapshot.subject, () => this.freeze(snapshot));
+  }
+
+  private async freeze(snapshot: CycleSnapshot): Promise<CycleSnapshot> {
     const key = { pk: snapshot.subject, sk: `${PREFIX.cycle}${snapshot.cycleStart}` };
     const { status, ...frozen } = snapshot;
     if (await this.putIfAbsent({ ...key, status, snapshot: frozen })) return snapshot;
@@ -46,6 +74,10 @@ export class DynamoAccounts implements AccountStore {
   }
 
   async markCycleClosed(subject: string, cycleStart: string): Promise<void> {
+    await this.changing(subject, () => this.markClosed(subject, cycleStart));
+  }
+
+  private async markClosed(subject: string, cycleStart: string): Promise<void> {
     await this.client.send(
       new UpdateCommand({
         TableName: this.tableName,
@@ -105,6 +137,16 @@ export class DynamoAccounts implements AccountStore {
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
+    }
+  }
+
+  /** Runs a write of the subject's grants or snapshots; whatever this store remembered of them is dropped after it. */
+  private async changing<T>(subject: string, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } finally {
+      this.recent.delete(subject);
+      this.writes.set(subject, (this.writes.get(subject) ?? 0) + 1);
     }
   }
 

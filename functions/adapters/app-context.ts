@@ -64,7 +64,7 @@ export const appContext = {
   rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() }, process.env[TABLES.accounts.envVar])),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
-  accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar))),
+  accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar), { now: () => clock.now() })),
   /** Leases of jobs that must not overlap (the scheduler's closes), beside the accounts' items. */
   leases: once(() => new DynamoLeases(documentClient(), requireEnv(TABLES.accounts.envVar))),
   alerts: once(() => new DynamoAlerts(documentClient(), requireEnv(TABLES.alerts.envVar))),

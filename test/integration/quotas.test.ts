@@ -184,6 +184,7 @@ function crashAfterWrite(inner: AccountStore, n: number): AccountStore {
   };
   return {
     listGrants: (s) => inner.listGrants(s),
+    balanceRecords: (s) => inner.balanceRecords(s),
     listCycleSnapshots: (s) => inner.listCycleSnapshots(s),
     lastDaySnapshot: (s) => inner.lastDaySnapshot(s),
     listAdjustments: (s) => inner.listAdjustments(s),

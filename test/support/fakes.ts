@@ -5,7 +5,7 @@
 
 import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/alerts-ports';
 import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
-import type { AccountStore, Adjustment, DaySnapshot } from '../../functions/core/billing/billing-ports';
+import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot } from '../../functions/core/billing/billing-ports';
 import { eventKey } from '../../functions/core/metering/envelope';
 import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/metering-ports';
 import {
@@ -255,6 +255,10 @@ export class InMemoryAccounts implements AccountStore {
 
   async listCycleSnapshots(subject: string): Promise<CycleSnapshot[]> {
     return this.byPrefix<CycleSnapshot>(`${subject}|C|`);
+  }
+
+  async balanceRecords(subject: string): Promise<BalanceRecords> {
+    return { grants: await this.listGrants(subject), snapshots: await this.listCycleSnapshots(subject) };
   }
 
   async freezeCycle(snapshot: CycleSnapshot): Promise<CycleSnapshot> {

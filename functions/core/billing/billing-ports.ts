@@ -23,9 +23,21 @@ export interface Adjustment {
   detectedAt: string;
 }
 
+/** A subject's grants and cycle snapshots: what a live balance reads beside the rollups. */
+export interface BalanceRecords {
+  grants: Grant[];
+  snapshots: CycleSnapshot[];
+}
+
 /** Grants, closes and adjustments of subjects: everything a balance needs beside the rollups. */
 export interface AccountStore {
   listGrants(subject: string): Promise<Grant[]>;
+  /**
+   * The grants and cycle snapshots a live view (quotas, summary, an alert's email) reads. A store may answer
+   * from what it read a short while ago (the DynamoDB store: at most 30 s of its clock), never from before
+   * its own last write for that subject; closes and reports read `listGrants` and `listCycleSnapshots`.
+   */
+  balanceRecords(subject: string): Promise<BalanceRecords>;
   /** Writes the grant unless one with its id exists; 'exists' then, and nothing changes. */
   putGrant(grant: Grant): Promise<'created' | 'exists'>;
   /** Every cycle snapshot of the subject, oldest first. */

@@ -12,7 +12,8 @@ import { cycleSnapshot } from './snapshot';
 /**
  * How much is left, per usage type, for one workspace right now.
  * 1. Find the subject and its current cycle (in its time zone, from its billing anchor).
- * 2. Read the cycle's rollup items (used this cycle, with day counters), the grants and the closed cycles.
+ * 2. Read the cycle's rollup items (used this cycle, with day counters), and the grants and closed cycles
+ *    (`balanceRecords`, which a warm function answers from memory: the common check is one read).
  * 3. Apply the same balance arithmetic a cycle close freezes (billing/balance.ts). In the grace period after
  *    a cycle ends, before its close, the close it will make is computed here, so that the spillover and
  *    the credits it draws already count: the answer does not change when the close runs.
@@ -37,7 +38,7 @@ export interface QuotaDeps {
   config: Config;
   subjects: SubjectDirectory;
   rollups: RollupReader;
-  accounts: AccountStore;
+  accounts: Pick<AccountStore, 'balanceRecords'>;
   clock: Clock;
 }
 
@@ -48,11 +49,7 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
   const cycle = cycleContaining(now, subject);
   const today = dayCounter(localDate(now, subject.timeZone));
   const plan = deps.config.plans.find((p) => p.id === subject.plan);
-  const [rows, grants, stored] = await Promise.all([
-    deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start),
-    deps.accounts.listGrants(subject.id),
-    deps.accounts.listCycleSnapshots(subject.id),
-  ]);
+  const [rows, { grants, snapshots: stored }] = await Promise.all([deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start), deps.accounts.balanceRecords(subject.id)]);
   const previous = previousCycle(cycle, subject);
   let previousSnapshot = stored.find((s) => s.cycleStart === previous.start);
   // Not closed yet (the grace period), but it will be: the workspace existed then.
