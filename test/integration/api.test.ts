@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DateTime } from 'luxon';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
+import { usageEvent } from '../../testkit/events';
 import { checkResponse, openApi, templateOf } from '../support/api-contract';
 import { StackClient } from '../support/local-stack';
 
@@ -57,15 +58,19 @@ async function call(method: string, path: string, options: { key?: string; autho
 /** Sends events through SQS and remembers them as the ground truth. */
 async function send(events: SentEvent[]): Promise<void> {
   const bodies = events.map((e) =>
-    JSON.stringify({
-      specversion: '1.0',
-      id: `evt-${++sequence}`,
-      source: '//tests/api',
-      type: 'com.example.usage',
-      subject: e.subject,
-      time: e.time,
-      data: { usageType: e.usageType, quantity: e.quantity, ...(e.channel ? { channel: e.channel } : {}), ...(e.userId ? { userId: e.userId } : {}), ...(e.groupId ? { groupId: e.groupId } : {}) },
-    }),
+    JSON.stringify(
+      usageEvent({
+        id: `evt-${++sequence}`,
+        source: '//tests/api',
+        subject: e.subject,
+        time: e.time,
+        usageType: e.usageType,
+        quantity: e.quantity,
+        channel: e.channel,
+        userId: e.userId,
+        groupId: e.groupId,
+      }),
+    ),
   );
   // Every tenth message twice: duplicates must not count.
   await client.send([...bodies, ...bodies.filter((_, i) => i % 10 === 0)]);

@@ -3,6 +3,7 @@ import { type Config, configSchema } from '../../../functions/core/config';
 import type { DeadLetter, DeadLetterQueue, OriginalMessage, QuarantineRecord, QuarantineReplaySource, ReplayFilter, ReplayQueue } from '../../../functions/core/metering/metering-ports';
 import { type ReplayItem, replayDeadLetters, replayQuarantine } from '../../../functions/core/metering/replay';
 import type { Subject } from '../../../functions/core/ports';
+import { usageEvent } from '../../../testkit/events';
 import { FixedClock, InMemorySubjectDirectory } from '../../support/fakes';
 
 /**
@@ -26,8 +27,7 @@ const subject = (id: string): Subject => ({ id, plan: 'pro', billingAnchorDay: 1
 /** ws_new was created after its events were quarantined; ws_gone never existed. */
 const subjects = () => new InMemorySubjectDirectory([subject('ws_utc'), subject('ws_new'), subject('ws_berlin')]);
 
-const event = (id: string, subjectId: string, time: string, usageType = 'tokens', quantity = 5) =>
-  JSON.stringify({ specversion: '1.0', id, source: '//test', type: 'com.example.usage', subject: subjectId, time, data: { usageType, quantity } });
+const event = (id: string, subjectId: string, time: string, usageType = 'tokens', quantity = 5) => JSON.stringify(usageEvent({ id, source: '//test', subject: subjectId, time, usageType, quantity }));
 
 const entry = (messageId: string, reason: QuarantineRecord['reason'], body: string, subjectId?: string, extra: Partial<QuarantineRecord> = {}): QuarantineRecord => ({
   reason,
