@@ -106,7 +106,21 @@ function report(sustained?: RunReport['throughput']['sustained']): RunReport {
       ...(sustained ? { sustained } : {}),
     },
     // Latencies of 10, 20, …, 1,000 ms
-    paced: { ...phase({ messages: 100, uniqueEvents: 100 }), ratePerSecond: 75, latencyMs: Array.from({ length: 100 }, (_, i) => 1000 - i * 10), unseen: 0 },
+    // 110 messages, 100 unique events: 100 ledger puts, 2 transactions priced at 300 units, 20 read units
+    paced: {
+      ...phase({
+        messages: 110,
+        uniqueEvents: 100,
+        tables: {
+          ledger: { writeUnits: 100, writeRequests: 100, readUnits: 0, readRequests: 0, conditionalFailures: 0 },
+          rollups: { writeUnits: 0, writeRequests: 0, readUnits: 20, readRequests: 2, conditionalFailures: 0 },
+        },
+        transactions: { transactions: 2, cancelled: 0, items: 150, sizedUnits: 300, minimumUnits: 300 },
+      }),
+      ratePerSecond: 75,
+      latencyMs: Array.from({ length: 100 }, (_, i) => 1000 - i * 10),
+      unseen: 0,
+    },
     counted: {},
     maxRssMb: 600,
     errors: [],
@@ -148,6 +162,23 @@ describe('figuresOf', () => {
     expect(cost.total).toBeCloseTo(total, 12);
   });
 
+  test('works out the paced phase (the low rate) on its own: units, requests and cost per unique event of that phase', () => {
+    // Act
+    const f = figuresOf(report(), exact);
+
+    // Assert: (100 puts + 300 transactional units) / 100 events; 100 puts + 2 transactions; 20 read units / 100
+    expect(f.paced.writeUnitsPerEvent).toBeCloseTo(4, 12);
+    expect(f.paced.writeRequestsPerEvent).toBeCloseTo(1.02, 12);
+    expect(f.paced.readUnitsPerEvent).toBeCloseTo(0.2, 12);
+    // A million such events: 4 M write units, 0.2 M read units, no Lambda time, 1.1 M messages at 3 requests per 10
+    expect(f.paced.costPerMillionEvents.total).toBeCloseTo(
+      4 * PRICES.dynamodb.perMillionWriteRequestUnits + 0.2 * PRICES.dynamodb.perMillionReadRequestUnits + 0.33 * PRICES.sqs.perMillionRequests,
+      12,
+    );
+    // The throughput phase's figures are not moved by it
+    expect(f.writeUnitsPerEvent).toBeCloseTo(1.6, 12);
+  });
+
   test('counts reports per unique event when a report is a message (baseline A)', () => {
     // Act: 880 messages reported between the marks, 1.1 messages per unique event, 2 s apart
     const f = figuresOf(report({ reports: 880, seconds: 2, reportsPerUniqueEvent: 1.1 }), exact);
@@ -167,14 +198,14 @@ describe('figuresOf', () => {
 });
 
 describe('judge', () => {
-  const figures = (writeUnitsPerEvent: number, eventsPerSecond: number, drainPerSecond: number, correctness = exact) =>
-    ({ writeUnitsPerEvent, eventsPerSecond, drain: { seconds: 1, eventsPerSecond: drainPerSecond }, correctness }) as Figures;
+  const figures = (writeUnitsPerEvent: number, eventsPerSecond: number, drainPerSecond: number, correctness = exact, pacedWriteUnitsPerEvent = 1.5) =>
+    ({ writeUnitsPerEvent, eventsPerSecond, drain: { seconds: 1, eventsPerSecond: drainPerSecond }, correctness, paced: { writeUnitsPerEvent: pacedWriteUnitsPerEvent } }) as Figures;
   const row = (scenario: 'sparse' | 'dense', contender: JudgedRow['contender'], f: Figures, usersAndGroups = false): JudgedRow => ({ scenario, contender, usersAndGroups, figures: f });
 
   test('checks each target against its limit, boundaries included, and gives the drain ratio beside them', () => {
     // Arrange
     const rows = [
-      row('sparse', 'ours', figures(1.6, 900, 800)),
+      row('sparse', 'ours', figures(1.6, 900, 800, exact, 2.0)),
       row('sparse', 'baseline-a', figures(3.3, 450, 440)),
       row('sparse', 'baseline-b', figures(4.1, 300, 320)),
       row('dense', 'ours', figures(1.2, 1000, 900)),
@@ -190,6 +221,7 @@ describe('judge', () => {
     expect(targets.map((t) => [t.scenario, t.name, t.value, t.pass])).toEqual([
       ['sparse', 'ours: write units per unique event', 1.6, true],
       ['sparse', 'ours: buckets that differ from the ground truth', 0, true],
+      ['low rate', 'ours: write units per unique event', 2.0, true],
       ['sparse', 'write units: baseline A ÷ ours', 3.3 / 1.6, true],
       ['sparse', 'events/s sustained: ours ÷ baseline B', 3, true],
       ['dense', 'ours: write units per unique event', 1.2, false],
@@ -202,10 +234,10 @@ describe('judge', () => {
     ]);
   });
 
-  test('an inexact count fails its target, and a scenario without ours has none', () => {
+  test('an inexact count fails its target, the low rate past 2.0 fails its own, and a scenario without ours has none', () => {
     // Arrange
     const offByOne: Correctness = { ...exact, exact: false, mismatchedBuckets: 1, counted: 1001, excess: 1, summary: '+0.1% (1 buckets off)' };
-    const rows = [row('sparse', 'ours', figures(1.5, 900, 900, offByOne)), row('dense', 'baseline-b', figures(4.1, 400, 400))];
+    const rows = [row('sparse', 'ours', figures(1.5, 900, 900, offByOne, 2.001)), row('dense', 'baseline-b', figures(4.1, 400, 400))];
 
     // Act
     const { targets, drainRatios } = judge(rows, ['sparse', 'dense']);
@@ -214,6 +246,7 @@ describe('judge', () => {
     expect(targets.map((t) => [t.scenario, t.name, t.value, t.pass])).toEqual([
       ['sparse', 'ours: write units per unique event', 1.5, true],
       ['sparse', 'ours: buckets that differ from the ground truth', 1, false],
+      ['low rate', 'ours: write units per unique event', 2.001, false],
     ]);
     expect(drainRatios).toEqual([]);
   });
