@@ -23,20 +23,32 @@ type Item = Record<string, unknown>;
 /**
  * How long a live view may answer from the grants and snapshots it read, in the store's clock (a test clock's
  * jump ages them at once). A grant or close made by another function shows within it; one made through this
- * store, at once. Enough subjects for a busy function; past it the oldest are read again.
+ * store, at once. At most `subjects` workspaces and `bytes` of their records (as JSON) are kept, whatever
+ * their history: past either the least recently read are read again, and a workspace whose records alone
+ * pass `bytes` is read on every check.
  */
-export const BALANCE_RECORDS_CACHE = { maxAgeMs: 30_000, subjects: 10_000 };
+export const BALANCE_RECORDS_CACHE = { maxAgeMs: 30_000, subjects: 10_000, bytes: 32 * 1024 * 1024 };
+
+interface KeptRecords {
+  records: BalanceRecords;
+  readAt: number;
+  bytes: number;
+}
 
 export class DynamoAccounts implements AccountStore {
-  private readonly recent = new LRUCache<string, { records: BalanceRecords; readAt: number }>({ max: BALANCE_RECORDS_CACHE.subjects });
+  private readonly recent: LRUCache<string, KeptRecords>;
   /** Bumped by each write of a subject's grants or snapshots, so that a read it overtook is not kept. */
-  private readonly writes = new LRUCache<string, number>({ max: BALANCE_RECORDS_CACHE.subjects });
+  private readonly writes: LRUCache<string, number>;
 
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly tableName: string,
     private readonly clock: Clock = { now: () => new Date() },
-  ) {}
+    private readonly cache: typeof BALANCE_RECORDS_CACHE = BALANCE_RECORDS_CACHE,
+  ) {
+    this.recent = new LRUCache({ max: cache.subjects, maxSize: cache.bytes, sizeCalculation: (kept) => kept.bytes });
+    this.writes = new LRUCache({ max: cache.subjects });
+  }
 
   async listGrants(subject: string): Promise<Grant[]> {
     return (await this.queryPrefix(subject, PREFIX.grant)).map((item) => item.grant as Grant);
@@ -45,10 +57,13 @@ export class DynamoAccounts implements AccountStore {
   async balanceRecords(subject: string): Promise<BalanceRecords> {
     const now = this.clock.now().getTime();
     const cached = this.recent.get(subject);
-    if (cached && now >= cached.readAt && now - cached.readAt < BALANCE_RECORDS_CACHE.maxAgeMs) return structuredClone(cached.records);
+    if (cached && now >= cached.readAt && now - cached.readAt < this.cache.maxAgeMs) return structuredClone(cached.records);
     const writesBefore = this.writes.get(subject);
     const [grants, snapshots] = await Promise.all([this.listGrants(subject), this.listCycleSnapshots(subject)]);
-    if (this.writes.get(subject) === writesBefore) this.recent.set(subject, { records: structuredClone({ grants, snapshots }), readAt: now });
+    if (this.writes.get(subject) === writesBefore) {
+      const records = structuredClone({ grants, snapshots });
+      this.recent.set(subject, { records, readAt: now, bytes: Math.max(1, Buffer.byteLength(JSON.stringify(records))) });
+    }
     return { grants, snapshots };
   }
 

@@ -52,11 +52,14 @@ afterAll(async () => {
 });
 
 /** A store whose clock the test moves, as the local test clock moves the functions'. */
-function storeWithClock(start: Date) {
+function storeWithClock(start: Date, cache = BALANCE_RECORDS_CACHE) {
   let now = start.getTime();
-  const store = new DynamoAccounts(documents, table, { now: () => new Date(now) });
+  const store = new DynamoAccounts(documents, table, { now: () => new Date(now) }, cache);
   return { store, advance: (ms: number) => (now += ms) };
 }
+
+/** The bytes the store counts for a workspace's records: their JSON. */
+const bytesOf = (records: unknown) => Buffer.byteLength(JSON.stringify(records));
 
 let workspaces = 0;
 const newWorkspace = () => `ws_cache_${++workspaces}`;
@@ -190,5 +193,39 @@ describe('balanceRecords', () => {
 
     // Assert
     expect(second.grants.map((g) => [g.id, g.amount])).toEqual([['b5', '9']]);
+  });
+
+  test('what it keeps is bounded in bytes: records at the bound are kept, past it they are read on every check', async () => {
+    // Arrange: two workspaces whose records are the same size; a bound of exactly one of them.
+    const start = suiteClockStart();
+    const [small, other] = [newWorkspace(), newWorkspace()];
+    const writer = new DynamoAccounts(documents, table, { now: () => start });
+    await writer.putGrant(bonus(small, 'g1', '1', start));
+    await writer.putGrant(bonus(other, 'g1', '1', start));
+    const size = bytesOf(await writer.listGrants(small).then((grants) => ({ grants, snapshots: [] })));
+    const atTheBound = storeWithClock(start, { ...BALANCE_RECORDS_CACHE, bytes: size }).store;
+    const pastTheBound = storeWithClock(start, { ...BALANCE_RECORDS_CACHE, bytes: size - 1 }).store;
+
+    // Act
+    await atTheBound.balanceRecords(small);
+    sent.length = 0;
+    await atTheBound.balanceRecords(small);
+    const keptAtTheBound = sent.length;
+    await atTheBound.balanceRecords(other); // a second workspace: the first makes room for it
+    sent.length = 0;
+    await atTheBound.balanceRecords(other);
+    const keptTheNewest = sent.length;
+    await atTheBound.balanceRecords(small);
+    const firstReadAgain = sent.length;
+    await pastTheBound.balanceRecords(small);
+    sent.length = 0;
+    await pastTheBound.balanceRecords(small);
+    const keptPastTheBound = sent.length;
+
+    // Assert: requests sent by the second check of each
+    expect(keptAtTheBound).toBe(0);
+    expect(keptTheNewest).toBe(0);
+    expect(firstReadAgain).toBe(2);
+    expect(keptPastTheBound).toBe(2);
   });
 });
