@@ -146,6 +146,7 @@ describe('balanceRecords', () => {
     const { store } = storeWithClock(start);
     let release: () => void = () => undefined;
     holdQueries = new Promise((resolve) => (release = resolve));
+    held = 0;
 
     // Act
     const overtaken = store.balanceRecords(subject);
@@ -198,7 +199,8 @@ describe('balanceRecords', () => {
   test('what it keeps is bounded in bytes: records at the bound are kept, past it they are read on every check', async () => {
     // Arrange: two workspaces whose records are the same size; a bound of exactly one of them.
     const start = suiteClockStart();
-    const [small, other] = [newWorkspace(), newWorkspace()];
+    // Ids of one length, so that the two workspaces' records are the same number of bytes.
+    const [small, other] = ['ws_bound_a', 'ws_bound_b'];
     const writer = new DynamoAccounts(documents, table, { now: () => start });
     await writer.putGrant(bonus(small, 'g1', '1', start));
     await writer.putGrant(bonus(other, 'g1', '1', start));

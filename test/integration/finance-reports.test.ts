@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { DateTime } from 'luxon';
+import type { AuditRow } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
@@ -1082,16 +1083,6 @@ describe('finance reports across two cycle closes on the local stack', () => {
 
   // -------------------------------------------------------------------------------------------------------
   // The audit, as an operator runs it: a separate process (async, so the stack in this process keeps serving).
-
-  interface AuditRow {
-    subject: string;
-    cycleStart: string;
-    usageType: string;
-    check: string;
-    expected: string;
-    actual: string;
-    ok: boolean;
-  }
 
   function audit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     const argv = ['bin/usage-pipeline.js', 'audit', '--endpoint', stack.ready.dynamodb.endpoint, '--s3-endpoint', stack.ready.s3.endpoint, '--config', CONFIG, '--now', iso(clockNow()), ...args];
