@@ -6,20 +6,26 @@ import type { Context } from 'aws-lambda';
 import { appContext } from './adapters/app-context';
 import { logger, metrics } from './adapters/observability';
 import { FUNCTIONS } from './contract/resources';
-import { type CloseSummary, runDueCloses } from './core/billing/closes';
+import { dispatchDueCloses } from './core/billing/closes';
 import { runExclusive } from './core/lease';
 
-/** EventBridge Scheduler → close every day and cycle that has become due (after the grace period). */
+/** EventBridge Scheduler → send every workspace with a day or cycle due (after the grace period) to the close function. */
 export interface SchedulerEvent {
   job: 'close-due';
 }
 
-/** What a run closed; `skipped` when another run held the lease, and this one closed nothing. */
-export type SchedulerResult = CloseSummary & { skipped?: 'another close is running' };
+/** What a run did: the workspaces it sent to be closed and the cycle summaries it wrote; `skipped` when another run held the lease. */
+export interface SchedulerResult {
+  now: string;
+  dispatched: number;
+  summaries: string[];
+  skipped?: 'another run is under way';
+}
 
 /**
  * A run holds the job's lease for longer than the function may run, so a run that died still frees it in
- * time for the next hourly run. This keeps closes single-flight without reserved concurrency.
+ * time for the next hourly run. Two runs at once would only send the same workspaces twice (each is closed
+ * under its own claim); the lease keeps that from happening.
  */
 const LEASE_MS = (FUNCTIONS.scheduler.timeoutSeconds + 60) * 1000;
 
@@ -27,10 +33,10 @@ async function scheduler(event: SchedulerEvent, context: Context): Promise<Sched
   if (event.job !== 'close-due') throw new Error(`unknown scheduler job "${String(event.job)}"`);
   const clock = appContext.clock();
   const run = await runExclusive({ name: event.job, holder: context.awsRequestId, durationMs: LEASE_MS }, { leases: appContext.leases(), clock }, () =>
-    runDueCloses({
+    dispatchDueCloses({
       config: appContext.config(),
-      subjects: appContext.subjects(),
-      rollups: appContext.rollups(),
+      claims: appContext.subjects(),
+      queue: appContext.closeQueue(),
       accounts: appContext.accounts(),
       reports: appContext.reports(),
       clock,
@@ -38,16 +44,12 @@ async function scheduler(event: SchedulerEvent, context: Context): Promise<Sched
   );
   metrics.addMetric('ClosesSkippedAsBusy', MetricUnit.Count, run.ran ? 0 : 1);
   if (!run.ran) {
-    // The run under way closes what is due, and the next hourly run whatever falls due meanwhile.
-    logger.warn('another close is running; this run closes nothing');
-    return { now: clock.now().toISOString(), cyclesClosed: [], summaries: [], daysClosed: 0, adjustments: [], skipped: 'another close is running' };
+    logger.warn('another scheduler run is under way; this one sends nothing');
+    return { now: clock.now().toISOString(), dispatched: 0, summaries: [], skipped: 'another run is under way' };
   }
-  const summary = run.value;
-  metrics.addMetric('CyclesClosed', MetricUnit.Count, summary.cyclesClosed.length);
-  metrics.addMetric('DaysClosed', MetricUnit.Count, summary.daysClosed);
-  metrics.addMetric('Adjustments', MetricUnit.Count, summary.adjustments.length);
-  logger.info('closes done', { now: summary.now, cyclesClosed: summary.cyclesClosed.length, summaries: summary.summaries, daysClosed: summary.daysClosed, adjustments: summary.adjustments.length });
-  return summary;
+  metrics.addMetric('WorkspacesDispatched', MetricUnit.Count, run.value.dispatched);
+  logger.info('closes dispatched', { ...run.value });
+  return run.value;
 }
 
 export const handler = middy(scheduler).use(injectLambdaContext(logger)).use(logMetrics(metrics));

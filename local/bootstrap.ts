@@ -13,11 +13,25 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
     const TableName = localTableName(definition);
     names[key] = TableName;
     const keys = [definition.partitionKey, ...(definition.sortKey ? [definition.sortKey] : [])];
+    const indexes = definition.indexes ?? [];
+    const attributes = new Map([...keys, ...indexes.flatMap((i) => [i.partitionKey, i.sortKey])].map((k) => [k.name, k.type]));
     const input: CreateTableCommandInput = {
       TableName,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
+      AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({ AttributeName, AttributeType })),
       KeySchema: keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+      ...(indexes.length > 0
+        ? {
+            GlobalSecondaryIndexes: indexes.map((index) => ({
+              IndexName: index.name,
+              KeySchema: [
+                { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
+                { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
+              ],
+              Projection: { ProjectionType: 'KEYS_ONLY' },
+            })),
+          }
+        : {}),
       ...(definition.stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: definition.stream } } : {}),
     };
     try {
@@ -47,7 +61,7 @@ export async function createBucket(client: S3Client): Promise<string> {
 
 export const localQueueName = (definition: { name: string }) => `usage-pipeline-${definition.name}`;
 
-export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string }> {
+export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: number): Promise<{ queueUrl: string; dlqUrl: string; closesUrl: string; closesDlqUrl: string }> {
   const retention = (days: number) => String(days * 86_400);
   const { QueueUrl: dlqUrl } = await client.send(
     new CreateQueueCommand({
@@ -69,5 +83,21 @@ export async function createQueues(client: SQSClient, visibilityTimeoutSeconds: 
     }),
   );
   if (!queueUrl) throw new Error('usage-events queue was not created');
-  return { queueUrl, dlqUrl };
+  const { QueueUrl: closesDlqUrl } = await client.send(
+    new CreateQueueCommand({ QueueName: localQueueName(QUEUES.closesDeadLetter), Attributes: { MessageRetentionPeriod: retention(QUEUES.closesDeadLetter.retentionDays) } }),
+  );
+  if (!closesDlqUrl) throw new Error('closes dead-letter queue was not created');
+  const { Attributes: closesDlq } = await client.send(new GetQueueAttributesCommand({ QueueUrl: closesDlqUrl, AttributeNames: ['QueueArn'] }));
+  const { QueueUrl: closesUrl } = await client.send(
+    new CreateQueueCommand({
+      QueueName: localQueueName(QUEUES.closes),
+      Attributes: {
+        VisibilityTimeout: String(visibilityTimeoutSeconds),
+        MessageRetentionPeriod: retention(QUEUES.closes.retentionDays),
+        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: closesDlq?.QueueArn, maxReceiveCount: QUEUES.closes.maxReceiveCount }),
+      },
+    }),
+  );
+  if (!closesUrl) throw new Error('closes queue was not created');
+  return { queueUrl, dlqUrl, closesUrl, closesDlqUrl };
 }

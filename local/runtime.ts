@@ -1,19 +1,20 @@
 import { resolve } from 'node:path';
-import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { DynamoApiKeys } from '../functions/adapters/api-key-store';
 import { loadConfigFile, useClock, useTestClock } from '../functions/adapters/app-context';
 import { createS3Client } from '../functions/adapters/s3';
 import { withoutSdkLogging } from '../functions/adapters/sdk-clients';
+import { DynamoSubjects } from '../functions/adapters/subject-store';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../functions/aggregate.handler';
 import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../functions/contract/resources';
 import { configuredKey } from '../functions/core/access/api-keys';
-import type { CloseSummary } from '../functions/core/billing/closes';
+import { addClose, type CloseSummary, type SubjectClose } from '../functions/core/billing/closes';
 import type { Config } from '../functions/core/config';
-import type { SchedulerEvent } from '../functions/scheduler.handler';
+import type { SchedulerEvent, SchedulerResult } from '../functions/scheduler.handler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
 import { LocalClock } from './clock';
@@ -31,6 +32,8 @@ import { StreamPoller } from './stream-poller';
 
 /** Ingest batches in flight at once: Lambda runs several invocations of an SQS source side by side. */
 export const INGEST_BATCHES_IN_FLIGHT = 4;
+/** Close batches in flight at once (AWS: EVENT_SOURCES.closes.maxConcurrency); DynamoDB Local writes one at a time anyway. */
+export const CLOSE_BATCHES_IN_FLIGHT = 4;
 /** The aggregate's batching window locally, unless `aggregateWindowSeconds` says otherwise (AWS: EVENT_SOURCES). */
 export const LOCAL_AGGREGATE_WINDOW_SECONDS = 1;
 
@@ -53,6 +56,7 @@ export interface LocalOptions {
   logLevel?: string;
   /** Wraps each handler invocation; tests inject crashes here. */
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
+  wrapCloses?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
   wrapAggregate?: (invoke: Invoke<LedgerStreamEvent, LedgerStreamResponse>) => Invoke<LedgerStreamEvent, LedgerStreamResponse>;
   wrapNotify?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
   wrapExport?: (invoke: Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>) => Invoke<DynamoDBStreamEvent, DynamoDBBatchResponse>;
@@ -128,14 +132,19 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 
     const { names, streamArns } = await createTables(dynamodb);
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
-    const { queueUrl, dlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
-    Object.assign(process.env, { [QUEUES.usageEvents.envVar]: queueUrl, [QUEUES.deadLetter.envVar]: dlqUrl });
+    const { queueUrl, dlqUrl, closesUrl, closesDlqUrl } = await createQueues(sqs, options.visibilityTimeoutSeconds ?? 30);
+    Object.assign(process.env, {
+      [QUEUES.usageEvents.envVar]: queueUrl,
+      [QUEUES.deadLetter.envVar]: dlqUrl,
+      [QUEUES.closes.envVar]: closesUrl,
+      [QUEUES.closesDeadLetter.envVar]: closesDlqUrl,
+    });
     const s3 = createS3Client();
     stops.push(async () => s3.destroy());
     const bucket = await createBucket(s3);
     process.env[BUCKETS.reports.envVar] = bucket;
     const documents = DynamoDBDocumentClient.from(dynamodb);
-    await seedSubjects(documents, names.subjects, config, clock.now().toISOString());
+    await seedSubjects(new DynamoSubjects(documents, names.subjects), config, clock.now().toISOString());
     await seedApiKeys(new DynamoApiKeys(documents, names.apiKeys), config, clock.now().toISOString());
 
     // Imported only now, after the environment names the stand-ins; one at a time (Jest's ESM loader needs it).
@@ -143,23 +152,35 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const { handler: aggregate } = await import('../functions/aggregate.handler');
     const { handler: api } = await import('../functions/api.handler');
     const { handler: scheduler } = await import('../functions/scheduler.handler');
+    const { handler: closes } = await import('../functions/closes.handler');
     const { handler: notify } = await import('../functions/notify.handler');
     const { handler: exportFiles } = await import('../functions/export.handler');
     const onError = options.onError ?? ((source: string, error: unknown) => console.error(`[${source}]`, error instanceof Error ? error.message : error));
 
     const invokeIngest: Invoke<SQSEvent, SQSBatchResponse> = (event) => ingest(event, lambdaContext('ingest', FUNCTIONS.ingest.timeoutSeconds));
     const invokeAggregate: Invoke<LedgerStreamEvent, LedgerStreamResponse> = (event) => aggregate(event, lambdaContext('aggregate', FUNCTIONS.aggregate.timeoutSeconds));
-    const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }));
+    const invokeCloses: Invoke<SQSEvent, SQSBatchResponse> = (event) => closes(event, lambdaContext('closes', FUNCTIONS.closes.timeoutSeconds));
+    const queueArn = async (url: string) => (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn ?? url;
 
     const sqsPoller = new SqsPoller({
       sqs,
       queueUrl,
-      queueArn: Attributes?.QueueArn ?? queueUrl,
+      queueArn: await queueArn(queueUrl),
       batchSize: EVENT_SOURCES.ingest.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.ingest.maxBatchingWindowSeconds * 1000,
       concurrency: INGEST_BATCHES_IN_FLIGHT,
       invoke: options.wrapIngest ? options.wrapIngest(invokeIngest) : invokeIngest,
       onError: (error) => onError('ingest', error),
+    });
+    const closesPoller = new SqsPoller({
+      sqs,
+      queueUrl: closesUrl,
+      queueArn: await queueArn(closesUrl),
+      batchSize: EVENT_SOURCES.closes.batchSize,
+      maxBatchingWindowMs: EVENT_SOURCES.closes.maxBatchingWindowSeconds * 1000,
+      concurrency: CLOSE_BATCHES_IN_FLIGHT,
+      invoke: options.wrapCloses ? options.wrapCloses(invokeCloses) : invokeCloses,
+      onError: (error) => onError('closes', error),
     });
     // Each table stream drives its function like Lambda's event source mapping, with the same numbers (the aggregate's window aside).
     const streamPoller = (
@@ -190,11 +211,13 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const alertsPoller = streamPoller(streamArns.alerts, EVENT_SOURCES.notify, 'notify', options.wrapNotify ? options.wrapNotify(invokeNotify) : invokeNotify);
     const exportsPoller = streamPoller(streamArns.exports, EVENT_SOURCES.export, 'export', options.wrapExport ? options.wrapExport(invokeExport) : invokeExport);
     sqsPoller.start();
+    closesPoller.start();
     ledgerPoller.start();
     alertsPoller.start();
     exportsPoller.start();
     stops.push(
       () => sqsPoller.stop(),
+      () => closesPoller.stop(),
       () => ledgerPoller.stop(),
       () => alertsPoller.stop(),
       () => exportsPoller.stop(),
@@ -202,8 +225,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 
     // Scheduled jobs run one at a time, on the deployed interval and whenever the test clock moves.
     let jobs: Promise<unknown> = Promise.resolve();
-    const runScheduler = (event: SchedulerEvent): Promise<CloseSummary> => {
-      const run = jobs.then(() => scheduler(event, lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds)) as Promise<CloseSummary>);
+    const runScheduler = (event: SchedulerEvent): Promise<SchedulerResult> => {
+      const run = jobs.then(() => scheduler(event, lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds)) as Promise<SchedulerResult>);
       jobs = run.catch(() => undefined);
       return run;
     };
@@ -219,30 +242,49 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     });
     stops.push(server.stop);
 
-    const queueDepth = async () => {
+    const queueDepth = async (url: string) => {
       const { Attributes: a } = await sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
+        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
       );
       return Number(a?.ApproximateNumberOfMessages ?? 0) + Number(a?.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a?.ApproximateNumberOfMessagesDelayed ?? 0);
     };
-
-    const settle = async (timeoutMs = 120_000) => {
+    /** Resolves once `quietNow` has held five checks in a row. */
+    const quietFor = async (what: string, timeoutMs: number, quietNow: () => Promise<boolean>) => {
       const deadline = Date.now() + timeoutMs;
       let quiet = 0;
       while (quiet < 5) {
-        if (Date.now() > deadline) throw new Error(`the pipeline did not settle within ${timeoutMs} ms`);
+        if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms`);
         await sleep(200);
-        quiet = sqsPoller.idle && ledgerPoller.idle && alertsPoller.idle && exportsPoller.idle && (await queueDepth()) === 0 ? quiet + 1 : 0;
+        quiet = (await quietNow()) ? quiet + 1 : 0;
       }
     };
+
+    const settle = (timeoutMs = 120_000) =>
+      quietFor('the pipeline did not settle', timeoutMs, async () => sqsPoller.idle && ledgerPoller.idle && alertsPoller.idle && exportsPoller.idle && (await queueDepth(queueUrl)) === 0);
+    /** The closes the scheduler sent are done when their queue is empty and no close batch is in flight; the dead-lettered are done too. */
+    const closesDone = () => quietFor('the closes did not finish', 24 * 3_600_000, async () => closesPoller.idle && (await queueDepth(closesUrl)) === 0);
+
+    // What the workers closed while the clock moved, for the move's answer.
+    let closing: CloseSummary | undefined;
     const advanceClock = async (instant: Date) => {
       clock.refuseBackwards(instant); // a move back is refused at once, not after waiting for the pipeline
       await settle(); // what was sent before the clock moved is counted before anything closes
       clock.advanceTo(instant);
-      const closes = await runScheduler({ job: SCHEDULES.closeDue.job });
-      return { now: clock.now().toISOString(), closes };
+      const summary: CloseSummary = { now: clock.now().toISOString(), cyclesClosed: [], summaries: [], daysClosed: 0, adjustments: [] };
+      closing = summary;
+      try {
+        const first = await runScheduler({ job: SCHEDULES.closeDue.job });
+        await closesDone();
+        // As the next hourly run would: the summaries of the cycles just closed, and whatever a failed close left due.
+        const second = await runScheduler({ job: SCHEDULES.closeDue.job });
+        await closesDone();
+        summary.summaries = [...new Set([...first.summaries, ...second.summaries])];
+      } finally {
+        closing = undefined;
+      }
+      return { now: clock.now().toISOString(), closes: summary };
     };
-    useTestClock({ advanceTo: advanceClock });
+    useTestClock({ advanceTo: advanceClock, closed: (close: SubjectClose) => closing && addClose(closing, close) });
 
     return {
       ready: {
@@ -272,12 +314,6 @@ async function seedApiKeys(keys: DynamoApiKeys, config: Config, createdAt: strin
 }
 
 /** The config's subjects seed the table; a subject already there (changed since) is left alone. */
-async function seedSubjects(client: DynamoDBDocumentClient, tableName: string, config: Config, createdAt: string): Promise<void> {
-  for (const subject of config.subjects) {
-    try {
-      await client.send(new PutCommand({ TableName: tableName, Item: { ...subject, createdAt }, ConditionExpression: 'attribute_not_exists(id)' }));
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
-  }
+async function seedSubjects(subjects: DynamoSubjects, config: Config, createdAt: string): Promise<void> {
+  for (const subject of config.subjects) await subjects.create({ ...subject, createdAt });
 }

@@ -1,9 +1,11 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { LRUCache } from 'lru-cache';
+import { DUE_SHARDS } from '../contract/resources';
 import type { CycleSnapshot, Grant } from '../core/billing/balance';
-import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot } from '../core/billing/billing-ports';
+import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot, SummaryDue } from '../core/billing/billing-ports';
 import type { Clock } from '../core/ports';
+import { shardOf } from '../core/shards';
 
 /**
  * Grants, snapshots and adjustments, one partition per subject:
@@ -12,12 +14,15 @@ import type { Clock } from '../core/ports';
  *   D#<local day>                                a day snapshot
  *   A#<cycle start>#<usage type>#<detected at>   an adjustment to a closed cycle
  * Snapshots and grants are written only if absent, so a re-run never replaces what a close froze.
- * One more partition, `_summaries` (no subject id starts with `_`), holds `S#<cycle start>` for each
- * per-cycle summary still to be written.
+ * Partitions `_summaries#<shard>` (no subject id starts with `_`) hold `S#<cycle start>` for each
+ * per-cycle summary still to be written: a count of the closes that noted it, in one of SUMMARY_SHARDS
+ * partitions per group of subjects, so that a month close of every workspace is not one hot key.
  */
 
 const PREFIX = { grant: 'G#', cycle: 'C#', day: 'D#', adjustment: 'A#', summary: 'S#' } as const;
 const SUMMARIES_PK = '_summaries';
+const SUMMARY_SHARDS = DUE_SHARDS;
+const summaryShards = Array.from({ length: SUMMARY_SHARDS }, (_, shard) => `${SUMMARIES_PK}#${shard}`);
 type Item = Record<string, unknown>;
 
 /**
@@ -133,16 +138,46 @@ export class DynamoAccounts implements AccountStore {
     await this.putIfAbsent({ pk: adjustment.subject, sk, adjustment });
   }
 
-  async markSummaryDue(cycleStart: string): Promise<void> {
-    await this.putIfAbsent({ pk: SUMMARIES_PK, sk: `${PREFIX.summary}${cycleStart}`, cycleStart });
+  async markSummaryDue(cycleStart: string, subject: string): Promise<void> {
+    await this.client.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: summaryShards[shardOf(subject, SUMMARY_SHARDS)], sk: `${PREFIX.summary}${cycleStart}` },
+        UpdateExpression: 'SET cycleStart = :cycleStart ADD marks :one',
+        ExpressionAttributeValues: { ':cycleStart': cycleStart, ':one': 1 },
+      }),
+    );
   }
 
-  async summariesDue(): Promise<string[]> {
-    return (await this.queryPrefix(SUMMARIES_PK, PREFIX.summary)).map((item) => String(item.cycleStart));
+  async summariesDue(): Promise<SummaryDue[]> {
+    const due = new Map<string, SummaryDue>();
+    const shards = await Promise.all(summaryShards.map(async (pk) => ({ pk, items: await this.queryPrefix(pk, PREFIX.summary) })));
+    for (const { pk, items } of shards) {
+      for (const item of items) {
+        const cycleStart = String(item.cycleStart);
+        const entry = due.get(cycleStart) ?? { cycleStart, marks: {} };
+        entry.marks[pk] = Number(item.marks);
+        due.set(cycleStart, entry);
+      }
+    }
+    return [...due.values()].sort((a, b) => (a.cycleStart < b.cycleStart ? -1 : a.cycleStart > b.cycleStart ? 1 : 0));
   }
 
-  async clearSummaryDue(cycleStart: string): Promise<void> {
-    await this.client.send(new DeleteCommand({ TableName: this.tableName, Key: { pk: SUMMARIES_PK, sk: `${PREFIX.summary}${cycleStart}` } }));
+  async clearSummaryDue(due: SummaryDue): Promise<void> {
+    for (const [pk, marks] of Object.entries(due.marks)) {
+      try {
+        await this.client.send(
+          new DeleteCommand({
+            TableName: this.tableName,
+            Key: { pk, sk: `${PREFIX.summary}${due.cycleStart}` },
+            ConditionExpression: 'marks = :marks',
+            ExpressionAttributeValues: { ':marks': marks },
+          }),
+        );
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      }
+    }
   }
 
   private async putIfAbsent(item: Item): Promise<boolean> {

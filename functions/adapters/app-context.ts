@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, QUEUES, TABLES } from '../contract/resources';
+import type { SubjectClose } from '../core/billing/closes';
 import { type Config, parseConfig } from '../core/config';
 import type { Clock } from '../core/ports';
 import { DynamoAccounts } from './account-store';
 import { DynamoAlerts } from './alert-store';
 import { DynamoApiKeys } from './api-key-store';
+import { SqsCloseQueue } from './close-queue';
 import { createDocumentClient, requireEnv } from './dynamodb';
 import { DynamoExports } from './export-store';
 import { DynamoLeases } from './lease-store';
@@ -76,6 +78,7 @@ export const appContext = {
   exportFiles: once(() => new S3FileWriter(s3Client(), requireEnv(BUCKETS.reports.envVar))),
   exports: once(() => new DynamoExports(documentClient(), requireEnv(TABLES.exports.envVar))),
   usageQueue: once(() => new SqsUsageQueue(createSqsClient(), requireEnv(QUEUES.usageEvents.envVar))),
+  closeQueue: once(() => new SqsCloseQueue(createSqsClient(), requireEnv(QUEUES.closes.envVar))),
   clock: () => clock,
   /** Only the local runtime has a test clock; in AWS its route answers 404. */
   testClock: (): TestClock | undefined => testClock,
@@ -84,6 +87,8 @@ export const appContext = {
 /** A clock that only moves forward; advancing runs every scheduled job that falls due. */
 export interface TestClock {
   advanceTo(instant: Date): Promise<unknown>;
+  /** Told of every workspace closed, so that a move can answer with what its closes did. */
+  closed(close: SubjectClose): void;
 }
 
 let testClock: TestClock | undefined;

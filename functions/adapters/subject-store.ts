@@ -1,14 +1,26 @@
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DUE_SHARDS, TABLES } from '../contract/resources';
+import type { CloseClaims } from '../core/billing/closes';
 import type { Subject, SubjectStore } from '../core/ports';
+import { shardOf } from '../core/shards';
 import { batchGet } from './batch';
 
 const CACHE_TTL_MS = 60_000;
 
+const DUE_INDEX = TABLES.subjects.indexes[0].name;
+/** A new workspace is due at once: the next run works out what of it is due, and when it is next. */
+const DUE_AT_ONCE = '1970-01-01T00:00:00.000Z';
+/** The workspace's own attributes; the rest of its item is the closes' (`dueShard`, `nextDueAt`, the claim). */
+const FIELDS = ['plan', 'billingAnchorDay', 'timeZone', 'contacts', 'name', 'createdAt'] as const satisfies readonly (keyof Subject)[];
+
 /**
  * Subjects (workspaces). Known subjects are cached for a minute per process, since every ingest
  * batch asks; unknown ones are not cached, so a subject added a moment ago is found at once.
+ * The same items carry the due index of the closes (`CloseClaims`): when each workspace's next day ends,
+ * in DUE_SHARDS partitions of a keys-only index, and the claim of the worker closing it.
  */
-export class DynamoSubjects implements SubjectStore {
+export class DynamoSubjects implements SubjectStore, CloseClaims {
   private readonly cache = new Map<string, { subject: Subject; until: number }>();
 
   constructor(
@@ -42,9 +54,97 @@ export class DynamoSubjects implements SubjectStore {
     return found;
   }
 
+  /** Sets the workspace's own attributes only, so that a change made while it is being closed keeps the claim and the next-due instant. */
   async put(subject: Subject): Promise<void> {
-    await this.client.send(new PutCommand({ TableName: this.tableName, Item: { ...subject } }));
+    const set = FIELDS.filter((f) => subject[f] !== undefined);
+    const remove = FIELDS.filter((f) => subject[f] === undefined);
+    await this.client.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { id: subject.id },
+        UpdateExpression:
+          `SET ${[...set.map((f) => `#${f} = :${f}`), 'dueShard = if_not_exists(dueShard, :dueShard)', 'nextDueAt = if_not_exists(nextDueAt, :dueAtOnce)'].join(', ')}` +
+          (remove.length > 0 ? ` REMOVE ${remove.map((f) => `#${f}`).join(', ')}` : ''),
+        ExpressionAttributeNames: Object.fromEntries(FIELDS.map((f) => [`#${f}`, f])),
+        ExpressionAttributeValues: { ...Object.fromEntries(set.map((f) => [`:${f}`, subject[f]])), ':dueShard': shardOf(subject.id, DUE_SHARDS), ':dueAtOnce': DUE_AT_ONCE },
+      }),
+    );
     this.cache.delete(subject.id);
+  }
+
+  /** Adds the workspace unless one with its id exists (then left as it is); true if added. */
+  async create(subject: Subject): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...subject, dueShard: shardOf(subject.id, DUE_SHARDS), nextDueAt: DUE_AT_ONCE },
+          ConditionExpression: 'attribute_not_exists(id)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  /** Each shard of the due index in turn, a page at a time (keys only, about 60 bytes each: some 16,000 ids a page). */
+  async *due(dueBefore: string): AsyncIterable<string[]> {
+    for (let shard = 0; shard < DUE_SHARDS; shard++) yield* this.duePages(shard, dueBefore);
+  }
+
+  private async *duePages(shard: number, dueBefore: string): AsyncGenerator<string[]> {
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: DUE_INDEX,
+          KeyConditionExpression: 'dueShard = :shard AND nextDueAt <= :dueBefore',
+          ExpressionAttributeValues: { ':shard': shard, ':dueBefore': dueBefore },
+          ExclusiveStartKey,
+        }),
+      );
+      if (page.Items?.length) yield page.Items.map((item) => String(item.id));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+  }
+
+  async claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined> {
+    try {
+      const { Attributes } = await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { id },
+          UpdateExpression: 'SET closeHolder = :holder, closeUntil = :until',
+          ConditionExpression: 'attribute_exists(id) AND (attribute_not_exists(closeUntil) OR closeUntil <= :now OR closeHolder = :holder)',
+          ExpressionAttributeValues: { ':holder': holder, ':until': until.toISOString(), ':now': now.toISOString() },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return Attributes ? toSubject(Attributes) : undefined;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return undefined;
+      throw error;
+    }
+  }
+
+  async release(id: string, holder: string, nextDueAt?: string): Promise<void> {
+    try {
+      await this.client.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { id },
+          UpdateExpression: `${nextDueAt ? 'SET nextDueAt = :nextDueAt ' : ''}REMOVE closeHolder, closeUntil`,
+          ConditionExpression: 'closeHolder = :holder',
+          ExpressionAttributeValues: { ':holder': holder, ...(nextDueAt ? { ':nextDueAt': nextDueAt } : {}) },
+        }),
+      );
+    } catch (error) {
+      // Its claim expired and another worker took it: that worker sets what is due next.
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
   }
 
   async list(): Promise<Subject[]> {

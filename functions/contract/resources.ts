@@ -17,7 +17,21 @@ export interface TableDefinition {
   timeToLiveAttribute?: string;
   stream?: 'NEW_AND_OLD_IMAGES';
   pointInTimeRecovery: boolean;
+  /** Global secondary indexes; keys only, since what they find is read from the table itself. */
+  indexes?: readonly IndexDefinition[];
 }
+
+export interface IndexDefinition {
+  name: string;
+  partitionKey: { name: string; type: AttributeType };
+  sortKey: { name: string; type: AttributeType };
+}
+
+/**
+ * Workspaces are spread over this many partitions of the due index, so that the next-due writes of a month
+ * close (one per workspace) stay far below the 1,000 writes a second one partition takes.
+ */
+export const DUE_SHARDS = 16;
 
 export const TABLES = {
   /** One item per event identity (CloudEvents source + id); its stream feeds the aggregator. */
@@ -38,12 +52,17 @@ export const TABLES = {
     timeToLiveAttribute: 'expiresAt',
     pointInTimeRecovery: true,
   },
-  /** Workspaces: plan, billing anchor, time zone, contacts. */
+  /**
+   * Workspaces: plan, billing anchor, time zone, contacts; and for the closes, when the workspace's next day
+   * ends (`nextDueAt`) and who is closing it now (a claim that expires).
+   */
   subjects: {
     name: 'Subjects',
     envVar: 'SUBJECTS_TABLE',
     partitionKey: { name: 'id', type: 'S' },
     pointInTimeRecovery: true,
+    /** The scheduler's query: per shard (0 to DUE_SHARDS - 1), the workspaces whose next day has ended. */
+    indexes: [{ name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } }],
   },
   /**
    * Per workspace, beside the counters: grants (G#id), cycle snapshots (C#cycleStart), day snapshots
@@ -114,13 +133,33 @@ export const QUEUES = {
     /** As large as the usage queue's, so that every message it redrives fits. */
     maxMessageBytes: MAX_MESSAGE_BYTES,
   },
+  /** Workspaces whose days or cycles are due, a few dozen per message, from the scheduler to the close workers. */
+  closes: {
+    name: 'Closes',
+    envVar: 'CLOSES_QUEUE_URL',
+    /** Six times the close function's timeout, as Lambda recommends for SQS sources. */
+    visibilityTimeoutSeconds: 6 * 300,
+    retentionDays: 4,
+    /** Receives before a message moves to its dead-letter queue; the next hourly run sends its workspaces again anyway. */
+    maxReceiveCount: 5,
+    /** Workspace ids per message: an invocation closes them side by side, and a retry repeats only these. */
+    subjectsPerMessage: 25,
+  },
+  closesDeadLetter: {
+    name: 'ClosesDlq',
+    envVar: 'CLOSES_DLQ_URL',
+    retentionDays: 14,
+  },
 } as const;
 
 export const FUNCTIONS = {
   ingest: { timeoutSeconds: 60, memoryMb: 1024 },
   aggregate: { timeoutSeconds: 120, memoryMb: 1024 },
   api: { timeoutSeconds: 29, memoryMb: 512 },
+  /** Finds the workspaces due and sends them to the closes queue; writes the summaries of closed cycles. */
   scheduler: { timeoutSeconds: 900, memoryMb: 512 },
+  /** Closes the workspaces of one closes message, CLOSES_IN_FLIGHT at a time. */
+  closes: { timeoutSeconds: 300, memoryMb: 1024 },
   notify: { timeoutSeconds: 60, memoryMb: 512 },
   /** Streams one export from DynamoDB to S3; memory stays bounded however many buckets it writes. */
   export: { timeoutSeconds: 900, memoryMb: 1024 },
@@ -150,6 +189,15 @@ export const EVENT_SOURCES = {
     bisectBatchOnError: true,
     retryAttempts: 10000,
     startingPosition: 'TRIM_HORIZON',
+  },
+  /**
+   * Closes messages → the close function, one message (QUEUES.closes.subjectsPerMessage workspaces) per invocation.
+   * maxConcurrency bounds the workers, and with them the load a month close puts on DynamoDB and S3.
+   */
+  closes: {
+    batchSize: 1,
+    maxBatchingWindowSeconds: 0,
+    maxConcurrency: 50,
   },
   /** Alert records → emails. Small batches: each alert is a few SES calls, and a failure retries only its batch. */
   notify: {

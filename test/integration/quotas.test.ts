@@ -194,7 +194,7 @@ function crashAfterWrite(inner: AccountStore, n: number): AccountStore {
     freezeDay: (s) => written(inner.freezeDay(s)),
     putAdjustment: (a) => written(inner.putAdjustment(a)),
     summariesDue: () => inner.summariesDue(),
-    markSummaryDue: (c) => written(inner.markSummaryDue(c)),
+    markSummaryDue: (c, s) => written(inner.markSummaryDue(c, s)),
     clearSummaryDue: (c) => written(inner.clearSummaryDue(c)),
   };
 }

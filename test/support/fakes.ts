@@ -5,7 +5,7 @@
 
 import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/alerts-ports';
 import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
-import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot } from '../../functions/core/billing/billing-ports';
+import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot, SummaryDue } from '../../functions/core/billing/billing-ports';
 import { eventKey } from '../../functions/core/metering/envelope';
 import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/metering-ports';
 import {
@@ -291,18 +291,22 @@ export class InMemoryAccounts implements AccountStore {
     this.putIfAbsent(`${adjustment.subject}|A|${adjustment.cycleStart}#${adjustment.usageType}#${adjustment.detectedAt}`, adjustment);
   }
 
-  async markSummaryDue(cycleStart: string): Promise<void> {
-    this.putIfAbsent(`_summaries|S|${cycleStart}`, cycleStart);
-  }
-
-  async summariesDue(): Promise<string[]> {
-    return this.byPrefix<string>('_summaries|S|');
-  }
-
-  async clearSummaryDue(cycleStart: string): Promise<void> {
+  async markSummaryDue(cycleStart: string, _subject: string): Promise<void> {
     const key = `_summaries|S|${cycleStart}`;
     this.beforeWrite?.(key);
-    this.items.delete(key);
+    const marks = (this.items.get(key) as SummaryDue | undefined)?.marks.all ?? 0;
+    this.items.set(key, { cycleStart, marks: { all: marks + 1 } } satisfies SummaryDue);
+  }
+
+  async summariesDue(): Promise<SummaryDue[]> {
+    return this.byPrefix<SummaryDue>('_summaries|S|');
+  }
+
+  /** Deleted unless noted again since `due` was read. */
+  async clearSummaryDue(due: SummaryDue): Promise<void> {
+    const key = `_summaries|S|${due.cycleStart}`;
+    this.beforeWrite?.(key);
+    if ((this.items.get(key) as SummaryDue | undefined)?.marks.all === due.marks.all) this.items.delete(key);
   }
 
   /** Everything stored, sorted by key, for comparing two runs. */

@@ -51,9 +51,19 @@ export interface AccountStore {
   freezeDay(snapshot: DaySnapshot): Promise<void>;
   listAdjustments(subject: string): Promise<Adjustment[]>;
   putAdjustment(adjustment: Adjustment): Promise<void>;
-  /** Notes that the summary of the cycles starting at `cycleStart` must be (re)written; noting it twice is once. */
-  markSummaryDue(cycleStart: string): Promise<void>;
-  /** Cycle starts whose summary is due, oldest first. */
-  summariesDue(): Promise<string[]>;
-  clearSummaryDue(cycleStart: string): Promise<void>;
+  /**
+   * Notes that the summary of the cycles starting at `cycleStart` must be (re)written, counted in a shard of
+   * its own per group of subjects, so that a month close of every workspace spreads these writes.
+   */
+  markSummaryDue(cycleStart: string, subject: string): Promise<void>;
+  /** Cycle starts whose summary is due, oldest first, each with the counts read (what `clearSummaryDue` compares). */
+  summariesDue(): Promise<SummaryDue[]>;
+  /** Clears what `due` read, except a shard noted again since: its summary stays due. */
+  clearSummaryDue(due: SummaryDue): Promise<void>;
+}
+
+/** A cycle start whose summary is due, and how many times each shard had noted it when read. */
+export interface SummaryDue {
+  cycleStart: string;
+  marks: Record<string, number>;
 }

@@ -10,23 +10,35 @@ import type { AccountStore, Adjustment } from './billing-ports';
 import { cycleSnapshot } from './snapshot';
 
 /**
- * Close the days and cycles that ended at least the grace period ago, for every subject.
+ * Close the days and cycles that ended at least the grace period ago, one workspace at a time.
  * 1. Cycles, oldest first: mark the cycle's rollup items closed, freeze a snapshot (totals, balance, credits
  *    drawn and expired, spillover out), write the spillover grant into the next cycle and the cycle report,
- *    mark the cycle closed. Then each cycle start closed in the run gets a summary of all its reports.
+ *    mark the cycle closed (and its cycle start as needing a summary of all its reports).
  * 2. Days: freeze each ended day's totals; then record, as adjustments, any change to a closed cycle's
  *    total since its snapshot (late events, corrections).
  * Every step is idempotent and the snapshot, once written, is what every later step reads: running a
  * close twice, or again after a crash half-way, changes nothing more. Counters are never touched.
+ *
+ * In AWS the hourly scheduler finds the workspaces due in an index (`dispatchDueCloses`) and the close
+ * function closes each under a claim, so that no two workers close one workspace at once (`closeClaimed`).
+ * `runDueCloses` closes every workspace in turn, in one process: the same steps, without the fan-out.
  */
 
 export interface CloseDeps {
   config: Config;
-  subjects: { list(): Promise<Subject[]> };
   rollups: RollupReader & RollupCloser;
   accounts: AccountStore;
   reports: ReportStore;
   clock: Clock;
+}
+
+/** What one workspace's close did, and when its next day ends (what the due index is set to). */
+export interface SubjectClose {
+  subject: string;
+  cyclesClosed: { subject: string; cycleStart: string; report: string }[];
+  daysClosed: number;
+  adjustments: Adjustment[];
+  nextDueAt: string;
 }
 
 export interface CloseSummary {
@@ -37,30 +49,106 @@ export interface CloseSummary {
   adjustments: Adjustment[];
 }
 
+/** Workspaces by when their next local day ends, and the claim a worker holds on one while closing it. */
+export interface CloseClaims {
+  /** Ids of the workspaces whose next day ended at or before `dueBefore`, a page at a time. */
+  due(dueBefore: string): AsyncIterable<string[]>;
+  /** Claims the workspace for `holder` until `until` unless another holder's claim is still valid at `now`; the workspace, or undefined if held (or gone). */
+  claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined>;
+  /** Gives the claim back if `holder` still holds it, setting when the next day ends if the close finished. */
+  release(id: string, holder: string, nextDueAt?: string): Promise<void>;
+}
+
+/** Where the scheduler hands the workspaces due to the close workers. */
+export interface CloseQueue {
+  send(subjectIds: readonly string[]): Promise<void>;
+}
+
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 
-export async function runDueCloses(deps: CloseDeps): Promise<CloseSummary> {
-  const now = deps.clock.now();
-  const dueBefore = new Date(now.getTime() - deps.config.closes.graceMinutes * MINUTE).toISOString();
-  const summary: CloseSummary = { now: now.toISOString(), cyclesClosed: [], summaries: [], daysClosed: 0, adjustments: [] };
-  for (const subject of await deps.subjects.list()) {
-    for (const cycle of await dueCycles(subject, dueBefore, deps)) {
-      const report = await closeCycle(subject, cycle, deps);
-      summary.cyclesClosed.push({ subject: subject.id, cycleStart: cycle.start, report });
-    }
-    const days = await dueDays(subject, dueBefore, deps);
-    for (const day of days) await closeDay(subject, day, deps);
-    summary.daysClosed += days.length;
-    if (days.length > 0) summary.adjustments.push(...(await recordAdjustments(subject, deps)));
-  }
-  // Rebuilt from the reports themselves, so a run that closed only some subjects of a cycle start still lists
-  // all; a summary a crashed run left due is written by the next run.
-  for (const cycleStart of await deps.accounts.summariesDue()) {
-    summary.summaries.push(await deps.reports.putCycleSummary(await cycleSummary(cycleStart, deps.reports.listCycleReports(cycleStart), deps.clock.now().toISOString())));
-    await deps.accounts.clearSummaryDue(cycleStart);
-  }
+/** Before this instant a day or cycle has ended and its grace period passed. */
+export function dueBefore(now: Date, config: Config): string {
+  return new Date(now.getTime() - config.closes.graceMinutes * MINUTE).toISOString();
+}
+
+/** Closes every workspace in turn, then writes the summaries due: what the fan-out does, in one process. */
+export async function runDueCloses(deps: CloseDeps & { subjects: { list(): Promise<Subject[]> } }): Promise<CloseSummary> {
+  const summary: CloseSummary = { now: deps.clock.now().toISOString(), cyclesClosed: [], summaries: [], daysClosed: 0, adjustments: [] };
+  for (const subject of await deps.subjects.list()) addClose(summary, await closeSubject(subject, deps));
+  summary.summaries = await writeDueSummaries(deps);
   return summary;
+}
+
+export function addClose(summary: CloseSummary, close: SubjectClose): void {
+  summary.cyclesClosed.push(...close.cyclesClosed);
+  summary.daysClosed += close.daysClosed;
+  summary.adjustments.push(...close.adjustments);
+}
+
+/**
+ * The scheduler's run: the summaries of cycle starts closed since the last run, then every workspace due to the
+ * queue. It reads only the index entries that are due, never the whole table.
+ */
+export async function dispatchDueCloses(deps: Pick<CloseDeps, 'config' | 'accounts' | 'reports' | 'clock'> & { claims: Pick<CloseClaims, 'due'>; queue: CloseQueue }) {
+  const now = deps.clock.now();
+  const summaries = await writeDueSummaries(deps);
+  let dispatched = 0;
+  for await (const ids of deps.claims.due(dueBefore(now, deps.config))) {
+    await deps.queue.send(ids);
+    dispatched += ids.length;
+  }
+  return { now: now.toISOString(), dispatched, summaries };
+}
+
+/**
+ * A close worker's part: each workspace of `ids` is closed under a claim held for `claimMs`, so that two
+ * workers given the same workspace (a redelivery, an overlapping hourly run) never close it at once; a
+ * workspace another worker holds is left to it. A close that fails gives its claim back at once, with the
+ * next-due instant unchanged, so that a retry or the next hourly run closes it.
+ */
+export async function closeClaimed(id: string, holder: string, claimMs: number, deps: CloseDeps & { claims: CloseClaims }): Promise<SubjectClose | 'held'> {
+  const now = deps.clock.now();
+  const subject = await deps.claims.claim(id, holder, now, new Date(now.getTime() + claimMs));
+  if (!subject) return 'held';
+  let close: SubjectClose | undefined;
+  try {
+    close = await closeSubject(subject, deps);
+  } finally {
+    await deps.claims.release(id, holder, close?.nextDueAt);
+  }
+  return close;
+}
+
+/** Closes whatever of one workspace is due now: its ended cycles, then its ended days and their adjustments. */
+export async function closeSubject(subject: Subject, deps: CloseDeps): Promise<SubjectClose> {
+  const before = dueBefore(deps.clock.now(), deps.config);
+  const close: SubjectClose = { subject: subject.id, cyclesClosed: [], daysClosed: 0, adjustments: [], nextDueAt: '' };
+  for (const cycle of await dueCycles(subject, before, deps)) {
+    const report = await closeCycle(subject, cycle, deps);
+    close.cyclesClosed.push({ subject: subject.id, cycleStart: cycle.start, report });
+  }
+  const { due, next } = await dueDays(subject, before, deps);
+  for (const day of due) await closeDay(subject, day, deps);
+  close.daysClosed = due.length;
+  if (due.length > 0) close.adjustments = await recordAdjustments(subject, deps);
+  // Cycles end where a local day does, so the end of the first day still open is the next instant anything is due.
+  close.nextDueAt = startOfLocalDay(addDays(next, 1), subject.timeZone);
+  return close;
+}
+
+/**
+ * The summary of every cycle start marked due, rebuilt from the reports themselves, so that one written while
+ * some of its workspaces were still closing is written again, whole, by a later run.
+ */
+export async function writeDueSummaries(deps: Pick<CloseDeps, 'accounts' | 'reports' | 'clock'>): Promise<string[]> {
+  const written: string[] = [];
+  for (const due of await deps.accounts.summariesDue()) {
+    written.push(await deps.reports.putCycleSummary(await cycleSummary(due.cycleStart, deps.reports.listCycleReports(due.cycleStart), deps.clock.now().toISOString())));
+    // A close that noted it again since it was read (its report perhaps missed here) keeps it due.
+    await deps.accounts.clearSummaryDue(due);
+  }
+  return written;
 }
 
 /** Cycles of the subject that ended before `dueBefore` and are not closed, oldest first (one left `closing` included). */
@@ -79,8 +167,8 @@ async function dueCycles(subject: Subject, dueBefore: string, deps: CloseDeps): 
   return due;
 }
 
-/** Local days of the subject that ended before `dueBefore` and have no snapshot, oldest first. */
-async function dueDays(subject: Subject, dueBefore: string, deps: CloseDeps): Promise<string[]> {
+/** Local days of the subject that ended before `dueBefore` and have no snapshot, oldest first, and the first day still open. */
+async function dueDays(subject: Subject, dueBefore: string, deps: CloseDeps): Promise<{ due: string[]; next: string }> {
   const last = await deps.accounts.lastDaySnapshot(subject.id);
   let day = last ? addDays(last.day, 1) : subject.createdAt ? localDate(subject.createdAt, subject.timeZone) : addDays(localDate(dueBefore, subject.timeZone), -1);
   const due: string[] = [];
@@ -88,7 +176,7 @@ async function dueDays(subject: Subject, dueBefore: string, deps: CloseDeps): Pr
     due.push(day);
     day = addDays(day, 1);
   }
-  return due;
+  return { due, next: day };
 }
 
 /** Closes one cycle; resolves with the key of its report. */
@@ -111,9 +199,11 @@ async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Prom
       expiresAt: next.end,
     });
   }
-  // Written before the cycle is marked closed, so a crash here is repaired by the next run.
-  await deps.accounts.markSummaryDue(cycle.start);
+  // Noted before the report, so that a crash after it still leaves the summary due; and again after it, so that a
+  // summary that read the reports before this one was written stays due (clearSummaryDue compares the counts).
+  await deps.accounts.markSummaryDue(cycle.start, subject.id);
   const report = await deps.reports.putCycleReport(await buildCycleReport(subject, cycle, deps));
+  await deps.accounts.markSummaryDue(cycle.start, subject.id);
   await deps.accounts.markCycleClosed(subject.id, cycle.start);
   return report;
 }

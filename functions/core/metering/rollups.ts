@@ -1,4 +1,5 @@
 import { type NanoUnits, toNanoUnits } from '../quantity';
+import { shardOf } from '../shards';
 import type { UsageEvent } from './envelope';
 
 /**
@@ -247,14 +248,9 @@ export function parseCycleItemKey(key: string): { subject: string; cycleStart: s
  */
 export const CHECKPOINT_LANES = 64;
 
-/** The checkpoint lane of a subject (named `bucket-n` in the stored keys, which stay as deployed): FNV-1a (32 bits) over its UTF-16 code units, stable across processes and releases. */
+/** The checkpoint lane of a subject (named `bucket-n` in the stored keys, which stay as deployed). */
 export function checkpointLaneOf(subject: string): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < subject.length; i++) {
-    hash ^= subject.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return `bucket-${(hash >>> 0) % CHECKPOINT_LANES}`;
+  return `bucket-${shardOf(subject, CHECKPOINT_LANES)}`;
 }
 
 /**

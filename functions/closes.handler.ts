@@ -1,0 +1,45 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { appContext } from './adapters/app-context';
+import { logger, metrics } from './adapters/observability';
+import { FUNCTIONS } from './contract/resources';
+import { closeClaimed } from './core/billing/closes';
+
+/**
+ * A claim outlives the function's timeout, so a worker that died frees its workspace before SQS shows the
+ * message again (the queue's visibility timeout is six times the function's).
+ */
+const CLAIM_MS = (FUNCTIONS.closes.timeoutSeconds + 60) * 1000;
+
+const processor = new BatchProcessor(EventType.SQS);
+
+/** Closes queue → close each workspace (one per message, the batch's side by side); only failed ones are retried. */
+async function closes(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  const deps = {
+    config: appContext.config(),
+    claims: appContext.subjects(),
+    rollups: appContext.rollups(),
+    accounts: appContext.accounts(),
+    reports: appContext.reports(),
+    clock: appContext.clock(),
+  };
+  const closeOne = async (record: SQSRecord) => {
+    const close = await closeClaimed(record.body, `${context.awsRequestId}#${record.messageId}`, CLAIM_MS, deps);
+    if (close === 'held') {
+      metrics.addMetric('ClosesLeftToTheirHolder', MetricUnit.Count, 1);
+      return;
+    }
+    metrics.addMetric('CyclesClosed', MetricUnit.Count, close.cyclesClosed.length);
+    metrics.addMetric('DaysClosed', MetricUnit.Count, close.daysClosed);
+    metrics.addMetric('Adjustments', MetricUnit.Count, close.adjustments.length);
+    if (close.cyclesClosed.length + close.daysClosed + close.adjustments.length > 0) logger.info('workspace closed', { ...close });
+    appContext.testClock()?.closed(close);
+  };
+  return processPartialResponse(event, closeOne, processor, { context });
+}
+
+export const handler = middy(closes).use(injectLambdaContext(logger)).use(logMetrics(metrics));
