@@ -168,11 +168,33 @@ const getKeys: Route = async () => json(200, { keys: await listKeys({ keys: appC
 
 const deleteKey: Route = async (event) => json(200, await revokeKey(pathParameter(event.pathParameters?.keyId ?? ''), { keys: appContext.apiKeys(), clock: appContext.clock() }));
 
+/** 200 with what the move closed, once done within the clock's `answerWithinMs`; else 202 with the move to poll. */
 const advanceTestClock: Route = async (event) => {
   const clock = appContext.testClock();
   if (!clock) throw new NotFoundError('route_not_found', 'no route for POST /v1/test-clock');
   const { advanceTo } = parseBody(testClockBodySchema, event.body);
-  return json(200, await clock.advanceTo(new Date(advanceTo)));
+  const { move, finished } = clock.advance(new Date(advanceTo));
+  let timer: NodeJS.Timeout | undefined;
+  const waited = new Promise<'waiting'>((resolve) => {
+    timer = setTimeout(() => resolve('waiting'), clock.answerWithinMs);
+  });
+  try {
+    const result = await Promise.race([finished, waited]);
+    if (result !== 'waiting') return json(200, result);
+  } finally {
+    clearTimeout(timer);
+  }
+  const location = `/v1/test-clock/moves/${move.id}`;
+  return { ...json(202, { move: { ...move, location } }), headers: { 'content-type': 'application/json', location } };
+};
+
+const getTestClockMove: Route = async (event) => {
+  const clock = appContext.testClock();
+  if (!clock) throw new NotFoundError('route_not_found', 'no route for GET /v1/test-clock/moves/{moveId}');
+  const id = pathParameter(event.pathParameters?.moveId ?? '');
+  const move = clock.move(id);
+  if (!move) throw new NotFoundError('unknown_clock_move', `no test clock move "${id}" (the last 100 are kept)`);
+  return json(200, { move });
 };
 
 /** The function that serves each route of the contract (functions/contract/routes.ts); every route has one. */
@@ -198,6 +220,7 @@ const HANDLERS: Record<RouteKey, Route> = {
   'GET /v1/keys': getKeys,
   'DELETE /v1/keys/{keyId}': deleteKey,
   'POST /v1/test-clock': advanceTestClock,
+  'GET /v1/test-clock/moves/{moveId}': getTestClockMove,
   'GET /openapi.json': getOpenApi,
 };
 

@@ -1,4 +1,5 @@
-import { InvalidRequestError } from '../functions/core/errors';
+import { randomUUID } from 'node:crypto';
+import { DomainError, InvalidRequestError } from '../functions/core/errors';
 
 /**
  * The local notion of now: the wall clock plus an offset, set by where the clock starts and grown by
@@ -20,4 +21,48 @@ export class LocalClock {
   refuseBackwards(instant: Date): void {
     if (instant.getTime() - Date.now() < this.offsetMs) throw new InvalidRequestError('clock_backwards', `the clock is at ${this.now().toISOString()}; it only moves forward`);
   }
+}
+
+/** Moves of the test clock kept for a caller to ask how they ended; older ones are forgotten. */
+const MOVES_KEPT = 100;
+
+/**
+ * Moves of the test clock as jobs, run one at a time in the order asked: a move that closes a month of many
+ * workspaces outlasts any HTTP timeout, so `POST /v1/test-clock` can answer with the job and let the caller poll.
+ */
+export class ClockMoves {
+  private readonly moves = new Map<string, ClockMove>();
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly move: (instant: Date) => Promise<unknown>) {}
+
+  /** Queues a move; `finished` resolves with its result or rejects with its error. */
+  start(instant: Date): { move: ClockMove; finished: Promise<unknown> } {
+    const move: ClockMove = { id: randomUUID(), advanceTo: instant.toISOString(), status: 'running' };
+    this.moves.set(move.id, move);
+    for (const id of this.moves.keys()) if (this.moves.size > MOVES_KEPT) this.moves.delete(id);
+    const finished = this.last.then(() => this.move(instant));
+    this.last = finished.then(
+      (result) => Object.assign(move, { status: 'done', result }),
+      (error: unknown) => Object.assign(move, { status: 'failed', error: errorBody(error) }),
+    );
+    return { move, finished };
+  }
+
+  get(id: string): ClockMove | undefined {
+    return this.moves.get(id);
+  }
+}
+
+export interface ClockMove {
+  id: string;
+  advanceTo: string;
+  status: 'running' | 'done' | 'failed';
+  /** What the move closed (`{ now, closes }`), once done. */
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+function errorBody(error: unknown): { code: string; message: string } {
+  return { code: error instanceof DomainError ? error.code : 'internal_error', message: error instanceof Error ? error.message : String(error) };
 }

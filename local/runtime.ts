@@ -17,7 +17,7 @@ import type { Config } from '../functions/core/config';
 import type { SchedulerEvent, SchedulerResult } from '../functions/scheduler.handler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
-import { LocalClock } from './clock';
+import { ClockMoves, LocalClock } from './clock';
 import { ensureDashboardBuilt } from './dashboard';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
@@ -34,6 +34,8 @@ import { StreamPoller } from './stream-poller';
 export const INGEST_BATCHES_IN_FLIGHT = 4;
 /** Close batches in flight at once (AWS: EVENT_SOURCES.closes.maxConcurrency); DynamoDB Local writes one at a time anyway. */
 export const CLOSE_BATCHES_IN_FLIGHT = 4;
+/** How long `POST /v1/test-clock` waits for its move before answering 202: well inside the API function's 29 s. */
+export const TEST_CLOCK_ANSWER_WITHIN_MS = 20_000;
 /** The aggregate's batching window locally, unless `aggregateWindowSeconds` says otherwise (AWS: EVENT_SOURCES). */
 export const LOCAL_AGGREGATE_WINDOW_SECONDS = 1;
 
@@ -51,8 +53,12 @@ export interface LocalOptions {
    * within a second or two; the bench runs the deployed `EVENT_SOURCES.aggregate.maxBatchingWindowSeconds`.
    */
   aggregateWindowSeconds?: number;
+  /** How long `POST /v1/test-clock` waits before answering 202 with the move (default TEST_CLOCK_ANSWER_WITHIN_MS). */
+  testClockAnswerWithinMs?: number;
   /** Where the local clock starts (default: the wall clock); from there it runs at the wall clock's pace. */
   clockStart?: Date;
+  /** Close batches in flight at once (default CLOSE_BATCHES_IN_FLIGHT); the closes bench runs several. */
+  closeBatchesInFlight?: number;
   logLevel?: string;
   /** Wraps each handler invocation; tests inject crashes here. */
   wrapIngest?: (invoke: Invoke<SQSEvent, SQSBatchResponse>) => Invoke<SQSEvent, SQSBatchResponse>;
@@ -178,7 +184,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       queueArn: await queueArn(closesUrl),
       batchSize: EVENT_SOURCES.closes.batchSize,
       maxBatchingWindowMs: EVENT_SOURCES.closes.maxBatchingWindowSeconds * 1000,
-      concurrency: CLOSE_BATCHES_IN_FLIGHT,
+      concurrency: options.closeBatchesInFlight ?? CLOSE_BATCHES_IN_FLIGHT,
       invoke: options.wrapCloses ? options.wrapCloses(invokeCloses) : invokeCloses,
       onError: (error) => onError('closes', error),
     });
@@ -284,7 +290,16 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       }
       return { now: clock.now().toISOString(), closes: summary };
     };
-    useTestClock({ advanceTo: advanceClock, closed: (close: SubjectClose) => closing && addClose(closing, close) });
+    const moves = new ClockMoves(advanceClock);
+    useTestClock({
+      advance: (instant) => {
+        clock.refuseBackwards(instant);
+        return moves.start(instant);
+      },
+      move: (id) => moves.get(id),
+      answerWithinMs: options.testClockAnswerWithinMs ?? TEST_CLOCK_ANSWER_WITHIN_MS,
+      closed: (close: SubjectClose) => closing && addClose(closing, close),
+    });
 
     return {
       ready: {

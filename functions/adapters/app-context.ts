@@ -84,11 +84,24 @@ export const appContext = {
   testClock: (): TestClock | undefined => testClock,
 };
 
-/** A clock that only moves forward; advancing runs every scheduled job that falls due. */
+/** A clock that only moves forward; a move runs every scheduled job that falls due, and the closes they start. */
 export interface TestClock {
-  advanceTo(instant: Date): Promise<unknown>;
+  /** Refuses a move backwards at once (clock_backwards); else queues it. `finished` settles as the move does. */
+  advance(instant: Date): { move: TestClockMove; finished: Promise<unknown> };
+  /** How long `POST /v1/test-clock` waits for its move before answering 202 with the move to poll. */
+  readonly answerWithinMs: number;
+  /** A move started lately, by id, as it stands. */
+  move(id: string): TestClockMove | undefined;
   /** Told of every workspace closed, so that a move can answer with what its closes did. */
   closed(close: SubjectClose): void;
+}
+
+export interface TestClockMove {
+  id: string;
+  advanceTo: string;
+  status: 'running' | 'done' | 'failed';
+  result?: unknown;
+  error?: { code: string; message: string };
 }
 
 let testClock: TestClock | undefined;

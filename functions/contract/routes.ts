@@ -27,6 +27,7 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/keys', access: 'admin' },
   { method: 'DELETE', path: '/v1/keys/{keyId}', access: 'admin' },
   { method: 'POST', path: '/v1/test-clock', access: 'admin' },
+  { method: 'GET', path: '/v1/test-clock/moves/{moveId}', access: 'admin' },
   { method: 'GET', path: '/openapi.json', access: 'public' },
 ] as const satisfies readonly { method: string; path: string; access: Access }[];
 
@@ -34,6 +35,6 @@ export const ROUTES = [
 export type RouteKey = (typeof ROUTES)[number] extends infer R ? (R extends { method: infer M extends string; path: infer P extends string } ? `${M} ${P}` : never) : never;
 
 /** Routes the api serves only in the local runtime (in AWS it answers 404 by itself): never on the HTTP API. */
-export const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock'];
+export const LOCAL_ONLY_PATHS: readonly string[] = ['/v1/test-clock', '/v1/test-clock/moves/{moveId}'];
 /** The routes the HTTP API exposes and the OpenAPI document describes. */
 export const DEPLOYED_ROUTES = ROUTES.filter((route) => !LOCAL_ONLY_PATHS.includes(route.path));

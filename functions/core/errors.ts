@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   'unknown_workspace',
   'unknown_api_key',
   'unknown_export',
+  'unknown_clock_move',
   'route_not_found',
   'billing_anchor_fixed',
   'queue_refused',

@@ -6,6 +6,7 @@
 import type { Alert, AlertDelivery, AlertStore, Email, EmailSender } from '../../functions/core/alerts/alerts-ports';
 import type { CycleSnapshot, Grant } from '../../functions/core/billing/balance';
 import type { AccountStore, Adjustment, BalanceRecords, DaySnapshot, SummaryDue } from '../../functions/core/billing/billing-ports';
+import type { CloseClaims } from '../../functions/core/billing/closes';
 import { eventKey } from '../../functions/core/metering/envelope';
 import type { CommitResult, CycleItemKey, LateChange, Ledger, Quarantine, QuarantineRecord, RollupCloser, RollupReader, RollupRow, RollupWriter } from '../../functions/core/metering/metering-ports';
 import {
@@ -483,5 +484,34 @@ export class InMemoryReports implements ReportStore {
     const key = `reports/${summary.cycleStart}/_summary.json`;
     this.objects.set(key, summary);
     return key;
+  }
+}
+
+/** The due index and claims of the closes, as DynamoSubjects keeps them on the workspace items. */
+export class InMemoryCloseClaims implements CloseClaims {
+  readonly nextDueAt = new Map<string, string>();
+  readonly claims = new Map<string, { holder: string; until: string }>();
+
+  constructor(private readonly subjects: InMemorySubjectStore) {
+    for (const id of subjects.all.keys()) this.nextDueAt.set(id, '1970-01-01T00:00:00.000Z');
+  }
+
+  async *due(dueBefore: string): AsyncIterable<string[]> {
+    const ids = [...this.nextDueAt].filter(([, at]) => at <= dueBefore).map(([id]) => id);
+    if (ids.length > 0) yield ids.sort();
+  }
+
+  async claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined> {
+    const subject = this.subjects.all.get(id);
+    const held = this.claims.get(id);
+    if (!subject || (held && held.holder !== holder && held.until > now.toISOString())) return undefined;
+    this.claims.set(id, { holder, until: until.toISOString() });
+    return subject;
+  }
+
+  async release(id: string, holder: string, nextDueAt?: string): Promise<void> {
+    if (this.claims.get(id)?.holder !== holder) return;
+    this.claims.delete(id);
+    if (nextDueAt) this.nextDueAt.set(id, nextDueAt);
   }
 }
