@@ -66,3 +66,21 @@ export interface ClockMove {
 function errorBody(error: unknown): { code: string; message: string } {
   return { code: error instanceof DomainError ? error.code : 'internal_error', message: error instanceof Error ? error.message : String(error) };
 }
+
+/**
+ * Moves the test clock through the API as a client would, and resolves with what the move closed: at once on a
+ * 200, or by polling the move a 202 answered with until it is done.
+ */
+export async function moveTestClock(api: string, key: string, advanceTo: string, pollMs = 500): Promise<unknown> {
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const response = await fetch(`${api}/v1/test-clock`, { method: 'POST', headers, body: JSON.stringify({ advanceTo }) });
+  const body = (await response.json()) as { move?: ClockMove & { location: string } };
+  if (response.status === 200) return body;
+  if (response.status !== 202 || !body.move) throw new Error(`POST /v1/test-clock: ${response.status} ${JSON.stringify(body)}`);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    const { move } = (await (await fetch(`${api}${body.move.location}`, { headers })).json()) as { move: ClockMove };
+    if (move.status === 'done') return move.result;
+    if (move.status === 'failed') throw new Error(`the test clock move to ${advanceTo} failed: ${move.error?.code}: ${move.error?.message}`);
+  }
+}

@@ -1,6 +1,7 @@
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { writeMeter } from '../functions/adapters/dynamodb';
 import { cycleContaining, localDate } from '../functions/core/cycles';
+import { moveTestClock } from './clock';
 import { progressBar } from './progress';
 import type { LocalStack } from './runtime';
 import { LOCAL_CREDENTIALS } from './stand-ins';
@@ -33,8 +34,13 @@ function random(seed: number) {
 }
 
 /** Calls the local API with a key of the config, by default its admin key (the demo plays operator, producer and reader). */
-function apiOf(stack: LocalStack, key = stack.config.apiKeys.find((k) => k.scope === 'admin')?.key) {
+function adminKey(stack: LocalStack): string {
+  const key = stack.config.apiKeys.find((k) => k.scope === 'admin')?.key;
   if (!key) throw new Error('the demo calls the API with an admin key: add one to the config\'s "apiKeys"');
+  return key;
+}
+
+function apiOf(stack: LocalStack, key = adminKey(stack)) {
   return async <T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> => {
     const response = await fetch(`${stack.ready.api}${path}`, { method, headers: { authorization: `Bearer ${key}` }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     return (await response.json()) as T;
@@ -411,7 +417,7 @@ async function closeTheCycle(stack: LocalStack, out: (line: string) => void): Pr
   for (const subject of subjects) before.set(subject, await quotas(subject));
   const lastEnd = Math.max(...[...before.values()].flat().map((q) => Date.parse(q.cycleEnd)));
   const advanceTo = new Date(lastEnd + (stack.config.closes.graceMinutes + 1) * 60_000).toISOString();
-  const advanced = (await send('POST', '/v1/test-clock', { advanceTo })) as { closes: { cyclesClosed: ClosedCycle[]; daysClosed: number } };
+  const advanced = (await moveTestClock(stack.ready.api, adminKey(stack), advanceTo)) as { closes: { cyclesClosed: ClosedCycle[]; daysClosed: number } };
 
   out('');
   out(`test clock moved to ${advanceTo}: ${advanced.closes.cyclesClosed.length} cycles and ${advanced.closes.daysClosed} days closed`);

@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { moveTestClock } from '../../local/clock';
 import { progressBar } from '../../local/progress';
 import type { RunResult } from '../../testkit/faults/run';
 
@@ -142,9 +143,9 @@ async function external(): Promise<number> {
         }
         await new Promise((r) => setTimeout(r, 50)); // a later round is sent later
       }
-      await api('POST', '/v1/test-clock', { advanceTo: new Date(phase.advanceTo).toISOString() });
+      await moveTestClock(ready.api, ADMIN_KEY, new Date(phase.advanceTo).toISOString());
     }
-    await api('POST', '/v1/test-clock', { advanceTo: new Date((shifted.phases.at(-1)?.advanceTo ?? start) + 86_400_000).toISOString() });
+    await moveTestClock(ready.api, ADMIN_KEY, new Date((shifted.phases.at(-1)?.advanceTo ?? start) + 86_400_000).toISOString());
     for (const phase of shifted.phases) for (const round of phase.rounds) for (let i = round.length - 1; i >= 0; i--) if (!sendable(round[i] as { body: string })) round.splice(i, 1);
 
     // Read back as an outside client: HTTP for rollups and quarantine, the stand-ins' endpoints for the rest.
