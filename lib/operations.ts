@@ -39,6 +39,12 @@ export const MAX_ITERATOR_AGE = {
 /** The oldest usage-events message waits this long before it alarms: ingest's maxConcurrency holds a backlog in the queue. */
 export const MAX_USAGE_QUEUE_AGE = Duration.minutes(5);
 
+/**
+ * The oldest closes message waits this long before it alarms: the closes fall behind the scheduler, and past the
+ * hourly interval its next run sends the same workspaces again.
+ */
+export const MAX_CLOSES_QUEUE_AGE = Duration.minutes(30);
+
 /** Share of received events quarantined, in percent, above which producers are likely sending something broken. */
 export const MAX_QUARANTINE_PERCENT = 5;
 
@@ -52,13 +58,15 @@ export interface OperationsProps {
   readonly tables: Readonly<Record<TableName, ITable>>;
   /** The usage-events queue (what producers send). */
   readonly usageQueue: IQueue;
+  /** The closes queue (workspaces due, from the scheduler to the closes function). */
+  readonly closesQueue: IQueue;
   /** Queues that hold what the pipeline gave up on, by alarm id, each with what a message there means. */
   readonly deadLetters: Readonly<Record<string, { queue: IQueue; description: string }>>;
 }
 
 /**
  * The alarms and the dashboard of the pipeline: every failure an operator must see (dead letters, stream
- * lag, function errors and throttles, table throttles and system errors, a quarantine spike) raises an
+ * lag, closes falling behind, function errors and throttles, table throttles and system errors, a quarantine spike) raises an
  * alarm on one encrypted SNS topic. Each alarm has a runbook entry in docs/operations.md ("Runbook").
  */
 export class Operations extends Construct {
@@ -69,7 +77,7 @@ export class Operations extends Construct {
 
   constructor(scope: Construct, id: string, props: OperationsProps) {
     super(scope, id);
-    const { functions, tables, usageQueue, deadLetters } = props;
+    const { functions, tables, usageQueue, closesQueue, deadLetters } = props;
 
     // CloudWatch can publish to an encrypted topic only with a customer managed key that lets it encrypt.
     const key = new Key(this, 'AlarmTopicKey', { description: 'Encrypts the usage pipeline alarm topic', enableKeyRotation: true });
@@ -87,6 +95,14 @@ export class Operations extends Construct {
     // Ingest starts at most EVENT_SOURCES.ingest.maxConcurrency invocations, so a backlog shows as waiting messages, not throttles.
     const queueAge = usageQueue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: PERIOD });
     this.alarm('UsageQueueAge', queueAge, MAX_USAGE_QUEUE_AGE.toSeconds(), `The oldest usage event has waited in the queue for more than ${MAX_USAGE_QUEUE_AGE.toHumanString()}`);
+    // The closes function starts at most EVENT_SOURCES.closes.maxConcurrency invocations, so closes that fall behind show here.
+    const closesAge = closesQueue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: PERIOD });
+    this.alarm(
+      'ClosesQueueAge',
+      closesAge,
+      MAX_CLOSES_QUEUE_AGE.toSeconds(),
+      `The oldest workspace due to be closed has waited in the closes queue for more than ${MAX_CLOSES_QUEUE_AGE.toHumanString()}`,
+    );
 
     const iteratorAge = (Object.entries(MAX_ITERATOR_AGE) as [StreamConsumer, Duration][]).map(([name, maxAge]) => {
       const fn = functions[name];

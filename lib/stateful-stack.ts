@@ -1,5 +1,5 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, StreamViewType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, BillingMode, ProjectionType, StreamViewType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership, StorageClass } from 'aws-cdk-lib/aws-s3';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY } from 'aws-cdk-lib/cx-api';
@@ -104,7 +104,7 @@ export class StatefulStack extends Stack {
   }
 
   private table(definition: TableDefinition): Table {
-    return new Table(this, definition.name, {
+    const table = new Table(this, definition.name, {
       partitionKey: attribute(definition.partitionKey),
       sortKey: definition.sortKey && attribute(definition.sortKey),
       timeToLiveAttribute: definition.timeToLiveAttribute,
@@ -115,6 +115,11 @@ export class StatefulStack extends Stack {
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    // Keys only: what an index finds is read (or claimed) from the table itself.
+    for (const index of definition.indexes ?? []) {
+      table.addGlobalSecondaryIndex({ indexName: index.name, partitionKey: attribute(index.partitionKey), sortKey: attribute(index.sortKey), projectionType: ProjectionType.KEYS_ONLY });
+    }
+    return table;
   }
 }
 

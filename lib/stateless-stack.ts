@@ -22,7 +22,7 @@ export interface StatelessStackProps extends StackProps {
   readonly tables: Readonly<Record<TableName, ITable>>;
   readonly usageQueue: IQueue;
   readonly deadLetterQueue: IQueue;
-  /** Cycle reports (written by the scheduler) and export files (written by the export function, downloaded through the API). */
+  /** Cycle reports (written by the closes function, summed up by the scheduler) and export files (written by the export function, downloaded through the API). */
   readonly reportsBucket: IBucket;
   /** Absolute path of the validated configuration file that every function bundles. */
   readonly configFile: string;
@@ -48,6 +48,10 @@ export class StatelessStack extends Stack {
   readonly exportFailures: Queue;
   /** The SES configuration set threshold emails name; empty means none. */
   readonly sesConfigurationSet: CfnParameter;
+  /** Workspaces due to be closed, one id per message, from the scheduler to the closes function. */
+  readonly closesQueue: Queue;
+  /** Closes messages received QUEUES.closes.maxReceiveCount times without a close. */
+  readonly closesDeadLetterQueue: Queue;
   /** Where EventBridge Scheduler puts close-due invocations it could not deliver after its retries. */
   readonly schedulerFailures: Queue;
   readonly closeDueSchedule: Schedule;
@@ -88,15 +92,43 @@ export class StatelessStack extends Stack {
       .bindTable(tables.exports, TABLES.exports, 'readWrite')
       // Finished exports are downloaded through presigned GetObject URLs; cycle reports are built from the tables.
       .bindBucket(reportsBucket, reports.envVar, 'read', reports.exportsPrefix);
+    // The closes queue lives here, not in the stateful stack: it holds only workspace ids, and a workspace keeps its
+    // next-due instant until a close moves it, so the next hourly run sends every id again whatever the queue lost.
+    // Beside its producer and its consumer, its visibility timeout changes with the closes function's timeout in one deploy.
+    this.closesDeadLetterQueue = new Queue(this, QUEUES.closesDeadLetter.name, {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(QUEUES.closesDeadLetter.retentionDays),
+    });
+    const closesQueue = QUEUES.closes;
+    this.closesQueue = new Queue(this, `${closesQueue.name}Queue`, {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(closesQueue.visibilityTimeoutSeconds),
+      retentionPeriod: Duration.days(closesQueue.retentionDays),
+      deadLetterQueue: { queue: this.closesDeadLetterQueue, maxReceiveCount: closesQueue.maxReceiveCount },
+    });
+
     // One run at a time, without reserved concurrency (which accounts with a low concurrency quota cannot grant):
-    // each run holds a lease in the accounts table, and a run that finds it held closes nothing (functions/scheduler.handler.ts).
+    // each run holds a lease in the accounts table, and a run that finds it held sends nothing (functions/scheduler.handler.ts).
     const scheduler = new UsageFunction(this, 'Scheduler', { name: 'scheduler', configFile })
-      .bindTable(tables.subjects, TABLES.subjects, 'read')
-      // A cycle close marks the cycle's rollup items closed.
-      .bindTable(tables.rollups, TABLES.rollups, 'readWrite')
+      // It finds the workspaces due in the due index (keys only) and reads nothing else of the subjects table.
+      .bindIndex(tables.subjects, TABLES.subjects, TABLES.subjects.indexes[0].name)
+      .bindQueue(this.closesQueue, closesQueue.envVar, 'send')
+      // The run's lease, and the cycle starts whose summary is due (read, then cleared).
       .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
-      // Writes reports/{cycleStart}/{subject}.json and reads them back for the cycle's summary.
+      // Reads reports/{cycleStart}/{subject}.json back for the cycle's summary, and writes reports/{cycleStart}/_summary.json.
       .bindBucket(reportsBucket, reports.envVar, 'readWrite', reports.reportsPrefix);
+    // Closes queue → each workspace closed under a claim on its subjects item.
+    const closes = new UsageFunction(this, 'Closes', { name: 'closes', configFile })
+      // The claim and its release are conditional updates (the claim returns the workspace): no read of the table.
+      .bindTable(tables.subjects, TABLES.subjects, 'write')
+      // A cycle close marks the cycle's rollup items closed; reports and day snapshots read the rollups.
+      .bindTable(tables.rollups, TABLES.rollups, 'readWrite')
+      // Snapshots, spillover grants, adjustments and the summary marks.
+      .bindTable(tables.accounts, TABLES.accounts, 'readWrite')
+      // Writes reports/{cycleStart}/{subject}.json; it reads no report.
+      .bindBucket(reportsBucket, reports.envVar, 'write', reports.reportsPrefix);
     this.sesConfigurationSet = new CfnParameter(this, 'SesConfigurationSet', {
       type: 'String',
       description: 'SES configuration set threshold emails use (empty: none)',
@@ -116,13 +148,21 @@ export class StatelessStack extends Stack {
       .bindTable(tables.subjects, TABLES.subjects, 'read')
       .bindTable(tables.exports, TABLES.exports, 'readWrite')
       .bindBucket(reportsBucket, reports.envVar, 'write', reports.exportsPrefix);
-    this.functions = { ingest, aggregate, api, scheduler, notify, export: exportFunction };
+    this.functions = { ingest, aggregate, api, scheduler, closes, notify, export: exportFunction };
 
     ingest.addEventSource(
       new SqsEventSource(props.usageQueue, {
         batchSize: EVENT_SOURCES.ingest.batchSize,
         maxBatchingWindow: Duration.seconds(EVENT_SOURCES.ingest.maxBatchingWindowSeconds),
         maxConcurrency: EVENT_SOURCES.ingest.maxConcurrency,
+        reportBatchItemFailures: true,
+      }),
+    );
+    closes.addEventSource(
+      new SqsEventSource(this.closesQueue, {
+        batchSize: EVENT_SOURCES.closes.batchSize,
+        maxBatchingWindow: Duration.seconds(EVENT_SOURCES.closes.maxBatchingWindowSeconds),
+        maxConcurrency: EVENT_SOURCES.closes.maxConcurrency,
         reportBatchItemFailures: true,
       }),
     );
@@ -190,12 +230,14 @@ export class StatelessStack extends Stack {
       functions: this.functions,
       tables,
       usageQueue: props.usageQueue,
+      closesQueue: this.closesQueue,
       deadLetters: {
         UsageDeadLetters: { queue: props.deadLetterQueue, description: 'Usage events moved to the dead-letter queue' },
         AggregateFailures: { queue: this.aggregateFailures, description: 'The aggregate mapping gave up on a ledger stream batch' },
         NotifyFailures: { queue: this.notifyFailures, description: 'The notify mapping gave up on an alerts stream batch' },
         ExportFailures: { queue: this.exportFailures, description: 'The export mapping gave up on an export job' },
         SchedulerFailures: { queue: this.schedulerFailures, description: 'EventBridge Scheduler could not invoke the scheduler function' },
+        ClosesDeadLetters: { queue: this.closesDeadLetterQueue, description: `Workspace closes that failed ${QUEUES.closes.maxReceiveCount} times; the next hourly run sends them again` },
       },
     });
 

@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Aws, CfnCondition, Duration, Fn, Stack, Token } from 'aws-cdk-lib';
-import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { type ITable, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -83,13 +83,33 @@ export class UsageFunction extends NodejsFunction {
     });
   }
 
-  /** Passes the table name in `definition.envVar` and grants exactly the requested access. */
+  /**
+   * Passes the table name in `definition.envVar` and grants exactly the requested access, to the table's items.
+   * CDK's grants on a table with indexes reach every index (`<table>/index/*`) too; here they do not: an index
+   * is granted on its own, to the function that queries it (bindIndex).
+   */
   bindTable(table: ITable, definition: TableDefinition, access: TableAccess): this {
     this.addEnvironment(definition.envVar, table.tableName);
-    if (access === 'read') table.grantReadData(this);
-    else if (access === 'write') table.grantWriteData(this);
-    else table.grantReadWriteData(this);
+    const items = definition.indexes?.length ? this.withoutIndexes(table, definition) : table;
+    if (access === 'read') items.grantReadData(this);
+    else if (access === 'write') items.grantWriteData(this);
+    else items.grantReadWriteData(this);
     return this;
+  }
+
+  /** Passes the table name in `definition.envVar` and allows dynamodb:Query on the one index named: nothing else of the table. */
+  bindIndex(table: ITable, definition: TableDefinition, indexName: string): this {
+    if (!definition.indexes?.some((index) => index.name === indexName)) throw new Error(`bindIndex: table ${definition.name} has no index "${indexName}"`);
+    this.addEnvironment(definition.envVar, table.tableName);
+    this.addToRolePolicy(new PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${table.tableArn}/index/${indexName}`] }));
+    return this;
+  }
+
+  /** The same table, seen without its indexes, so that its grants name the table's ARN alone (one view per function and table). */
+  private withoutIndexes(table: ITable, definition: TableDefinition): ITable {
+    const id = `${definition.name}WithoutIndexes`;
+    const existing = this.node.tryFindChild(id) as ITable | undefined;
+    return existing ?? Table.fromTableAttributes(this, id, { tableArn: table.tableArn, encryptionKey: table.encryptionKey });
   }
 
   /** Passes the queue URL in `envVar` and grants sending or consuming. */

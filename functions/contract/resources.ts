@@ -133,7 +133,7 @@ export const QUEUES = {
     /** As large as the usage queue's, so that every message it redrives fits. */
     maxMessageBytes: MAX_MESSAGE_BYTES,
   },
-  /** Workspaces whose days or cycles are due, a few dozen per message, from the scheduler to the close workers. */
+  /** Workspaces whose days or cycles are due, one workspace id per message, from the scheduler to the close function. */
   closes: {
     name: 'Closes',
     envVar: 'CLOSES_QUEUE_URL',
@@ -142,8 +142,6 @@ export const QUEUES = {
     retentionDays: 4,
     /** Receives before a message moves to its dead-letter queue; the next hourly run sends its workspaces again anyway. */
     maxReceiveCount: 5,
-    /** Workspace ids per message: an invocation closes them side by side, and a retry repeats only these. */
-    subjectsPerMessage: 25,
   },
   closesDeadLetter: {
     name: 'ClosesDlq',
@@ -158,7 +156,7 @@ export const FUNCTIONS = {
   api: { timeoutSeconds: 29, memoryMb: 512 },
   /** Finds the workspaces due and sends them to the closes queue; writes the summaries of closed cycles. */
   scheduler: { timeoutSeconds: 900, memoryMb: 512 },
-  /** Closes the workspaces of one closes message, CLOSES_IN_FLIGHT at a time. */
+  /** Closes the workspaces of one batch of closes messages (one workspace each), side by side. */
   closes: { timeoutSeconds: 300, memoryMb: 1024 },
   notify: { timeoutSeconds: 60, memoryMb: 512 },
   /** Streams one export from DynamoDB to S3; memory stays bounded however many buckets it writes. */
@@ -191,11 +189,12 @@ export const EVENT_SOURCES = {
     startingPosition: 'TRIM_HORIZON',
   },
   /**
-   * Closes messages → the close function, one message (QUEUES.closes.subjectsPerMessage workspaces) per invocation.
-   * maxConcurrency bounds the workers, and with them the load a month close puts on DynamoDB and S3.
+   * Closes messages → the close function, up to 10 messages (one workspace id each) per invocation: Powertools'
+   * BatchProcessor closes the batch's workspaces side by side, and only the failed ones are retried (partial batch
+   * responses). maxConcurrency bounds the invocations, and with them the load a month close puts on DynamoDB and S3.
    */
   closes: {
-    batchSize: 1,
+    batchSize: 10,
     maxBatchingWindowSeconds: 0,
     maxConcurrency: 50,
   },

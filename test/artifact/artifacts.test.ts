@@ -4,13 +4,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AttributeValue, DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { type AttributeValue, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DeleteMessageCommand, GetQueueAttributesCommand, type Message, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { DynamoApiKeys } from '../../functions/adapters/api-key-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
+import { cycleSummaryKey } from '../../functions/adapters/s3';
+import { DynamoSubjects } from '../../functions/adapters/subject-store';
 import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../../functions/contract/resources';
 import { configuredKey } from '../../functions/core/access/api-keys';
 import { createBucket, createQueues, createTables, localTableName } from '../../local/bootstrap';
@@ -47,8 +49,10 @@ const CONTACT = 'owner@artifact.example.com';
 /** The plan's monthly limit in fixtures/config.json, and what the test uses of it: past 80%, short of 100%. */
 const LIMIT = 100;
 const USED = 90;
+/** fixtures/config.json sets no `closes`, so a day is closed this long after it ends (the default of closes.graceMinutes). */
+const GRACE_MINUTES = 60;
 /** The Node.js functions the stacks must define; one more makes the first test fail until it is tested here. */
-const EXPECTED_FUNCTIONS = ['Aggregate', 'Api', 'Export', 'Ingest', 'Notify', 'Scheduler'];
+const EXPECTED_FUNCTIONS = ['Aggregate', 'Api', 'Closes', 'Export', 'Ingest', 'Notify', 'Scheduler'];
 
 const fixturePath = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 /** A fixture's documented sample event, deep-copied so each use starts from the page's shape. */
@@ -73,6 +77,9 @@ let tables: Record<keyof typeof TABLES, string>;
 let streamArns: Record<'ledger' | 'alerts' | 'exports', string>;
 let queueUrl: string;
 let queueArn: string;
+/** The closes queue, which the Stateless stack owns; the stand-in's queue of the same definition (local/bootstrap) plays it. */
+let closesUrl: string;
+let closesArn: string;
 let bucket: string;
 const deployed = new Map<string, Deployed>();
 /** The instant the test's events happen at, and the UTC day that holds it. */
@@ -96,8 +103,10 @@ beforeAll(async () => {
   sqs = new SQSClient({ ...clientConfig, endpoint: sqsStandIn.endpoint });
   s3 = new S3Client({ ...clientConfig, endpoint: sqsStandIn.endpoint, forcePathStyle: true });
   ({ names: tables, streamArns } = await createTables(dynamodb));
-  ({ queueUrl } = await createQueues(sqs, 30));
-  queueArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn ?? '';
+  ({ queueUrl, closesUrl } = await createQueues(sqs, 30));
+  const arnOf = async (url: string) => (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn ?? '';
+  queueArn = await arnOf(queueUrl);
+  closesArn = await arnOf(closesUrl);
   bucket = await createBucket(s3);
   await new DynamoApiKeys(createDocumentClient(dynamodb), tables.apiKeys).put(configuredKey({ key: ADMIN_KEY, scope: 'admin' }, new Date().toISOString()));
 
@@ -131,13 +140,14 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/** The stand-in's name for a resource of the Stateful stack: table names, queue URL, bucket as local/bootstrap made them. */
+/** The stand-in's name for a resource the functions are told of: table names, queue URLs, bucket as local/bootstrap made them. */
 function physicalId(resource: ResourceRef): string {
   if (resource.type === 'AWS::DynamoDB::Table') {
     const definition = (Object.values(TABLES) as TableDefinition[]).find((t) => t.name === resource.constructId);
     if (definition) return localTableName(definition);
   }
   if (resource.type === 'AWS::SQS::Queue' && resource.constructId === QUEUES.usageEvents.name) return queueUrl;
+  if (resource.type === 'AWS::SQS::Queue' && resource.constructId === `${QUEUES.closes.name}Queue`) return closesUrl;
   if (resource.type === 'AWS::S3::Bucket' && resource.constructId === BUCKETS.reports.name) return bucket;
   throw new Error(`no local stand-in for ${resource.type} ${resource.stack}/${resource.logicalId}`);
 }
@@ -335,29 +345,86 @@ describe('the synthesized functions on Node.js 22', () => {
     expect(answered).toMatchObject({ status: 200, body: { id, status: 'ready' } });
   });
 
-  test("scheduler: the schedule's input closes a finished cycle and writes its report to S3", async () => {
+  test("scheduler: the schedule's input sends each workspace due, from the due index, to the closes queue", async () => {
     const schedule = Object.values(assembly.templates['UsagePipeline-Stateless']?.Resources ?? {}).find((r) => r.Type === 'AWS::Scheduler::Schedule');
     const input = JSON.parse(String((schedule?.Properties?.Target as { Input?: string } | undefined)?.Input)) as unknown;
     expect(input).toEqual(sample('scheduler-input.json'));
     // A workspace created on the 1st two months ago, anchored on the 1st: its first cycle ended at least a month ago.
+    // Added as the API adds one: due at once, in its shard of the due index.
+    await new DynamoSubjects(createDocumentClient(dynamodb), tables.subjects).create({
+      id: CLOSED_WORKSPACE,
+      plan: 'std',
+      billingAnchorDay: 1,
+      timeZone: 'UTC',
+      contacts: [],
+      createdAt: closedCycleStart().toISOString(),
+    });
+
+    const run = (await invoke('Scheduler', input)).result as { dispatched: number; summaries: string[] };
+
+    // Both workspaces are due (neither was ever closed); nothing was closed yet, so no summary is due.
+    expect(run).toMatchObject({ dispatched: 2, summaries: [] });
+    const sent = await receiveAll(closesUrl, 2);
+    expect(sent.map((m) => m.Body).sort()).toEqual([CLOSED_WORKSPACE, WORKSPACE].sort());
+    dispatched.push(...sent);
+  });
+
+  test('closes: an SQS batch of the workspace ids closes the finished cycle (report in S3), freezes the ended days and moves each next-due instant forward', async () => {
+    const sqsEvent = sample<{ Records: (Json & { attributes: Json })[] }>('sqs-event.json');
+    const [template] = sqsEvent.Records;
+    if (!template || dispatched.length === 0) throw new Error('the scheduler sent nothing to close');
+    const event = {
+      Records: dispatched.map((message) => ({
+        ...template,
+        messageId: message.MessageId,
+        receiptHandle: message.ReceiptHandle,
+        body: message.Body,
+        md5OfBody: message.MD5OfBody,
+        messageAttributes: {},
+        attributes: { ...template.attributes, SentTimestamp: String(Date.now()), ApproximateFirstReceiveTimestamp: String(Date.now()) },
+        eventSourceARN: closesArn,
+        awsRegion: REGION,
+      })),
+    };
+
+    expect((await invoke('Closes', event)).result).toEqual({ batchItemFailures: [] });
+    // What the event source mapping does with a batch that succeeded.
+    for (const message of dispatched) await sqs.send(new DeleteMessageCommand({ QueueUrl: closesUrl, ReceiptHandle: message.ReceiptHandle }));
+
     const now = new Date();
-    const cycleStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1));
-    await dynamodb.send(
-      new PutItemCommand({
-        TableName: tables.subjects,
-        Item: marshall({ id: CLOSED_WORKSPACE, plan: 'std', billingAnchorDay: 1, timeZone: 'UTC', contacts: [], createdAt: cycleStart.toISOString() }),
-      }),
-    );
-
-    const summary = (await invoke('Scheduler', input)).result as { cyclesClosed: { subject: string; cycleStart: string }[] };
-
-    const closed = summary.cyclesClosed.filter((c) => c.subject === CLOSED_WORKSPACE).map((c) => c.cycleStart);
-    expect(closed[0]).toBe(cycleStart.toISOString());
-    expect(summary.cyclesClosed.filter((c) => c.subject === WORKSPACE)).toEqual([]);
+    const cycleStart = closedCycleStart();
     const key = `${BUCKETS.reports.reportsPrefix}${cycleStart.toISOString()}/${CLOSED_WORKSPACE}.json`;
     const report = JSON.parse((await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body?.transformToString()) ?? 'null') as Json;
     const cycleEnd = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
     expect(report).toMatchObject({ kind: 'cycle-report', subject: { id: CLOSED_WORKSPACE, plan: 'std' }, cycle: { start: cycleStart.toISOString(), end: cycleEnd.toISOString(), status: 'closed' } });
+    // Every UTC day from its creation to the last one whose grace period has passed is frozen: yesterday, or in the
+    // first hour of a day the one before it.
+    const due = new Date(now.getTime() - GRACE_MINUTES * 60_000);
+    const lastClosed = new Date(Date.UTC(due.getUTCFullYear(), due.getUTCMonth(), due.getUTCDate() - 1)).toISOString().slice(0, 10);
+    const days = (await scan(tables.accounts))
+      .map((item) => unmarshall(item))
+      .filter((item) => item.pk === CLOSED_WORKSPACE && String(item.sk).startsWith('D#'))
+      .map((item) => String(item.sk).slice(2))
+      .sort();
+    expect([days[0], days.at(-1)]).toEqual([cycleStart.toISOString().slice(0, 10), lastClosed]);
+    // CLOSED_WORKSPACE is next due when its first open day ends; neither workspace is due any more, and both claims are released.
+    const subjectItem = async (id: string) => unmarshall((await dynamodb.send(new GetItemCommand({ TableName: tables.subjects, Key: marshall({ id }) }))).Item ?? {});
+    expect((await subjectItem(CLOSED_WORKSPACE)).nextDueAt).toBe(new Date(Date.UTC(due.getUTCFullYear(), due.getUTCMonth(), due.getUTCDate() + 1)).toISOString());
+    for (const id of [CLOSED_WORKSPACE, WORKSPACE]) {
+      const subject = await subjectItem(id);
+      expect([id, String(subject.nextDueAt) > due.toISOString(), subject.closeHolder]).toEqual([id, true, undefined]);
+    }
+  });
+
+  test('scheduler: the next run writes the summary of the closed cycle and sends no workspace (none is due)', async () => {
+    const run = (await invoke('Scheduler', sample('scheduler-input.json'))).result as { dispatched: number; summaries: string[] };
+
+    const summaryKey = cycleSummaryKey(closedCycleStart().toISOString());
+    expect(run.summaries).toContain(summaryKey);
+    expect(run.dispatched).toBe(0);
+    const summary = JSON.parse((await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: summaryKey }))).Body?.transformToString()) ?? 'null') as unknown;
+    expect(JSON.stringify(summary)).toContain(CLOSED_WORKSPACE);
+    expect(await receiveAll(closesUrl, 0)).toEqual([]);
   });
 
   test('dashboard: the CloudFront function sends page paths to /index.html and leaves files alone', () => {
@@ -383,6 +450,25 @@ describe('the synthesized functions on Node.js 22', () => {
     expect(run('/assets/index-abc123.js').uri).toBe('/assets/index-abc123.js');
   });
 });
+
+/** The messages the scheduler sent to the closes queue, received (as the event source mapping would) for the closes test. */
+const dispatched: Message[] = [];
+
+/** The start of the cycle CLOSED_WORKSPACE closes: the 1st of the month two months ago, when it was created. */
+function closedCycleStart(): Date {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1));
+}
+
+/** Receives from `url` until `count` messages have come, or (for none expected) one empty long poll. */
+async function receiveAll(url: string, count: number): Promise<Message[]> {
+  const received: Message[] = [];
+  for (let attempt = 0; attempt < 10 && (received.length < count || attempt === 0); attempt++) {
+    const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+    received.push(...Messages);
+  }
+  return received;
+}
 
 /** The aggregate mapping's tumbling window, as synthesized. */
 function tumblingWindowSeconds(): number {

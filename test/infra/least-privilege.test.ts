@@ -96,14 +96,25 @@ const EXPECTED: Record<FunctionName, Grants> = {
     'bucket:reports': OBJECT_READ,
     [`bucket:reports/${exportsPrefix}*`]: OBJECT_READ,
   },
-  // Closes: snapshots, grants and adjustments in accounts, closed marks on rollups, cycle reports under reports/.
+  // Hourly: the workspaces due from the due index (a query of that index, nothing else of the subjects table) to the
+  // closes queue; its lease and the summary marks in accounts; cycle reports read back, summaries written, under reports/.
   scheduler: {
     '*': XRAY,
-    'table:subjects': READ,
-    'table:rollups': READ_WRITE,
+    'table:subjects/index/due': ['dynamodb:Query'],
+    'queue:closes': SEND,
     'table:accounts': READ_WRITE,
     'bucket:reports': OBJECT_READ,
     [`bucket:reports/${reportsPrefix}*`]: union(OBJECT_READ, OBJECT_PUT),
+  },
+  // Closes queue → per workspace: a claim and its release (conditional updates of the subjects item, the claim returning
+  // it); snapshots, grants, adjustments and summary marks in accounts; closed marks on rollups; the cycle report put under reports/.
+  closes: {
+    '*': XRAY,
+    'queue:closes': CONSUME,
+    'table:subjects': WRITE,
+    'table:rollups': READ_WRITE,
+    'table:accounts': READ_WRITE,
+    [`bucket:reports/${reportsPrefix}*`]: OBJECT_PUT,
   },
   // Alerts stream → one email per contact from the configured identity; marks each alert sent.
   notify: {
@@ -164,6 +175,8 @@ beforeAll(() => {
     [logicalId(stateless.notifyFailures), 'queue:notifyFailures'],
     [logicalId(stateless.exportFailures), 'queue:exportFailures'],
     [logicalId(stateless.schedulerFailures), 'queue:schedulerFailures'],
+    [logicalId(stateless.closesQueue), 'queue:closes'],
+    [logicalId(stateless.closesDeadLetterQueue), 'queue:closesDeadLetter'],
     ...FUNCTION_NAMES.map((name): [string, string] => [logicalId(stateless.functions[name]), `function:${name}`]),
   ]);
 });
@@ -244,7 +257,7 @@ describe('per-function least privilege', () => {
     expect(role?.Properties.Policies).toBeUndefined();
   });
 
-  it('every role and policy of the app is one this test knows: the six functions and the schedule role', () => {
+  it('every role and policy of the app is one this test knows: the functions and the schedule role', () => {
     const roles = Object.keys(statelessResources).filter((id) => statelessResources[id]?.Type === 'AWS::IAM::Role');
     const known = [...FUNCTION_NAMES.map((n) => logicalId(built.stateless.functions[n].role as IConstruct)), logicalId(built.stateless.scheduleRole)];
     expect(roles.sort()).toEqual(known.sort());

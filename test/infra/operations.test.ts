@@ -103,8 +103,36 @@ describe('alarms', () => {
     }
   });
 
-  it("has exactly the alarms below: 5 queues, the usage queue's oldest message, 3 stream mappings, errors and throttles of 6 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate's parked records, failed commits and failed threshold evaluations", () => {
-    expect(Object.keys(alarms)).toHaveLength(5 + 1 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 3);
+  it("has exactly the alarms below: 6 dead-letter and failure queues, the usage and closes queues' oldest messages, 3 stream mappings, errors and throttles of 7 functions, throttles and system errors of 8 tables, the quarantine rate, the aggregate's parked records, failed commits and failed threshold evaluations", () => {
+    expect(FUNCTION_NAMES).toHaveLength(7);
+    expect(Object.keys(alarms)).toHaveLength(6 + 2 + 3 + 2 * FUNCTION_NAMES.length + 2 * TABLE_NAMES.length + 1 + 3);
+  });
+
+  it('every alarm has its entry in the runbook of docs/operations.md', () => {
+    const runbook =
+      readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8')
+        .split(/^## Runbook$/m)[1]
+        ?.split(/^## /m)[0] ?? '';
+    const headings = [...runbook.matchAll(/^### (.+)$/gm)].map((m) => m[1] ?? '');
+    // A heading names its alarms, or names the tables of an alarm made once per table ("one per table: Ledger, Rollups, …").
+    const named = new Set(headings.flatMap((h) => h.match(/\b[A-Z]\w+\b/g) ?? []));
+    const perTable = headings.flatMap((h) => /one per table: ([^)]+)\)/.exec(h)?.[1]?.split(', ') ?? []);
+    expect(perTable.sort()).toEqual(TABLE_NAMES.map((name) => built.stateful.tables[name].node.id).sort());
+    for (const logical of Object.keys(alarms)) {
+      const id = /^Operations(\w+)Alarm[0-9A-F]{8}$/.exec(logical)?.[1] ?? '';
+      const table = /^(\w+)Table(Throttles|SystemErrors)$/.exec(id)?.[1];
+      expect([id, named.has(id) || (table !== undefined && perTable.includes(table))]).toEqual([id, true]);
+    }
+  });
+
+  it('ClosesQueueAge fires when the oldest workspace due has waited more than 30 minutes in the closes queue (closes fall behind the hourly runs)', () => {
+    expect(alarmNamed('ClosesQueueAge').Properties).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Statistic: 'Maximum',
+      Threshold: 1800,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(built.stateless.closesQueue), 'QueueName'] } }],
+    });
   });
 
   it("UsageQueueAge fires when the oldest usage event has waited more than 5 minutes (ingest's capped concurrency keeps a backlog there)", () => {
@@ -137,6 +165,7 @@ describe('alarms', () => {
     ['NotifyFailures', () => ({ 'Fn::GetAtt': [logicalId(built.stateless.notifyFailures), 'QueueName'] })],
     ['ExportFailures', () => ({ 'Fn::GetAtt': [logicalId(built.stateless.exportFailures), 'QueueName'] })],
     ['SchedulerFailures', () => ({ 'Fn::GetAtt': [logicalId(built.stateless.schedulerFailures), 'QueueName'] })],
+    ['ClosesDeadLetters', () => ({ 'Fn::GetAtt': [logicalId(built.stateless.closesDeadLetterQueue), 'QueueName'] })],
   ])('%s fires on the first message in its queue', (id, queueName) => {
     expect(alarmNamed(id).Properties).toMatchObject({
       Namespace: 'AWS/SQS',
@@ -282,7 +311,7 @@ describe('dashboard', () => {
       for (const name of FUNCTION_NAMES) expect(graph(title)).toContain(`Ref:${logicalId(built.stateless.functions[name])}`);
     }
     for (const title of ['Table throttled requests', 'Table system errors']) expect(graph(title).match(/SUM\(\[/g)).toHaveLength(TABLE_NAMES.length);
-    expect(graph('Dead-letter and failure queue depth').match(/ApproximateNumberOfMessagesVisible/g)).toHaveLength(5);
+    expect(graph('Dead-letter and failure queue depth').match(/ApproximateNumberOfMessagesVisible/g)).toHaveLength(6);
   });
 
   it('the alarm widget shows every alarm', () => {

@@ -27,9 +27,9 @@ type TableName = keyof typeof TABLES;
 const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')) as { context: Record<string, unknown> };
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
-/** The handler answers POST /v1/test-clock only in the local runtime; the HTTP API must not expose it. */
+/** The handler answers the test clock's routes (POST /v1/test-clock, GET its moves) only in the local runtime; the HTTP API must not expose them. */
 const LOCAL_ONLY_PATH = '/v1/test-clock';
-const API_ROUTE_KEYS = ROUTES.filter((r) => r.path !== LOCAL_ONLY_PATH).map((r) => `${r.method} ${r.path}`);
+const API_ROUTE_KEYS = ROUTES.filter((r) => !r.path.startsWith(LOCAL_ONLY_PATH)).map((r) => `${r.method} ${r.path}`);
 const TABLE_WRITES = ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'];
 const TABLE_READS = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
 const REPORTS = BUCKETS.reports;
@@ -102,13 +102,26 @@ describe('stateful stack', () => {
   it.each(Object.entries(TABLES))('table %s is built from its definition', (name, definition) => {
     const { logicalId } = resourceOf(built.stateful.tables[name as keyof typeof TABLES]);
     const keys = [definition.partitionKey, ...('sortKey' in definition ? [definition.sortKey] : [])];
+    const indexes = 'indexes' in definition ? definition.indexes : [];
+    // Every key attribute once: the table's, then its indexes' (CDK declares each attribute it is first given).
+    const attributes = [...keys, ...indexes.flatMap((index) => [index.partitionKey, index.sortKey])];
     stateful.templateMatches({
       Resources: {
         [logicalId]: {
           DeletionPolicy: 'Retain',
           Properties: {
             KeySchema: keys.map((key, i) => ({ AttributeName: key.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
-            AttributeDefinitions: keys.map((key) => ({ AttributeName: key.name, AttributeType: key.type })),
+            AttributeDefinitions: attributes.map((key) => ({ AttributeName: key.name, AttributeType: key.type })),
+            GlobalSecondaryIndexes: indexes.length
+              ? indexes.map((index) => ({
+                  IndexName: index.name,
+                  KeySchema: [
+                    { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
+                    { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
+                  ],
+                  Projection: { ProjectionType: 'KEYS_ONLY' },
+                }))
+              : Match.absent(),
             BillingMode: 'PAY_PER_REQUEST',
             SSESpecification: { SSEEnabled: true },
             PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: definition.pointInTimeRecovery },
@@ -161,6 +174,12 @@ describe('stateful stack', () => {
         },
       },
     });
+  });
+
+  it('indexes the subjects by due shard and next-due instant, keys only, for the scheduler', () => {
+    expect(TABLES.subjects.indexes).toEqual([{ name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } }]);
+    const indexed = Object.entries(TABLES).filter(([, definition]) => 'indexes' in definition);
+    expect(indexed.map(([name]) => name)).toEqual(['subjects']);
   });
 
   it('has exactly the tables of resources.ts', () => {
@@ -355,7 +374,8 @@ describe('functions', () => {
     ['ingest', [TABLES.ledger, TABLES.quarantine, TABLES.subjects]],
     ['aggregate', [TABLES.rollups, TABLES.alerts, TABLES.subjects, TABLES.accounts]],
     ['api', [TABLES.rollups, TABLES.subjects, TABLES.quarantine, TABLES.accounts, TABLES.apiKeys, TABLES.exports]],
-    ['scheduler', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
+    ['scheduler', [TABLES.subjects, TABLES.accounts]],
+    ['closes', [TABLES.subjects, TABLES.rollups, TABLES.accounts]],
     ['notify', [TABLES.alerts, TABLES.subjects, TABLES.rollups, TABLES.accounts]],
     ['export', [TABLES.rollups, TABLES.subjects, TABLES.exports]],
   ] as const)('%s is told exactly the tables it uses', (name, tables) => {
@@ -366,9 +386,9 @@ describe('functions', () => {
     expect(tableVariables.sort()).toEqual(tables.map((t) => t.envVar).sort());
   });
 
-  it('only the api, scheduler and export functions are told the reports bucket, by its name', () => {
+  it('only the api, scheduler, closes and export functions are told the reports bucket, by its name', () => {
     const told = FUNCTION_NAMES.filter((name) => REPORTS.envVar in variablesOf(name));
-    expect(told.sort()).toEqual(['api', 'export', 'scheduler']);
+    expect(told.sort()).toEqual(['api', 'closes', 'export', 'scheduler']);
     for (const name of told) {
       expect(variablesOf(name)[REPORTS.envVar]).toEqual({ 'Fn::ImportValue': expect.stringContaining(`Ref${resourceOf(built.stateful.reportsBucket).logicalId}`) });
     }
@@ -435,10 +455,11 @@ describe('least privilege', () => {
     expect(sends.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [resourceOf(built.stateless.exportFailures).logicalId, 'Arn'] }]);
   });
 
-  it('only the scheduler and export functions can write to the reports bucket, each under its own prefix only', () => {
+  it('only the scheduler, closes and export functions can write to the reports bucket, each under its own prefix only', () => {
     const writers = FUNCTION_NAMES.filter((name) => s3Allowing(policyStatements(name), isS3Write).length > 0);
-    expect(writers.sort()).toEqual(['export', 'scheduler']);
+    expect(writers.sort()).toEqual(['closes', 'export', 'scheduler']);
     expect(objectKeys(s3Allowing(policyStatements('scheduler'), isS3Write))).toEqual([`${REPORTS.reportsPrefix}*`]);
+    expect(objectKeys(s3Allowing(policyStatements('closes'), isS3Write))).toEqual([`${REPORTS.reportsPrefix}*`]);
     expect(objectKeys(s3Allowing(policyStatements('export'), isS3Write))).toEqual([`${REPORTS.exportsPrefix}*`]);
     // Object writes name object keys, never the bucket itself.
     for (const name of writers) {
@@ -446,12 +467,13 @@ describe('least privilege', () => {
     }
   });
 
-  it('the api function may only read export files, the scheduler only cycle reports, and the export function reads nothing', () => {
+  it('the api function may only read export files, the scheduler only cycle reports, and the closes and export functions read nothing', () => {
     expect(objectKeys(s3Allowing(policyStatements('api'), isS3Read))).toEqual([`${REPORTS.exportsPrefix}*`]);
     expect(objectKeys(s3Allowing(policyStatements('scheduler'), isS3Read))).toEqual([`${REPORTS.reportsPrefix}*`]);
+    expect(s3Allowing(policyStatements('closes'), isS3Read)).toEqual([]);
     expect(s3Allowing(policyStatements('export'), isS3Read)).toEqual([]);
     // Every S3 statement of these functions stays in the reports bucket, within the function's prefix.
-    const prefixes = { api: REPORTS.exportsPrefix, scheduler: REPORTS.reportsPrefix, export: REPORTS.exportsPrefix } as const;
+    const prefixes = { api: REPORTS.exportsPrefix, scheduler: REPORTS.reportsPrefix, closes: REPORTS.reportsPrefix, export: REPORTS.exportsPrefix } as const;
     for (const [name, prefix] of Object.entries(prefixes) as [FunctionName, string][]) {
       expect(objectKeys(s3Allowing(policyStatements(name), () => true))).toEqual([`${prefix}*`]);
     }
@@ -491,16 +513,44 @@ describe('least privilege', () => {
     });
   });
 
-  it('the scheduler function writes only the accounts and rollups tables and sends to no queue', () => {
+  it('the scheduler function writes only the accounts table, queries only the due index of the subjects, and sends only to the closes queue', () => {
     const statements = policyStatements('scheduler');
     const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
-    // Closing a cycle snapshots it into accounts and marks its rollup items closed.
-    for (const name of ['accounts', 'rollups'] as const) expect(writes).toContain(tableId(name));
-    for (const name of otherTables('accounts', 'rollups')) expect(writes).not.toContain(tableId(name));
-    // It does read the tables it must not write.
-    const reads = JSON.stringify(allowing(statements, ['dynamodb:Query']).map((s) => s.Resource));
-    for (const name of ['rollups', 'subjects', 'accounts'] as const) expect(reads).toContain(tableId(name));
-    expect(actionsOf(statements).filter((a) => a.startsWith('sqs:'))).toEqual([]);
+    // Its lease and the summary marks it clears are accounts items; closing is the closes function's.
+    expect(writes).toContain(tableId('accounts'));
+    for (const name of otherTables('accounts')) expect(writes).not.toContain(tableId(name));
+    expect(JSON.stringify(statements)).not.toContain(rollupsId());
+    // The subjects table: one Query on one index, never the table's items.
+    const subjects = statements.filter((s) => JSON.stringify(s.Resource).includes(tableId('subjects')));
+    expect(subjects).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:Query',
+        Resource: { 'Fn::Join': ['', [{ 'Fn::ImportValue': expect.stringContaining(`${tableId('subjects')}Arn`) }, `/index/${TABLES.subjects.indexes[0].name}`]] },
+      },
+    ]);
+    const sends = allowing(statements, ['sqs:SendMessage']);
+    expect(sends.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [resourceOf(built.stateless.closesQueue).logicalId, 'Arn'] }]);
+    expect(variablesOf('scheduler')[QUEUES.closes.envVar]).toEqual({ Ref: resourceOf(built.stateless.closesQueue).logicalId });
+  });
+
+  it('the closes function updates subject items without reading them, writes rollups and accounts, and consumes only the closes queue', () => {
+    const statements = policyStatements('closes');
+    const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
+    for (const name of ['subjects', 'rollups', 'accounts'] as const) expect(writes).toContain(tableId(name));
+    for (const name of otherTables('subjects', 'rollups', 'accounts')) expect(JSON.stringify(statements)).not.toContain(tableId(name));
+    const reads = JSON.stringify(allowing(statements, TABLE_READS).map((s) => s.Resource));
+    for (const name of ['rollups', 'accounts'] as const) expect(reads).toContain(tableId(name));
+    expect(reads).not.toContain(tableId('subjects'));
+    // No grant of it reaches an index.
+    expect(JSON.stringify(statements)).not.toContain('/index/');
+    const receives = allowing(statements, ['sqs:ReceiveMessage']);
+    expect(receives.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [resourceOf(built.stateless.closesQueue).logicalId, 'Arn'] }]);
+    expect(allowing(statements, ['sqs:SendMessage'])).toEqual([]);
+  });
+
+  it('only the scheduler reaches an index of a table', () => {
+    for (const name of FUNCTION_NAMES) expect([name, JSON.stringify(policyStatements(name)).includes('/index/')]).toEqual([name, name === 'scheduler']);
   });
 
   it('the schedule role can only invoke the scheduler function and dead-letter into its queue', () => {
@@ -664,12 +714,43 @@ describe('notify event source mapping', () => {
   });
 
   it('the other mappings are not filtered', () => {
-    for (const name of ['ingest', 'aggregate'] as const) {
+    for (const name of ['ingest', 'aggregate', 'closes'] as const) {
       stateless.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         FunctionName: { Ref: resourceOf(built.stateless.functions[name]).logicalId },
         FilterCriteria: Match.absent(),
       });
     }
+  });
+});
+
+describe('closes queue and its event source mapping', () => {
+  it('the closes queue redrives to its dead-letter queue after maxReceiveCount receives, with a visibility timeout six times the closes timeout', () => {
+    const closes = QUEUES.closes;
+    expect(resourceOf(built.stateless.closesQueue).resource.Properties).toMatchObject({
+      VisibilityTimeout: closes.visibilityTimeoutSeconds,
+      MessageRetentionPeriod: closes.retentionDays * 86_400,
+      SqsManagedSseEnabled: true,
+      RedrivePolicy: { maxReceiveCount: closes.maxReceiveCount, deadLetterTargetArn: { 'Fn::GetAtt': [resourceOf(built.stateless.closesDeadLetterQueue).logicalId, 'Arn'] } },
+    });
+    expect(closes.visibilityTimeoutSeconds).toBeGreaterThanOrEqual(6 * FUNCTIONS.closes.timeoutSeconds);
+    expect(resourceOf(built.stateless.closesDeadLetterQueue).resource.Properties).toMatchObject({
+      MessageRetentionPeriod: QUEUES.closesDeadLetter.retentionDays * 86_400,
+      SqsManagedSseEnabled: true,
+    });
+  });
+
+  it('the closes function reads the closes queue ten workspaces at a time, at most maxConcurrency invocations, and reports partial failures', () => {
+    const source = EVENT_SOURCES.closes;
+    const mappings = Object.values(stateless.findResources('AWS::Lambda::EventSourceMapping', { Properties: { FunctionName: { Ref: resourceOf(built.stateless.functions.closes).logicalId } } }));
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0]?.Properties).toMatchObject({
+      EventSourceArn: { 'Fn::GetAtt': [resourceOf(built.stateless.closesQueue).logicalId, 'Arn'] },
+      BatchSize: source.batchSize,
+      MaximumBatchingWindowInSeconds: source.maxBatchingWindowSeconds,
+      ScalingConfig: { MaximumConcurrency: source.maxConcurrency },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    expect(source.batchSize).toBe(10);
   });
 });
 
@@ -738,7 +819,7 @@ describe('scheduler', () => {
 
 describe('HTTP API', () => {
   it('exposes every route of functions/api.handler.ts except the local test clock', () => {
-    expect(API_ROUTE_KEYS.length).toBe(ROUTES.length - 1);
+    expect(API_ROUTE_KEYS.length).toBe(ROUTES.length - 2);
     expect(API_ROUTE_KEYS).not.toContain(`POST ${LOCAL_ONLY_PATH}`);
   });
 
@@ -792,6 +873,15 @@ describe('alarms', () => {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Threshold: 0,
       Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.schedulerFailures).logicalId, 'QueueName'] } }],
+    });
+  });
+
+  it('fires on any workspace close dead-lettered after its receives', () => {
+    alarm({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Threshold: 0,
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [resourceOf(built.stateless.closesDeadLetterQueue).logicalId, 'QueueName'] } }],
     });
   });
 
@@ -897,7 +987,7 @@ describe('encryption at rest and in transit, in every stack', () => {
   it('every table, queue, bucket and topic of the app is counted above', () => {
     const count = (type: string) => Object.keys({ ...stateful.findResources(type), ...stateless.findResources(type) }).length;
     expect(count('AWS::DynamoDB::Table')).toBe(Object.keys(TABLES).length);
-    expect(count('AWS::SQS::Queue')).toBe(6);
+    expect(count('AWS::SQS::Queue')).toBe(8);
     expect(count('AWS::S3::Bucket')).toBe(2);
     expect(count('AWS::SNS::Topic')).toBe(1);
   });
