@@ -207,7 +207,9 @@ async function main(): Promise<void> {
     const needed = inFlightNeeded(TARGET.workspaces, TARGET.minutes * 60, atTarget.closeMs);
     const rate = TARGET.workspaces / (TARGET.minutes * 60);
     console.log(
-      `  To meet it: ${fmt(rate, 0)} closes/s, i.e. ${needed} closes in flight at ${fmt(atTarget.closeMs, 0)} ms each, and tables warmed to ${Object.entries(cost.writeUnits)
+      `  To meet it: ${fmt(rate, 0)} closes/s, i.e. ${needed} closes in flight at ${fmt(atTarget.closeMs, 0)} ms each (configured: ${inFlight}${needed <= inFlight ? ', enough' : ''}), and tables warmed to ${Object.entries(
+        cost.writeUnits,
+      )
         .map(([t, u]) => `${t} ${fmt(rate * u, 0)} WU/s`)
         .join(', ')}.`,
     );

@@ -36,7 +36,10 @@ export const AWS: Readonly<AwsFigures> = {
    */
   newTableWriteUnitsPerSecond: 4_000,
   newTableReadUnitsPerSecond: 12_000,
-  /** One partition takes 1,000 write units a second (DynamoDB Developer Guide, "Partitions and data distribution"). */
+  /**
+   * "each individual partition is limited to 1,000 write units per second and 3,000 read units per second"
+   * (DynamoDB Developer Guide, "Understanding DynamoDB warm throughput in different scenarios").
+   */
   partitionWriteUnitsPerSecond: 1_000,
 };
 
