@@ -32,7 +32,10 @@ export function buildApp(configPath?: string, props: AppProps = {}): UsagePipeli
   const config = parseConfig(readConfigText(configFile), configFile);
 
   // No account or region: the templates are environment-agnostic and synth needs no credentials.
-  const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', { description: 'Usage pipeline: tables, queues and the reports bucket' });
+  const stateful = new StatefulStack(app, 'UsagePipeline-Stateful', {
+    description: 'Usage pipeline: tables, queues and the reports bucket',
+    ...(config.closes.warmWritesPerSecond === undefined ? {} : { closesWarmWritesPerSecond: config.closes.warmWritesPerSecond }),
+  });
   const stateless = new StatelessStack(app, 'UsagePipeline-Stateless', {
     description: 'Usage pipeline: functions, HTTP API, alarms',
     tables: stateful.tables,

@@ -30,8 +30,9 @@ async function closes(event: SQSEvent, context: Context): Promise<SQSBatchRespon
   const closeOne = async (record: SQSRecord) => {
     const close = await closeClaimed(record.body, `${context.awsRequestId}#${record.messageId}`, CLAIM_MS, deps);
     if (close === 'held') {
-      metrics.addMetric('ClosesLeftToTheirHolder', MetricUnit.Count, 1);
-      return;
+      // Retried after the visibility timeout, by when the claim has ended: the message goes only once its close is done.
+      metrics.addMetric('ClosesFoundClaimed', MetricUnit.Count, 1);
+      throw new Error(`workspace ${record.body} is being closed by another worker; retried later`);
     }
     metrics.addMetric('CyclesClosed', MetricUnit.Count, close.cyclesClosed.length);
     metrics.addMetric('DaysClosed', MetricUnit.Count, close.daysClosed);

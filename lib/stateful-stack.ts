@@ -8,6 +8,14 @@ import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/cont
 
 export type TableName = keyof typeof TABLES;
 
+/** The tables a close writes: what a month close of many workspaces needs warm. */
+const CLOSE_TABLES: readonly TableName[] = ['accounts', 'subjects', 'rollups'];
+
+export interface StatefulStackProps extends StackProps {
+  /** Warm throughput (writes a second) of the tables a close writes; the config's `closes.warmWritesPerSecond`. */
+  readonly closesWarmWritesPerSecond?: number;
+}
+
 /** Server access logs of the reports bucket are kept this long. */
 const ACCESS_LOG_RETENTION_DAYS = 365;
 /** Older versions of a cycle report (a report rewritten by a re-run close) are kept this long. */
@@ -27,13 +35,14 @@ export class StatefulStack extends Stack {
   /** Server access logs of the reports bucket. */
   readonly accessLogsBucket: Bucket;
 
-  constructor(scope: Construct, id: string, props?: StackProps) {
+  constructor(scope: Construct, id: string, props: StatefulStackProps = {}) {
     super(scope, id, props);
     // Log delivery is allowed by a bucket policy for the S3 logging service, not by the legacy
     // LogDeliveryWrite ACL (which needs ACLs enabled on the log bucket). Set before any child exists.
     this.node.setContext(S3_SERVER_ACCESS_LOGS_USE_BUCKET_POLICY, true);
 
-    this.tables = mapValues(TABLES, (definition) => this.table(definition));
+    const warm = props.closesWarmWritesPerSecond;
+    this.tables = mapValues(TABLES, (definition) => this.table(definition, warm !== undefined && CLOSE_TABLES.some((t) => TABLES[t].name === definition.name) ? warm : undefined));
 
     this.deadLetterQueue = new Queue(this, QUEUES.deadLetter.name, {
       encryption: QueueEncryption.SQS_MANAGED,
@@ -103,8 +112,10 @@ export class StatefulStack extends Stack {
     });
   }
 
-  private table(definition: TableDefinition): Table {
+  private table(definition: TableDefinition, warmWritesPerSecond?: number): Table {
     const table = new Table(this, definition.name, {
+      // Bought once, kept: the table takes this many writes a second at once, before on-demand scaling has seen them.
+      ...(warmWritesPerSecond === undefined ? {} : { warmThroughput: { writeUnitsPerSecond: warmWritesPerSecond } }),
       partitionKey: attribute(definition.partitionKey),
       sortKey: definition.sortKey && attribute(definition.sortKey),
       timeToLiveAttribute: definition.timeToLiveAttribute,

@@ -111,7 +111,7 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
     } while (ExclusiveStartKey);
   }
 
-  async claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined> {
+  async claim(id: string, holder: string, now: Date, until: Date): Promise<{ subject: Subject; nextDueAt: string } | undefined> {
     try {
       const { Attributes } = await this.client.send(
         new UpdateCommand({
@@ -123,7 +123,7 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      return Attributes ? toSubject(Attributes) : undefined;
+      return Attributes ? { subject: toSubject(Attributes), nextDueAt: String(Attributes.nextDueAt ?? DUE_AT_ONCE) } : undefined;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return undefined;
       throw error;

@@ -106,6 +106,12 @@ export const configSchema = z
           .min(0)
           .max(7 * 24 * 60)
           .default(60),
+        /**
+         * Writes a second the tables a close writes (accounts, subjects, rollups) take from their creation: DynamoDB's
+         * warm throughput, for a month close of more workspaces than a new on-demand table's 4,000 writes a second
+         * carry within minutes (docs/performance.md, "Closes"). Unset: none bought.
+         */
+        warmWritesPerSecond: z.number().int().min(4000).max(40_000).optional(),
       })
       .prefault({}),
   })

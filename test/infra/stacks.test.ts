@@ -11,6 +11,7 @@ import type { IConstruct } from 'constructs';
 import { buildApp, type UsagePipelineApp } from '../../bin/app';
 import { BUCKETS, CONFIG_FILE_ENV, EMAIL_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/contract/resources';
 import { ROUTES } from '../../functions/contract/routes';
+import { StatefulStack } from '../../lib/stateful-stack';
 import type { FunctionName } from '../../lib/usage-function';
 
 interface CfnResourceJson {
@@ -99,6 +100,24 @@ const objectKeys = (statements: Statement[]) => [...new Set(statements.flatMap(r
 const importedArn = (construct: IConstruct) => ({ 'Fn::ImportValue': Match.stringLikeRegexp(`${resourceOf(construct).logicalId}Arn`) });
 
 describe('stateful stack', () => {
+  it('buys warm throughput for the tables a close writes, and only those, when the config asks for it; none by default', () => {
+    // Arrange
+    const warmTables = (stack: StatefulStack) => {
+      const resources = Template.fromStack(stack).toJSON().Resources as Record<string, { Properties: { WarmThroughput?: unknown } }>;
+      return Object.entries(stack.tables)
+        .map(([name, table]) => [name, resources[stack.getLogicalId(table.node.defaultChild as CfnElement)]?.Properties.WarmThroughput] as const)
+        .filter(([, warm]) => warm !== undefined);
+    };
+
+    // Act
+    const warm = warmTables(new StatefulStack(new App(), 'Warm', { closesWarmWritesPerSecond: 9000 }));
+    const cold = warmTables(new StatefulStack(new App(), 'Cold'));
+
+    // Assert
+    expect(Object.fromEntries(warm)).toEqual({ accounts: { WriteUnitsPerSecond: 9000 }, subjects: { WriteUnitsPerSecond: 9000 }, rollups: { WriteUnitsPerSecond: 9000 } });
+    expect(cold).toEqual([]);
+  });
+
   it.each(Object.entries(TABLES))('table %s is built from its definition', (name, definition) => {
     const { logicalId } = resourceOf(built.stateful.tables[name as keyof typeof TABLES]);
     const keys = [definition.partitionKey, ...('sortKey' in definition ? [definition.sortKey] : [])];

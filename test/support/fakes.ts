@@ -501,12 +501,12 @@ export class InMemoryCloseClaims implements CloseClaims {
     if (ids.length > 0) yield ids.sort();
   }
 
-  async claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined> {
+  async claim(id: string, holder: string, now: Date, until: Date): Promise<{ subject: Subject; nextDueAt: string } | undefined> {
     const subject = this.subjects.all.get(id);
     const held = this.claims.get(id);
     if (!subject || (held && held.holder !== holder && held.until > now.toISOString())) return undefined;
     this.claims.set(id, { holder, until: until.toISOString() });
-    return subject;
+    return { subject, nextDueAt: this.nextDueAt.get(id) ?? '1970-01-01T00:00:00.000Z' };
   }
 
   async release(id: string, holder: string, nextDueAt?: string): Promise<void> {

@@ -109,6 +109,8 @@ describe('parseConfig reports the first bad key with its path', () => {
     ['thresholds out of order', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.thresholds = [100, 80]), 'plans[1].quotas.tokens.thresholds', /ascending/],
     ['a negative fair-use limit', (c) => ((c.plans[1] as { quotas: { tokens: Json } }).quotas.tokens.fairUseLimit = -1), 'plans[1].quotas.tokens.fairUseLimit', /0/],
     ['a negative grace period', (c) => (c.closes = { graceMinutes: -1 }), 'closes.graceMinutes', /0/],
+    // DynamoDB's floor for an on-demand table's warm writes is 4,000 a second: less is refused at start, not at deploy.
+    ['warm writes below 4,000 a second', (c) => (c.closes = { graceMinutes: 60, warmWritesPerSecond: 3999 }), 'closes.warmWritesPerSecond', /4000/],
   ];
 
   test.each(cases.map(([label, breakIt, path, reason]) => ({ label, breakIt, path, reason })))('$label → $path', ({ breakIt, path, reason }) => {

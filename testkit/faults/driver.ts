@@ -3,16 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type _Record, DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { awsClients, useClock } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { createS3Client } from '../../functions/adapters/s3';
 import { DynamoSubjects } from '../../functions/adapters/subject-store';
 import type { LedgerStreamEvent, LedgerStreamResponse } from '../../functions/aggregate.handler';
-import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, SCHEDULES, TABLES } from '../../functions/contract/resources';
-import type { CloseSummary } from '../../functions/core/billing/closes';
-import type { SchedulerEvent } from '../../functions/scheduler.handler';
-import { createBucket, createTables } from '../../local/bootstrap';
+import { BUCKETS, CONFIG_FILE_ENV, EVENT_SOURCES, FUNCTIONS, QUEUES, SCHEDULES, TABLES } from '../../functions/contract/resources';
+import type { SchedulerEvent, SchedulerResult } from '../../functions/scheduler.handler';
+import { createBucket, createQueues, createTables } from '../../local/bootstrap';
 import { lambdaContext } from '../../local/lambda-context';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal, startSesStandIn, startSqsStandIn } from '../../local/stand-ins';
 import { toLambdaRecord } from '../../local/stream-poller';
@@ -29,7 +30,10 @@ import type { Scenario, ScenarioMessage } from './scenarios';
  *   ledger stream → aggregate (with `shardId`, as with a tumbling window), alerts stream → notify: per shard
  *     in order; a reported failure retries from that record; a thrown invocation retries its batch bisected;
  *     a batch delivered again later (a replay from an earlier point); an aggregate batch twice at once.
- *   scheduler: run until a run completes; every run after a crash resumes the closes.
+ *   scheduler: run until a run completes; it sends the workspaces due to the closes queue.
+ *   closes queue → closes: batches in shuffled order; failed records redelivered, a crashed invocation's whole
+ *     batch redelivered, each after the visibility timeout (so any claim it left has expired); the same batch
+ *     twice at once; a closed workspace delivered again. Then the scheduler once more (the summaries).
  * After a few failed tries of the same delivery, its invocation runs calm (no injected faults), as an outage ends.
  */
 
@@ -42,9 +46,10 @@ type Handler<E, R> = (event: E, context: Context) => Promise<R>;
 
 export interface Handlers {
   ingest: Handler<SQSEvent, SQSBatchResponse>;
+  closes: Handler<SQSEvent, SQSBatchResponse>;
   aggregate: Handler<LedgerStreamEvent, LedgerStreamResponse>;
   notify: Handler<DynamoDBStreamEvent, DynamoDBBatchResponse>;
-  scheduler: Handler<SchedulerEvent, CloseSummary>;
+  scheduler: Handler<SchedulerEvent, SchedulerResult>;
 }
 
 /** The local notion of now, moved by the scenario; handlers read it through app-context. */
@@ -65,6 +70,8 @@ export interface FaultStack {
   streamArns: Record<'ledger' | 'alerts', string>;
   streams: DynamoDBStreamsClient;
   dynamodb: DynamoDBClient;
+  sqs: SQSClient;
+  closesQueueUrl: string;
   sesStore: string;
   stop(): Promise<void>;
 }
@@ -87,6 +94,7 @@ export async function startFaultStack(scenario: Scenario, injector: FaultInjecto
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_SES: ses.endpoint,
       AWS_ENDPOINT_URL_S3: sqsAndS3.endpoint,
+      AWS_ENDPOINT_URL_SQS: sqsAndS3.endpoint,
       [CONFIG_FILE_ENV]: configPath,
       POWERTOOLS_DEV: 'true',
       POWERTOOLS_LOG_LEVEL: 'SILENT',
@@ -94,9 +102,12 @@ export async function startFaultStack(scenario: Scenario, injector: FaultInjecto
     });
     const dynamodb = new DynamoDBClient({ region: REGION, credentials: LOCAL_CREDENTIALS, endpoint: dynamo.endpoint });
     const streams = new DynamoDBStreamsClient({ region: REGION, credentials: LOCAL_CREDENTIALS, endpoint: dynamo.endpoint });
-    stops.push(async () => [dynamodb, streams].forEach((c) => c.destroy()));
+    const sqs = new SQSClient({ region: REGION, credentials: LOCAL_CREDENTIALS, endpoint: sqsAndS3.endpoint });
+    stops.push(async () => [dynamodb, streams, sqs].forEach((c) => c.destroy()));
     const { names, streamArns } = await createTables(dynamodb);
     for (const [key, name] of Object.entries(names)) process.env[TABLES[key as keyof typeof TABLES].envVar] = name;
+    const { closesUrl } = await createQueues(sqs, 30);
+    process.env[QUEUES.closes.envVar] = closesUrl;
     const s3 = createS3Client();
     process.env[BUCKETS.reports.envVar] = await createBucket(s3);
     s3.destroy();
@@ -111,18 +122,21 @@ export async function startFaultStack(scenario: Scenario, injector: FaultInjecto
     const { handler: aggregate } = await import('../../functions/aggregate.handler');
     const { handler: notify } = await import('../../functions/notify.handler');
     const { handler: scheduler } = await import('../../functions/scheduler.handler');
+    const { handler: closes } = await import('../../functions/closes.handler');
     stops.push(async () => [awsClients.dynamodb(), awsClients.ledger(), awsClients.ses(), awsClients.s3()].forEach((c) => c.destroy()));
     injector.attach(awsClients.dynamodb().middlewareStack, 'dynamodb');
     injector.attach(awsClients.ledger().middlewareStack, 'dynamodb');
     injector.attach(awsClients.ses().middlewareStack, 'ses');
     injector.attach(awsClients.s3().middlewareStack, 's3');
     return {
-      handlers: { ingest, aggregate, notify, scheduler } as unknown as Handlers,
+      handlers: { ingest, aggregate, notify, scheduler, closes } as unknown as Handlers,
       clock,
       tables: names,
       streamArns,
       streams,
       dynamodb,
+      sqs,
+      closesQueueUrl: closesUrl,
       sesStore: ses.store,
       stop,
     };
@@ -201,15 +215,78 @@ export class LambdaDriver {
     }
   }
 
-  /** Runs the scheduled close until a run completes (each crashed run leaves part of the work done); returns the completed run's summary. */
-  async schedule(): Promise<CloseSummary> {
-    // Each attempt is a retry of one asynchronous invocation, under its request id, which holds the close's lease.
+  /**
+   * A close as the hourly schedule runs it: the scheduler until a run completes, then the closes it sent; and again,
+   * as the next hourly run, which writes the summaries of the cycles closed (and sends whatever is still due).
+   */
+  async schedule(): Promise<void> {
+    for (let run = 0; run < 2; run++) {
+      await this.runScheduler();
+      await this.deliverCloses(await this.receiveCloses());
+    }
+  }
+
+  /** Every workspace delivered to the close function once more, without faults: what a redelivery of each would do. */
+  async closeAllAgain(ids: readonly string[]): Promise<number> {
+    let failed = 0;
+    for (let i = 0; i < ids.length; i += EVENT_SOURCES.closes.batchSize) {
+      const response = await this.stack.handlers.closes(closesEvent(ids.slice(i, i + EVENT_SOURCES.closes.batchSize), 1), lambdaContext('closes', FUNCTIONS.closes.timeoutSeconds));
+      failed += response.batchItemFailures.length;
+    }
+    return failed;
+  }
+
+  private async runScheduler(): Promise<SchedulerResult> {
+    // Each attempt is a retry of one asynchronous invocation, under its request id, which holds the run's lease.
     const context = lambdaContext('scheduler', FUNCTIONS.scheduler.timeoutSeconds);
     for (let attempt = 0; ; attempt++) {
       this.injector.begin('scheduler', attempt >= SCHEDULER_CALM_AFTER);
-      const summary = await this.invoke('scheduler', () => this.stack.handlers.scheduler({ job: SCHEDULES.closeDue.job }, context));
-      if (!this.injector.end() && summary) return summary;
+      const result = await this.invoke('scheduler', () => this.stack.handlers.scheduler({ job: SCHEDULES.closeDue.job }, context));
+      if (!this.injector.end() && result) return result;
     }
+  }
+
+  /** Takes every message off the closes queue: the driver delivers them itself, as Lambda's poller would. */
+  private async receiveCloses(): Promise<string[]> {
+    const ids: string[] = [];
+    for (;;) {
+      const { Messages = [] } = await this.stack.sqs.send(new ReceiveMessageCommand({ QueueUrl: this.stack.closesQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+      if (Messages.length === 0) return ids;
+      ids.push(...Messages.map((m) => m.Body ?? ''));
+      await this.stack.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: this.stack.closesQueueUrl, Entries: Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })) }));
+    }
+  }
+
+  private async deliverCloses(ids: readonly string[]): Promise<void> {
+    const queue = ids.map((id) => ({ id, receives: 0 }));
+    while (queue.length > 0) {
+      shuffle(queue, this.random);
+      const batch = queue.slice(0, 1 + this.random.int(EVENT_SOURCES.closes.batchSize));
+      for (const item of batch) item.receives += 1;
+      const calm = batch.some((item) => item.receives > SCHEDULER_CALM_AFTER);
+      const twice = this.anomaly('closes: the same batch twice at once');
+      const event = closesEvent(
+        batch.map((b) => b.id),
+        batch[0]?.receives ?? 1,
+      );
+      this.injector.begin('closes', calm);
+      const invoke = () => this.invoke('closes', () => this.stack.handlers.closes(event, lambdaContext('closes', FUNCTIONS.closes.timeoutSeconds)));
+      const [response, other] = await Promise.all([invoke(), ...(twice ? [invoke()] : [])]);
+      const crashed = this.injector.end();
+      // Both invocations of a doubled batch answer for the same messages: a message goes only if both let it go.
+      const failed = new Set([response, other].flatMap((r) => r?.batchItemFailures.map((f) => f.itemIdentifier) ?? []));
+      const gone = crashed || !response || (twice && !other) ? [] : batch.filter((item) => !failed.has(item.id));
+      for (const item of gone) {
+        queue.splice(queue.indexOf(item), 1);
+        if (this.anomaly('closes: a closed workspace delivered again')) queue.push({ ...item, receives: 0 });
+      }
+      // What comes back is shown again after the visibility timeout, by when every claim it left has expired.
+      for (const item of batch.filter((b) => !gone.includes(b))) await this.expireClaim(item.id);
+    }
+  }
+
+  private async expireClaim(id: string): Promise<void> {
+    await createDocumentClient(this.stack.dynamodb).send(new UpdateCommand({ TableName: this.stack.tables.subjects, Key: { id }, UpdateExpression: 'REMOVE closeHolder, closeUntil' }));
   }
 
   private async deliverStream(name: 'aggregate' | 'notify', shardId: string, records: _Record[], streamArn: string): Promise<void> {
@@ -317,6 +394,23 @@ function sqsRecord(message: ScenarioMessage, sentAt: number, receives: number): 
     eventSource: 'aws:sqs',
     eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:usage-events',
     awsRegion: REGION,
+  };
+}
+
+/** Closes messages as Lambda delivers them: one workspace id each, its id the message id. */
+function closesEvent(ids: readonly string[], receives: number): SQSEvent {
+  return {
+    Records: ids.map((id) => ({
+      messageId: id,
+      receiptHandle: `${id}#${receives}`,
+      body: id,
+      attributes: { ApproximateReceiveCount: String(receives), SentTimestamp: '0', SenderId: 'faults', ApproximateFirstReceiveTimestamp: '0' },
+      messageAttributes: {},
+      md5OfBody: '',
+      eventSource: 'aws:sqs',
+      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:closes',
+      awsRegion: REGION,
+    })),
   };
 }
 

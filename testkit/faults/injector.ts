@@ -19,7 +19,7 @@ import { Random } from '../random';
 
 export const FAULT_KINDS = ['error-before', 'error-after', 'throttle', 'crash-before', 'crash-after'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
-export type Phase = 'ingest' | 'aggregate' | 'notify' | 'scheduler' | 'check';
+export type Phase = 'ingest' | 'aggregate' | 'notify' | 'scheduler' | 'closes' | 'check';
 export type Service = 'dynamodb' | 'ses' | 's3';
 
 /** Probability of a fault per request, by phase; the check phase reads the results and is never faulted. */

@@ -1,7 +1,6 @@
 import { QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
-import type { CloseSummary } from '../../functions/core/billing/closes';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { lambdaContext } from '../../local/lambda-context';
 import { suiteClockStart } from '../clock-start';
@@ -35,14 +34,17 @@ export interface RunResult {
   faults: ReturnType<FaultInjector['summary']>;
   duplicateWindows: number;
   delivery: DeliveryStats;
-  /** The scheduler re-run right after each completed close: it must find nothing left to do. */
-  reruns: CloseSummary[];
+  /**
+   * Right after each completed close: the scheduler again (it must send nothing, and find no summary due) and
+   * every workspace delivered to the close function again (none may fail).
+   */
+  reruns: { dispatched: number; summaries: number; failed: number }[];
   /** Whether the accounts table was the same before and after each re-run. */
   rerunsChangedNothing: boolean;
   checks: CheckReport;
 }
 
-export const DEFAULT_RATES: FaultRates = { ingest: 0.2, aggregate: 0.3, notify: 0.3, scheduler: 0.1 };
+export const DEFAULT_RATES: FaultRates = { ingest: 0.2, aggregate: 0.3, notify: 0.3, scheduler: 0.1, closes: 0.1 };
 
 /** Powertools warns on every invocation that failed before adding a metric; under injected faults that is most of them. */
 export function quietEmptyMetricsWarnings(): void {
@@ -65,7 +67,7 @@ export async function runFaultScenario(options: RunOptions): Promise<RunResult> 
       maxStreamBatch: options.maxStreamBatch ?? 200,
       anomalyRate: options.anomalyRate ?? 0.05,
     });
-    const reruns: CloseSummary[] = [];
+    const reruns: RunResult['reruns'] = [];
     let unchanged = true;
     const steps = scenario.phases.length * 3;
     let done = 0;
@@ -80,14 +82,16 @@ export async function runFaultScenario(options: RunOptions): Promise<RunResult> 
       await driver.drain();
       // Closes are idempotent: a run right after a completed one finds nothing to do and writes nothing.
       const before = await dumpAccounts(stack);
-      reruns.push(await stack.handlers.scheduler({ job: 'close-due' }, lambdaContext('scheduler', 900)));
+      const rerun = await stack.handlers.scheduler({ job: 'close-due' }, lambdaContext('scheduler', 900));
+      const failed = await driver.closeAllAgain(scenario.subjects.map((subject) => subject.id));
+      reruns.push({ dispatched: rerun.dispatched, summaries: rerun.summaries.length, failed });
       unchanged &&= before === (await dumpAccounts(stack));
       progress(`${phase.name}: closes`);
     }
-    // Adjustment records are written by a completed run that closes a day: a run that crashed between its last
-    // day close and the comparison leaves them to the next day's run. So one more day, without faults.
+    // Adjustment records are written by a close that closes a day: late events of the last phase are recorded by
+    // the close of the day after it.
     stack.clock.advanceTo((scenario.phases.at(-1)?.advanceTo ?? scenario.now) + 86_400_000);
-    await stack.handlers.scheduler({ job: 'close-due' }, lambdaContext('scheduler', 900));
+    await driver.schedule();
 
     await options.inspect?.(stack);
     const checks = await checkInvariants(

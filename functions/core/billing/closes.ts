@@ -53,8 +53,11 @@ export interface CloseSummary {
 export interface CloseClaims {
   /** Ids of the workspaces whose next day ended at or before `dueBefore`, a page at a time. */
   due(dueBefore: string): AsyncIterable<string[]>;
-  /** Claims the workspace for `holder` until `until` unless another holder's claim is still valid at `now`; the workspace, or undefined if held (or gone). */
-  claim(id: string, holder: string, now: Date, until: Date): Promise<Subject | undefined>;
+  /**
+   * Claims the workspace for `holder` until `until` unless another holder's claim is still valid at `now`; the
+   * workspace and its next-due instant, or undefined if held (or gone).
+   */
+  claim(id: string, holder: string, now: Date, until: Date): Promise<{ subject: Subject; nextDueAt: string } | undefined>;
   /** Gives the claim back if `holder` still holds it, setting when the next day ends if the close finished. */
   release(id: string, holder: string, nextDueAt?: string): Promise<void>;
 }
@@ -109,19 +112,23 @@ export async function dispatchDueCloses(deps: Pick<CloseDeps, 'config' | 'accoun
  */
 export async function closeClaimed(id: string, holder: string, claimMs: number, deps: CloseDeps & { claims: CloseClaims }): Promise<SubjectClose | 'held'> {
   const now = deps.clock.now();
-  const subject = await deps.claims.claim(id, holder, now, new Date(now.getTime() + claimMs));
-  if (!subject) return 'held';
+  const claimed = await deps.claims.claim(id, holder, now, new Date(now.getTime() + claimMs));
+  if (!claimed) return 'held';
   let close: SubjectClose | undefined;
   try {
-    close = await closeSubject(subject, deps);
+    // Still due: no close of it finished since it fell due, so one may have stopped between its days and its adjustments.
+    close = await closeSubject(claimed.subject, deps, claimed.nextDueAt <= dueBefore(now, deps.config));
   } finally {
     await deps.claims.release(id, holder, close?.nextDueAt);
   }
   return close;
 }
 
-/** Closes whatever of one workspace is due now: its ended cycles, then its ended days and their adjustments. */
-export async function closeSubject(subject: Subject, deps: CloseDeps): Promise<SubjectClose> {
+/**
+ * Closes whatever of one workspace is due now: its ended cycles, then its ended days and their adjustments.
+ * Adjustments are recorded when days closed, or when `unfinished` says a close may have stopped before recording them.
+ */
+export async function closeSubject(subject: Subject, deps: CloseDeps, unfinished = false): Promise<SubjectClose> {
   const before = dueBefore(deps.clock.now(), deps.config);
   const close: SubjectClose = { subject: subject.id, cyclesClosed: [], daysClosed: 0, adjustments: [], nextDueAt: '' };
   for (const cycle of await dueCycles(subject, before, deps)) {
@@ -131,7 +138,7 @@ export async function closeSubject(subject: Subject, deps: CloseDeps): Promise<S
   const { due, next } = await dueDays(subject, before, deps);
   for (const day of due) await closeDay(subject, day, deps);
   close.daysClosed = due.length;
-  if (due.length > 0) close.adjustments = await recordAdjustments(subject, deps);
+  if (due.length > 0 || unfinished) close.adjustments = await recordAdjustments(subject, deps);
   // Cycles end where a local day does, so the end of the first day still open is the next instant anything is due.
   close.nextDueAt = startOfLocalDay(addDays(next, 1), subject.timeZone);
   return close;
@@ -199,10 +206,10 @@ async function closeCycle(subject: Subject, cycle: Cycle, deps: CloseDeps): Prom
       expiresAt: next.end,
     });
   }
-  // Noted before the report, so that a crash after it still leaves the summary due; and again after it, so that a
-  // summary that read the reports before this one was written stays due (clearSummaryDue compares the counts).
-  await deps.accounts.markSummaryDue(cycle.start, subject.id);
   const report = await deps.reports.putCycleReport(await buildCycleReport(subject, cycle, deps));
+  // Noted after the report, so that a summary that read the reports before it was written stays due
+  // (clearSummaryDue compares the counts); and before the cycle is marked closed, so that a crash in between
+  // closes the cycle again, report and note included.
   await deps.accounts.markSummaryDue(cycle.start, subject.id);
   await deps.accounts.markCycleClosed(subject.id, cycle.start);
   return report;
