@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { TestClockMove } from '../functions/adapters/app-context';
 import { DomainError, InvalidRequestError } from '../functions/core/errors';
 
 /**
@@ -30,15 +31,15 @@ const MOVES_KEPT = 100;
  * Moves of the test clock as jobs, run one at a time in the order asked: a move that closes a month of many
  * workspaces outlasts any HTTP timeout, so `POST /v1/test-clock` can answer with the job and let the caller poll.
  */
-export class ClockMoves {
-  private readonly moves = new Map<string, ClockMove>();
+export class TestClockMoves {
+  private readonly moves = new Map<string, TestClockMove>();
   private last: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly move: (instant: Date) => Promise<unknown>) {}
 
   /** Queues a move; `finished` resolves with its result or rejects with its error. */
-  start(instant: Date): { move: ClockMove; finished: Promise<unknown> } {
-    const move: ClockMove = { id: randomUUID(), advanceTo: instant.toISOString(), status: 'running' };
+  start(instant: Date): { move: TestClockMove; finished: Promise<unknown> } {
+    const move: TestClockMove = { id: randomUUID(), advanceTo: instant.toISOString(), status: 'running' };
     this.moves.set(move.id, move);
     for (const id of this.moves.keys()) if (this.moves.size > MOVES_KEPT) this.moves.delete(id);
     const finished = this.last.then(() => this.move(instant));
@@ -49,18 +50,9 @@ export class ClockMoves {
     return { move, finished };
   }
 
-  get(id: string): ClockMove | undefined {
+  get(id: string): TestClockMove | undefined {
     return this.moves.get(id);
   }
-}
-
-export interface ClockMove {
-  id: string;
-  advanceTo: string;
-  status: 'running' | 'done' | 'failed';
-  /** What the move closed (`{ now, closes }`), once done. */
-  result?: unknown;
-  error?: { code: string; message: string };
 }
 
 function errorBody(error: unknown): { code: string; message: string } {
@@ -74,12 +66,12 @@ function errorBody(error: unknown): { code: string; message: string } {
 export async function moveTestClock(api: string, key: string, advanceTo: string, pollMs = 500): Promise<unknown> {
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
   const response = await fetch(`${api}/v1/test-clock`, { method: 'POST', headers, body: JSON.stringify({ advanceTo }) });
-  const body = (await response.json()) as { move?: ClockMove & { location: string } };
+  const body = (await response.json()) as { move?: TestClockMove & { location: string } };
   if (response.status === 200) return body;
   if (response.status !== 202 || !body.move) throw new Error(`POST /v1/test-clock: ${response.status} ${JSON.stringify(body)}`);
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, pollMs));
-    const { move } = (await (await fetch(`${api}${body.move.location}`, { headers })).json()) as { move: ClockMove };
+    const { move } = (await (await fetch(`${api}${body.move.location}`, { headers })).json()) as { move: TestClockMove };
     if (move.status === 'done') return move.result;
     if (move.status === 'failed') throw new Error(`the test clock move to ${advanceTo} failed: ${move.error?.code}: ${move.error?.message}`);
   }

@@ -17,7 +17,7 @@ import type { Config } from '../functions/core/config';
 import type { SchedulerEvent, SchedulerResult } from '../functions/scheduler.handler';
 import { type ApiHandler, startApiServer } from './api-server';
 import { createBucket, createQueues, createTables } from './bootstrap';
-import { ClockMoves, LocalClock } from './clock';
+import { LocalClock, TestClockMoves } from './clock';
 import { ensureDashboardBuilt } from './dashboard';
 import { lambdaContext } from './lambda-context';
 import { SqsPoller, sleep } from './sqs-poller';
@@ -290,7 +290,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       }
       return { now: clock.now().toISOString(), closes: summary };
     };
-    const moves = new ClockMoves(advanceClock);
+    const moves = new TestClockMoves(advanceClock);
     useTestClock({
       advance: (instant) => {
         clock.refuseBackwards(instant);
