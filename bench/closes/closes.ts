@@ -62,8 +62,8 @@ const PROJECTED = [100_000, 1_000_000];
 const IDS_PER_INDEX_PAGE = 16_000;
 /** SqsCloseQueue: 10 ids per SendMessageBatch, 16 batches in flight (functions/adapters/close-queue.ts). */
 const DISPATCH = { idsPerBatch: 10, batchesInFlight: 16, idsPerPage: IDS_PER_INDEX_PAGE };
-/** S3Reports.listCycleReports reads 16 reports at a time (functions/adapters/s3.ts). */
-const SUMMARY_READS_IN_FLIGHT = 16;
+/** S3Reports.listCycleReports reads 64 reports at a time (functions/adapters/s3.ts). */
+const SUMMARY_READS_IN_FLIGHT = 64;
 
 async function runChild(plan: RunPlan): Promise<RunResult> {
   const child = spawn(process.execPath, ['--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });

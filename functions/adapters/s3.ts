@@ -20,7 +20,8 @@ export const cycleReportKey = (cycleStart: string, subject: string) => `${report
 /** Subject ids start with a letter or digit, so the summary's name cannot be a subject's. */
 export const cycleSummaryKey = (cycleStart: string) => `${reportsPrefix}${cycleStart}/_summary.json`;
 
-const READS_IN_FLIGHT = 16;
+/** Reports read at once for a summary: 64 at ~30 ms each reads a million in about 8 minutes, inside the scheduler's 15. */
+const READS_IN_FLIGHT = 64;
 
 export class S3Reports implements ReportStore {
   constructor(

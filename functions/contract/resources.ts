@@ -154,8 +154,12 @@ export const FUNCTIONS = {
   ingest: { timeoutSeconds: 60, memoryMb: 1024 },
   aggregate: { timeoutSeconds: 120, memoryMb: 1024 },
   api: { timeoutSeconds: 29, memoryMb: 512 },
-  /** Finds the workspaces due and sends them to the closes queue; writes the summaries of closed cycles. */
-  scheduler: { timeoutSeconds: 900, memoryMb: 512 },
+  /**
+   * Finds the workspaces due and sends them to the closes queue; writes the summaries of closed cycles. A summary
+   * is built in memory, about 0.6 KB per workspace of its cycle start at its peak (rows and their JSON): 1,769 MB
+   * (one whole vCPU) holds a million with room for the SDK's copy of the body.
+   */
+  scheduler: { timeoutSeconds: 900, memoryMb: 1769 },
   /** Closes the workspaces of one batch of closes messages (one workspace each), side by side. */
   closes: { timeoutSeconds: 300, memoryMb: 1024 },
   notify: { timeoutSeconds: 60, memoryMb: 512 },
