@@ -15,8 +15,6 @@ import { closeClaimed } from './core/billing/closes';
  */
 const CLAIM_MS = (FUNCTIONS.closes.timeoutSeconds + 60) * 1000;
 
-const processor = new BatchProcessor(EventType.SQS);
-
 /** Closes queue → close each workspace (one per message, the batch's side by side); only failed ones are retried. */
 async function closes(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const deps = {
@@ -28,7 +26,10 @@ async function closes(event: SQSEvent, context: Context): Promise<SQSBatchRespon
     clock: appContext.clock(),
   };
   const closeOne = async (record: SQSRecord) => {
-    const close = await closeClaimed(record.body, `${context.awsRequestId}#${record.messageId}`, CLAIM_MS, deps);
+    const close = await closeClaimed(record.body, `${context.awsRequestId}#${record.messageId}`, CLAIM_MS, deps).catch((error: unknown) => {
+      logger.error('close failed; its message is retried', { subject: record.body, error: error as Error });
+      throw error;
+    });
     if (close === 'held') {
       // Retried after the visibility timeout, by when the claim has ended: the message goes only once its close is done.
       metrics.addMetric('ClosesFoundClaimed', MetricUnit.Count, 1);
@@ -40,7 +41,10 @@ async function closes(event: SQSEvent, context: Context): Promise<SQSBatchRespon
     if (close.cyclesClosed.length + close.daysClosed + close.adjustments.length > 0) logger.info('workspace closed', { ...close });
     appContext.testClock()?.closed(close);
   };
-  return processPartialResponse(event, closeOne, processor, { context });
+  // A batch whose every workspace failed (or was claimed) is answered like any other: only its messages come back,
+  // without counting as a function error; failed closes show as `close failed` lines, the queue's age and its DLQ.
+  // A processor per invocation: it keeps the batch's state, and the local runtime runs invocations side by side.
+  return processPartialResponse(event, closeOne, new BatchProcessor(EventType.SQS), { context, throwOnFullBatchFailure: false });
 }
 
 export const handler = middy(closes).use(injectLambdaContext(logger)).use(logMetrics(metrics));
