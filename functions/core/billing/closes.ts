@@ -105,10 +105,10 @@ export async function dispatchDueCloses(deps: Pick<CloseDeps, 'config' | 'accoun
 }
 
 /**
- * A close worker's part: each workspace of `ids` is closed under a claim held for `claimMs`, so that two
- * workers given the same workspace (a redelivery, an overlapping hourly run) never close it at once; a
- * workspace another worker holds is left to it. A close that fails gives its claim back at once, with the
- * next-due instant unchanged, so that a retry or the next hourly run closes it.
+ * A close worker's part: the workspace is closed under a claim held for `claimMs`, so that two workers given
+ * the same workspace (a redelivery, an overlapping hourly run) never close it at once; one that another
+ * worker holds is answered 'held', for a later retry. A close that fails gives its claim back at once, with
+ * the next-due instant unchanged, so that a retry or the next hourly run closes it.
  */
 export async function closeClaimed(id: string, holder: string, claimMs: number, deps: CloseDeps & { claims: CloseClaims }): Promise<SubjectClose | 'held'> {
   const now = deps.clock.now();
