@@ -15,8 +15,11 @@ const USAGE = `usage: usage-pipeline <command> [options]
 
   subjects put --id ID --plan PLAN --anchor DAY [--time-zone TZ] [--contact EMAIL]... [--name NAME]
   subjects list
+  subjects index
       Add or change a workspace, or list them, in the table named by SUBJECTS_TABLE. A plan change
-      takes effect at once; the anchor day and time zone of an existing workspace are fixed.
+      takes effect at once; the anchor day and time zone of an existing workspace are fixed. "index" puts
+      every workspace written before the closes' due index existed into it, due at the next hourly run
+      (once, after deploying over such a version).
 
   grants add --subject ID --id GRANT_ID --kind bonus|topup --usage-type TYPE --amount N [--expires-at ISO]
   grants list --subject ID
@@ -206,6 +209,10 @@ async function subjects(args: string[]): Promise<number> {
   const deps = await adminContext(values);
   if (action === 'list') {
     for (const s of await deps.subjects.list()) process.stdout.write(`${JSON.stringify(s)}\n`);
+    return 0;
+  }
+  if (action === 'index') {
+    process.stdout.write(`${JSON.stringify({ indexed: await deps.subjects.indexMissing() })}\n`);
     return 0;
   }
   if (action !== 'put') throw new UsageError(`unknown subjects action "${action ?? ''}"`);

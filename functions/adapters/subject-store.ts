@@ -89,6 +89,33 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
     }
   }
 
+  /**
+   * Puts in the due index, due at once, every workspace written before the index existed (none carries
+   * `nextDueAt`): run once after deploying over such a version (`usage-pipeline subjects index`). The only
+   * scan of the table in the closes' path, and a one-off. Resolves with how many it indexed.
+   */
+  async indexMissing(): Promise<number> {
+    let indexed = 0;
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(new ScanCommand({ TableName: this.tableName, ProjectionExpression: 'id', FilterExpression: 'attribute_not_exists(nextDueAt)', ExclusiveStartKey }));
+      for (const { id } of page.Items ?? []) {
+        await this.client.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: { id },
+            UpdateExpression: 'SET dueShard = if_not_exists(dueShard, :dueShard), nextDueAt = if_not_exists(nextDueAt, :dueAtOnce)',
+            ConditionExpression: 'attribute_exists(id)',
+            ExpressionAttributeValues: { ':dueShard': shardOf(String(id), DUE_SHARDS), ':dueAtOnce': DUE_AT_ONCE },
+          }),
+        );
+        indexed += 1;
+      }
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    return indexed;
+  }
+
   /** Each shard of the due index in turn, a page at a time (keys only, about 60 bytes each: some 16,000 ids a page). */
   async *due(dueBefore: string): AsyncIterable<string[]> {
     for (let shard = 0; shard < DUE_SHARDS; shard++) yield* this.duePages(shard, dueBefore);

@@ -1,5 +1,6 @@
+import { execFile } from 'node:child_process';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { SQSEvent } from 'aws-lambda';
 import { appContext } from '../../functions/adapters/app-context';
@@ -158,3 +159,42 @@ describe('the test clock', () => {
     expect([backwards.status, ((await backwards.json()) as { error: { code: string } }).error.code]).toEqual([400, 'clock_backwards']);
   });
 });
+
+describe('an upgrade over a version without the due index', () => {
+  test('`usage-pipeline subjects index` puts a workspace written before the index existed into it, due at once; a second run indexes none', async () => {
+    // Arrange: the workspace item as an earlier version wrote it, without dueShard and nextDueAt
+    await documents.send(
+      new PutCommand({
+        TableName: stack.tables.subjects,
+        Item: { id: 'ws_before_index', plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC', contacts: [], createdAt: stack.clock.now().toISOString() },
+      }),
+    );
+    const dueNow = async () => {
+      const ids: string[] = [];
+      for await (const page of appContext.subjects().due(stack.clock.now().toISOString())) ids.push(...page);
+      return ids;
+    };
+    const dueBefore = await dueNow();
+
+    // Act
+    const first = await cli('subjects', 'index');
+    const second = await cli('subjects', 'index');
+    const dueAfter = await dueNow();
+
+    // Assert
+    expect(dueBefore).not.toContain('ws_before_index');
+    expect([first, second]).toEqual([{ indexed: 1 }, { indexed: 0 }]);
+    expect(dueAfter).toContain('ws_before_index');
+  });
+});
+
+/** The admin CLI in its own process (async, so the stack in this process keeps serving), against the stack's DynamoDB Local. */
+function cli(...args: string[]): Promise<unknown> {
+  const argv = ['bin/usage-pipeline.js', ...args, '--endpoint', stack.ready.dynamodb.endpoint, '--config', 'test/fixtures/config.json'];
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, argv, { env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`usage-pipeline ${args.join(' ')} failed: ${stderr}`));
+      else resolve(JSON.parse(stdout));
+    });
+  });
+}
