@@ -2,8 +2,7 @@ import type { RoleUse } from './close-meter';
 
 /** What the closes bench hands one run (bench/closes/closes-run.ts) and what the run answers on stdout. */
 
-export const RESULT_PREFIX = 'RESULT ';
-export const PROGRESS_PREFIX = 'PROGRESS ';
+export { PROGRESS_PREFIX, RESULT_PREFIX } from '../child-run';
 
 export interface RunPlan {
   mode: 'sequential' | 'fanout';

@@ -16,16 +16,15 @@
  *
  *   npm run bench:closes [-- --workspaces 20000 --sequential-workspaces 2000 --sweep 1,16 --sweep-workspaces 2000 --usage-every 5 --warm-writes 8000]
  */
-import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DUE_SHARDS, EVENT_SOURCES } from '../../functions/contract/resources';
 import { CLOSE_BATCHES_IN_FLIGHT } from '../../local/runtime';
+import { runBenchScript } from '../child-run';
 import type { RoleUse } from './close-meter';
-import { PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunResult } from './closes-protocol';
+import type { RunPlan, RunResult } from './closes-protocol';
 import { AWS, type CloseCost, inFlightNeeded, type Projection, project } from './projection';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -66,18 +65,7 @@ const DISPATCH = { idsPerBatch: 10, batchesInFlight: 16, idsPerPage: IDS_PER_IND
 const SUMMARY_READS_IN_FLIGHT = 64;
 
 async function runChild(plan: RunPlan): Promise<RunResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  let result: RunResult | undefined;
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    if (line.startsWith(PROGRESS_PREFIX)) console.log(`    ${line.slice(PROGRESS_PREFIX.length)}`);
-    if (line.startsWith(RESULT_PREFIX)) result = JSON.parse(line.slice(RESULT_PREFIX.length)) as RunResult;
-  });
-  const code = await new Promise<number | null>((done) => child.once('close', done));
-  process.removeListener('exit', kill);
+  const { result, code, stderr } = await runBenchScript<RunResult>(RUN_SCRIPT, plan, { cwd: ROOT });
   if (!result) throw new Error(`the ${plan.mode} run failed (exit code ${code}):\n${stderr}`);
   const closed = plan.workspaces;
   if (result.cyclesClosed !== closed || result.daysClosed !== closed) {

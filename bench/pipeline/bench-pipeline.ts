@@ -19,19 +19,18 @@
  * BENCH_CPU_PROF=dir profiles each contender's process; BENCH_TIMELINE=dir writes each run's handler
  * invocations (function, start and end in seconds from the consumers' start, batch size) as JSON lines.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../../functions/adapters/app-context';
 import { EVENT_SOURCES } from '../../functions/contract/resources';
 import { GroundTruth } from '../../testkit/ground-truth';
+import { runBenchScript } from '../child-run';
 import { type DensityPoint, densityCurve, densityTable } from '../micro/density';
 import { check, type DrainRatio, figuresOf, type JudgedRow, judge, type Scenario, TARGETS, type Target } from './figures';
-import { CONTENDERS, type Contender, IDLE_STREAM_POLL_MS, PROGRESS_PREFIX, RESULT_PREFIX, type RunPlan, type RunReport } from './pipeline-protocol';
+import { CONTENDERS, type Contender, IDLE_STREAM_POLL_MS, type RunPlan, type RunReport } from './pipeline-protocol';
 import { PRICES } from './prices';
 import { renderChart } from './results-chart';
 import { type EventPlan, messages } from './traffic';
@@ -194,18 +193,7 @@ async function timelinePath(scenario: Scenario, contender: Contender, usersAndGr
 async function runChild(plan: RunPlan): Promise<RunReport | { crashed: string }> {
   // BENCH_CPU_PROF=dir: a V8 CPU profile of each contender's process (docs/performance.md, "Performance").
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', RUN_SCRIPT, JSON.stringify(plan)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const kill = () => child.kill('SIGKILL');
-  process.once('exit', kill);
-  let result: RunReport | undefined;
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    if (line.startsWith(PROGRESS_PREFIX)) console.log(`    ${line.slice(PROGRESS_PREFIX.length)}`);
-    if (line.startsWith(RESULT_PREFIX)) result = JSON.parse(line.slice(RESULT_PREFIX.length)) as RunReport;
-  });
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  process.removeListener('exit', kill);
+  const { result, code, stderr } = await runBenchScript<RunReport>(RUN_SCRIPT, plan, { cwd: ROOT, nodeArgs: profile });
   if (result) return result;
   const lines = stderr
     .split('\n')

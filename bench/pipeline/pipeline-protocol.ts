@@ -26,8 +26,7 @@ export interface RunPlan {
 export const IDLE_STREAM_POLL_MS = 5000;
 
 /** The child prints `PROGRESS …` lines as it goes and one `RESULT {json}` line at the end. */
-export const PROGRESS_PREFIX = 'PROGRESS ';
-export const RESULT_PREFIX = 'RESULT ';
+export { PROGRESS_PREFIX, RESULT_PREFIX } from '../child-run';
 
 /** DynamoDB use of one table, as ReturnConsumedCapacity reports it (transactions apart: see TransactionUnits). */
 export interface TableUse {
