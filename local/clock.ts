@@ -25,7 +25,7 @@ export class LocalClock {
 }
 
 /** Moves of the test clock kept for a caller to ask how they ended; older ones are forgotten. */
-const MOVES_KEPT = 100;
+export const MOVES_KEPT = 100;
 
 /**
  * Moves of the test clock as jobs, run one at a time in the order asked: a move that closes a month of many

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { type _Record, DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { awsClients, useClock } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
@@ -165,6 +165,8 @@ export interface DeliveryStats {
 export class LambdaDriver {
   readonly stats: DeliveryStats = { invocations: {}, failedInvocations: {}, anomalies: {} };
   private readonly random: Random;
+  /** For what the driver itself does to the tables (a claim expiring), outside any invocation. */
+  private readonly documents: DynamoDBDocumentClient;
   private readonly positions = new Map<string, string>();
   private readonly delivered = new Map<string, _Record[]>();
   private sent = 0;
@@ -175,6 +177,7 @@ export class LambdaDriver {
     private readonly options: DriverOptions,
   ) {
     this.random = new Random(options.seed ^ 0x5eed);
+    this.documents = createDocumentClient(stack.dynamodb);
   }
 
   /** Sends a phase round by round (each later round sent later), then delivers them all in shuffled batches. */
@@ -286,7 +289,7 @@ export class LambdaDriver {
   }
 
   private async expireClaim(id: string): Promise<void> {
-    await createDocumentClient(this.stack.dynamodb).send(new UpdateCommand({ TableName: this.stack.tables.subjects, Key: { id }, UpdateExpression: 'REMOVE closeHolder, closeUntil' }));
+    await this.documents.send(new UpdateCommand({ TableName: this.stack.tables.subjects, Key: { id }, UpdateExpression: 'REMOVE closeHolder, closeUntil' }));
   }
 
   private async deliverStream(name: 'aggregate' | 'notify', shardId: string, records: _Record[], streamArn: string): Promise<void> {
