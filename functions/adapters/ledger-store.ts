@@ -90,11 +90,13 @@ function toItem(entry: LedgerEntry) {
     usageType: entry.usageType,
     quantity: entry.quantity,
     ...entry.dimensions,
+    ...(entry.credits ? { creditsUsageType: entry.credits.usageType, credits: entry.credits.quantity } : {}),
   };
   return {
     pk: eventKey(entry),
     ...content,
     quantity: NumberValue.from(entry.quantity),
+    ...(entry.credits ? { credits: NumberValue.from(entry.credits.quantity) } : {}),
     digest: createHash('sha256').update(JSON.stringify(content)).digest('base64url'),
     sentAt: entry.sentAt,
     hour: entry.hour,
@@ -121,7 +123,9 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
     const value = s(name);
     if (value !== undefined) dimensions[name] = value;
   }
-  return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
+  const creditsUsageType = s('creditsUsageType');
+  const credits = image.credits?.N;
+  return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions, ...(creditsUsageType && credits ? { credits: { usageType: creditsUsageType, quantity: credits } } : {}) };
 }
 
 /** A ledger item's version: its message's sent time and content digest, both changed by every write. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SCOPES } from './access/scopes';
+import { creditsIssues, creditsSchema } from './billing/credits';
 import { rateCardSchema } from './billing/rates';
 
 /**
@@ -81,6 +82,8 @@ export const configSchema = z
     apiKeys: z.array(apiKeyConfigSchema).default([]),
     /** Prices for reports; without one, reports carry quantities only. */
     rateCard: rateCardSchema.optional(),
+    /** Credits per action by usage type and event fields, counted under a usage type of their own (core/billing/credits.ts). */
+    credits: creditsSchema.optional(),
     ingest: z
       .strictObject({
         /** Events whose `time` is further ahead of the clock than this are rejected as future_time. */
@@ -136,6 +139,7 @@ export const configSchema = z
     for (const usageType of Object.keys(config.rateCard?.prices ?? {})) {
       if (!usageTypes.has(usageType)) ctx.addIssue({ code: 'custom', path: ['rateCard', 'prices', usageType], message: `unknown usage type "${usageType}"` });
     }
+    if (config.credits) for (const issue of creditsIssues(config.credits, usageTypes)) ctx.addIssue({ code: 'custom', path: ['credits', ...issue.path], message: issue.message });
     config.subjects.forEach((subject, i) => {
       if (!plans.has(subject.plan)) {
         ctx.addIssue({ code: 'custom', path: ['subjects', i, 'plan'], message: `unknown plan "${subject.plan}"` });

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { CLIENT_GRANT_KINDS, defaultTopUpExpiry, type Grant, units } from '../billing/balance';
 import type { AccountStore } from '../billing/billing-ports';
+import { pricedFields } from '../billing/credits';
 import { type Config, formatPath, idSchema, subjectSchema } from '../config';
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors';
 import { type LosslessNumber, parseExactJson } from '../exact-json';
@@ -146,7 +147,7 @@ export async function recordUsages(
     if (!result.ok) throw new InvalidRequestError(result.rejection.reason, `events[${index}]: ${result.rejection.detail}`);
     const { event } = result;
     // Only the fields ingest reads, each within its byte limit, so that every event fits a message.
-    const data = filled.data as { quantity: number | LosslessNumber };
+    const data = filled.data as { quantity: number | LosslessNumber } & Record<string, unknown>;
     const body = {
       specversion: '1.0',
       id: event.id,
@@ -154,7 +155,8 @@ export async function recordUsages(
       type: event.type,
       subject: event.subject,
       time: filled.time,
-      data: { usageType: event.usageType, quantity: data.quantity, ...event.dimensions },
+      // The fields the credit rules read come along, so that ingest prices the event as it was checked here.
+      data: { ...pricedFields(deps.config.credits, event.usageType, data), usageType: event.usageType, quantity: data.quantity, ...event.dimensions },
     };
     return { body, event };
   });

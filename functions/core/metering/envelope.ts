@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type CreditsConfig, type EventCredits, priceInCredits } from '../billing/credits';
 import { isLosslessNumber, LosslessNumber, parseExactJson, stringifyExactJson } from '../exact-json';
 import { FRACTION_DIGITS, type NanoUnits, toDecimalString, toNanoUnits } from '../quantity';
 
@@ -22,6 +23,7 @@ export const REJECTION_REASONS = [
   'too_old',
   'invalid_dimension',
   'field_too_long',
+  'unpriced',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
@@ -50,6 +52,8 @@ export interface UsageEvent {
   usageType: string;
   quantity: string;
   dimensions: Dimensions;
+  /** What the credit rate card charges for it, when it prices the usage type. */
+  credits?: EventCredits;
 }
 
 /** What validation needs to know about usage types and the clock. */
@@ -58,15 +62,20 @@ export interface EnvelopeRules {
   now: Date;
   maxFutureSeconds: number;
   retentionDays: number;
+  credits?: CreditsConfig;
 }
 
 /** A config's rules at an instant: ingest, `POST …/usages` and replay all validate with these. */
-export function envelopeRules(config: { usageTypes: readonly { id: string; allowFractions: boolean }[]; ingest: { maxFutureSeconds: number; retentionDays: number } }, now: Date): EnvelopeRules {
+export function envelopeRules(
+  config: { usageTypes: readonly { id: string; allowFractions: boolean }[]; ingest: { maxFutureSeconds: number; retentionDays: number }; credits?: CreditsConfig },
+  now: Date,
+): EnvelopeRules {
   return {
     usageTypes: new Map(config.usageTypes.map((u) => [u.id, u])),
     now,
     maxFutureSeconds: config.ingest.maxFutureSeconds,
     retentionDays: config.ingest.retentionDays,
+    ...(config.credits ? { credits: config.credits } : {}),
   };
 }
 
@@ -161,19 +170,14 @@ export function validateEvent(raw: unknown, rules: EnvelopeRules): Validated {
     const value = data[key];
     if (value !== undefined) dimensions[key] = value;
   }
-  return {
-    ok: true,
-    event: {
-      source: envelope.source,
-      id: envelope.id,
-      type: envelope.type,
-      subject: envelope.subject,
-      time: CANONICAL_TIME.test(envelope.time) ? envelope.time : new Date(millis).toISOString(),
-      usageType: data.usageType,
-      quantity: quantityText(data.quantity),
-      dimensions,
-    },
-  };
+  const time = CANONICAL_TIME.test(envelope.time) ? envelope.time : new Date(millis).toISOString();
+  const quantity = quantityText(data.quantity);
+  // Rules may name any field of `data` (model, token kind, options), so they read it as sent.
+  const pricing = priceInCredits(rules.credits, { usageType: data.usageType, time, quantity, data: (raw as { data: Record<string, unknown> }).data });
+  if (!pricing.ok) return reject('unpriced', pricing.detail);
+  const event: UsageEvent = { source: envelope.source, id: envelope.id, type: envelope.type, subject: envelope.subject, time, usageType: data.usageType, quantity, dimensions };
+  if (pricing.credits) event.credits = pricing.credits;
+  return { ok: true, event };
 }
 
 /** An SQS message body holds one event or a JSON array of events. */

@@ -32,6 +32,8 @@ export interface LedgerImage extends Buckets {
   groupId?: string;
   channel?: string;
   feature?: string;
+  /** What the credit rate card charged for the event, counted under its credits usage type beside the quantity. */
+  credits?: { usageType: string; quantity: string };
 }
 
 /** A ledger item: the event, its buckets, when its message was sent (its version), and when it expires. */
@@ -144,8 +146,13 @@ export function breakdownPolicy(rateCard: { prices: Record<string, { features: R
  */
 export const MAX_COUNTERS_PER_UPDATE = 250;
 export const MAX_COUNTER_BYTES_PER_CHUNK = 1_000_000;
-/** One change adds at most 2 counters to a day item and 3 to a cycle item per image, of two images. */
+/**
+ * One change adds at most 2 counters to a day item and 3 to a cycle item per image, of two images of a usage
+ * type (its old and new image; credits count under items of their own usage type).
+ */
 const MAX_COUNTERS_PER_CHANGE = 6;
+/** A change has at most four images: old and new, each with its credits. */
+const MAX_IMAGES_PER_CHANGE = 4;
 /** 'ch#YYYY-MM-DDTHH#' and a channel of at most 256 bytes (envelope FIELD_BYTE_LIMITS). */
 const MAX_COUNTER_NAME_BYTES = 17 + 256;
 
@@ -222,13 +229,24 @@ export const rollupSortKey = (kind: RollupKind, period: string, usageType: strin
 /** Sequence numbers are decimal strings of varying length; padded, they compare as strings. */
 export const padSequenceNumber = (sequenceNumber: string) => sequenceNumber.padStart(40, '0');
 
-/** The counter deltas of one change: −old image, +new image; nothing for a TTL expiry. */
+/**
+ * The counter deltas of one change: −old image, +new image; nothing for a TTL expiry. An image with credits
+ * counts twice: its quantity under its usage type, and its credits under theirs (`meteredImages`), so that a
+ * correction moves both and one transaction applies both.
+ */
 export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 1n | -1n }[] {
   if (change.expired) return [];
   const deltas: { image: LedgerImage; sign: 1n | -1n }[] = [];
-  if (change.oldImage) deltas.push({ image: change.oldImage, sign: -1n });
-  if (change.newImage) deltas.push({ image: change.newImage, sign: 1n });
+  if (change.oldImage) for (const image of meteredImages(change.oldImage)) deltas.push({ image, sign: -1n });
+  if (change.newImage) for (const image of meteredImages(change.newImage)) deltas.push({ image, sign: 1n });
   return deltas;
+}
+
+/** What a ledger image counts: itself, and for a priced event its credits as an image of the credits usage type. */
+export function meteredImages(image: LedgerImage): LedgerImage[] {
+  if (!image.credits) return [image];
+  const { credits, ...rest } = image;
+  return [image, { ...rest, usageType: credits.usageType, quantity: credits.quantity }];
 }
 
 /** Names one cycle item across subjects, as `closedCycles` holds it. */
@@ -271,8 +289,8 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
  * and an lane too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
- * event. One change touches at most 10 rollup items (day, cycle, user, group and late, of its old and its
- * new image) and one checkpoint, so `maxItems` must be at least 11.
+ * event. One change touches at most 20 rollup items (day, cycle, user, group and late, of its old and its
+ * new image and of their credits) and one checkpoint, so `maxItems` must be at least 21.
  */
 export function planChunks(
   changes: readonly LedgerChange[],
@@ -323,7 +341,7 @@ export function planChunks(
   };
   // A change whose counters might not fit its day or cycle item's update expression, or the chunk's bytes, starts a new chunk.
   const overflows = (keys: readonly string[]) =>
-    counterBytes + MAX_COUNTERS_PER_CHANGE * 2 * MAX_COUNTER_NAME_BYTES > MAX_COUNTER_BYTES_PER_CHUNK ||
+    counterBytes + MAX_COUNTERS_PER_CHANGE * MAX_IMAGES_PER_CHANGE * MAX_COUNTER_NAME_BYTES > MAX_COUNTER_BYTES_PER_CHUNK ||
     keys.some((key) => (current.get(key)?.counters.size ?? 0) + MAX_COUNTERS_PER_CHANGE > MAX_COUNTERS_PER_UPDATE);
 
   const flush = () => {

@@ -2,6 +2,7 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/metering-ports';
+import { meteredImages } from '../metering/rollups';
 import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import type { LedgerScanner, ReportStore } from './reporting-ports';
@@ -56,15 +57,18 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
   // Ledger totals per subject, cycle and usage type, and per local day.
   const ledger = new Map<string, { total: NanoUnits; days: Map<string, NanoUnits> }>();
   let events = 0;
-  for await (const event of deps.ledger.scan(filter.subject)) {
-    if (!known.has(event.subject)) continue;
+  for await (const stored of deps.ledger.scan(filter.subject)) {
+    if (!known.has(stored.subject)) continue;
     events += 1;
-    const key = cycleKey(event.subject, event.cycleStart, event.usageType);
-    const entry = ledger.get(key) ?? { total: 0n, days: new Map<string, NanoUnits>() };
-    const quantity = units(event.quantity);
-    entry.total += quantity;
-    entry.days.set(event.day, (entry.days.get(event.day) ?? 0n) + quantity);
-    ledger.set(key, entry);
+    // A priced event counts its credits under their usage type too.
+    for (const event of meteredImages(stored)) {
+      const key = cycleKey(event.subject, event.cycleStart, event.usageType);
+      const entry = ledger.get(key) ?? { total: 0n, days: new Map<string, NanoUnits>() };
+      const quantity = units(event.quantity);
+      entry.total += quantity;
+      entry.days.set(event.day, (entry.days.get(event.day) ?? 0n) + quantity);
+      ledger.set(key, entry);
+    }
   }
 
   const rows: AuditRow[] = [];

@@ -6,10 +6,13 @@ const rules = (overrides: Partial<EnvelopeRules> = {}): EnvelopeRules => ({
   usageTypes: new Map([
     ['tokens', { allowFractions: false }],
     ['credits', { allowFractions: true }],
+    ['images', { allowFractions: false }],
   ]),
   now: new Date(NOW),
   maxFutureSeconds: 300,
   retentionDays: 400,
+  // Images are priced from 1 November 2026, generation only.
+  credits: { usageType: 'credits', rates: { images: [{ from: '2026-11-01T00:00:00Z', rules: [{ when: { feature: 'generate' }, credits: 1_000_000_000n }], surcharges: [] }] } },
   ...overrides,
 });
 
@@ -100,6 +103,9 @@ const eventCases: [string, unknown, RejectionReason][] = [
   // Each within its limit, but ["source","id"] escaped as JSON is 2 × (1,000 + 200) + 7 = 2,407 bytes.
   ['source and id of quotes: a 2,407-byte key', event({ source: '"'.repeat(1000), id: '"'.repeat(200) }), 'field_too_long'],
   ['source and id of control characters: a 7,687-byte key', event({ source: '\u0001'.repeat(1024), id: '\u0001'.repeat(256) }), 'field_too_long'],
+  // unpriced: the credit rate card prices images, and no rule of it matches
+  ['an image of a feature no credit rule prices', event({}, { usageType: 'images', feature: 'upscale' }), 'unpriced'],
+  ['an image from before the first credit rates', event({ time: '2026-10-31T23:59:59.999Z' }, { usageType: 'images', feature: 'generate' }), 'unpriced'],
 ];
 
 const bodyCases: [string, string, RejectionReason][] = [

@@ -1,0 +1,226 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { isLosslessNumber, parse } from 'lossless-json';
+import { type LocalStack, startLocal } from '../../local/runtime';
+import { suiteClockStart } from '../../testkit/clock-start';
+import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
+
+/**
+ * The credit rate card end to end: a price list's actions sent over SQS (and one over POST …/usages) are priced
+ * at ingest, counted in credits beside their own quantities, corrected, repriced from a version's date on, and
+ * refused when no rule prices them. Every expected figure is worked out here from the price list below, in
+ * hundred-thousandths of a credit, never read from the code.
+ */
+
+const HOUR = 3_600_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Noon UTC of the suite's date: every event of the test falls on that day, inside a cycle anchored on the 1st. */
+const START = (() => {
+  const day = suiteClockStart();
+  return Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), 12);
+})();
+/** Background removal goes from 2 to 3 credits an image at this instant. */
+const PRICE_CHANGE = START - 2 * HOUR;
+const BEFORE = iso(START - 3 * HOUR);
+const AFTER = iso(START - HOUR);
+
+/** The price list, as the product publishes it. */
+const PRICE_LIST = {
+  generate: 1,
+  generateHighQuality: 2,
+  generateHighResolution: 9,
+  removeBackground: 2,
+  removeBackgroundFromPriceChange: 3,
+  ocr: 1,
+  upscale2x: 1,
+  upscale4x: 4,
+  upscale8x: 9,
+  transparent: 1,
+  /** Credits per token of the large model, by token kind. */
+  large: { input: '0.003', output: '0.015', cache_read: '0.0003', cache_write: '0.00375' },
+} as const;
+
+function rules(removeBackground: number) {
+  return {
+    rules: [
+      { when: { feature: 'generate', resolution: 'high' }, credits: PRICE_LIST.generateHighResolution },
+      { when: { feature: 'generate', quality: 'high' }, credits: PRICE_LIST.generateHighQuality },
+      { when: { feature: 'generate' }, credits: PRICE_LIST.generate },
+      { when: { feature: 'remove_background' }, credits: removeBackground },
+      { when: { feature: 'ocr' }, credits: PRICE_LIST.ocr },
+      { when: { feature: 'upscale', output: '8x' }, credits: PRICE_LIST.upscale8x },
+      { when: { feature: 'upscale', output: '4x' }, credits: PRICE_LIST.upscale4x },
+      { when: { feature: 'upscale' }, credits: PRICE_LIST.upscale2x },
+    ],
+    surcharges: [{ when: { transparent: true }, credits: PRICE_LIST.transparent }],
+  };
+}
+
+const CONFIG = {
+  usageTypes: [
+    { id: 'images', unit: 'image' },
+    { id: 'agent_tokens', unit: 'token' },
+    { id: 'credits', unit: 'credit', allowFractions: true },
+  ],
+  plans: [{ id: 'creator', quotas: { credits: { monthlyLimit: 500, overage: 'allow' }, images: { monthlyLimit: 1000, overage: 'allow' } } }],
+  subjects: ['ws_studio', 'ws_variations', 'ws_removal'].map((id) => ({ id, plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC' })),
+  credits: {
+    usageType: 'credits',
+    rates: {
+      images: [
+        { from: '2020-01-01T00:00:00Z', ...rules(PRICE_LIST.removeBackground) },
+        { from: iso(PRICE_CHANGE), ...rules(PRICE_LIST.removeBackgroundFromPriceChange) },
+      ],
+      agent_tokens: [
+        {
+          from: '2020-01-01T00:00:00Z',
+          rules: Object.entries(PRICE_LIST.large).map(([tokenKind, credits]) => ({ when: { model: 'large', tokenKind }, credits })),
+        },
+      ],
+    },
+  },
+  apiKeys: [{ key: ADMIN_KEY, scope: 'admin', name: 'tests' }],
+};
+
+/** Credits in hundred-thousandths, from a decimal of at most five places (the price list's): exact with integers alone. */
+const credits = (decimal: string | number) => {
+  const [whole = '0', fraction = ''] = String(decimal).split('.');
+  if (fraction.length > 5) throw new Error(`${decimal} has more than 5 decimals`);
+  return Number(whole) * 100_000 + Number(fraction.padEnd(5, '0'));
+};
+/** Hundred-thousandths as the shortest decimal, as the API writes it. */
+const decimal = (units: number) => {
+  const fraction = String(units % 100_000)
+    .padStart(5, '0')
+    .replace(/0+$/, '');
+  return `${Math.floor(units / 100_000)}${fraction ? `.${fraction}` : ''}`;
+};
+
+let stack: LocalStack;
+let client: StackClient;
+
+function event(id: string, time: string, data: Record<string, unknown>, subject = 'ws_studio') {
+  return JSON.stringify({ specversion: '1.0', id, source: '//studio', type: 'com.example.usage', subject, time, data });
+}
+
+async function quota(usageType: string, subject = 'ws_studio'): Promise<{ usedAmount: string }> {
+  const response = await fetch(`${stack.ready.api}/v1/workspaces/${subject}/quotas`, { headers: bearer(ADMIN_KEY) });
+  const body = parse(await response.text()) as { quotas: { usageType: string; usedAmount: unknown }[] };
+  const entry = body.quotas.find((q) => q.usageType === usageType);
+  const used = entry?.usedAmount;
+  return { usedAmount: isLosslessNumber(used) ? used.toString() : String(used) };
+}
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'credits-'));
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(CONFIG));
+  stack = await startLocal({ clockStart: new Date(START), configPath, onError: () => undefined });
+  client = new StackClient(stack);
+}, 180_000);
+
+afterAll(async () => {
+  client?.close();
+  await stack?.stop();
+});
+
+describe('credits priced by the rate card, counted beside quantities', () => {
+  // What each priced event costs, from the price list: quantity × (rule + surcharges).
+  const sent = {
+    variations: { quantity: 4, credits: 4 * credits(PRICE_LIST.generateHighQuality) },
+    removal: { quantity: 10, credits: 10 * credits(PRICE_LIST.removeBackground) },
+    ocr: { quantity: 3, credits: 3 * credits(PRICE_LIST.ocr) },
+    upscale: { quantity: 2, credits: 2 * (credits(PRICE_LIST.upscale4x) + credits(PRICE_LIST.transparent)) },
+    highResolution: { quantity: 1, credits: credits(PRICE_LIST.generateHighResolution) },
+    removalAfterChange: { quantity: 5, credits: 5 * credits(PRICE_LIST.removeBackgroundFromPriceChange) },
+    viaApi: { quantity: 3, credits: 3 * (credits(PRICE_LIST.generateHighQuality) + credits(PRICE_LIST.transparent)) },
+  };
+  const tokens = { input: 12_000, output: 3_000, cache_read: 50_000, cache_write: 1_000 };
+  const tokenCredits = Object.entries(tokens).reduce((sum, [kind, count]) => sum + count * credits(PRICE_LIST.large[kind as keyof typeof tokens]), 0);
+  const imageCount = Object.values(sent).reduce((sum, e) => sum + e.quantity, 0);
+  const imageCredits = Object.values(sent).reduce((sum, e) => sum + e.credits, 0);
+
+  test('the worked examples a customer sees: 4 higher-quality variations cost 8 credits, background removal on 10 images 20', async () => {
+    // Act
+    await client.send([
+      event('example-variations', BEFORE, { usageType: 'images', quantity: 4, feature: 'generate', quality: 'high' }, 'ws_variations'),
+      event('example-removal', BEFORE, { usageType: 'images', quantity: 10, feature: 'remove_background' }, 'ws_removal'),
+    ]);
+    await stack.settle();
+
+    // Assert
+    expect(await quota('credits', 'ws_variations')).toEqual({ usedAmount: '8' });
+    expect(await quota('credits', 'ws_removal')).toEqual({ usedAmount: '20' });
+  });
+
+  test('each event adds its credits and its own quantity once; an unpriced event is quarantined with its reason', async () => {
+    // Act: over SQS, a duplicate among them, and one event over POST …/usages
+    const bodies = [
+      event('variations', BEFORE, { usageType: 'images', quantity: 4, feature: 'generate', quality: 'high', channel: 'web' }),
+      event('removal', BEFORE, { usageType: 'images', quantity: 10, feature: 'remove_background', channel: 'api' }),
+      event('removal', BEFORE, { usageType: 'images', quantity: 10, feature: 'remove_background', channel: 'api' }),
+      event('ocr', BEFORE, { usageType: 'images', quantity: 3, feature: 'ocr', languages: ['en', 'fr', 'de'] }),
+      event('upscale', BEFORE, { usageType: 'images', quantity: 2, feature: 'upscale', output: '4x', transparent: true }),
+      event('high-resolution', BEFORE, { usageType: 'images', quantity: 1, feature: 'generate', resolution: 'high', quality: 'high' }),
+      event('removal-after-change', AFTER, { usageType: 'images', quantity: 5, feature: 'remove_background' }),
+      event('colorize', BEFORE, { usageType: 'images', quantity: 7, feature: 'colorize' }),
+      ...Object.entries(tokens).map(([tokenKind, quantity]) => event(`run-1-${tokenKind}`, BEFORE, { usageType: 'agent_tokens', quantity, model: 'large', tokenKind })),
+    ];
+    await client.send(bodies);
+    const posted = await fetch(`${stack.ready.api}/v1/workspaces/ws_studio/usages`, {
+      method: 'POST',
+      headers: bearer(ADMIN_KEY),
+      body: JSON.stringify({
+        specversion: '1.0',
+        id: 'via-api',
+        time: AFTER,
+        type: 'com.example.usage',
+        data: { usageType: 'images', quantity: 3, feature: 'generate', quality: 'high', transparent: true },
+      }),
+    });
+    await stack.settle();
+
+    // Assert
+    expect(posted.status).toBe(202);
+    expect(await quota('credits')).toEqual({ usedAmount: decimal(imageCredits + tokenCredits) });
+    expect(await quota('images')).toEqual({ usedAmount: String(imageCount) });
+    const quarantined = await client.quarantine('ws_studio');
+    expect(quarantined.map((q) => ({ reason: q.reason, id: (JSON.parse(q.body) as { id: string }).id }))).toEqual([{ reason: 'unpriced', id: 'colorize' }]);
+  });
+
+  test('POST …/usages refuses an event no rule prices with 400 unpriced, and queues nothing', async () => {
+    // Act
+    const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_studio/usages`, {
+      method: 'POST',
+      headers: bearer(ADMIN_KEY),
+      body: JSON.stringify([
+        { specversion: '1.0', time: AFTER, type: 'com.example.usage', data: { usageType: 'images', quantity: 1, feature: 'generate' } },
+        { specversion: '1.0', time: AFTER, type: 'com.example.usage', data: { usageType: 'agent_tokens', quantity: 100, model: 'small', tokenKind: 'input' } },
+      ]),
+    });
+    await stack.settle();
+
+    // Assert
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { code: string; message: string } }).error).toEqual({ code: 'unpriced', message: expect.stringContaining('events[1]') });
+    expect(await quota('credits')).toEqual({ usedAmount: decimal(imageCredits + tokenCredits) });
+  });
+
+  test("a correction moves the credits with the quantity, and the day's usage reads in credits", async () => {
+    // Act: the upscale was to 8x, not 4x, and of 3 images
+    await client.send([event('upscale', BEFORE, { usageType: 'images', quantity: 3, feature: 'upscale', output: '8x', transparent: true })]);
+    await stack.settle();
+
+    // Assert
+    const corrected = 3 * (credits(PRICE_LIST.upscale8x) + credits(PRICE_LIST.transparent));
+    expect(await quota('credits')).toEqual({ usedAmount: decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits) });
+    expect(await quota('images')).toEqual({ usedAmount: String(imageCount - sent.upscale.quantity + 3) });
+    const day = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), new Date(START).getUTCDate()));
+    const { body } = await client.get(`/v1/workspaces/ws_studio/usage?granularity=day&from=${day}&to=${iso(Date.parse(day) + 24 * HOUR)}&usageType=credits`);
+    const buckets = (body as { buckets: { usageType: string; quantity: number }[] }).buckets;
+    expect(buckets.map((b) => [b.usageType, b.quantity])).toEqual([['credits', Number(decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits))]]);
+  });
+});
