@@ -1,8 +1,19 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { isLosslessNumber, parse } from 'lossless-json';
+import { appContext } from '../../functions/adapters/app-context';
+import { createDocumentClient } from '../../functions/adapters/dynamodb';
+import { DynamoLeases } from '../../functions/adapters/lease-store';
+import { DynamoLedgerScanner } from '../../functions/adapters/ledger-store';
+import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
+import { repairSubject } from '../../functions/core/metering/repair';
+import { DEFAULT_BREAKDOWNS, rollupSortKey } from '../../functions/core/metering/rollups';
+import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
@@ -222,5 +233,57 @@ describe('credits priced by the rate card, counted beside quantities', () => {
     const { body } = await client.get(`/v1/workspaces/ws_studio/usage?granularity=day&from=${day}&to=${iso(Date.parse(day) + 24 * HOUR)}&usageType=credits`);
     const buckets = (body as { buckets: { usageType: string; quantity: number }[] }).buckets;
     expect(buckets.map((b) => [b.usageType, b.quantity])).toEqual([['credits', Number(decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits))]]);
+  });
+
+  test('the audit counts credits from the ledger as the rollups do, and a repair restores a damaged credits total from it', async () => {
+    // Arrange: the credits cycle item's total off by 1,000
+    const expected = await quota('credits');
+    const raw = new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    const streams = new DynamoDBStreamsClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    const documents = createDocumentClient(raw);
+    const audit = () =>
+      runAudit(
+        { subject: 'ws_studio' },
+        { config: stack.config, subjects: appContext.subjects(), ledger: appContext.ledgerScanner(), rollups: appContext.rollups(), accounts: appContext.accounts(), reports: appContext.reports() },
+      );
+    const cycleStart = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1));
+    try {
+      expect((await audit()).differences).toBe(0);
+      await documents.send(
+        new UpdateCommand({
+          TableName: stack.tables.rollups,
+          Key: { pk: 'ws_studio', sk: rollupSortKey('cycle', cycleStart, 'credits') },
+          UpdateExpression: 'ADD #t :d',
+          ExpressionAttributeNames: { '#t': 'total' },
+          ExpressionAttributeValues: { ':d': 1000 },
+        }),
+      );
+      expect((await audit()).differences).toBeGreaterThan(0);
+
+      // Act
+      const repaired = await repairSubject(
+        { subject: 'ws_studio' },
+        {
+          config: stack.config,
+          clock: stack.clock,
+          subjects: appContext.subjects(),
+          snapshots: appContext.accounts(),
+          ledger: new DynamoLedgerScanner(raw, stack.tables.ledger),
+          stream: new DynamoLedgerStream(streams, raw, stack.tables.ledger),
+          rollups: appContext.rollups(),
+          leases: new DynamoLeases(documents, stack.tables.accounts),
+          breakdowns: DEFAULT_BREAKDOWNS,
+          streamLagMs: 100,
+        },
+      );
+
+      // Assert: only the damaged item moved, back by 1,000
+      expect(repaired.items.map((i) => [i.item, i.total])).toEqual([[rollupSortKey('cycle', cycleStart, 'credits'), '-1000']]);
+      expect(await quota('credits')).toEqual(expected);
+      expect((await audit()).differences).toBe(0);
+    } finally {
+      streams.destroy();
+      raw.destroy();
+    }
   });
 });
