@@ -5,7 +5,10 @@
  * is priced from its items' sizes after the batch (bench/pipeline/capacity-meter.ts); the ledger write is one unit
  * per event (its items stay under 1 KB; `npm run bench` measures it end to end).
  *
- *   npm run bench:density            (also printed at the end of `npm run bench`)
+ * Run on its own, it also measures the same batches with every event priced in credits (the credit rate
+ * card: each event counts its credits under the credits usage type too), side by side with the unpriced ones.
+ *
+ *   npm run bench:density            (the unpriced curve is also printed at the end of `npm run bench`)
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
@@ -34,7 +37,7 @@ export interface DensityPoint {
 }
 
 /** One batch of `BATCH` records: `density` events for each of `BATCH / density` subjects, shuffled, in the last hour. */
-function batchOf(density: number, now: number, seed: number): LedgerChange[] {
+function batchOf(density: number, now: number, seed: number, priced: boolean): LedgerChange[] {
   const random = new Random(seed);
   const subjects = BATCH / density;
   const subjectOfRecord = Array.from({ length: BATCH }, (_, i) => i % subjects);
@@ -50,19 +53,21 @@ function batchOf(density: number, now: number, seed: number): LedgerChange[] {
       sequenceNumber: String(1_000_000 + i),
       newImage: {
         eventKey: JSON.stringify(['bench/density', `${density}-${i}`]),
-        subject: `ws_d${density}_${subjectIndex}`,
+        subject: `ws_d${density}${priced ? 'p' : ''}_${subjectIndex}`,
         usageType: 'tokens',
         quantity: String(1 + random.int(100)),
         hour: time.slice(0, 13),
         day,
         cycleStart,
         channel: CHANNELS[random.int(CHANNELS.length)] as string,
+        ...(priced ? { credits: { usageType: 'credits', quantity: String(1 + random.int(9)) } } : {}),
       },
     };
   });
 }
 
-export async function densityCurve(log: (line: string) => void = console.log): Promise<DensityPoint[]> {
+export async function densityCurve(log: (line: string) => void = console.log, options: { priced?: boolean } = {}): Promise<DensityPoint[]> {
+  const withCredits = options.priced ?? false;
   const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
   const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
   try {
@@ -73,7 +78,7 @@ export async function densityCurve(log: (line: string) => void = console.log): P
     const now = Date.now();
     for (const density of DENSITIES) {
       meter.startPhase(String(density));
-      const result = await aggregateChanges(`shard-density-${density}`, batchOf(density, now, density), { rollups });
+      const result = await aggregateChanges(`shard-density-${density}`, batchOf(density, now, density, withCredits), { rollups });
       if (result.failedSequenceNumber) throw new Error(`density ${density}: the batch failed at ${result.failedSequenceNumber}: ${String(result.error)}`);
       log(`  density ${density}: ${result.chunks} transactions`);
     }
@@ -108,8 +113,23 @@ export function densityTable(points: readonly DensityPoint[]): string {
   return lines.join('\n');
 }
 
+/** The unpriced and the priced curve side by side. */
+export function pricedTable(unpriced: readonly DensityPoint[], priced: readonly DensityPoint[]): string {
+  return [
+    '| events per subject per batch | items written, unpriced | items written, priced in credits | write units per event, unpriced | write units per event, priced in credits |',
+    '|---:|---:|---:|---:|---:|',
+    ...unpriced.map((u, i) => {
+      const p = priced[i] as DensityPoint;
+      return `| ${u.eventsPerSubject.toLocaleString('en-US')} | ${u.rollupItems.toLocaleString('en-US')} | ${p.rollupItems.toLocaleString('en-US')} | ${u.writeUnitsPerEvent.toFixed(2)} | ${p.writeUnitsPerEvent.toFixed(2)} |`;
+    }),
+  ].join('\n');
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`Write units per event against events per subject in one batch of ${BATCH.toLocaleString('en-US')} records (ledger 1 + rollups and checkpoints, sized):`);
   const points = await densityCurve();
   console.log(densityTable(points));
+  console.log('\nThe same batches, every event priced in credits:');
+  const priced = await densityCurve(console.log, { priced: true });
+  console.log(pricedTable(points, priced));
 }

@@ -19,10 +19,12 @@ import { FRACTION_DIGITS, type NanoUnits, toDecimalString, toNanoUnits } from '.
 /** Field values a rule compares with the event's `data` fields; a field the event does not have never matches. */
 const matchValue = z.union([z.string().max(256), z.number(), z.boolean()]);
 /** A data field a rule matches on: `feature`, `model`, `tokenKind`, `quality`, … (not the quantity). */
-const fieldName = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/, 'must be a data field name: a letter, then up to 63 letters, digits or _')
-  .refine((name) => name !== 'quantity' && name !== 'usageType', 'the quantity and usage type are not matched on');
+const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+function fieldNameProblem(name: string): string | undefined {
+  if (name === 'quantity' || name === 'usageType') return 'the quantity and usage type are not matched on';
+  if (!FIELD_NAME.test(name)) return 'must be a data field name: a letter, then up to 63 letters, digits or _';
+  return undefined;
+}
 
 /** At most 1,000,000 credits a unit with 9 decimals: a safe quantity's credits stay within 31 digits, inside DynamoDB's 38. */
 const MAX_CREDITS_PER_UNIT = 1_000_000;
@@ -38,7 +40,14 @@ const creditsPerUnit = z.union([z.number(), z.string()]).transform((value, ctx) 
 const ruleSchema = z.strictObject({
   /** Data fields and the values they must hold; `{}` matches every event. */
   when: z
-    .record(fieldName, matchValue)
+    .record(z.string(), matchValue)
+    .superRefine((when, ctx) => {
+      // Named here rather than by the record's key schema, so that the message says what is wrong with the name.
+      for (const name of Object.keys(when)) {
+        const problem = fieldNameProblem(name);
+        if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
+      }
+    })
     .refine((when) => Object.keys(when).length <= 10, 'at most 10 fields per rule')
     .default({}),
   /** Credits per unit of quantity. */
