@@ -8,15 +8,13 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { isLosslessNumber, parse } from 'lossless-json';
 import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
-import { DynamoLeases } from '../../functions/adapters/lease-store';
-import { DynamoLedgerScanner } from '../../functions/adapters/ledger-store';
-import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { repairSubject } from '../../functions/core/metering/repair';
-import { DEFAULT_BREAKDOWNS, rollupSortKey } from '../../functions/core/metering/rollups';
+import { rollupSortKey } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
+import { localRepairDeps } from '../support/repair-deps';
 
 /**
  * The credit rate card end to end: a price list's actions sent over SQS (and one over POST …/usages) are priced
@@ -261,21 +259,7 @@ describe('credits priced by the rate card, counted beside quantities', () => {
       expect((await audit()).differences).toBeGreaterThan(0);
 
       // Act
-      const repaired = await repairSubject(
-        { subject: 'ws_studio' },
-        {
-          config: stack.config,
-          clock: stack.clock,
-          subjects: appContext.subjects(),
-          snapshots: appContext.accounts(),
-          ledger: new DynamoLedgerScanner(raw, stack.tables.ledger),
-          stream: new DynamoLedgerStream(streams, raw, stack.tables.ledger),
-          rollups: appContext.rollups(),
-          leases: new DynamoLeases(documents, stack.tables.accounts),
-          breakdowns: DEFAULT_BREAKDOWNS,
-          streamLagMs: 100,
-        },
-      );
+      const repaired = await repairSubject({ subject: 'ws_studio' }, localRepairDeps(stack, raw, streams, appContext.rollups()));
 
       // Assert: only the damaged item moved, back by 1,000
       expect(repaired.items.map((i) => [i.item, i.total])).toEqual([[rollupSortKey('cycle', cycleStart, 'credits'), '-1000']]);

@@ -7,16 +7,16 @@ import { appContext } from '../../functions/adapters/app-context';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoLeases } from '../../functions/adapters/lease-store';
 import { DynamoLedger, DynamoLedgerScanner } from '../../functions/adapters/ledger-store';
-import { DynamoLedgerStream } from '../../functions/adapters/ledger-stream';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { type RepairDeps, RepairRefusedError, type RepairResult, repairSubject } from '../../functions/core/metering/repair';
-import { checkpointLaneOf, DEFAULT_BREAKDOWNS, type LedgerImage } from '../../functions/core/metering/rollups';
+import { checkpointLaneOf, type LedgerImage } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { usageEvent } from '../../testkit/events';
 import { type TestEvent, utcCycleStart } from '../../testkit/ground-truth';
 import { StackClient } from '../support/local-stack';
+import { localRepairDeps } from '../support/repair-deps';
 
 /**
  * `usage-pipeline repair` restores a workspace's rollups from the ledger while events keep flowing: damage of
@@ -73,18 +73,7 @@ afterAll(async () => {
 });
 
 function repairDeps(): RepairDeps {
-  return {
-    config: stack.config,
-    clock: stack.clock,
-    subjects: appContext.subjects(),
-    snapshots: appContext.accounts(),
-    ledger: new DynamoLedgerScanner(raw, stack.tables.ledger),
-    stream: new DynamoLedgerStream(streams, raw, stack.tables.ledger),
-    rollups,
-    leases: new DynamoLeases(documents, stack.tables.accounts),
-    breakdowns: DEFAULT_BREAKDOWNS,
-    streamLagMs: 100,
-  };
+  return localRepairDeps(stack, raw, streams, rollups);
 }
 
 /** `count` events of a subject within the last hour of the stack's clock, over three channels and users; one in five is a correction of an earlier one. */

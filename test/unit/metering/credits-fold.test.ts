@@ -1,5 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { type Chunk, changeDeltas, type LedgerChange, type LedgerImage, meteredImages, planChunks } from '../../../functions/core/metering/rollups';
+import { changeDeltas, type LedgerChange, type LedgerImage, meteredImages, planChunks } from '../../../functions/core/metering/rollups';
+import { closedKey, plain } from './plain-chunks';
 
 /**
  * Credits in the fold: a ledger image with credits counts its quantity under its usage type and its credits
@@ -11,9 +12,6 @@ const NANO = 1_000_000_000n;
 const NOV = '2026-11-15T00:00:00.000Z';
 const OCT = '2026-10-15T00:00:00.000Z';
 const EVENT = '["//studio","variations"]';
-
-/** The key of a cycle item as `closedCycles` holds it, written out by hand. */
-const closedKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000C#${cycleStart}#${usageType}`;
 
 /** Four higher-quality variations: 4 images, 8 credits. */
 const image = (overrides: Partial<LedgerImage> = {}): LedgerImage => ({
@@ -27,24 +25,6 @@ const image = (overrides: Partial<LedgerImage> = {}): LedgerImage => ({
   credits: { usageType: 'credits', quantity: '8' },
   ...overrides,
 });
-
-interface PlainUpdate {
-  item: string;
-  total: bigint;
-  closed?: boolean;
-  counters: Record<string, bigint>;
-}
-
-/** A chunk's updates as sorted plain objects, so expectations can be written by hand. */
-const plain = (chunk: Chunk | undefined): PlainUpdate[] =>
-  (chunk?.updates ?? [])
-    .map((u) => ({
-      item: `${u.subject} ${u.usageType} ${u.kind} ${u.period}${u.member === undefined ? '' : ` ${u.member}`}`,
-      total: u.total,
-      ...(u.closed === undefined ? {} : { closed: u.closed }),
-      counters: Object.fromEntries(u.counters),
-    }))
-    .sort((a, b) => (a.item < b.item ? -1 : 1));
 
 describe('meteredImages and changeDeltas', () => {
   test('an image without credits counts once, as itself', () => {

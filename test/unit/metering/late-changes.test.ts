@@ -2,6 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { aggregateChanges } from '../../../functions/core/metering/aggregate';
 import { type Chunk, CyclesClosedError, cycleItemKey, type LedgerChange, type LedgerImage, planChunks } from '../../../functions/core/metering/rollups';
 import { addTo, flatKey, InMemoryRollupWriter } from '../../support/fakes';
+import { closedKey, plain } from './plain-chunks';
 import { chunkTotals, generateChanges, hadToClose, modelTotals, nano, sorted } from './rollup-model';
 
 /**
@@ -15,9 +16,6 @@ const SHARD = 'shardId-00000001700000000000-late0001';
 const OCT = '2026-10-15T00:00:00.000Z';
 const NOV = '2026-11-15T00:00:00.000Z';
 
-/** The key of a cycle item as `closedCycles` and the store's closed set hold it, written out by hand. */
-const closedKey = (subject: string, cycleStart: string, usageType: string) => `${subject}\u0000C#${cycleStart}#${usageType}`;
-
 const key = (id: string) => `["test","${id}"]`;
 const image = (overrides: Partial<LedgerImage> = {}): LedgerImage => ({
   eventKey: key('e1'),
@@ -29,24 +27,6 @@ const image = (overrides: Partial<LedgerImage> = {}): LedgerImage => ({
   cycleStart: OCT,
   ...overrides,
 });
-
-interface PlainUpdate {
-  item: string;
-  total: bigint;
-  closed?: boolean;
-  counters: Record<string, bigint>;
-}
-
-/** A chunk's updates as sorted plain objects, so expectations can be written by hand. */
-const plain = (chunk: Chunk | undefined): PlainUpdate[] =>
-  (chunk?.updates ?? [])
-    .map((u) => ({
-      item: `${u.subject} ${u.usageType} ${u.kind} ${u.period}${u.member === undefined ? '' : ` ${u.member}`}`,
-      total: u.total,
-      ...(u.closed === undefined ? {} : { closed: u.closed }),
-      counters: Object.fromEntries(u.counters),
-    }))
-    .sort((a, b) => (a.item < b.item ? -1 : 1));
 
 const isLateKey = (flat: string) => flat.split('|')[2] === 'late' || flat.endsWith('|late');
 /** Rollup totals without the late accounting (late items and closed cycles' late counters). */
