@@ -11,8 +11,9 @@ import { DEPLOYED_ROUTES, ROUTES, type RouteKey } from './contract/routes';
 import { authenticate, authorize, createKey, keyBodySchema, listKeys, type Principal, revokeKey } from './core/access/api-keys';
 import type { Access } from './core/access/scopes';
 import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, putWorkspace, recordUsages, testClockBodySchema, workspaceBodySchema } from './core/access/workspaces';
+import { creditBalance, creditHeaders } from './core/billing/credit-balance';
 import { quotaView } from './core/billing/quotas';
-import { InvalidRequestError, NotFoundError } from './core/errors';
+import { ForbiddenError, InvalidRequestError, NotFoundError } from './core/errors';
 import { quarantineQuerySchema } from './core/metering/ingest';
 import {
   memberTopQuerySchema,
@@ -60,16 +61,27 @@ const getUsage: Route = async (event) => {
   return json(200, await queryUsage(workspaceId(event), query, { subjects: appContext.subjects(), rollups: appContext.rollups() }));
 };
 
-const getQuotas: Route = async (event) =>
-  json(
-    200,
-    await quotaView(workspaceId(event), { config: appContext.config(), subjects: appContext.subjects(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() }),
-  );
+const quotaDeps = () => ({ config: appContext.config(), subjects: appContext.subjects(), rollups: appContext.rollups(), accounts: appContext.accounts(), clock: appContext.clock() });
+
+const getQuotas: Route = async (event) => json(200, await quotaView(workspaceId(event), quotaDeps()));
+
+/** The calling workspace key's own balance. */
+const getCreditBalance: Route = async (_event, caller) => {
+  const { scope, subject } = callerOf(caller);
+  if (!subject) throw new ForbiddenError('forbidden_scope', `a ${scope} key has no workspace of its own: GET /v1/workspaces/{id}/quotas reads any workspace's`);
+  return json(200, await creditBalance(subject, quotaDeps()));
+};
 
 const listUsageTypes: Route = async () => json(200, { usageTypes: appContext.config().usageTypes.map(({ id, unit, allowFractions }) => ({ id, unit, allowFractions })) });
 
-const postUsages: Route = async (event) =>
-  json(202, await recordUsages(workspaceId(event), event.body, { config: appContext.config(), subjects: appContext.subjects(), queue: appContext.usageQueue(), clock: appContext.clock() }));
+/** Queues the events, and answers with the workspace's credit balance as it stands before they are counted. */
+const postUsages: Route = async (event) => {
+  const id = workspaceId(event);
+  const recorded = await recordUsages(id, event.body, { config: appContext.config(), subjects: appContext.subjects(), queue: appContext.usageQueue(), clock: appContext.clock() });
+  const response = json(202, recorded);
+  if (!appContext.config().credits) return response;
+  return { ...response, headers: { ...response.headers, ...creditHeaders(await creditBalance(id, quotaDeps())) } };
+};
 
 const putWorkspaceRoute: Route = async (event) => {
   const { created, workspace } = await putWorkspace(workspaceId(event), parseBody(workspaceBodySchema, event.body), {
@@ -215,6 +227,7 @@ const HANDLERS: Record<RouteKey, Route> = {
   'GET /v1/workspaces/{id}/closes': listCloses,
   'GET /v1/usage-types': listUsageTypes,
   'GET /v1/me': getMe,
+  'GET /v1/usage': getCreditBalance,
   'GET /v1/quarantine': listQuarantine,
   'POST /v1/keys': postKey,
   'GET /v1/keys': getKeys,

@@ -257,6 +257,11 @@ function toUpdate(update: RollupUpdate, appliedAt: string) {
     sets.push('#member = :member');
   }
   const adds = ['#total :total'];
+  if (update.requests !== undefined && update.requests !== 0n) {
+    names['#requests'] = 'requests';
+    values[':requests'] = NumberValue.from(update.requests.toString());
+    adds.push('#requests :requests');
+  }
   let condition: string | undefined;
   if (update.kind === 'cycle' && update.closed) {
     adds.push('#late :late');
@@ -309,6 +314,7 @@ function toRow(item: Record<string, unknown>, kind: RollupKind): RollupRow {
     period: String(item.period),
     ...(typeof item.member === 'string' ? { member: item.member } : {}),
     total: numberText(item.total),
+    ...(item.requests !== undefined ? { requests: numberText(item.requests) } : {}),
     ...(item.late !== undefined ? { late: numberText(item.late) } : {}),
     ...(typeof item.closedAt === 'string' ? { closedAt: item.closedAt } : {}),
     ...(item[ADMITTED.channel] !== undefined || item[ADMITTED.feature] !== undefined

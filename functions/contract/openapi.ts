@@ -78,8 +78,10 @@ const quotaEntrySchema = z.object({
   usedAmount: amount,
   usedAmountDaily: amount,
   availableAmount: amount,
-  bonusAmount: amount,
+  bonusAmount: amount.describe('bonus and purchased top-up credits still available'),
+  topupAmount: amount.describe('the purchased top-up part of bonusAmount'),
   spilloverAmount: amount,
+  requests: z.number().int().describe('events counted this cycle'),
   fairUseLimitReached: z.boolean(),
   canUse: z.boolean(),
   cycleStart: instant,
@@ -282,6 +284,34 @@ export const ROUTE_DOCS = {
   'GET /v1/me': {
     summary: 'The calling key: its scope and, for a workspace key, its workspace',
     responses: { 200: { description: 'the key', schema: z.object({ keyId: z.string(), scope: z.enum(SCOPES), subject: z.string().optional() }) } },
+  },
+  'GET /v1/usage': {
+    summary: "The calling workspace key's credit balance: included, purchased and bonus, in credits and in minor units (read only)",
+    responses: {
+      200: {
+        description: 'credit balance',
+        schema: z.object({
+          period_start: instant,
+          requests: z.number().int(),
+          billable_units: amount.nullable(),
+          credits: z
+            .object({
+              balance: amount,
+              balance_cents: z.number().int().nullable(),
+              currency: z.string().nullable(),
+              included: amount,
+              included_cents: z.number().int().nullable(),
+              purchased: amount,
+              purchased_cents: z.number().int().nullable(),
+              bonus: amount,
+              bonus_cents: z.number().int().nullable(),
+              estimated_requests_remaining: z.number().int().nullable(),
+              auto_reload_enabled: z.boolean(),
+            })
+            .nullable(),
+        }),
+      },
+    },
   },
   'GET /v1/quarantine': {
     summary: 'Rejected events with their reason (admin)',

@@ -22,6 +22,7 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/closes', access: 'workspace-read' },
   { method: 'GET', path: '/v1/usage-types', access: 'any' },
   { method: 'GET', path: '/v1/me', access: 'any' },
+  { method: 'GET', path: '/v1/usage', access: 'any' },
   { method: 'GET', path: '/v1/quarantine', access: 'admin' },
   { method: 'POST', path: '/v1/keys', access: 'admin' },
   { method: 'GET', path: '/v1/keys', access: 'admin' },

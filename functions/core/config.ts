@@ -53,6 +53,8 @@ export const quotaSchema = z.strictObject({
 export const planSchema = z.strictObject({
   id,
   quotas: z.record(z.string(), quotaSchema),
+  /** Usage types the plan leaves out: their `canUse` is false whatever the credits (a free plan without images). */
+  excludes: z.array(z.string()).default([]),
 });
 
 export const subjectSchema = z.strictObject({
@@ -130,6 +132,10 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', path: ['plans', i, 'quotas', usageType], message: `unknown usage type "${usageType}"` });
         }
       }
+      plan.excludes.forEach((usageType, j) => {
+        if (!usageTypes.has(usageType)) ctx.addIssue({ code: 'custom', path: ['plans', i, 'excludes', j], message: `unknown usage type "${usageType}"` });
+        else if (plan.quotas[usageType]) ctx.addIssue({ code: 'custom', path: ['plans', i, 'excludes', j], message: `"${usageType}" has a quota in this plan` });
+      });
     });
     const keys = new Set<string>();
     config.apiKeys.forEach((apiKey, i) => {

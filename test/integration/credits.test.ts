@@ -13,6 +13,7 @@ import { rollupSortKey } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
+import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
 import { localRepairDeps } from '../support/repair-deps';
 
@@ -52,6 +53,10 @@ const PRICE_LIST = {
   large: { input: '0.003', output: '0.015', cache_read: '0.0003', cache_write: '0.00375' },
 } as const;
 
+const CENTS_PER_CREDIT = 5;
+const BURN_KEY = 'burn-workspace-key-000000000000';
+const EMPTY_KEY = 'empty-workspace-key-00000000000';
+
 function rules(removeBackground: number) {
   return {
     rules: [
@@ -74,8 +79,17 @@ const CONFIG = {
     { id: 'agent_tokens', unit: 'token' },
     { id: 'credits', unit: 'credit', allowFractions: true },
   ],
-  plans: [{ id: 'creator', quotas: { credits: { monthlyLimit: 500, overage: 'allow' }, images: { monthlyLimit: 1000, overage: 'allow' } } }],
-  subjects: ['ws_studio', 'ws_variations', 'ws_removal'].map((id) => ({ id, plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC' })),
+  plans: [
+    { id: 'creator', quotas: { credits: { monthlyLimit: 500, overage: 'allow' }, images: { monthlyLimit: 1000, overage: 'allow' } } },
+    // A small plan that leaves the agent out.
+    { id: 'starter', quotas: { credits: { monthlyLimit: 10, overage: 'allow' } }, excludes: ['agent_tokens'] },
+  ],
+  subjects: [
+    ...['ws_studio', 'ws_variations', 'ws_removal'].map((id) => ({ id, plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC' })),
+    ...['ws_burn', 'ws_empty'].map((id) => ({ id, plan: 'starter', billingAnchorDay: 1, timeZone: 'UTC' })),
+  ],
+  // 5 cents a credit.
+  rateCard: { currency: 'USD', prices: { credits: { unitPrice: CENTS_PER_CREDIT } } },
   credits: {
     usageType: 'credits',
     rates: {
@@ -91,7 +105,11 @@ const CONFIG = {
       ],
     },
   },
-  apiKeys: [{ key: ADMIN_KEY, scope: 'admin', name: 'tests' }],
+  apiKeys: [
+    { key: ADMIN_KEY, scope: 'admin', name: 'tests' },
+    { key: BURN_KEY, scope: 'workspace', subject: 'ws_burn' },
+    { key: EMPTY_KEY, scope: 'workspace', subject: 'ws_empty' },
+  ],
 };
 
 /** Credits in hundred-thousandths, from a decimal of at most five places (the price list's): exact with integers alone. */
@@ -269,5 +287,110 @@ describe('credits priced by the rate card, counted beside quantities', () => {
       streams.destroy();
       raw.destroy();
     }
+  });
+});
+
+describe('the balance a credit-selling product shows: GET /v1/usage, its headers, the burn order and plan gating', () => {
+  // ws_burn (starter: 10 credits a month) holds a bonus of 30 (never expires) and a top-up of 50 (expires in
+  // 12 months), and uses 10 images of background removal (20 credits) and 4 higher-quality variations (8).
+  const MONTHLY = 10;
+  const BONUS = 30;
+  const TOPUP = 50;
+  const used = 10 * PRICE_LIST.removeBackground + 4 * PRICE_LIST.generateHighQuality;
+  // Burn order: the monthly allowance first, then the top-up (it expires), then the bonus (it never does).
+  const overflow = used - MONTHLY;
+  const topupLeft = TOPUP - Math.min(TOPUP, overflow);
+  const bonusLeft = BONUS - Math.max(0, overflow - TOPUP);
+  const balance = topupLeft + bonusLeft;
+
+  async function usage(key: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    const response = await fetch(`${stack.ready.api}/v1/usage`, { headers: bearer(key) });
+    const body = (await response.json()) as Record<string, unknown>;
+    checkResponse('GET', '/v1/usage', response.status, body);
+    return { status: response.status, body };
+  }
+
+  beforeAll(async () => {
+    for (const grant of [
+      { id: 'promo', kind: 'bonus', usageType: 'credits', amount: BONUS },
+      { id: 'pack-50', kind: 'topup', usageType: 'credits', amount: TOPUP },
+      { id: 'agent-trial', kind: 'bonus', usageType: 'agent_tokens', amount: 1000 },
+    ]) {
+      const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_burn/grants`, { method: 'POST', headers: bearer(ADMIN_KEY), body: JSON.stringify(grant) });
+      expect(response.status).toBe(201);
+    }
+    await client.send([
+      event('burn-removal', BEFORE, { usageType: 'images', quantity: 10, feature: 'remove_background' }, 'ws_burn'),
+      event('burn-variations', BEFORE, { usageType: 'images', quantity: 4, feature: 'generate', quality: 'high' }, 'ws_burn'),
+    ]);
+    await stack.settle();
+  });
+
+  test('GET /v1/usage splits the balance into included, purchased and bonus, in credits and cents, for the calling key', async () => {
+    // Act
+    const { status, body } = await usage(BURN_KEY);
+
+    // Assert
+    expect(status).toBe(200);
+    expect(body).toEqual({
+      period_start: iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1)),
+      requests: 2,
+      billable_units: used,
+      credits: {
+        balance,
+        balance_cents: balance * CENTS_PER_CREDIT,
+        currency: 'USD',
+        included: 0,
+        included_cents: 0,
+        purchased: topupLeft,
+        purchased_cents: topupLeft * CENTS_PER_CREDIT,
+        bonus: bonusLeft,
+        bonus_cents: bonusLeft * CENTS_PER_CREDIT,
+        estimated_requests_remaining: Math.floor((balance * 2) / used),
+        auto_reload_enabled: false,
+      },
+    });
+  });
+
+  test('an empty workspace reads its whole allowance and no estimate; a key without a workspace is refused', async () => {
+    // Act
+    const empty = await usage(EMPTY_KEY);
+    const admin = await usage(ADMIN_KEY);
+
+    // Assert
+    expect(empty.body).toMatchObject({
+      requests: 0,
+      billable_units: 0,
+      credits: { balance: MONTHLY, balance_cents: MONTHLY * CENTS_PER_CREDIT, included: MONTHLY, purchased: 0, bonus: 0, estimated_requests_remaining: null },
+    });
+    expect(admin.status).toBe(403);
+    expect((admin.body.error as { code: string }).code).toBe('forbidden_scope');
+  });
+
+  test('POST …/usages answers with the balance in X-Credits-Balance and X-Credits-Requests-Remaining', async () => {
+    // Act
+    const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_burn/usages`, {
+      method: 'POST',
+      headers: bearer(BURN_KEY),
+      body: JSON.stringify({ specversion: '1.0', time: AFTER, type: 'com.example.usage', data: { usageType: 'images', quantity: 1, feature: 'ocr' } }),
+    });
+    await stack.settle();
+
+    // Assert: the balance before the request's own event is counted
+    expect(response.status).toBe(202);
+    expect([response.headers.get('x-credits-balance'), response.headers.get('x-credits-requests-remaining')]).toEqual([String(balance), String(Math.floor((balance * 2) / used))]);
+    const after = await usage(BURN_KEY);
+    expect(after.body).toMatchObject({ requests: 3, billable_units: used + PRICE_LIST.ocr, credits: { balance: balance - PRICE_LIST.ocr } });
+  });
+
+  test('the quota view counts requests beside units, tells top-ups apart, and a plan that leaves a usage type out never allows it', async () => {
+    // Act
+    const response = await fetch(`${stack.ready.api}/v1/workspaces/ws_burn/quotas`, { headers: bearer(ADMIN_KEY) });
+    const { quotas } = (await response.json()) as { quotas: Record<string, unknown>[] };
+
+    // Assert: 3 priced events by now (the OCR of the test above)
+    const byType = Object.fromEntries(quotas.map((q) => [q.usageType, q]));
+    expect(byType.credits).toMatchObject({ requests: 3, bonusAmount: topupLeft - PRICE_LIST.ocr + bonusLeft, topupAmount: topupLeft - PRICE_LIST.ocr, canUse: true });
+    expect(byType.agent_tokens).toMatchObject({ availableAmount: 1000, canUse: false });
   });
 });

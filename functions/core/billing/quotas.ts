@@ -26,8 +26,13 @@ export interface QuotaEntry {
   usedAmount: Amount;
   usedAmountDaily: Amount;
   availableAmount: Amount;
+  /** Bonus and purchased top-up credits still available (both, as before top-ups were told apart). */
   bonusAmount: Amount;
+  /** The purchased top-up part of `bonusAmount`. */
+  topupAmount: Amount;
   spilloverAmount: Amount;
+  /** Events counted this cycle (a priced event counts under its usage type and under the credits usage type). */
+  requests: number;
   fairUseLimitReached: boolean;
   canUse: boolean;
   cycleStart: string;
@@ -62,7 +67,8 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
   // A credit granted at this very millisecond counts.
   const grantedBefore = new Date(now.getTime() + 1).toISOString();
   const held = grants.filter((g) => g.kind !== 'spillover' && g.grantedAt < grantedBefore && (g.expiresAt === undefined || g.expiresAt > nowIso));
-  const usageTypes = [...new Set([...Object.keys(plan?.quotas ?? {}), ...held.map((g) => g.usageType)])].sort();
+  const excluded = new Set(plan?.excludes ?? []);
+  const usageTypes = [...new Set([...Object.keys(plan?.quotas ?? {}), ...held.map((g) => g.usageType), ...excluded])].sort();
 
   const quotas = usageTypes.map((usageType): QuotaEntry => {
     const quota = plan?.quotas[usageType];
@@ -73,7 +79,9 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
     const spilloverIn = granted || previousSnapshot?.status !== 'closing' ? spilloverInto(grants, usageType, cycle) : units(previousSnapshot.usage[usageType]?.spilloverOut ?? '0');
     const balance = cycleBalance({ quota, used: units(row?.total ?? '0'), spilloverIn, credits });
     // Credits that expired earlier in this cycle absorbed overflow while they lasted; what is left of them is gone.
-    const bonus = credits.reduce((sum, c) => sum + (c.grant.expiresAt === undefined || c.grant.expiresAt > nowIso ? (balance.creditsLeft.get(c.grant.id) ?? 0n) : 0n), 0n);
+    const left = (c: (typeof credits)[number]) => (c.grant.expiresAt === undefined || c.grant.expiresAt > nowIso ? (balance.creditsLeft.get(c.grant.id) ?? 0n) : 0n);
+    const bonus = credits.reduce((sum, c) => sum + left(c), 0n);
+    const topup = credits.reduce((sum, c) => sum + (c.grant.kind === 'topup' ? left(c) : 0n), 0n);
     const available = balance.allowanceLeft + bonus;
     const usedDaily = units(row?.counters[today] ?? '0');
     const dailyLimit = quota?.dailyLimit;
@@ -87,9 +95,12 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
       usedAmountDaily: toAmount(usedDaily),
       availableAmount: toAmount(available),
       bonusAmount: toAmount(bonus),
+      topupAmount: toAmount(topup),
       spilloverAmount: toAmount(balance.spilloverIn),
+      requests: Number(row?.requests ?? '0'),
       fairUseLimitReached: quota?.fairUseLimit !== undefined && balance.used >= units(quota.fairUseLimit),
-      canUse: !blocked && !overDaily,
+      // A usage type the plan leaves out is never usable, whatever credits the workspace holds.
+      canUse: !blocked && !overDaily && !excluded.has(usageType),
       cycleStart: cycle.start,
       cycleEnd: cycle.end,
     };

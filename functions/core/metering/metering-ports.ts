@@ -63,6 +63,8 @@ export interface RollupRow {
   /** The user or group of a member item; the event key of a late item. */
   member?: string;
   total: string;
+  /** How many events the item counts (absent on items written before it was kept, and on late items). */
+  requests?: string;
   /** Of a closed cycle item: the part of `total` applied after the close (late events and corrections). */
   late?: string;
   /** Of a cycle item: when its cycle was closed. */

@@ -298,6 +298,7 @@ function fold(signed: readonly { image: LedgerImage; sign: 1 | -1 }[], states: R
         continue;
       }
       into.total += update.total;
+      if (update.requests !== undefined) into.requests = (into.requests ?? 0n) + update.requests;
       for (const [name, delta] of update.counters) into.counters.set(name, (into.counters.get(name) ?? 0n) + delta);
       for (const dimension of ['channel', 'feature'] as const) {
         const admit = update.admit?.[dimension];
@@ -336,6 +337,9 @@ function difference(
     }
     const update: RollupUpdate = { subject, usageType: shape.usageType, kind: shape.kind, period: shape.period, total: (want?.total ?? 0n) - units(have?.total ?? '0'), counters };
     if (shape.member !== undefined) update.member = shape.member;
+    // Items written before events were counted have no count: the repair writes the ledger's.
+    const requests = (want?.requests ?? 0n) - BigInt(have?.requests ?? '0');
+    if (requests !== 0n) update.requests = requests;
     for (const dimension of ['channel', 'feature'] as const) {
       const prefix = dimension === 'channel' ? 'c#' : 'f#';
       const values = want?.admit?.[dimension]?.values.filter((v) => counters.has(`${prefix}${v}`)) ?? [];
@@ -346,11 +350,11 @@ function difference(
       // snapshot is not written yet counts the whole change as late (the close leaves `late` out of `used`).
       const used = cycles.used(update.period, update.usageType);
       const late = used === undefined ? update.total : (want?.total ?? 0n) - used - units(have.late ?? '0');
-      if (update.total === 0n && late === 0n && counters.size === 0 && !update.admit) continue;
+      if (update.total === 0n && requests === 0n && late === 0n && counters.size === 0 && !update.admit) continue;
       update.closed = true;
       update.late = late;
       if (late !== 0n) updates.push({ subject, usageType: update.usageType, kind: 'late', period: update.period, member: repairKey, total: late, counters: new Map() });
-    } else if (update.total === 0n && counters.size === 0 && !update.admit) {
+    } else if (update.total === 0n && requests === 0n && counters.size === 0 && !update.admit) {
       continue;
     }
     updates.push(update);
@@ -375,6 +379,7 @@ function packTransactions(updates: readonly RollupUpdate[]): RollupUpdate[][] {
       const part: RollupUpdate = { ...update, counters: new Map(names.slice(i, i + MAX_COUNTERS_PER_UPDATE).map((n) => [n, update.counters.get(n) as NanoUnits])) };
       if (i > 0) {
         part.total = 0n;
+        delete part.requests;
         if (part.late !== undefined) part.late = 0n;
         delete part.admit;
       }

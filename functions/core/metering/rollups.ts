@@ -61,6 +61,8 @@ export interface RollupUpdate {
   /** The user or group id of a user or group item; the event key of a late item. */
   member?: string;
   total: NanoUnits;
+  /** How many events the item gains (−1 for an event taken back); a late item counts none. Absent: 0. */
+  requests?: bigint;
   /**
    * Of a cycle item: whether the cycle has been closed. A closed cycle's item also adds the change to its
    * `late` counter, beside one late item per event; an open one must still be open when the chunk commits.
@@ -350,7 +352,9 @@ export function planChunks(
     // A closed cycle's item stays even when its deltas cancel out: its commit must still find the cycle closed. So
     // does a late item: a correction that moves an event to another channel or feature changes the closed cycle too.
     // So does a cycle item that admits breakdown values: later chunks were planned with them admitted.
-    const updates = [...current.values()].filter((u) => u.total !== 0n || u.closed === true || u.kind === 'late' || u.admit !== undefined || [...u.counters.values()].some((c) => c !== 0n));
+    const updates = [...current.values()].filter(
+      (u) => u.total !== 0n || (u.requests ?? 0n) !== 0n || u.closed === true || u.kind === 'late' || u.admit !== undefined || [...u.counters.values()].some((c) => c !== 0n),
+    );
     chunks.push({ updates, runs: [...runs.values()], sequenceNumbers });
     current = new Map();
     runs = new Map();
@@ -386,21 +390,21 @@ export function planChunks(
         const delta = sign === 1n ? quantity : -quantity;
         // keys: day, cycle, then late, user and group as the image has them (itemKeys).
         let next = 2;
-        const day = add(current, keys[0] as string, image, 'day', image.day, delta);
-        const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta);
+        const day = add(current, keys[0] as string, image, 'day', image.day, delta, sign);
+        const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta, sign);
         const channel = image.channel === undefined ? undefined : placeOf(keys[1] as string, 'channel', image.channel, undefined);
         const feature = image.feature === undefined ? undefined : placeOf(keys[1] as string, 'feature', image.feature, breakdowns.kept(image.usageType));
         bump(day, hourCounter(image.hour), delta);
         if (channel !== undefined) bump(day, hourChannelCounter(image.hour, channel), delta);
         if (closed) {
           cycle.closed = true;
-          add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, image.eventKey);
+          add(current, keys[next++] as string, image, 'late', image.cycleStart, delta, 0n, image.eventKey);
         }
         bump(cycle, dayCounter(image.day), delta);
         if (channel !== undefined) bump(cycle, channelCounter(channel), delta);
         if (feature !== undefined) bump(cycle, featureCounter(feature), delta);
-        if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, image.userId);
-        if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, image.groupId);
+        if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, sign, image.userId);
+        if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, sign, image.groupId);
       }
     }
   }
@@ -436,13 +440,15 @@ function itemKey(image: LedgerImage, kind: RollupKind, period: string, member?: 
   return `${image.subject}\u0000${rollupSortKey(kind, period, image.usageType, member)}`;
 }
 
-function add(items: Map<string, RollupUpdate>, key: string, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, member?: string): RollupUpdate {
+function add(items: Map<string, RollupUpdate>, key: string, image: LedgerImage, kind: RollupKind, period: string, delta: NanoUnits, requests: bigint, member?: string): RollupUpdate {
   let item = items.get(key);
   if (!item) {
     item = { subject: image.subject, usageType: image.usageType, kind, period, total: 0n, counters: new Map() };
+    if (kind !== 'late') item.requests = 0n;
     if (member !== undefined) item.member = member;
     items.set(key, item);
   }
   item.total += delta;
+  if (item.requests !== undefined) item.requests += requests;
   return item;
 }
