@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import { cycleContaining } from '../cycles';
 import { type Amount, type NanoUnits, toAmount } from '../quantity';
 import { units } from './balance';
 import { type QuotaDeps, quotaView } from './quotas';
@@ -7,8 +8,9 @@ import { lineAmount } from './rates';
 /**
  * A workspace's credit balance as a credit-selling product shows it (`GET /v1/usage`, and the `X-Credits-*`
  * headers of `POST …/usages`): the quota view of the credits usage type (config `credits.usageType`), split
- * into its three sources in burn order (the plan's monthly allowance with its spillover, then purchased
- * top-ups, soonest expiry first, then bonus credits, which never expire), and priced in minor units of the
+ * into its three sources, which burn in the quota view's order (the plan's monthly allowance with its spillover
+ * first, then granted credits by soonest expiry: a top-up expires in 12 months, a bonus usually never, so it
+ * goes last), and priced in minor units of the
  * rate card's currency by the credits usage type's price (`rateCard.prices.{credits}`). Read only: it reads
  * what the quota view reads and writes nothing.
  */
@@ -45,7 +47,7 @@ export async function creditBalance(subjectId: string, deps: QuotaDeps): Promise
   const view = await quotaView(subjectId, deps);
   const creditsType = deps.config.credits?.usageType;
   const entry = view.quotas.find((q) => q.usageType === creditsType);
-  const periodStart = entry?.cycleStart ?? view.quotas[0]?.cycleStart ?? '';
+  const periodStart = entry?.cycleStart ?? view.quotas[0]?.cycleStart ?? (await currentCycleStart(subjectId, deps));
   if (!creditsType) return { period_start: periodStart, requests: view.quotas.reduce((sum, q) => sum + q.requests, 0), billable_units: null, credits: null };
 
   const nano = (amount: Amount | undefined) => units(String(amount ?? 0));
@@ -73,6 +75,12 @@ export async function creditBalance(subjectId: string, deps: QuotaDeps): Promise
       auto_reload_enabled: false,
     },
   };
+}
+
+/** A plan with no quota, no grant and no exclusion has no entry to read the cycle from. */
+async function currentCycleStart(subjectId: string, deps: QuotaDeps): Promise<string> {
+  const subject = (await deps.subjects.getMany([subjectId])).get(subjectId);
+  return subject ? cycleContaining(deps.clock.now(), subject).start : '';
 }
 
 /** The two headers a billable response carries, from the same view; none without a credit rate card. */
