@@ -9,7 +9,7 @@ import { logger, metrics } from './adapters/observability';
 import { evaluateThresholds, touchedCycles } from './core/alerts/alerts';
 import type { Config } from './core/config';
 import { aggregateChanges } from './core/metering/aggregate';
-import { type BreakdownPolicy, breakdownPolicy, type CycleState, type LedgerChange } from './core/metering/rollups';
+import { type BreakdownPolicy, breakdownPolicy, type CycleState, type LedgerChange, meteredImages } from './core/metering/rollups';
 
 /** With a tumbling window, Lambda adds the shard id and expects a `state` in every response. */
 export type LedgerStreamEvent = DynamoDBStreamEvent & { shardId?: string; state?: Record<string, string> };
@@ -57,7 +57,8 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
     : changes;
   let failedAt = result.failedSequenceNumber;
   try {
-    const alerts = await evaluateThresholds(touchedCycles(applied.flatMap((c) => (c.newImage ? [c.newImage] : []))), {
+    // A priced event moves its credits too: their cycle is touched as well.
+    const alerts = await evaluateThresholds(touchedCycles(applied.flatMap((c) => (c.newImage ? meteredImages(c.newImage) : []))), {
       config: appContext.config(),
       subjects: appContext.subjects(),
       rollups: appContext.rollups(),

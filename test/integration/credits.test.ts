@@ -86,7 +86,7 @@ const CONFIG = {
   ],
   subjects: [
     ...['ws_studio', 'ws_variations', 'ws_removal'].map((id) => ({ id, plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC' })),
-    ...['ws_burn', 'ws_empty'].map((id) => ({ id, plan: 'starter', billingAnchorDay: 1, timeZone: 'UTC' })),
+    ...['ws_burn', 'ws_empty'].map((id) => ({ id, plan: 'starter', billingAnchorDay: 1, timeZone: 'UTC', contacts: [`owner@${id.replace('_', '-')}.example`] })),
   ],
   // 5 cents a credit.
   rateCard: { currency: 'USD', prices: { credits: { unitPrice: CENTS_PER_CREDIT } } },
@@ -381,6 +381,18 @@ describe('the balance a credit-selling product shows: GET /v1/usage, its headers
     expect([response.headers.get('x-credits-balance'), response.headers.get('x-credits-requests-remaining')]).toEqual([String(balance), String(Math.floor((balance * 2) / used))]);
     const after = await usage(BURN_KEY);
     expect(after.body).toMatchObject({ requests: 3, billable_units: used + PRICE_LIST.ocr, credits: { balance: balance - PRICE_LIST.ocr } });
+  });
+
+  test('thresholds are on credits as on any usage type: crossing 80%, 100% and 110% at once sends the one email of the highest', async () => {
+    // Act
+    await stack.settle();
+    const response = await fetch(stack.ready.ses.store);
+    const { emails } = (await response.json()) as { emails: { destination: { to: string[] }; subject: string }[] };
+
+    // Assert: 28 credits of 10 crosses all three thresholds at once; ws_empty used nothing
+    const subjects = emails.filter((e) => e.destination.to.includes('owner@ws-burn.example')).map((e) => e.subject);
+    expect(subjects).toEqual(['You have used 110% of your monthly credits']);
+    expect(emails.filter((e) => e.destination.to.includes('owner@ws-empty.example'))).toEqual([]);
   });
 
   test('the quota view counts requests beside units, tells top-ups apart, and a plan that leaves a usage type out never allows it', async () => {
