@@ -8,6 +8,7 @@ import { type LedgerStreamRecord, ledgerChangeFromRecord } from './adapters/ledg
 import { logger, metrics } from './adapters/observability';
 import { evaluateThresholds, touchedCycles } from './core/alerts/alerts';
 import type { Config } from './core/config';
+import { activityItems } from './core/metering/activity';
 import { aggregateChanges } from './core/metering/aggregate';
 import { type BreakdownPolicy, breakdownPolicy, type CycleState, type LedgerChange, meteredImages } from './core/metering/rollups';
 
@@ -55,6 +56,8 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
         changes.findIndex((c) => c.sequenceNumber === result.failedSequenceNumber),
       )
     : changes;
+  // Recent activity is informational: written beside the thresholds' evaluation, it never fails the batch.
+  const activity = writeActivity(event.shardId, applied, result.parked);
   let failedAt = result.failedSequenceNumber;
   try {
     // A priced event moves its credits too: their cycle is touched as well.
@@ -75,7 +78,28 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
     metrics.addMetric('ThresholdEvaluationFailures', MetricUnit.Count, 1);
     failedAt = changes[0]?.sequenceNumber;
   }
+  await activity;
   return { state: {}, batchItemFailures: failedAt ? [{ itemIdentifier: failedAt }] : [] };
+}
+
+/**
+ * Writes the batch's recent activity (one item per workspace, core/metering/activity.ts) from the records applied,
+ * parked ones aside. Best effort: a failure is logged as a warning and the batch goes on; a retried batch rewrites
+ * the same items.
+ */
+async function writeActivity(shardId: string, applied: readonly LedgerChange[], parked: readonly { sequenceNumber: string }[]): Promise<void> {
+  try {
+    const refused = new Set(parked.map((p) => p.sequenceNumber));
+    const items = activityItems(
+      shardId,
+      applied.filter((c) => !refused.has(c.sequenceNumber)),
+      appContext.clock().now(),
+    );
+    const { failed, error } = await appContext.activity().putAll(items);
+    if (failed.length > 0) logger.warn('recent activity was not written for some workspaces; the batch goes on', { error: error as Error, failed: failed.length, items: items.length });
+  } catch (error) {
+    logger.warn('recent activity was not written; the batch goes on', { error: error as Error });
+  }
 }
 
 function toChange(record: DynamoDBRecord): LedgerChange[] {

@@ -14,6 +14,7 @@ import { addGrant, grantBodySchema, parseBody, parseQuery, parseWorkspaceId, put
 import { creditBalance, creditHeaders } from './core/billing/credit-balance';
 import { quotaView } from './core/billing/quotas';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from './core/errors';
+import { activityQuerySchema, recentActivity } from './core/metering/activity';
 import { quarantineQuerySchema } from './core/metering/ingest';
 import {
   memberTopQuerySchema,
@@ -114,6 +115,17 @@ const listCloses: Route = async (event) => {
   const [cycles, adjustments] = await Promise.all([appContext.accounts().listCycleSnapshots(id), appContext.accounts().listAdjustments(id)]);
   return json(200, { cycles, adjustments });
 };
+
+/** The workspace's newest events (best effort: written beside the rollups, kept 7 days). */
+const getActivity: Route = async (event) =>
+  json(
+    200,
+    await recentActivity(workspaceId(event), parseQuery(activityQuerySchema, event.queryStringParameters), {
+      subjects: appContext.subjects(),
+      activity: appContext.activity(),
+      clock: appContext.clock(),
+    }),
+  );
 
 const listQuarantine: Route = async (event) => {
   const items = await appContext.quarantine().list(parseQuery(quarantineQuerySchema, event.queryStringParameters));
@@ -225,6 +237,7 @@ const HANDLERS: Record<RouteKey, Route> = {
   'GET /v1/workspaces/{id}/grants': listGrants,
   'POST /v1/workspaces/{id}/grants': postGrant,
   'GET /v1/workspaces/{id}/closes': listCloses,
+  'GET /v1/workspaces/{id}/activity': getActivity,
   'GET /v1/usage-types': listUsageTypes,
   'GET /v1/me': getMe,
   'GET /v1/usage': getCreditBalance,

@@ -6,19 +6,25 @@
  * per event (its items stay under 1 KB; `npm run bench` measures it end to end).
  *
  * Run on its own, it also measures the same batches with every event priced in credits (the credit rate
- * card: each event counts its credits under the credits usage type too), side by side with the unpriced ones.
+ * card: each event counts its credits under the credits usage type too), side by side with the unpriced ones,
+ * and what the aggregate's recent-activity items cost beside them (one plain PutItem per workspace and batch,
+ * one write unit per started KB: core/metering/activity.ts).
  *
  *   npm run bench:density            (the unpriced curve is also printed at the end of `npm run bench`)
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { marshall } from '@aws-sdk/util-dynamodb';
+import { DynamoActivity } from '../../functions/adapters/activity-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
+import { activityItems } from '../../functions/core/metering/activity';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import type { LedgerChange } from '../../functions/core/metering/rollups';
 import { createTables } from '../../local/bootstrap';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal } from '../../local/stand-ins';
 import { Random } from '../../testkit/random';
 import { DynamoMeter } from '../pipeline/capacity-meter';
+import { itemSize } from './item-size';
 
 export const DENSITIES = [1, 10, 100, 1000] as const;
 const BATCH = 10_000;
@@ -34,6 +40,43 @@ export interface DensityPoint {
   rollupUnits: number;
   /** Ledger (1 per event) + rollups, per event. */
   writeUnitsPerEvent: number;
+  /** The batch's recent-activity items, when measured (`activity` option). */
+  activity?: ActivityCost;
+}
+
+export interface ActivityCost {
+  items: number;
+  /** Average size of an item as DynamoDB bills it (bench/micro/item-size.ts). */
+  averageBytes: number;
+  /** One unit per started KB of each item (PutItem). */
+  sizedUnits: number;
+  /** What DynamoDB Local's ConsumedCapacity reported for the puts. */
+  reportedUnits: number;
+  /** sizedUnits per event. */
+  unitsPerEvent: number;
+}
+
+const FEATURES = ['chat', 'summarize', 'translate', 'generate_image', 'remove_background'];
+
+/**
+ * The batch as recent activity sees it: each event also names a feature and has the identity a producer gives it
+ * (a source and a UUID), which the activity item stores; the rollups' figures are measured without them.
+ */
+function asProduced(batch: readonly LedgerChange[], seed: number): LedgerChange[] {
+  const random = new Random(seed);
+  const hex = (n: number) => Array.from({ length: n }, () => random.int(16).toString(16)).join('');
+  return batch.map((change) =>
+    change.newImage
+      ? {
+          ...change,
+          newImage: {
+            ...change.newImage,
+            eventKey: JSON.stringify(['//api.example.com/v1', `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`]),
+            feature: FEATURES[random.int(FEATURES.length)] as string,
+          },
+        }
+      : change,
+  );
 }
 
 /** One batch of `BATCH` records: `density` events for each of `BATCH / density` subjects, shuffled, in the last hour. */
@@ -58,6 +101,7 @@ function batchOf(density: number, now: number, seed: number, priced: boolean): L
         quantity: String(1 + random.int(100)),
         hour: time.slice(0, 13),
         day,
+        time,
         cycleStart,
         channel: CHANNELS[random.int(CHANNELS.length)] as string,
         ...(priced ? { credits: { usageType: 'credits', quantity: String(1 + random.int(9)) } } : {}),
@@ -66,7 +110,7 @@ function batchOf(density: number, now: number, seed: number, priced: boolean): L
   });
 }
 
-export async function densityCurve(log: (line: string) => void = console.log, options: { priced?: boolean } = {}): Promise<DensityPoint[]> {
+export async function densityCurve(log: (line: string) => void = console.log, options: { priced?: boolean; activity?: boolean } = {}): Promise<DensityPoint[]> {
   const withCredits = options.priced ?? false;
   const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
   const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
@@ -75,16 +119,31 @@ export async function densityCurve(log: (line: string) => void = console.log, op
     const meter = new DynamoMeter();
     meter.attach(client.middlewareStack);
     const rollups = new DynamoRollups(createDocumentClient(client), names.rollups);
+    const activity = new DynamoActivity(createDocumentClient(client), names.rollups);
+    const activityCosts = new Map<number, Omit<ActivityCost, 'reportedUnits'>>();
     const now = Date.now();
     for (const density of DENSITIES) {
       meter.startPhase(String(density));
-      const result = await aggregateChanges(`shard-density-${density}`, batchOf(density, now, density, withCredits), { rollups });
+      const batch = batchOf(density, now, density, withCredits);
+      const result = await aggregateChanges(`shard-density-${density}`, batch, { rollups });
       if (result.failedSequenceNumber) throw new Error(`density ${density}: the batch failed at ${result.failedSequenceNumber}: ${String(result.error)}`);
       log(`  density ${density}: ${result.chunks} transactions`);
+      if (!options.activity) continue;
+      // What the aggregate handler writes after the batch: one activity item per workspace.
+      meter.startPhase(`activity ${density}`);
+      const items = activityItems(`shard-density-${density}`, asProduced(batch, density), new Date(now));
+      const { failed, error } = await activity.putAll(items);
+      if (failed.length > 0) throw new Error(`density ${density}: ${failed.length} activity items failed: ${String(error)}`);
+      const sizes = items.map((item) => itemSize(marshall({ pk: item.subject, sk: item.sk, events: item.events, expiresAt: item.expiresAt }, { removeUndefinedValues: true })));
+      const sizedUnits = sizes.reduce((sum, bytes) => sum + Math.max(1, Math.ceil(bytes / 1024)), 0);
+      activityCosts.set(density, { items: items.length, averageBytes: sizes.reduce((a, b) => a + b, 0) / sizes.length, sizedUnits, unitsPerEvent: sizedUnits / BATCH });
+      log(`  density ${density}: ${items.length} activity items`);
     }
     const priced = await meter.transactionUnits(client);
     return DENSITIES.map((density) => {
       const units = priced.get(String(density)) ?? { transactions: 0, items: 0, sizedUnits: 0 };
+      const cost = activityCosts.get(density);
+      const reportedUnits = Object.values(meter.tables(`activity ${density}`)).reduce((sum, use) => sum + use.writeUnits, 0);
       return {
         eventsPerSubject: density,
         subjects: BATCH / density,
@@ -93,6 +152,7 @@ export async function densityCurve(log: (line: string) => void = console.log, op
         rollupItems: units.items,
         rollupUnits: units.sizedUnits,
         writeUnitsPerEvent: (BATCH + units.sizedUnits) / BATCH,
+        ...(cost ? { activity: { ...cost, reportedUnits } } : {}),
       };
     });
   } finally {
@@ -125,10 +185,25 @@ export function pricedTable(unpriced: readonly DensityPoint[], priced: readonly 
   ].join('\n');
 }
 
+/** Recent activity's write units per event beside the ledger's and the rollups'. */
+export function activityTable(points: readonly DensityPoint[]): string {
+  return [
+    '| events per workspace per batch | activity items | bytes per item | activity write units per event | (DynamoDB Local reported) | ledger + rollups per event | with activity |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
+    ...points.map((p) => {
+      const a = p.activity;
+      if (!a) return `| ${p.eventsPerSubject.toLocaleString('en-US')} | – | – | – | – | ${p.writeUnitsPerEvent.toFixed(2)} | – |`;
+      return `| ${p.eventsPerSubject.toLocaleString('en-US')} | ${a.items.toLocaleString('en-US')} | ${Math.round(a.averageBytes).toLocaleString('en-US')} | ${a.unitsPerEvent.toFixed(3)} | ${(a.reportedUnits / p.events).toFixed(3)} | ${p.writeUnitsPerEvent.toFixed(2)} | ${(p.writeUnitsPerEvent + a.unitsPerEvent).toFixed(2)} |`;
+    }),
+  ].join('\n');
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`Write units per event against events per subject in one batch of ${BATCH.toLocaleString('en-US')} records (ledger 1 + rollups and checkpoints, sized):`);
-  const points = await densityCurve();
+  const points = await densityCurve(console.log, { activity: true });
   console.log(densityTable(points));
+  console.log('\nRecent activity (one item per workspace and batch, its newest 20 events; PutItem, 1 unit per started KB), beside the ledger and rollups:');
+  console.log(activityTable(points));
   console.log('\nThe same batches, every event priced in credits:');
   const priced = await densityCurve(console.log, { priced: true });
   console.log(pricedTable(points, priced));

@@ -5,6 +5,7 @@ import type { SubjectClose } from '../core/billing/closes';
 import { type Config, parseConfig } from '../core/config';
 import type { Clock } from '../core/ports';
 import { DynamoAccounts } from './account-store';
+import { DynamoActivity } from './activity-store';
 import { DynamoAlerts } from './alert-store';
 import { DynamoApiKeys } from './api-key-store';
 import { SqsCloseQueue } from './close-queue';
@@ -64,6 +65,8 @@ export const appContext = {
   ledger: once(() => new DynamoLedger(ledgerClient(), requireEnv(TABLES.ledger.envVar))),
   ledgerScanner: once(() => new DynamoLedgerScanner(dynamoClient(), requireEnv(TABLES.ledger.envVar))),
   rollups: once(() => new DynamoRollups(documentClient(), requireEnv(TABLES.rollups.envVar), { now: () => clock.now() }, process.env[TABLES.accounts.envVar])),
+  /** Recent activity, beside the rollups in their table (best effort, never in their transactions). */
+  activity: once(() => new DynamoActivity(documentClient(), requireEnv(TABLES.rollups.envVar))),
   subjects: once(() => new DynamoSubjects(documentClient(), requireEnv(TABLES.subjects.envVar))),
   quarantine: once(() => new DynamoQuarantine(documentClient(), requireEnv(TABLES.quarantine.envVar))),
   accounts: once(() => new DynamoAccounts(documentClient(), requireEnv(TABLES.accounts.envVar), { now: () => clock.now() })),

@@ -91,6 +91,14 @@ function toItem(entry: LedgerEntry) {
     quantity: entry.quantity,
     ...entry.dimensions,
     ...(entry.credits ? { creditsUsageType: entry.credits.usageType, credits: entry.credits.quantity } : {}),
+    ...(entry.credits?.pool
+      ? {
+          poolSubject: entry.credits.pool.subject,
+          poolDay: entry.credits.pool.day,
+          poolCycleStart: entry.credits.pool.cycleStart,
+          ...(entry.credits.pool.group ? { poolGroup: entry.credits.pool.group } : {}),
+        }
+      : {}),
   };
   return {
     pk: eventKey(entry),
@@ -118,14 +126,20 @@ export function ledgerImageFromStream(image: Record<string, AttributeValue> | un
   const cycleStart = s('cycleStart');
   const eventKey = s('pk');
   if (!eventKey || !subject || !usageType || !quantity || !hour || !day || !cycleStart) return undefined;
-  const dimensions: Pick<LedgerImage, 'userId' | 'groupId' | 'channel' | 'feature'> = {};
+  const dimensions: Pick<LedgerImage, 'userId' | 'groupId' | 'channel' | 'feature' | 'time'> = {};
   for (const name of ['userId', 'groupId', 'channel', 'feature'] as const) {
     const value = s(name);
     if (value !== undefined) dimensions[name] = value;
   }
+  // The event's time: no rollup reads it; recent activity shows it.
+  const time = s('time');
+  if (time !== undefined) dimensions.time = time;
   const creditsUsageType = s('creditsUsageType');
   const credits = image.credits?.N;
-  return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions, ...(creditsUsageType && credits ? { credits: { usageType: creditsUsageType, quantity: credits } } : {}) };
+  if (!creditsUsageType || !credits) return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions };
+  const [poolSubject, poolDay, poolCycleStart, poolGroup] = [s('poolSubject'), s('poolDay'), s('poolCycleStart'), s('poolGroup')];
+  const pool = poolSubject && poolDay && poolCycleStart ? { pool: { subject: poolSubject, day: poolDay, cycleStart: poolCycleStart, ...(poolGroup ? { group: poolGroup } : {}) } } : {};
+  return { eventKey, subject, usageType, quantity, hour, day, cycleStart, ...dimensions, credits: { usageType: creditsUsageType, quantity: credits, ...pool } };
 }
 
 /** A ledger item's version: its message's sent time and content digest, both changed by every write. */
@@ -180,7 +194,14 @@ export class DynamoLedgerScanner implements LedgerScanner, LedgerVersions {
 
   private async *items(subject: string | undefined, consistent: boolean): AsyncIterable<Record<string, AttributeValue>[]> {
     const filter = {
-      ...(subject === undefined ? {} : { FilterExpression: '#subject = :subject', ExpressionAttributeNames: { '#subject': 'subject' }, ExpressionAttributeValues: { ':subject': { S: subject } } }),
+      // An account's events are its pooled workspaces': their credits count under it (`poolSubject`).
+      ...(subject === undefined
+        ? {}
+        : {
+            FilterExpression: '#subject = :subject OR #pool = :subject',
+            ExpressionAttributeNames: { '#subject': 'subject', '#pool': 'poolSubject' },
+            ExpressionAttributeValues: { ':subject': { S: subject } },
+          }),
       ...(consistent ? { ConsistentRead: true } : {}),
     };
     // Segments run together; their pages are yielded as they come, one page in memory per segment.

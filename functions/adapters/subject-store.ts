@@ -12,7 +12,7 @@ const DUE_INDEX = TABLES.subjects.indexes[0].name;
 /** A new workspace is due at once: the next run works out what of it is due, and when it is next. */
 const DUE_AT_ONCE = '1970-01-01T00:00:00.000Z';
 /** The workspace's own attributes; the rest of its item is the closes' (`dueShard`, `nextDueAt`, the claim). */
-const FIELDS = ['plan', 'billingAnchorDay', 'timeZone', 'contacts', 'name', 'createdAt'] as const satisfies readonly (keyof Subject)[];
+const FIELDS = ['plan', 'billingAnchorDay', 'timeZone', 'contacts', 'name', 'createdAt', 'kind', 'account', 'workspaceGroup'] as const satisfies readonly (keyof Subject)[];
 
 /**
  * Subjects (workspaces). Known subjects are cached for a minute per process, since every ingest
@@ -195,5 +195,8 @@ function toSubject(item: Record<string, unknown>): Subject {
     contacts: Array.isArray(item.contacts) ? item.contacts.map(String) : [],
     ...(typeof item.name === 'string' ? { name: item.name } : {}),
     ...(typeof item.createdAt === 'string' ? { createdAt: item.createdAt } : {}),
+    ...(item.kind === 'account' ? { kind: 'account' as const } : {}),
+    ...(typeof item.account === 'string' ? { account: item.account } : {}),
+    ...(typeof item.workspaceGroup === 'string' ? { workspaceGroup: item.workspaceGroup } : {}),
   };
 }

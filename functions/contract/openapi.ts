@@ -5,6 +5,7 @@ import { SCOPES } from '../core/access/scopes';
 import { grantBodySchema, workspaceBodySchema } from '../core/access/workspaces';
 import { idSchema } from '../core/config';
 import { EARLIEST_INSTANT, LATEST_INSTANT } from '../core/instants';
+import { activityQuerySchema } from '../core/metering/activity';
 import { quarantineQuerySchema } from '../core/metering/ingest';
 import { memberTopQuerySchema, reportQuerySchema, seriesQuerySchema, summaryQuerySchema, workspaceTopQuerySchema } from '../core/reporting/analytics';
 import { exportRequestSchema } from '../core/reporting/exports';
@@ -35,6 +36,9 @@ const subjectSchema = z.object({
   contacts: z.array(z.string()),
   name: z.string().optional(),
   createdAt: instant.optional(),
+  kind: z.literal('account').optional(),
+  account: z.string().optional(),
+  workspaceGroup: z.string().optional(),
 });
 
 const grantSchema = z.object({
@@ -98,6 +102,7 @@ const summaryEntrySchema = z.object({
   spilloverAmount: amount,
   bonusAmount: amount.describe('bonus and top-up credits still available'),
   availableAmount: amount,
+  requests: z.number().int().describe('events counted this cycle'),
   usedPercent: z.number().nullable(),
   daysElapsed: z.number().int(),
   daysRemaining: z.number().int(),
@@ -107,7 +112,7 @@ const summaryEntrySchema = z.object({
 });
 
 const seriesBucketSchema = z.object({ start: instant, end: instant, total: amount, byChannel: z.record(z.string(), amount) });
-const rankedEntrySchema = z.object({ rank: z.number().int(), id: z.string(), amount, share: z.number() });
+const rankedEntrySchema = z.object({ rank: z.number().int(), id: z.string(), amount, share: z.number(), requests: z.number().int().describe('events counted for the entry this cycle') });
 
 const apiKeyViewSchema = z.object({
   id: z.string(),
@@ -177,7 +182,12 @@ export const ROUTE_DOCS = {
   },
   'GET /v1/workspaces/{id}/quotas': {
     summary: 'What is left this cycle, per usage type',
-    responses: { 200: { description: 'quota view', schema: z.object({ subject: z.string(), plan: z.string(), quotas: z.array(quotaEntrySchema) }) } },
+    responses: {
+      200: {
+        description: "quota view (of a pooled workspace: its account's, `pool` naming the account)",
+        schema: z.object({ subject: z.string(), plan: z.string(), pool: z.string().optional(), quotas: z.array(quotaEntrySchema) }),
+      },
+    },
   },
   'GET /v1/workspaces/{id}/usage/summary': {
     summary: 'Cycle progress and when the allowance runs out at the current rate',
@@ -208,7 +218,7 @@ export const ROUTE_DOCS = {
         description: 'one page of the ranking',
         schema: z.object({
           subject: z.string(),
-          by: z.enum(['user', 'group']),
+          by: z.enum(['user', 'group', 'workspace']),
           usageType: z.string(),
           cycleStart: instant,
           cycleEnd: instant,
@@ -276,6 +286,27 @@ export const ROUTE_DOCS = {
   'GET /v1/workspaces/{id}/closes': {
     summary: 'Closed cycles and adjustments to them',
     responses: { 200: { description: 'closes', schema: z.object({ cycles: z.array(cycleSnapshotSchema), adjustments: z.array(adjustmentSchema) }) } },
+  },
+  'GET /v1/workspaces/{id}/activity': {
+    summary: "The workspace's newest events, newest first (best effort, kept 7 days)",
+    query: activityQuerySchema,
+    responses: {
+      200: {
+        description: 'recent activity',
+        schema: z.object({
+          subject: z.string(),
+          events: z.array(
+            z.object({
+              time: instant.describe("the event's time"),
+              usageType: z.string(),
+              feature: z.string().optional(),
+              quantity: amount,
+              credits: amount.optional(),
+            }),
+          ),
+        }),
+      },
+    },
   },
   'GET /v1/usage-types': {
     summary: 'Configured usage types',

@@ -20,6 +20,7 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/workspaces/{id}/grants', access: 'workspace-read' },
   { method: 'POST', path: '/v1/workspaces/{id}/grants', access: 'admin' },
   { method: 'GET', path: '/v1/workspaces/{id}/closes', access: 'workspace-read' },
+  { method: 'GET', path: '/v1/workspaces/{id}/activity', access: 'workspace-read' },
   { method: 'GET', path: '/v1/usage-types', access: 'any' },
   { method: 'GET', path: '/v1/me', access: 'any' },
   { method: 'GET', path: '/v1/usage', access: 'any' },

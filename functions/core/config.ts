@@ -64,6 +64,12 @@ export const subjectSchema = z.strictObject({
   timeZone: timeZone.default('UTC'),
   contacts: z.array(z.email()).default([]),
   name: z.string().max(200).optional(),
+  /** `account`: an enterprise account whose credit balance its pooled workspaces share (ports Subject). */
+  kind: z.literal('account').optional(),
+  /** The account whose credit balance this workspace draws on. */
+  account: id.optional(),
+  /** The workspace's group within its account. */
+  workspaceGroup: id.optional(),
 });
 
 /** A key for the local runtime only: it is stored hashed at start, and never bundled into a deployment. */
@@ -146,7 +152,16 @@ export const configSchema = z
       if (!usageTypes.has(usageType)) ctx.addIssue({ code: 'custom', path: ['rateCard', 'prices', usageType], message: `unknown usage type "${usageType}"` });
     }
     if (config.credits) for (const issue of creditsIssues(config.credits, usageTypes)) ctx.addIssue({ code: 'custom', path: ['credits', ...issue.path], message: issue.message });
+    const accounts = new Set(config.subjects.filter((s) => s.kind === 'account').map((s) => s.id));
     config.subjects.forEach((subject, i) => {
+      if (subject.account !== undefined && (subject.kind === 'account' || !accounts.has(subject.account)))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['subjects', i, 'account'],
+          message: subject.kind === 'account' ? 'an account draws on no other account' : `"${subject.account}" is not an account of this file`,
+        });
+      if (subject.workspaceGroup !== undefined && subject.account === undefined)
+        ctx.addIssue({ code: 'custom', path: ['subjects', i, 'workspaceGroup'], message: 'a workspace group belongs to an account: set account' });
       if (!plans.has(subject.plan)) {
         ctx.addIssue({ code: 'custom', path: ['subjects', i, 'plan'], message: `unknown plan "${subject.plan}"` });
       }

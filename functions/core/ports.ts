@@ -9,6 +9,15 @@ export interface Subject {
   name?: string;
   /** When the workspace was created; its first cycle close is of the cycle containing this instant. */
   createdAt?: string;
+  /**
+   * `account`: an enterprise account above workspaces, whose credit balance its pooled workspaces share. It has
+   * a plan, a cycle and contacts as a workspace does, and no events of its own. Absent: a workspace.
+   */
+  kind?: 'account';
+  /** Of a workspace: the account whose credit balance it draws on (its credits count there too). */
+  account?: string;
+  /** Of a pooled workspace: its workspace group within the account (the account's rankings by group). */
+  workspaceGroup?: string;
 }
 
 export interface SubjectDirectory {

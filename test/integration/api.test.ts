@@ -146,7 +146,8 @@ describe('usage summary', () => {
     const daysElapsed = localDay(asOf.getTime()).diff(localDay(cycle.start), 'days').days + 1;
     const daysRemaining = localDay(cycle.end - 1).diff(localDay(asOf.getTime()), 'days').days;
     const expected = ['images', 'tokens'].map((usageType) => {
-      const used = sum(sent.filter((e) => e.subject === subject && e.usageType === usageType && within(e, cycle.start, asOf.getTime() + 1)));
+      const inCycle = sent.filter((e) => e.subject === subject && e.usageType === usageType && within(e, cycle.start, asOf.getTime() + 1));
+      const used = sum(inCycle);
       const limit = LIMITS[usageType] as number;
       const available = Math.max(0, limit - used);
       return {
@@ -159,6 +160,7 @@ describe('usage summary', () => {
         spilloverAmount: 0,
         bonusAmount: 0,
         availableAmount: available,
+        requests: inCycle.length,
         usedPercent: round(used * 100, limit, 2),
         daysElapsed,
         daysRemaining,
@@ -217,7 +219,7 @@ describe('usage series', () => {
 
 describe('rankings', () => {
   /** Every page of a ranking, following nextCursor. */
-  async function allPages(path: string, key: string): Promise<{ pages: Body[]; entries: { rank: number; id: string; amount: number; share: number }[] }> {
+  async function allPages(path: string, key: string): Promise<{ pages: Body[]; entries: { rank: number; id: string; amount: number; share: number; requests: number }[] }> {
     const pages: Body[] = [];
     let cursor: string | null = null;
     do {
@@ -226,14 +228,15 @@ describe('rankings', () => {
       pages.push(body);
       cursor = body.nextCursor as string | null;
     } while (cursor);
-    return { pages, entries: pages.flatMap((p) => p.entries as { rank: number; id: string; amount: number; share: number }[]) };
+    return { pages, entries: pages.flatMap((p) => p.entries as { rank: number; id: string; amount: number; share: number; requests: number }[]) };
   }
 
-  function expectedRanking(amounts: Map<string, number>, total: number) {
+  /** The client's ranking: amounts, their shares of the total, and how many events each entry counts. */
+  function expectedRanking(amounts: Map<string, number>, total: number, counts: Map<string, number>) {
     return [...amounts]
       .filter(([, amount]) => amount > 0)
       .sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1))
-      .map(([id, amount], i) => ({ rank: i + 1, id, amount, share: round(amount, total, 4) }));
+      .map(([id, amount], i) => ({ rank: i + 1, id, amount, share: round(amount, total, 4), requests: counts.get(id) ?? 0 }));
   }
 
   test.each([
@@ -250,11 +253,14 @@ describe('rankings', () => {
     const bounds = cycle === 'current' ? current : cycleOf('ws_one', new Date(current.start - 1));
     const inCycle = sent.filter((e) => e.subject === 'ws_one' && e.usageType === 'tokens' && within(e, bounds.start, bounds.end));
     const amounts = new Map<string, number>();
+    const counts = new Map<string, number>();
     for (const e of inCycle) {
       const id = e[field];
-      if (id) amounts.set(id, (amounts.get(id) ?? 0) + e.quantity);
+      if (!id) continue;
+      amounts.set(id, (amounts.get(id) ?? 0) + e.quantity);
+      counts.set(id, (counts.get(id) ?? 0) + 1);
     }
-    expect(entries).toEqual(expectedRanking(amounts, sum(inCycle)));
+    expect(entries).toEqual(expectedRanking(amounts, sum(inCycle), counts));
     expect(entries.length).toBeGreaterThan(2);
     expect(pages.every((p) => p.totalAmount === sum(inCycle) && p.cycleStart === new Date(bounds.start).toISOString())).toBe(true);
   });
@@ -266,12 +272,15 @@ describe('rankings', () => {
     // Assert
     const now = stack.clock.now();
     const amounts = new Map<string, number>();
+    const counts = new Map<string, number>();
     for (const subject of ['ws_one', 'ws_two', 'ws_three']) {
       const cycle = cycleOf(subject, now);
-      amounts.set(subject, sum(sent.filter((e) => e.subject === subject && e.usageType === 'tokens' && within(e, cycle.start, cycle.end))));
+      const inCycle = sent.filter((e) => e.subject === subject && e.usageType === 'tokens' && within(e, cycle.start, cycle.end));
+      amounts.set(subject, sum(inCycle));
+      counts.set(subject, inCycle.length);
     }
     const total = [...amounts.values()].reduce((a, b) => a + b, 0);
-    expect(entries.map(({ rank, id, amount, share }) => ({ rank, id, amount, share }))).toEqual(expectedRanking(amounts, total));
+    expect(entries.map(({ rank, id, amount, share, requests }) => ({ rank, id, amount, share, requests }))).toEqual(expectedRanking(amounts, total, counts));
   });
 
   test('paging while usage is being written: no entry twice, every unchanged entry exactly once', async () => {
@@ -335,8 +344,11 @@ describe('tenant isolation', () => {
       { method: 'GET', path: `/v1/workspaces/${W}/grants`, allowed: READERS },
       { method: 'POST', path: `/v1/workspaces/${W}/grants`, body: { id: 'isolation-bonus', kind: 'bonus', usageType: 'tokens', amount: 10 }, allowed: ['admin'] },
       { method: 'GET', path: `/v1/workspaces/${W}/closes`, allowed: READERS },
+      { method: 'GET', path: `/v1/workspaces/${W}/activity`, allowed: READERS },
       { method: 'GET', path: '/v1/usage-types', allowed: ALL },
       { method: 'GET', path: '/v1/me', allowed: ALL },
+      // A workspace key's own balance: every workspace key has one, finance and admin keys none.
+      { method: 'GET', path: '/v1/usage', allowed: ['own', 'other'] },
       { method: 'GET', path: '/v1/quarantine', allowed: ['admin'] },
       { method: 'POST', path: '/v1/keys', body: { scope: 'workspace', subject: W, name: 'isolation' }, allowed: ['admin'] },
       { method: 'GET', path: '/v1/keys', allowed: ['admin'] },
@@ -402,7 +414,7 @@ describe('tenant isolation', () => {
         checked++;
       }
     }
-    expect(checked).toBe(20 * (denied.length + ALL.length));
+    expect(checked).toBe(22 * (denied.length + ALL.length));
   });
 
   test("a workspace key reads its own workspace's numbers, which match what admin reads", async () => {

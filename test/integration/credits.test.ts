@@ -56,6 +56,9 @@ const PRICE_LIST = {
 const CENTS_PER_CREDIT = 5;
 const BURN_KEY = 'burn-workspace-key-000000000000';
 const EMPTY_KEY = 'empty-workspace-key-00000000000';
+const FINANCE_KEY = 'finance-key-000000000000000000';
+const ENT_C_KEY = 'ent-c-workspace-key-0000000000';
+const ENTERPRISE_MONTHLY = 60;
 
 function rules(removeBackground: number) {
   return {
@@ -83,10 +86,16 @@ const CONFIG = {
     { id: 'creator', quotas: { credits: { monthlyLimit: 500, overage: 'allow' }, images: { monthlyLimit: 1000, overage: 'allow' } } },
     // A small plan that leaves the agent out.
     { id: 'starter', quotas: { credits: { monthlyLimit: 10, overage: 'allow' } }, excludes: ['agent_tokens'] },
+    { id: 'enterprise', quotas: { credits: { monthlyLimit: ENTERPRISE_MONTHLY, overage: 'allow' } } },
   ],
   subjects: [
     ...['ws_studio', 'ws_variations', 'ws_removal'].map((id) => ({ id, plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC' })),
     ...['ws_burn', 'ws_empty'].map((id) => ({ id, plan: 'starter', billingAnchorDay: 1, timeZone: 'UTC', contacts: [`owner@${id.replace('_', '-')}.example`] })),
+    // An enterprise account whose three workspaces, in two workspace groups, share its balance.
+    { id: 'acct_ent', kind: 'account', plan: 'enterprise', billingAnchorDay: 1, timeZone: 'UTC', contacts: ['finance@ent.example'] },
+    { id: 'ws_ent_a', plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC', account: 'acct_ent', workspaceGroup: 'design' },
+    { id: 'ws_ent_b', plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC', account: 'acct_ent', workspaceGroup: 'design' },
+    { id: 'ws_ent_c', plan: 'creator', billingAnchorDay: 1, timeZone: 'UTC', account: 'acct_ent', workspaceGroup: 'research' },
   ],
   // 5 cents a credit.
   rateCard: { currency: 'USD', prices: { credits: { unitPrice: CENTS_PER_CREDIT } } },
@@ -109,6 +118,8 @@ const CONFIG = {
     { key: ADMIN_KEY, scope: 'admin', name: 'tests' },
     { key: BURN_KEY, scope: 'workspace', subject: 'ws_burn' },
     { key: EMPTY_KEY, scope: 'workspace', subject: 'ws_empty' },
+    { key: FINANCE_KEY, scope: 'finance', name: 'finance' },
+    { key: ENT_C_KEY, scope: 'workspace', subject: 'ws_ent_c' },
   ],
 };
 
@@ -404,5 +415,103 @@ describe('the balance a credit-selling product shows: GET /v1/usage, its headers
     const byType = Object.fromEntries(quotas.map((q) => [q.usageType, q]));
     expect(byType.credits).toMatchObject({ requests: 3, bonusAmount: topupLeft - PRICE_LIST.ocr + bonusLeft, topupAmount: topupLeft - PRICE_LIST.ocr, canUse: true });
     expect(byType.agent_tokens).toMatchObject({ availableAmount: 1000, canUse: false });
+  });
+});
+
+describe("an enterprise account pools its workspaces' credits", () => {
+  // Three workspaces in two workspace groups, four users across them; every figure from the price list.
+  const sent = [
+    { id: 'ent-1', workspace: 'ws_ent_a', user: 'u1', data: { feature: 'generate', quality: 'high', quantity: 4 }, credits: 4 * PRICE_LIST.generateHighQuality },
+    { id: 'ent-2', workspace: 'ws_ent_a', user: 'u2', data: { feature: 'remove_background', quantity: 10 }, credits: 10 * PRICE_LIST.removeBackground },
+    { id: 'ent-3', workspace: 'ws_ent_b', user: 'u1', data: { feature: 'ocr', quantity: 3 }, credits: 3 * PRICE_LIST.ocr },
+    { id: 'ent-4', workspace: 'ws_ent_b', user: 'u3', data: { feature: 'upscale', output: '4x', quantity: 2 }, credits: 2 * PRICE_LIST.upscale4x },
+    { id: 'ent-5', workspace: 'ws_ent_c', user: 'u4', data: { feature: 'generate', quantity: 5 }, credits: 5 * PRICE_LIST.generate },
+    { id: 'ent-6', workspace: 'ws_ent_c', user: 'u4', data: { feature: 'generate', resolution: 'high', quantity: 1 }, credits: PRICE_LIST.generateHighResolution },
+  ];
+  const GROUPS: Record<string, string> = { ws_ent_a: 'design', ws_ent_b: 'design', ws_ent_c: 'research' };
+  const pooled = sent.reduce((sum, e) => sum + e.credits, 0);
+  const share = (amount: number) => Math.round((amount / pooled) * 10_000) / 10_000;
+  /** The ranking a client works out: amount, share and requests per id, largest first, then by id. */
+  function ranking(idOf: (e: (typeof sent)[number]) => string) {
+    const by = new Map<string, { amount: number; requests: number }>();
+    for (const e of sent) {
+      const entry = by.get(idOf(e)) ?? { amount: 0, requests: 0 };
+      by.set(idOf(e), { amount: entry.amount + e.credits, requests: entry.requests + 1 });
+    }
+    return [...by].sort(([a, x], [b, y]) => y.amount - x.amount || (a < b ? -1 : 1)).map(([id, { amount, requests }], i) => ({ rank: i + 1, id, amount, share: share(amount), requests }));
+  }
+  async function allPages(path: string): Promise<unknown[]> {
+    const entries: unknown[] = [];
+    let cursor: string | null = null;
+    do {
+      const { status, body } = await client.get(`${path}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, FINANCE_KEY);
+      expect(status).toBe(200);
+      entries.push(...(body as { entries: unknown[] }).entries);
+      cursor = (body as { nextCursor: string | null }).nextCursor;
+    } while (cursor);
+    return entries;
+  }
+
+  beforeAll(async () => {
+    await client.send(sent.map((e) => event(e.id, BEFORE, { usageType: 'images', userId: e.user, ...e.data }, e.workspace)));
+    await stack.settle();
+  });
+
+  test("a pooled workspace's quota view and GET /v1/usage are the account's balance", async () => {
+    // Act
+    const quotas = await client.get('/v1/workspaces/ws_ent_c/quotas');
+    const balance = await fetch(`${stack.ready.api}/v1/usage`, { headers: bearer(ENT_C_KEY) });
+
+    // Assert
+    const view = quotas.body as { subject: string; pool: string; plan: string; quotas: { usageType: string; usedAmount: number; availableAmount: number; requests: number }[] };
+    expect([view.subject, view.pool, view.plan]).toEqual(['ws_ent_c', 'acct_ent', 'enterprise']);
+    expect(view.quotas.find((q) => q.usageType === 'credits')).toMatchObject({ usedAmount: pooled, availableAmount: ENTERPRISE_MONTHLY - pooled, requests: sent.length });
+    expect(await balance.json()).toMatchObject({
+      requests: sent.length,
+      billable_units: pooled,
+      credits: { balance: ENTERPRISE_MONTHLY - pooled, included: ENTERPRISE_MONTHLY - pooled, balance_cents: (ENTERPRISE_MONTHLY - pooled) * CENTS_PER_CREDIT },
+    });
+  });
+
+  test('each workspace still counts its own credits', async () => {
+    for (const workspace of Object.keys(GROUPS)) {
+      // Act
+      const from = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1));
+      const buckets = await client.buckets(workspace, 'cycle', new Date(from), new Date(Date.parse(from) + 32 * 24 * HOUR));
+
+      // Assert
+      const own = sent.filter((e) => e.workspace === workspace).reduce((sum, e) => sum + e.credits, 0);
+      expect({ workspace, credits: buckets.filter((b) => b.usageType === 'credits').map((b) => b.quantity) }).toEqual({ workspace, credits: [own] });
+    }
+  });
+
+  test("finance ranks the account's workspaces, workspace groups and users, with requests, page by page", async () => {
+    // Act
+    const [workspaces, groups, users] = await Promise.all(['workspace', 'group', 'user'].map((by) => allPages(`/v1/workspaces/acct_ent/usage/top?by=${by}&usageType=credits`)));
+
+    // Assert
+    expect(workspaces).toEqual(ranking((e) => e.workspace));
+    expect(groups).toEqual(ranking((e) => GROUPS[e.workspace] as string));
+    expect(users).toEqual(ranking((e) => e.user));
+  });
+
+  test("the ranking of all workspaces leaves accounts out: their credits are their workspaces'", async () => {
+    // Act
+    const { body } = await client.get('/v1/usage/top?by=workspace&usageType=credits&limit=100', FINANCE_KEY);
+
+    // Assert
+    const ids = (body as { entries: { id: string; amount: number }[] }).entries.map((e) => e.id);
+    expect(ids).not.toContain('acct_ent');
+    expect(ids).toEqual(expect.arrayContaining(Object.keys(GROUPS)));
+  });
+
+  test('thresholds are on the pool: its contacts get the email of the highest threshold crossed', async () => {
+    // Act
+    const response = await fetch(stack.ready.ses.store);
+    const { emails } = (await response.json()) as { emails: { destination: { to: string[] }; subject: string }[] };
+
+    // Assert: 53 credits of 60 is 88%
+    expect(Math.floor((pooled * 100) / ENTERPRISE_MONTHLY)).toBeGreaterThanOrEqual(80);
+    expect(emails.filter((e) => e.destination.to.includes('finance@ent.example')).map((e) => e.subject)).toEqual(['You have used 80% of your monthly credits']);
   });
 });

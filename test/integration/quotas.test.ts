@@ -54,7 +54,7 @@ function cycleOf(instant: Date, anchor: number) {
 type Holdings = Record<string, { spilloverIn: number; bonus: number }>;
 
 /** The quota entry the issue's formulas give, for one usage type. */
-function expectedQuota(quota: PlanQuota, used: number, usedDaily: number, held: { spilloverIn: number; bonus: number }, cycle: { start: string; end: string }) {
+function expectedQuota(quota: PlanQuota, used: number, usedDaily: number, held: { spilloverIn: number; bonus: number }, cycle: { start: string; end: string }, requests: number) {
   const L = k(quota.limit);
   const S = held.spilloverIn;
   const overflow = Math.max(0, used - (L + S));
@@ -67,7 +67,10 @@ function expectedQuota(quota: PlanQuota, used: number, usedDaily: number, held: 
     usedAmountDaily: fromK(usedDaily),
     availableAmount: fromK(available),
     bonusAmount: fromK(bonus),
+    // Only bonus credits are granted here, no top-up.
+    topupAmount: 0,
     spilloverAmount: fromK(S),
+    requests,
     fairUseLimitReached: quota.fairUse !== undefined && used >= k(quota.fairUse),
     canUse: !(available === 0 && quota.overage === 'block') && !(quota.daily !== undefined && usedDaily >= k(quota.daily)),
     cycleStart: cycle.start,
@@ -137,10 +140,12 @@ async function send(events: TestEvent[]): Promise<void> {
   sent.push(...events);
 }
 
+function sentIn(subject: string, usageType: string, cycle: { start: string; end: string }, day?: string): TestEvent[] {
+  return sent.filter((e) => e.subject === subject && e.data.usageType === usageType && e.time >= cycle.start && e.time < cycle.end && (!day || e.time.startsWith(day)));
+}
+
 function usedIn(subject: string, usageType: string, cycle: { start: string; end: string }, day?: string): number {
-  return sent
-    .filter((e) => e.subject === subject && e.data.usageType === usageType && e.time >= cycle.start && e.time < cycle.end && (!day || e.time.startsWith(day)))
-    .reduce((sum, e) => sum + k(e.data.quantity), 0);
+  return sentIn(subject, usageType, cycle, day).reduce((sum, e) => sum + k(e.data.quantity), 0);
 }
 
 async function expectQuotas(subject: Workspace, holdings: Holdings): Promise<void> {
@@ -153,7 +158,14 @@ async function expectQuotas(subject: Workspace, holdings: Holdings): Promise<voi
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([usageType, quota]) => ({
       usageType,
-      ...expectedQuota(quota, usedIn(subject, usageType, cycle), usedIn(subject, usageType, cycle, today), holdings[usageType] ?? { spilloverIn: 0, bonus: 0 }, cycle),
+      ...expectedQuota(
+        quota,
+        usedIn(subject, usageType, cycle),
+        usedIn(subject, usageType, cycle, today),
+        holdings[usageType] ?? { spilloverIn: 0, bonus: 0 },
+        cycle,
+        sentIn(subject, usageType, cycle).length,
+      ),
     }));
   const { status, body } = await call('GET', `/v1/workspaces/${subject}/quotas`);
   expect(status).toBe(200);

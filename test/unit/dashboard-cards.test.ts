@@ -15,6 +15,7 @@ const entry: SummaryEntry = {
   spilloverAmount: 0,
   bonusAmount: 0,
   availableAmount: 595_318,
+  requests: 1_212,
   usedPercent: 40.47,
   daysElapsed: 10,
   daysRemaining: 20,

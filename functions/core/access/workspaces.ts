@@ -80,6 +80,11 @@ export async function putWorkspace(
   deps: { config: Config; subjects: SubjectStore; clock: Clock },
 ): Promise<{ created: boolean; workspace: Subject }> {
   if (!deps.config.plans.some((p) => p.id === body.plan)) throw new InvalidRequestError('unknown_plan', `plan "${body.plan}" is not configured`);
+  if (body.account !== undefined) {
+    const account = body.kind === 'account' || body.account === id ? undefined : await deps.subjects.get(body.account);
+    if (account?.kind !== 'account') throw new InvalidRequestError('invalid_parameter', `account: "${body.account}" is not an account (a workspace of kind "account", and not this one)`);
+  }
+  if (body.workspaceGroup !== undefined && body.account === undefined) throw new InvalidRequestError('invalid_parameter', 'workspaceGroup: a workspace group belongs to an account: set account');
   const existing = await deps.subjects.get(id);
   if (existing && (existing.billingAnchorDay !== body.billingAnchorDay || existing.timeZone !== body.timeZone)) {
     throw new ConflictError('billing_anchor_fixed', `workspace "${id}" has billing anchor day ${existing.billingAnchorDay} in ${existing.timeZone}; these cannot change once it exists`);

@@ -94,6 +94,17 @@ export function creditsIssues(credits: CreditsConfig, usageTypes: ReadonlySet<st
 export interface EventCredits {
   usageType: string;
   quantity: string;
+  /** Of a pooled workspace's event: the account whose balance it draws on, and the event's period there. */
+  pool?: CreditPool;
+}
+
+/** Where a pooled workspace's credits count too: its account, in the account's own day and cycle. */
+export interface CreditPool {
+  subject: string;
+  day: string;
+  cycleStart: string;
+  /** The workspace's group within the account. */
+  group?: string;
 }
 
 export type Pricing = { ok: true; credits?: EventCredits } | { ok: false; detail: string };

@@ -47,9 +47,11 @@ export interface QuotaDeps {
   clock: Clock;
 }
 
-export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ subject: string; plan: string; quotas: QuotaEntry[] }> {
+export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ subject: string; plan: string; pool?: string; quotas: QuotaEntry[] }> {
   const subject = (await deps.subjects.getMany([subjectId])).get(subjectId);
   if (!subject) throw new NotFoundError('unknown_workspace', `workspace "${subjectId}" does not exist`);
+  // A pooled workspace draws on its account's balance: its view is the account's.
+  if (subject.account !== undefined) return { ...(await quotaView(subject.account, deps)), subject: subject.id, pool: subject.account };
   const now = deps.clock.now();
   const cycle = cycleContaining(now, subject);
   const today = dayCounter(localDate(now, subject.timeZone));

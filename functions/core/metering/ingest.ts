@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { type Config } from '../config';
 import { bucketsOf } from '../cycles';
 import { stringifyExactJson } from '../exact-json';
-import type { Clock, SubjectDirectory } from '../ports';
+import type { Clock, Subject, SubjectDirectory } from '../ports';
 import { envelopeRules, eventKey, parseMessageBody, type Rejection, type UsageEvent, validateEvent } from './envelope';
 import type { Ledger, Quarantine, QuarantineRecord } from './metering-ports';
 import type { LedgerEntry } from './rollups';
@@ -61,6 +61,9 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
   }
 
   const subjects = await deps.subjects.getMany([...new Set(candidates.map((c) => c.event.subject))]);
+  // Pooled workspaces' credits count under their account too, in the account's day and cycle.
+  const accountIds = [...new Set([...subjects.values()].flatMap((s) => (s.account === undefined ? [] : [s.account])))];
+  const accounts = accountIds.length > 0 ? await deps.subjects.getMany(accountIds) : new Map<string, Subject>();
   const entriesByKey = new Map<string, { entry: LedgerEntry; messageIds: Set<string> }>();
   let duplicatesInBatch = 0;
   for (const { message, index, event, raw } of candidates) {
@@ -86,6 +89,11 @@ export async function ingestMessages(messages: readonly QueueMessage[], deps: In
       ...bucketsOf(event.time, subject),
       expiresAt: Math.floor(Date.parse(event.time) / 1000) + deps.config.ingest.retentionDays * 86_400,
     };
+    const account = subject.account === undefined ? undefined : accounts.get(subject.account);
+    if (entry.credits && account) {
+      const { day, cycleStart } = bucketsOf(event.time, account);
+      entry.credits = { ...entry.credits, pool: { subject: account.id, day, cycleStart, ...(subject.workspaceGroup ? { group: subject.workspaceGroup } : {}) } };
+    }
     entriesByKey.set(key, { entry, messageIds });
   }
 

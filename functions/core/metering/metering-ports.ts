@@ -219,3 +219,41 @@ export interface RepairStore {
    */
   applyRepair(lease: { name: string; holder: string }, work: { updates?: readonly RollupUpdate[]; removeParked?: readonly ParkedRecord[] }): Promise<'committed' | 'stale'>;
 }
+
+/** One event as an activity item stores it (core/metering/activity.ts): short names, quantities as exact decimal text. */
+export interface ActivityEvent {
+  /** The event's time (UTC ISO with milliseconds). */
+  t: string;
+  /** Its usage type. */
+  u: string;
+  /** Its feature, when it names one. */
+  f?: string;
+  /** Its quantity, exact decimal text. */
+  q: string;
+  /** The credits the rate card charged for it, exact decimal text. */
+  c?: string;
+  /** Its identity (`eventKey`). */
+  k: string;
+}
+
+/** A workspace's newest events of one aggregate batch (core/metering/activity.ts). */
+export interface ActivityItem {
+  subject: string;
+  /** `A#<newest event time>#<shardId>#<first sequence number, padded>`: the same for the same records. */
+  sk: string;
+  /** Newest first (time, then event key). */
+  events: ActivityEvent[];
+  /** Epoch seconds (the table's TTL attribute). */
+  expiresAt: number;
+}
+
+/** Recent activity, written best effort beside the rollups (never in their transaction). */
+export interface ActivityWriter {
+  /** Writes (replaces) each item; returns those that still failed after retries, and the first error. */
+  putAll(items: readonly ActivityItem[]): Promise<{ failed: ActivityItem[]; error?: unknown }>;
+}
+
+export interface ActivityReader {
+  /** The subject's activity items, greatest sort key (newest event time) first, read page by page as iterated. */
+  newest(subject: string): AsyncIterable<ActivityItem>;
+}

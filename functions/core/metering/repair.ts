@@ -110,6 +110,8 @@ export const REPAIR_SOURCE = 'usage-pipeline/repair';
 export async function repairSubject(request: RepairRequest, deps: RepairDeps): Promise<RepairResult> {
   const subject = await deps.subjects.get(request.subject);
   if (!subject) throw new RepairRefusedError(`unknown workspace "${request.subject}"`);
+  // An account's items are written in its workspaces' lanes, from their events: no snapshot of its own lane holds them still.
+  if (subject.kind === 'account') throw new RepairRefusedError(`"${subject.id}" is an account: its pooled credits come from its workspaces' events; repair is per workspace`);
   const now = deps.clock.now();
   const retentionMs = deps.config.ingest.retentionDays * 86_400_000;
   const repairable = (cycleStart: string) => Date.parse(cycleStart) + retentionMs > now.getTime();
@@ -235,7 +237,7 @@ async function planRepair(
   const days = cycles.map((c) => daysOf(c, subject));
   const held = rows.filter((r) => r.kind !== 'late' && belongsTo(r, days, target));
   const states = new Map(held.filter((r) => r.kind === 'cycle').map((r) => [cycleItemKey(subject.id, r.period, r.usageType), cycleStateOf(r)]));
-  const expected = fold(signed, states, deps.breakdowns);
+  const expected = fold(subject.id, signed, states, deps.breakdowns);
   const frozen = new Map((await deps.snapshots.listCycleSnapshots(subject.id)).map((s) => [s.cycleStart, s]));
   const used = (cycleStart: string, usageType: string) => {
     const snapshot = frozen.get(cycleStart);
@@ -286,11 +288,13 @@ function seenInFlight(pending: ReadonlyMap<string, StreamedChange[]>, scanned: R
 }
 
 /** The rollup items a set of signed images folds into, by `itemKeyOf`, breakdowns placed by what the cycles admitted. */
-function fold(signed: readonly { image: LedgerImage; sign: 1 | -1 }[], states: ReadonlyMap<string, CycleState>, breakdowns: BreakdownPolicy): Map<string, RollupUpdate> {
+function fold(subject: string, signed: readonly { image: LedgerImage; sign: 1 | -1 }[], states: ReadonlyMap<string, CycleState>, breakdowns: BreakdownPolicy): Map<string, RollupUpdate> {
   const changes: LedgerChange[] = signed.map(({ image, sign }, i) => ({ sequenceNumber: String(i + 1), ...(sign === 1 ? { newImage: image } : { oldImage: image }) }));
   const items = new Map<string, RollupUpdate>();
   for (const chunk of planChunks(changes, Number.MAX_SAFE_INTEGER, new Set(), states, breakdowns)) {
     for (const update of chunk.updates) {
+      // A pooled workspace's credits count under its account too: those items are not the workspace's to repair.
+      if (update.subject !== subject) continue;
       const key = itemKeyOf(update.kind, update.period, update.usageType, update.member);
       const into = items.get(key);
       if (!into) {

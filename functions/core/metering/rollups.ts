@@ -1,3 +1,4 @@
+import type { EventCredits } from '../billing/credits';
 import { type NanoUnits, toNanoUnits } from '../quantity';
 import { shardOf } from '../shards';
 import type { UsageEvent } from './envelope';
@@ -32,8 +33,11 @@ export interface LedgerImage extends Buckets {
   groupId?: string;
   channel?: string;
   feature?: string;
-  /** What the credit rate card charged for the event, counted under its credits usage type beside the quantity. */
-  credits?: { usageType: string; quantity: string };
+  /** What the credit rate card charged for the event, counted under its credits usage type beside the quantity (and under its account's pool). */
+  credits?: EventCredits;
+  /** Of a pooled credits image (`meteredImages`): the workspace the event is of, ranked within its account. */
+  workspace?: string /** The event's time (UTC ISO with milliseconds): what recent activity shows (activity.ts); no rollup reads it. */;
+  time?: string;
 }
 
 /** A ledger item: the event, its buckets, when its message was sent (its version), and when it expires. */
@@ -48,9 +52,9 @@ export interface LedgerChange {
   expired?: boolean;
 }
 
-export type RollupKind = 'day' | 'cycle' | 'user' | 'group' | 'late';
-/** Items per user or group of a cycle, beside the subject's day and cycle items. */
-export type MemberKind = Extract<RollupKind, 'user' | 'group'>;
+export type RollupKind = 'day' | 'cycle' | 'user' | 'group' | 'workspace' | 'late';
+/** Items per user, group or (of an account) workspace of a cycle, beside the subject's day and cycle items. */
+export type MemberKind = Extract<RollupKind, 'user' | 'group' | 'workspace'>;
 
 export interface RollupUpdate {
   subject: string;
@@ -153,8 +157,8 @@ export const MAX_COUNTER_BYTES_PER_CHUNK = 1_000_000;
  * type (its old and new image; credits count under items of their own usage type).
  */
 const MAX_COUNTERS_PER_CHANGE = 6;
-/** A change has at most four images: old and new, each with its credits. */
-const MAX_IMAGES_PER_CHANGE = 4;
+/** A change has at most six images: old and new, each with its credits and their account's. */
+const MAX_IMAGES_PER_CHANGE = 6;
 /** 'ch#YYYY-MM-DDTHH#' and a channel of at most 256 bytes (envelope FIELD_BYTE_LIMITS). */
 const MAX_COUNTER_NAME_BYTES = 17 + 256;
 
@@ -224,7 +228,7 @@ export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}
 export const channelCounter = (channel: string) => `c#${channel}`;
 export const featureCounter = (feature: string) => `f#${feature}`;
 
-export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', late: 'L' };
+export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', workspace: 'W', late: 'L' };
 /** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#… (see the store). */
 export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) => `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
@@ -244,11 +248,22 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
   return deltas;
 }
 
-/** What a ledger image counts: itself, and for a priced event its credits as an image of the credits usage type. */
+/**
+ * What a ledger image counts: itself; for a priced event its credits as an image of the credits usage type;
+ * and for a pooled workspace's priced event the same credits under its account, in the account's day and
+ * cycle, with its workspace group as the group and the workspace as a member the account ranks.
+ */
 export function meteredImages(image: LedgerImage): LedgerImage[] {
   if (!image.credits) return [image];
   const { credits, ...rest } = image;
-  return [image, { ...rest, usageType: credits.usageType, quantity: credits.quantity }];
+  const own: LedgerImage = { ...rest, usageType: credits.usageType, quantity: credits.quantity };
+  if (!credits.pool) return [image, own];
+  const { pool } = credits;
+  // The account's groups are workspace groups, not the event's own group.
+  const { groupId: _eventGroup, ...base } = own;
+  const pooled: LedgerImage = { ...base, subject: pool.subject, day: pool.day, cycleStart: pool.cycleStart, workspace: image.subject };
+  if (pool.group !== undefined) pooled.groupId = pool.group;
+  return [image, own, pooled];
 }
 
 /** Names one cycle item across subjects, as `closedCycles` holds it. */
@@ -291,8 +306,9 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
  * and an lane too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
- * event. One change touches at most 20 rollup items (day, cycle, user, group and late, of its old and its
- * new image and of their credits) and one checkpoint, so `maxItems` must be at least 21.
+ * event. One change touches at most 32 rollup items (day, cycle, user, group and late of its old and its new
+ * image and of their credits, and those and a workspace item of their account's) and one checkpoint, so
+ * `maxItems` must be at least 33.
  */
 export function planChunks(
   changes: readonly LedgerChange[],
@@ -388,7 +404,7 @@ export function planChunks(
       for (const { image, sign, closed, keys } of deltas) {
         const quantity = quantityOf(image.quantity);
         const delta = sign === 1n ? quantity : -quantity;
-        // keys: day, cycle, then late, user and group as the image has them (itemKeys).
+        // keys: day, cycle, then late, user, group and workspace as the image has them (itemKeys).
         let next = 2;
         const day = add(current, keys[0] as string, image, 'day', image.day, delta, sign);
         const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta, sign);
@@ -404,7 +420,8 @@ export function planChunks(
         if (channel !== undefined) bump(cycle, channelCounter(channel), delta);
         if (feature !== undefined) bump(cycle, featureCounter(feature), delta);
         if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, sign, image.userId);
-        if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, sign, image.groupId);
+        if (image.groupId !== undefined) add(current, keys[next++] as string, image, 'group', image.cycleStart, delta, sign, image.groupId);
+        if (image.workspace !== undefined) add(current, keys[next] as string, image, 'workspace', image.cycleStart, delta, sign, image.workspace);
       }
     }
   }
@@ -427,12 +444,13 @@ function quantityOf(text: string): NanoUnits {
   return quantity;
 }
 
-/** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group. */
+/** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group, workspace. */
 function itemKeys(image: LedgerImage, closed: boolean): string[] {
   const keys = [itemKey(image, 'day', image.day), itemKey(image, 'cycle', image.cycleStart)];
   if (closed) keys.push(itemKey(image, 'late', image.cycleStart, image.eventKey));
   if (image.userId !== undefined) keys.push(itemKey(image, 'user', image.cycleStart, image.userId));
   if (image.groupId !== undefined) keys.push(itemKey(image, 'group', image.cycleStart, image.groupId));
+  if (image.workspace !== undefined) keys.push(itemKey(image, 'workspace', image.cycleStart, image.workspace));
   return keys;
 }
 

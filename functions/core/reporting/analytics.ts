@@ -70,6 +70,8 @@ export interface SummaryEntry extends Projection {
   /** Bonus and top-up credits still available. */
   bonusAmount: Amount;
   availableAmount: Amount;
+  /** Events counted this cycle. */
+  requests: number;
   /** Used as a percentage of the allowance, 2 decimals; null when the allowance is 0. */
   usedPercent: number | null;
 }
@@ -97,6 +99,7 @@ export async function usageSummary(subjectId: string, query: z.infer<typeof summ
         spilloverAmount: q.spilloverAmount,
         bonusAmount: q.bonusAmount,
         availableAmount: q.availableAmount,
+        requests: q.requests,
         usedPercent: allowance === 0n ? null : rounded(used * 100n, allowance),
         ...projection({ used, available: units(q.availableAmount), cycle: { start: q.cycleStart, end: q.cycleEnd }, now, timeZone: subject.timeZone }),
       };
@@ -226,7 +229,8 @@ const MAX_CURSOR_CHARS = 4096;
 /** Any string: whatever is not a cursor of the ranking (too long, empty, undecodable) is refused as invalid_cursor. */
 const cursorParam = z.string().optional().describe(`nextCursor of the previous page (at most ${MAX_CURSOR_CHARS} characters)`);
 
-export const memberTopQuerySchema = z.strictObject({ by: z.enum(['user', 'group']), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
+/** `workspace` ranks an account's pooled workspaces (an account's workspace items); a workspace has none. */
+export const memberTopQuerySchema = z.strictObject({ by: z.enum(['user', 'group', 'workspace']), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
 export const workspaceTopQuerySchema = z.strictObject({ by: z.literal('workspace'), cycle: cycleParam, usageType: usageTypeParam, limit: limitParam, cursor: cursorParam });
 export const reportQuerySchema = z.strictObject({ cycle: cycleParam });
 
@@ -236,11 +240,14 @@ export interface RankedEntry {
   amount: Amount;
   /** amount ÷ totalAmount, 4 decimals. */
   share: number;
+  /** Events counted for the entry this cycle. */
+  requests: number;
 }
 
 interface Ranked {
   id: string;
   amount: NanoUnits;
+  requests?: number;
 }
 
 /** The cycle a `cycle` parameter names, for one subject. */
@@ -262,7 +269,7 @@ export async function topMembers(
   const kind: MemberKind = query.by;
   const [members, cycleRows] = await Promise.all([deps.rollups.members(subject.id, kind, cycle.start, usageType), deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start)]);
   const total = units(cycleRows.find((r) => r.usageType === usageType)?.total ?? '0');
-  const entries = members.map((row) => ({ id: row.member ?? '', amount: units(row.total) }));
+  const entries = members.map((row) => ({ id: row.member ?? '', amount: units(row.total), requests: Number(row.requests ?? '0') }));
   const context = `${subject.id}|${kind}|${usageType}|${cycle.start}`;
   const page = rankPage(entries, total, query.limit, query.cursor, context);
   return { subject: subject.id, by: query.by, usageType, cycleStart: cycle.start, cycleEnd: cycle.end, totalAmount: toAmount(total), ...page };
@@ -272,7 +279,8 @@ export async function topMembers(
 export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchema>, deps: { subjects: SubjectStore; rollups: RollupReader; clock: { now(): Date }; usageTypes: readonly string[] }) {
   const usageType = pickUsageType(query.usageType, deps.usageTypes);
   const now = deps.clock.now();
-  const subjects = await deps.subjects.list();
+  // Accounts count their workspaces' credits again: ranked apart (…/usage/top of the account), not among workspaces.
+  const subjects = (await deps.subjects.list()).filter((s) => s.kind !== 'account');
   const cycles = new Map(subjects.map((s) => [s.id, resolveCycle(query.cycle, s, now)]));
   const entries: Ranked[] = [];
   const PARALLEL_READS = 16;
@@ -281,7 +289,7 @@ export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchem
       subjects.slice(i, i + PARALLEL_READS).map(async (s) => {
         const cycle = cycles.get(s.id) as Cycle;
         const row = (await deps.rollups.query(s.id, 'cycle', cycle.start, cycle.start)).find((r) => r.usageType === usageType);
-        entries.push({ id: s.id, amount: units(row?.total ?? '0') });
+        entries.push({ id: s.id, amount: units(row?.total ?? '0'), requests: Number(row?.requests ?? '0') });
       }),
     );
   }
@@ -326,7 +334,7 @@ export function rankPage(all: readonly Ranked[], total: NanoUnits, limit: number
     if (start < 0) start = ranked.length;
   }
   const slice = ranked.slice(start, start + limit);
-  const entries = slice.map((e, i) => ({ rank: start + i + 1, id: e.id, amount: toAmount(e.amount), share: total > 0n ? rounded(e.amount, total, 4) : 0 }));
+  const entries = slice.map((e, i) => ({ rank: start + i + 1, id: e.id, amount: toAmount(e.amount), share: total > 0n ? rounded(e.amount, total, 4) : 0, requests: e.requests ?? 0 }));
   const last = slice.at(-1);
   const more = start + limit < ranked.length;
   return { entries, nextCursor: more && last ? encodeCursor(last, context) : null };

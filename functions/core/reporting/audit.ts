@@ -58,10 +58,10 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
   const ledger = new Map<string, { total: NanoUnits; days: Map<string, NanoUnits> }>();
   let events = 0;
   for await (const stored of deps.ledger.scan(filter.subject)) {
-    if (!known.has(stored.subject)) continue;
-    events += 1;
-    // A priced event counts its credits under their usage type too.
-    for (const event of meteredImages(stored)) {
+    // A priced event counts its credits under their usage type too, and a pooled workspace's under its account.
+    const images = meteredImages(stored).filter((image) => known.has(image.subject));
+    if (images.length > 0) events += 1;
+    for (const event of images) {
       const key = cycleKey(event.subject, event.cycleStart, event.usageType);
       const entry = ledger.get(key) ?? { total: 0n, days: new Map<string, NanoUnits>() };
       const quantity = units(event.quantity);

@@ -163,14 +163,14 @@ describe('rankPage', () => {
 
     // Assert: shares 10/30 = 0.33333 → 0.3333, 5/30 = 0.16667 → 0.1667, 3/30 = 0.1.
     expect(first.entries).toEqual([
-      { rank: 1, id: 'a', amount: 10, share: 0.3333 },
-      { rank: 2, id: 'b', amount: 5, share: 0.1667 },
+      { rank: 1, id: 'a', amount: 10, share: 0.3333, requests: 0 },
+      { rank: 2, id: 'b', amount: 5, share: 0.1667, requests: 0 },
     ]);
     expect(typeof first.nextCursor).toBe('string');
     expect(second).toEqual({
       entries: [
-        { rank: 3, id: 'c', amount: 5, share: 0.1667 },
-        { rank: 4, id: 'f', amount: 3, share: 0.1 },
+        { rank: 3, id: 'c', amount: 5, share: 0.1667, requests: 0 },
+        { rank: 4, id: 'f', amount: 3, share: 0.1, requests: 0 },
       ],
       nextCursor: null, // 4 ranked entries, all returned
     });
@@ -194,7 +194,7 @@ describe('rankPage', () => {
     // Assert
     expect(halves.entries[0]?.share).toBe(0.0313);
     expect(thirds.entries[0]?.share).toBe(0.6667);
-    expect(noTotal.entries).toEqual([{ rank: 1, id: 'z', amount: 4, share: 0 }]);
+    expect(noTotal.entries).toEqual([{ rank: 1, id: 'z', amount: 4, share: 0, requests: 0 }]);
   });
 
   test('fractional amounts are returned exactly', () => {
@@ -203,8 +203,8 @@ describe('rankPage', () => {
 
     // Assert: 0.3/0.4 = 0.75, 0.1/0.4 = 0.25.
     expect(page.entries).toEqual([
-      { rank: 1, id: 'a', amount: 0.3, share: 0.75 },
-      { rank: 2, id: 'b', amount: 0.1, share: 0.25 },
+      { rank: 1, id: 'a', amount: 0.3, share: 0.75, requests: 0 },
+      { rank: 2, id: 'b', amount: 0.1, share: 0.25, requests: 0 },
     ]);
   });
 
@@ -483,9 +483,9 @@ describe('topMembers', () => {
       cycleEnd: CURRENT.end,
       totalAmount: 200,
       entries: [
-        { rank: 1, id: 'u2', amount: 50, share: 0.25 },
-        { rank: 2, id: 'u1', amount: 30, share: 0.15 },
-        { rank: 3, id: 'u3', amount: 20, share: 0.1 },
+        { rank: 1, id: 'u2', amount: 50, share: 0.25, requests: 0 },
+        { rank: 2, id: 'u1', amount: 30, share: 0.15, requests: 0 },
+        { rank: 3, id: 'u3', amount: 20, share: 0.1, requests: 0 },
       ],
       nextCursor: null,
     });
@@ -497,16 +497,16 @@ describe('topMembers', () => {
     const credits = await topMembers('ws_b', q({ by: 'user', usageType: 'credits' }), deps);
 
     // Assert: g1 80/200 = 0.4; credits u1 5/5 = 1.
-    expect(groups.entries).toEqual([{ rank: 1, id: 'g1', amount: 80, share: 0.4 }]);
-    expect([credits.usageType, credits.totalAmount, credits.entries]).toEqual(['credits', 5, [{ rank: 1, id: 'u1', amount: 5, share: 1 }]]);
+    expect(groups.entries).toEqual([{ rank: 1, id: 'g1', amount: 80, share: 0.4, requests: 0 }]);
+    expect([credits.usageType, credits.totalAmount, credits.entries]).toEqual(['credits', 5, [{ rank: 1, id: 'u1', amount: 5, share: 1, requests: 0 }]]);
   });
 
   test.each([
-    ['previous', PREVIOUS, 1000, [{ rank: 1, id: 'u9', amount: 999, share: 0.999 }]],
-    ['2026-12-05', NEXT, 8, [{ rank: 1, id: 'u7', amount: 4, share: 0.5 }]], // Dec 5 local is in the Nov 30 cycle
-    ['2026-11-30', NEXT, 8, [{ rank: 1, id: 'u7', amount: 4, share: 0.5 }]], // the anchor day itself starts that cycle
-    ['2026-11-29', CURRENT, 200, [{ rank: 1, id: 'u2', amount: 50, share: 0.25 }]], // the last local day of the current one
-    ['2026-10-31', CURRENT, 200, [{ rank: 1, id: 'u2', amount: 50, share: 0.25 }]],
+    ['previous', PREVIOUS, 1000, [{ rank: 1, id: 'u9', amount: 999, share: 0.999, requests: 0 }]],
+    ['2026-12-05', NEXT, 8, [{ rank: 1, id: 'u7', amount: 4, share: 0.5, requests: 0 }]], // Dec 5 local is in the Nov 30 cycle
+    ['2026-11-30', NEXT, 8, [{ rank: 1, id: 'u7', amount: 4, share: 0.5, requests: 0 }]], // the anchor day itself starts that cycle
+    ['2026-11-29', CURRENT, 200, [{ rank: 1, id: 'u2', amount: 50, share: 0.25, requests: 0 }]], // the last local day of the current one
+    ['2026-10-31', CURRENT, 200, [{ rank: 1, id: 'u2', amount: 50, share: 0.25, requests: 0 }]],
   ])('cycle=%s resolves to the right cycle', async (cycle, expected, totalAmount, entries) => {
     // Act
     const response = await topMembers('ws_b', q({ by: 'user', cycle, limit: '1' }), deps);
@@ -525,7 +525,7 @@ describe('topMembers', () => {
 
     // Assert
     expect(page1.entries.map((e) => e.id)).toEqual(['u2', 'u1']);
-    expect(page2.entries).toEqual([{ rank: 3, id: 'u3', amount: 20, share: 0.1 }]);
+    expect(page2.entries).toEqual([{ rank: 3, id: 'u3', amount: 20, share: 0.1, requests: 0 }]);
     expect(page2.nextCursor).toBeNull();
     expect(error).toBeInstanceOf(InvalidRequestError);
     expect(error).toMatchObject({ code: 'invalid_cursor' });
@@ -540,7 +540,7 @@ describe('topMembers', () => {
 
     // Assert
     expect(response.totalAmount).toBe(0);
-    expect(response.entries).toEqual([{ rank: 1, id: 'u1', amount: 3, share: 0 }]);
+    expect(response.entries).toEqual([{ rank: 1, id: 'u1', amount: 3, share: 0, requests: 0 }]);
   });
 
   test('an unknown usage type → unknown_usage_type; an unknown workspace → NotFoundError', async () => {
@@ -580,9 +580,9 @@ describe('topWorkspaces', () => {
       cycle: 'current',
       totalAmount: 100,
       entries: [
-        { rank: 1, id: 'ws_b', amount: 60, share: 0.6, cycleStart: '2026-10-30T23:00:00.000Z', cycleEnd: '2026-11-29T23:00:00.000Z' },
-        { rank: 2, id: 'ws_a', amount: 30, share: 0.3, name: 'Acme', cycleStart: '2026-11-15T00:00:00.000Z', cycleEnd: '2026-12-15T00:00:00.000Z' },
-        { rank: 3, id: 'ws_c', amount: 10, share: 0.1, cycleStart: '2026-11-01T04:00:00.000Z', cycleEnd: '2026-12-01T05:00:00.000Z' },
+        { rank: 1, id: 'ws_b', amount: 60, share: 0.6, requests: 0, cycleStart: '2026-10-30T23:00:00.000Z', cycleEnd: '2026-11-29T23:00:00.000Z' },
+        { rank: 2, id: 'ws_a', amount: 30, share: 0.3, requests: 0, name: 'Acme', cycleStart: '2026-11-15T00:00:00.000Z', cycleEnd: '2026-12-15T00:00:00.000Z' },
+        { rank: 3, id: 'ws_c', amount: 10, share: 0.1, requests: 0, cycleStart: '2026-11-01T04:00:00.000Z', cycleEnd: '2026-12-01T05:00:00.000Z' },
       ],
       nextCursor: null,
     });
@@ -604,7 +604,7 @@ describe('topWorkspaces', () => {
 
     // Assert: only ws_a has use in its previous cycle (2026-10-15 → 2026-11-15).
     expect(response.totalAmount).toBe(500);
-    expect(response.entries).toEqual([{ rank: 1, id: 'ws_a', amount: 500, share: 1, name: 'Acme', cycleStart: '2026-10-15T00:00:00.000Z', cycleEnd: '2026-11-15T00:00:00.000Z' }]);
+    expect(response.entries).toEqual([{ rank: 1, id: 'ws_a', amount: 500, share: 1, requests: 0, name: 'Acme', cycleStart: '2026-10-15T00:00:00.000Z', cycleEnd: '2026-11-15T00:00:00.000Z' }]);
   });
 
   test('pages of one, the cursor carrying on where the last page stopped', async () => {
@@ -648,7 +648,7 @@ describe('query schemas (through parseQuery)', () => {
         ['top: limit 101', memberTopQuerySchema, { by: 'user', limit: '101' }, 'limit'],
         ['top: limit 2.5', memberTopQuerySchema, { by: 'user', limit: '2.5' }, 'limit'],
         ['top: limit abc', memberTopQuerySchema, { by: 'user', limit: 'abc' }, 'limit'],
-        ['top: by workspace', memberTopQuerySchema, { by: 'workspace' }, 'by'],
+        ['top: by account', memberTopQuerySchema, { by: 'account' }, 'by'],
         ['top: cycle last', memberTopQuerySchema, { by: 'user', cycle: 'last' }, 'cycle'],
         ['top: cycle Feb 29 of a common year', memberTopQuerySchema, { by: 'user', cycle: '2026-02-29' }, 'cycle'],
         ['top: unknown parameter', memberTopQuerySchema, { by: 'user', page: '2' }, 'page'],
