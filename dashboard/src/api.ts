@@ -1,4 +1,4 @@
-import type { ExportView, Me, RankingPage, Series, SeriesWindow, Summary, UsageType } from './types';
+import type { CreditUsage, ExportView, Me, MemberKind, QuotaView, RankingPage, Series, SeriesWindow, Summary, UsageType } from './types';
 
 /** An answer other than 2xx: the API's own `{"error":{"code","message"}}`, or a network failure. */
 export class ApiError extends Error {
@@ -20,7 +20,11 @@ export class Api {
   usageTypes = () => this.get<{ usageTypes: UsageType[] }>('/v1/usage-types');
   summary = (workspace: string) => this.get<Summary>(`${ws(workspace)}/usage/summary`);
   series = (workspace: string, window: SeriesWindow, usageType: string) => this.get<Series>(`${ws(workspace)}/usage/series?${query({ window, usageType })}`);
-  topMembers = (workspace: string, by: 'user' | 'group', usageType: string, limit: number, cursor?: string) =>
+  /** The calling workspace key's credit balance (403 forbidden_scope for finance and admin keys). */
+  creditUsage = () => this.get<CreditUsage>('/v1/usage');
+  quotas = (workspace: string) => this.get<QuotaView>(`${ws(workspace)}/quotas`);
+  /** Users or groups of a workspace; of an enterprise account, also its workspaces. */
+  topMembers = (workspace: string, by: MemberKind, usageType: string, limit: number, cursor?: string) =>
     this.get<RankingPage>(`${ws(workspace)}/usage/top?${query({ by, usageType, limit: String(limit), cursor })}`);
   topWorkspaces = (usageType: string, limit: number, cursor?: string) => this.get<RankingPage>(`/v1/usage/top?${query({ by: 'workspace', usageType, limit: String(limit), cursor })}`);
   /** The cycle report exactly as the API sent it, for saving as a file. */

@@ -1,4 +1,4 @@
-import type { SeriesBucket, SeriesWindow, SummaryEntry } from './types';
+import type { CreditUsage, SeriesBucket, SeriesWindow, SummaryEntry } from './types';
 
 /**
  * What the dashboard shows of a cycle, worked out from the API's own numbers and nothing else: the
@@ -144,6 +144,52 @@ export function bucketLabel(bucket: SeriesBucket, window: SeriesWindow, timeZone
   const first = day(Date.parse(bucket.start), false);
   const last = day(Date.parse(bucket.end) - 1, false);
   return first === last ? first : `${first} – ${last}`;
+}
+
+/**
+ * Money the API gives in minor units of a currency (cents), as the reader's locale writes that currency:
+ * the minor unit's size is the currency's own (2 places for USD and EUR, none for JPY, 3 for KWD).
+ */
+export function formatMoney(minorUnits: number, currency: string): string {
+  const format = new Intl.NumberFormat('en-US', { style: 'currency', currency });
+  const places = format.resolvedOptions().maximumFractionDigits ?? 2;
+  return format.format(minorUnits / 10 ** places);
+}
+
+export type CreditPartId = 'included' | 'purchased' | 'bonus';
+
+export interface CreditFigures {
+  /** Credits available now, and in money (null when the rate card prices no credit). */
+  balance: string;
+  balanceMoney: string | null;
+  /** The balance's three parts apart, in the order they burn. */
+  parts: { id: CreditPartId; label: string; detail: string; credits: string; money: string | null }[];
+  requests: string;
+  /** Credits billed this period (a request may bill several). */
+  billed: string;
+  /** Requests the balance lasts at this period's average credits per request; "—" before any request billed credits. */
+  estimate: string;
+  periodStart: string;
+}
+
+/** The Credits card of `GET /v1/usage`, or null when the config has no credit rate card (no card then). */
+export function creditFigures(usage: CreditUsage): CreditFigures | null {
+  const c = usage.credits;
+  if (!c) return null;
+  const money = (cents: number | null) => (cents === null || c.currency === null ? null : formatMoney(cents, c.currency));
+  return {
+    balance: formatAmount(c.balance),
+    balanceMoney: money(c.balance_cents),
+    parts: [
+      { id: 'included', label: 'Included', detail: "Left of this period's monthly allowance", credits: formatAmount(c.included), money: money(c.included_cents) },
+      { id: 'purchased', label: 'Purchased', detail: 'Left of top-ups you bought', credits: formatAmount(c.purchased), money: money(c.purchased_cents) },
+      { id: 'bonus', label: 'Bonus', detail: 'Bonus credits, which never expire', credits: formatAmount(c.bonus), money: money(c.bonus_cents) },
+    ],
+    requests: formatAmount(usage.requests),
+    billed: formatAmount(usage.billable_units ?? 0),
+    estimate: c.estimated_requests_remaining === null ? '—' : formatAmount(c.estimated_requests_remaining),
+    periodStart: usage.period_start,
+  };
 }
 
 /** Sums of exact decimals read as floats, cut back to the 9 places the API uses. */

@@ -6,11 +6,13 @@ import type { ExportView, UsageType } from './types';
 import { titleCase } from './workspace-view';
 
 const RANKING_PAGE = 10;
+/** The enterprise rankings page five at a time, as a workspace's own do. */
+const ENTERPRISE_PAGE = 5;
 const POLL_MS = 1000;
 /** How long the page waits for an export before it says so (the export itself goes on). */
 const POLL_LIMIT = 300;
 
-/** Finance: workspaces ranked by use in their own cycle, and exports of hourly or daily usage. */
+/** Finance: workspaces ranked by use in their own cycle, an enterprise account's rankings, and exports of hourly or daily usage. */
 export function financeView(api: Api, usageTypes: UsageType[]): HTMLElement {
   const picker = h('select', { id: 'usage-type', name: 'usage-type' }, ...usageTypes.map((u) => h('option', { value: u.id }, titleCase(u.id))));
   const rankingSlot = h('div');
@@ -31,7 +33,94 @@ export function financeView(api: Api, usageTypes: UsageType[]): HTMLElement {
   };
   picker.addEventListener('change', showRanking);
   showRanking();
-  return h('div', { class: 'stack' }, h('div', { class: 'toolbar' }, h('div', { class: 'field inline' }, h('label', { for: 'usage-type' }, 'Usage type'), picker)), rankingSlot, exportForm(api));
+  return h(
+    'div',
+    { class: 'stack' },
+    h('div', { class: 'toolbar' }, h('div', { class: 'field inline' }, h('label', { for: 'usage-type' }, 'Usage type'), picker)),
+    rankingSlot,
+    enterpriseSection(api, usageTypes),
+    exportForm(api),
+  );
+}
+
+/**
+ * An enterprise account (a workspace of kind "account") pools its workspaces' credits: its workspaces, workspace
+ * groups and users ranked this cycle (`GET /v1/workspaces/{account}/usage/top?by=workspace|group|user`). The API
+ * lists no accounts, so the reader names one; the usage type defaults to the one counted in credits.
+ */
+function enterpriseSection(api: Api, usageTypes: UsageType[]): HTMLElement {
+  const account = h('input', {
+    id: 'account-id',
+    name: 'account',
+    type: 'text',
+    required: true,
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'acct_…',
+    'aria-describedby': 'account-id-hint',
+  });
+  const creditType = usageTypes.find((u) => u.unit === 'credit') ?? usageTypes[0];
+  const usageType = h('select', { id: 'account-usage-type', name: 'usage-type' }, ...usageTypes.map((u) => h('option', { value: u.id, selected: u.id === creditType?.id }, titleCase(u.id))));
+  const error = h('p', { class: 'error', role: 'alert' });
+  const results = h('div', { class: 'enterprise-results', 'aria-live': 'polite' });
+  const form = h(
+    'form',
+    { id: 'enterprise-form', novalidate: true },
+    h(
+      'div',
+      { class: 'form-row' },
+      h('div', { class: 'field' }, h('label', { for: 'account-id' }, 'Account'), account),
+      h('div', { class: 'field' }, h('label', { for: 'account-usage-type' }, 'Usage type'), usageType),
+      h('button', { type: 'submit', class: 'button primary' }, 'Show rankings'),
+    ),
+    h('p', { class: 'hint', id: 'account-id-hint' }, 'The id of an enterprise account, such as acct_example.'),
+    error,
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const id = account.value.trim();
+    if (!id) {
+      error.textContent = 'Enter an account id.';
+      account.setAttribute('aria-invalid', 'true');
+      account.focus();
+      return;
+    }
+    error.textContent = '';
+    account.removeAttribute('aria-invalid');
+    const type = usageType.value;
+    const unit = usageTypes.find((u) => u.id === type)?.unit ?? type;
+    const table = (by: 'workspace' | 'group' | 'user', tableId: string, title: string, noun: string) =>
+      rankingTable({
+        id: tableId,
+        title,
+        noun,
+        unit,
+        empty: `No ${noun.toLowerCase()} of ${id} has used this yet this cycle.`,
+        load: (cursor) => api.topMembers(id, by, type, ENTERPRISE_PAGE, cursor),
+      });
+    results.dataset.account = id;
+    replace(
+      results,
+      table('workspace', 'account-workspaces', `Top workspaces of ${id}`, 'Workspace'),
+      h('div', { class: 'grid two' }, table('group', 'account-groups', 'Top workspace groups', 'Workspace group'), table('user', 'account-users', 'Top users', 'User')),
+    );
+  });
+  return h(
+    'div',
+    { class: 'stack', id: 'enterprise' },
+    h(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'enterprise-title' },
+      h(
+        'div',
+        { class: 'panel-head' },
+        h('h2', { id: 'enterprise-title' }, 'Enterprise accounts'),
+        h('p', { class: 'muted' }, "An account's workspaces, workspace groups and users ranked by the credits they drew this cycle."),
+      ),
+      form,
+    ),
+    results,
+  );
 }
 
 function exportForm(api: Api): HTMLElement {

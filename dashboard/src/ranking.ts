@@ -31,6 +31,7 @@ export function rankingTable(options: {
       h('th', { scope: 'row' }, e.name ? h('span', { class: 'name' }, e.name, h('span', { class: 'muted id' }, e.id)) : e.id),
       h('td', { class: 'number' }, formatAmount(e.amount)),
       h('td', { class: 'share' }, shareBar(e.share), h('span', { class: 'share-value' }, `${(e.share * 100).toFixed(1)}%`)),
+      h('td', { class: 'number', 'data-value': 'requests' }, formatAmount(e.requests)),
       options.withCycle && e.cycleStart && e.cycleEnd ? h('td', { class: 'muted' }, `${formatDate(e.cycleStart, 'UTC')} – ${formatDate(Date.parse(e.cycleEnd) - 1, 'UTC')}`) : null,
     );
 
@@ -63,11 +64,11 @@ export function rankingTable(options: {
   more.addEventListener('click', () => void load());
   more.hidden = true;
 
-  const headings = ['#', options.noun, `Usage (${options.unit}s)`, 'Share', ...(options.withCycle ? ['Cycle'] : [])];
+  const headings = ['#', options.noun, `Usage (${options.unit}s)`, 'Share', 'Requests', ...(options.withCycle ? ['Cycle'] : [])];
   const table = h(
     'table',
     { class: 'ranking', 'aria-describedby': `${options.id}-status` },
-    h('thead', {}, h('tr', {}, ...headings.map((t, i) => h('th', { scope: 'col', class: i === 2 ? 'number' : i === 0 ? 'rank' : '' }, t)))),
+    h('thead', {}, h('tr', {}, ...headings.map((t, i) => h('th', { scope: 'col', class: i === 2 || i === 4 ? 'number' : i === 0 ? 'rank' : '' }, t)))),
     body,
   );
   status.id = `${options.id}-status`;

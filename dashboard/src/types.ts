@@ -25,3 +25,12 @@ export type RankedEntry = MemberRanking['entries'][number] & Partial<Pick<Worksp
 export type UsageType = ResponseOf<'GET /v1/usage-types', 200>['usageTypes'][number];
 
 export type ExportView = ResponseOf<'GET /v1/exports/{exportId}', 200>;
+
+/** A workspace key's credit balance this period (`credits` is null without a credit rate card). */
+export type CreditUsage = ResponseOf<'GET /v1/usage', 200>;
+export type CreditBalance = NonNullable<CreditUsage['credits']>;
+
+export type QuotaView = ResponseOf<'GET /v1/workspaces/{id}/quotas', 200>;
+
+/** What a workspace's ranking ranks: its users or groups; an enterprise account's also its workspaces. */
+export type MemberKind = ResponseOf<'GET /v1/workspaces/{id}/usage/top', 200>['by'];

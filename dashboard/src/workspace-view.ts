@@ -1,9 +1,9 @@
 import { type Api, ApiError } from './api';
-import { allowanceBar, chartRows, cycleCards, formatAmount, formatDate, runOutWarning } from './cards';
+import { allowanceBar, chartRows, creditFigures, cycleCards, formatAmount, formatDate, runOutWarning } from './cards';
 import { channelName, usageChart } from './chart';
-import { h, replace } from './dom';
+import { append, h, replace } from './dom';
 import { rankingTable } from './ranking';
-import type { SeriesWindow, Summary, SummaryEntry, UsageType } from './types';
+import type { CreditUsage, QuotaView, SeriesWindow, Summary, SummaryEntry, UsageType } from './types';
 
 const WINDOWS: { id: SeriesWindow; label: string; caption: string }[] = [
   { id: '24h', label: '24 hours', caption: 'per hour' },
@@ -12,10 +12,17 @@ const WINDOWS: { id: SeriesWindow; label: string; caption: string }[] = [
 ];
 const RANKING_PAGE = 5;
 
-/** A workspace's cycle: allowance, cards, warning, usage chart, top users and groups, the report. */
+/** A workspace's cycle: its credit balance, allowance, cards, warning, usage chart, top users and groups, the report. */
 export async function workspaceView(api: Api, workspace: string, usageTypes: UsageType[]): Promise<HTMLElement> {
-  const summary = await api.summary(workspace);
+  // The balance is an extra: a page whose API cannot answer it (or answers it with no rate card) shows no Credits card.
+  // The quota view says only whether the balance is an enterprise account's (its `pool`), so it is read only when there is a balance.
+  const balance = api
+    .creditUsage()
+    .then(async (usage) => (usage.credits ? { usage, quotas: await api.quotas(workspace).catch(() => null) } : null))
+    .catch(() => null);
+  const [summary, credits] = await Promise.all([api.summary(workspace), balance]);
   const root = h('div', { class: 'workspace' });
+  if (credits) append(root, creditsPanel(credits.usage, credits.quotas));
   // Usage types this workspace has a quota or credits for, in the configured order (the first is the main one).
   const order = (usageType: string) => usageTypes.findIndex((u) => u.id === usageType) >>> 0;
   const entries = [...summary.summary].sort((a, b) => order(a.usageType) - order(b.usageType));
@@ -116,6 +123,7 @@ function allowancePanel(entry: SummaryEntry, summary: Summary, unit: string): HT
       h('span', { class: 'big', 'data-value': 'used' }, formatAmount(entry.usedAmount)),
       ` of ${formatAmount(bar.capacity)} ${unit}s used`,
       percent ? h('span', { class: 'muted', 'data-value': 'used-percent' }, ` · ${percent}`) : null,
+      h('span', { class: 'muted', 'data-value': 'requests' }, ` · ${formatAmount(entry.requests)} ${entry.requests === 1 ? 'request' : 'requests'}`),
     ),
     h(
       'div',
@@ -147,6 +155,64 @@ function allowancePanel(entry: SummaryEntry, summary: Summary, unit: string): HT
       ),
       h('div', { 'data-part': 'bonus' }, h('dt', {}, h('span', { class: 'swatch bonus', 'aria-hidden': 'true' }), 'Bonus credits left'), h('dd', {}, formatAmount(entry.bonusAmount))),
       h('div', { 'data-part': 'available' }, h('dt', {}, 'Available now'), h('dd', {}, formatAmount(entry.availableAmount))),
+    ),
+  );
+}
+
+/** The credit balance of `GET /v1/usage` (a pooled workspace's is its account's): in credits and money, its three parts apart. */
+function creditsPanel(usage: CreditUsage, quotas: QuotaView | null): HTMLElement | null {
+  const figures = creditFigures(usage);
+  if (!figures) return null;
+  const money = (text: string | null, part: string) => (text === null ? null : h('span', { class: 'money', 'data-money': part }, text));
+  const card = (id: string, label: string, value: string, unit: string, detail: string) =>
+    h(
+      'article',
+      { class: 'card', 'data-card': id },
+      h('h3', {}, label),
+      h('p', { class: 'value' }, h('span', { class: 'number' }, value), unit ? h('span', { class: 'unit' }, unit) : null),
+      h('p', { class: 'detail' }, detail),
+    );
+  return h(
+    'section',
+    { class: 'panel', id: 'credits', 'aria-labelledby': 'credits-title' },
+    h(
+      'div',
+      { class: 'panel-head' },
+      h('h2', { id: 'credits-title' }, 'Credits'),
+      h('p', { class: 'muted' }, `This period, since ${formatDate(figures.periodStart)}${quotas?.pool ? ` · shared with the enterprise account ${quotas.pool}` : ''}`),
+    ),
+    h(
+      'p',
+      { class: 'headline' },
+      h('span', { class: 'big', 'data-value': 'credits-balance' }, figures.balance),
+      ' credits available',
+      figures.balanceMoney === null ? null : h('span', { class: 'muted' }, ' · worth ', money(figures.balanceMoney, 'balance')),
+    ),
+    h(
+      'dl',
+      { class: 'balances' },
+      ...figures.parts.map((part) =>
+        h(
+          'div',
+          { class: 'balance', 'data-part': part.id },
+          h('dt', {}, part.label),
+          h('dd', {}, h('span', { class: 'credits', 'data-credits': part.id }, `${part.credits} credits`), money(part.money, part.id)),
+          h('dd', { class: 'detail' }, part.detail),
+        ),
+      ),
+    ),
+    h(
+      'div',
+      { class: 'cards' },
+      card('credits-requests', 'Requests this period', figures.requests, Number(usage.requests) === 1 ? 'request' : 'requests', 'Requests that billed credits'),
+      card('credits-billed', 'Credits billed', figures.billed, 'credits', 'A request may bill several credits'),
+      card(
+        'credits-estimate',
+        'Estimated requests remaining',
+        figures.estimate,
+        figures.estimate === '—' ? '' : 'requests',
+        figures.estimate === '—' ? 'Estimated once a request has billed credits' : "At this period's average credits per request",
+      ),
     ),
   );
 }

@@ -143,15 +143,22 @@ describe('a workspace key', () => {
       avgPerDay: await card('avg-per-day'),
       runOutInDays: await card('run-out'),
       used: numberIn(await page.locator('[data-value="used"]').textContent()),
+      requests: numberIn(await page.locator('#allowance [data-value="requests"]').textContent()),
       banner: await page.locator('[data-banner="run-out"]').count(),
+      creditsCard: await page.locator('#credits').count(),
     };
+    // The example config has no credit rate card: GET /v1/usage answers credits null, and the page shows no Credits card.
+    const balance = await api<{ credits: unknown }>('/v1/usage', KEYS.acme);
+    expect(balance.credits).toBeNull();
     expect(shown).toEqual({
       daysRemaining: fromApi.daysRemaining,
       daysElapsed: fromApi.daysElapsed,
       avgPerDay: fromApi.avgPerDay,
       runOutInDays: fromApi.runOutInDays,
       used: fromApi.usedAmount,
+      requests: fromApi.requests,
       banner: fromApi.projectedToRunOut ? 1 : 0,
+      creditsCard: 0,
     });
     expect({ ...fromApi, usedAmount: fromApi.usedAmount, availableAmount: fromApi.availableAmount }).toMatchObject({
       usedAmount: truth.used,
@@ -161,6 +168,7 @@ describe('a workspace key', () => {
       avgPerDay: truth.avgPerDay,
       runOutInDays: truth.runOutInDays,
       projectedToRunOut: truth.projectedToRunOut,
+      requests: truth.requests,
     });
     // Acme spends at 1.3 times the pace its allowance allows: the warning must be up.
     expect(truth.projectedToRunOut).toBe(true);
@@ -250,7 +258,7 @@ describe('a workspace key', () => {
       }
       const shown = await rowsOf(page, table);
       // The API's own pages of five, fetched here with its cursors.
-      const fromApi: { rank: number; id: string; amount: number; share: number }[] = [];
+      const fromApi: { rank: number; id: string; amount: number; share: number; requests: number }[] = [];
       let cursor: string | null = null;
       do {
         const next: { entries: typeof fromApi; nextCursor: string | null } = await api(
@@ -261,8 +269,8 @@ describe('a workspace key', () => {
         cursor = next.nextCursor;
       } while (cursor);
       expect(pages).toBe(Math.ceil(truth.length / 5));
-      expect(shown).toEqual(fromApi.map((e) => ({ rank: e.rank, id: e.id, amount: e.amount, share: `${(e.share * 100).toFixed(1)}%` })));
-      expect(shown).toEqual(truth.map((e, i) => ({ rank: i + 1, id: e.id, amount: e.amount, share: `${(e.share * 100).toFixed(1)}%` })));
+      expect(shown).toEqual(fromApi.map((e) => ({ rank: e.rank, id: e.id, amount: e.amount, share: `${(e.share * 100).toFixed(1)}%`, requests: e.requests })));
+      expect(shown).toEqual(truth.map((e, i) => ({ rank: i + 1, id: e.id, amount: e.amount, share: `${(e.share * 100).toFixed(1)}%`, requests: e.requests })));
     }
     await shot(page, '06-rankings-expanded');
   });
@@ -291,10 +299,14 @@ describe('a finance key', () => {
     await signIn(page, KEYS.finance);
     await page.locator('#top-workspaces tbody tr').nth(2).waitFor();
     const shown = await rowsOf(page, '#top-workspaces');
-    const ranking = await api<{ entries: { rank: number; id: string; amount: number; share: number }[] }>('/v1/usage/top?by=workspace&usageType=tokens&limit=10', KEYS.finance);
+    const ranking = await api<{ entries: { rank: number; id: string; amount: number; share: number; requests: number }[] }>('/v1/usage/top?by=workspace&usageType=tokens&limit=10', KEYS.finance);
     const asOf = new Date((await api<{ asOf: string }>('/v1/workspaces/ws_acme/usage/summary', KEYS.finance)).asOf);
     const totals = workspaceTotals(sent, 'tokens', ANCHORS, asOf);
-    expect(shown.map((r) => ({ rank: r.rank, id: r.id, amount: r.amount }))).toEqual(ranking.entries.map((e) => ({ rank: e.rank, id: e.id, amount: e.amount })));
+    expect(shown.map((r) => ({ rank: r.rank, id: r.id, amount: r.amount, requests: r.requests }))).toEqual(
+      ranking.entries.map((e) => ({ rank: e.rank, id: e.id, amount: e.amount, requests: e.requests })),
+    );
+    // Each workspace's requests are the events it was sent this cycle.
+    expect(shown.map((r) => r.requests)).toEqual(shown.map((r) => cardTruth(sent, r.id, 'tokens', ANCHORS[r.id] ?? 0, 0, asOf).requests));
     expect(shown.map((r) => [r.id, r.amount])).toEqual([...totals].filter(([, amount]) => amount > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
     await expect(page.locator('[data-card]').count()).resolves.toBe(0);
     await shot(page, '07-finance');
@@ -355,9 +367,15 @@ async function chartTable(page: Page): Promise<BucketTruth[]> {
   });
 }
 
-async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: string; amount: number; share: string }[]> {
+async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: string; amount: number; share: string; requests: number }[]> {
   const rows = await page.locator(`${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.children].map((cell) => cell.querySelector('.id')?.textContent ?? cell.textContent ?? '')));
-  return rows.map(([rank, id, amount, share]) => ({ rank: numberIn(rank ?? ''), id: id ?? '', amount: numberIn(amount ?? ''), share: /[\d.]+%/.exec(share ?? '')?.[0] ?? '' }));
+  return rows.map(([rank, id, amount, share, requests]) => ({
+    rank: numberIn(rank ?? ''),
+    id: id ?? '',
+    amount: numberIn(amount ?? ''),
+    share: /[\d.]+%/.exec(share ?? '')?.[0] ?? '',
+    requests: numberIn(requests ?? ''),
+  }));
 }
 
 /** A GET with the path exactly as written (fetch would resolve "." and ".." first). */

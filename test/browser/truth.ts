@@ -36,12 +36,15 @@ export interface CardTruth {
   avgPerDay: number;
   runOutInDays: number | null;
   projectedToRunOut: boolean;
+  /** Events counted this cycle. */
+  requests: number;
 }
 
 /** The summary of a workspace with no grants, spillover or closes yet, as of `asOf`. */
 export function cardTruth(events: readonly DashboardEvent[], subject: string, usageType: string, anchor: number, limit: number, asOf: Date): CardTruth {
   const cycle = cycleOf(asOf, anchor);
-  const used = sum(of(events, subject, usageType, cycle.start.getTime(), cycle.end.getTime()));
+  const inCycle = of(events, subject, usageType, cycle.start.getTime(), cycle.end.getTime());
+  const used = sum(inCycle);
   const available = Math.max(0, limit - used);
   const day = (instant: number) => Math.floor(instant / DAY_MS);
   const daysElapsed = day(asOf.getTime()) - day(cycle.start.getTime()) + 1;
@@ -55,6 +58,7 @@ export function cardTruth(events: readonly DashboardEvent[], subject: string, us
     avgPerDay: roundedRatio(BigInt(used), BigInt(daysElapsed)),
     runOutInDays: used === 0 ? null : roundedRatio(BigInt(available) * BigInt(daysElapsed), BigInt(used)),
     projectedToRunOut: used > 0 && BigInt(available) * BigInt(daysElapsed) * BigInt(DAY_MS) < BigInt(used) * msLeft,
+    requests: inCycle.length,
   };
 }
 
@@ -85,7 +89,7 @@ export function seriesTruth(events: readonly DashboardEvent[], subject: string, 
   });
 }
 
-/** Members (users or groups) of a workspace ranked by use in the current cycle: amount descending, then id. */
+/** Members (users or groups) of a workspace ranked by use in the current cycle (with the events each counts): amount descending, then id. */
 export function rankingTruth(
   events: readonly DashboardEvent[],
   subject: string,
@@ -93,13 +97,18 @@ export function rankingTruth(
   by: 'userId' | 'groupId',
   anchor: number,
   asOf: Date,
-): { id: string; amount: number; share: number }[] {
+): { id: string; amount: number; share: number; requests: number }[] {
   const cycle = cycleOf(asOf, anchor);
   const inCycle = of(events, subject, usageType, cycle.start.getTime(), cycle.end.getTime());
   const total = sum(inCycle);
-  const amounts = new Map<string, number>();
-  for (const e of inCycle) amounts.set(e.data[by], (amounts.get(e.data[by]) ?? 0) + e.data.quantity);
-  return [...amounts].map(([id, amount]) => ({ id, amount, share: roundedRatio(BigInt(amount), BigInt(total), 4) })).sort((a, b) => b.amount - a.amount || (a.id < b.id ? -1 : 1));
+  const amounts = new Map<string, { amount: number; requests: number }>();
+  for (const e of inCycle) {
+    const entry = amounts.get(e.data[by]) ?? { amount: 0, requests: 0 };
+    amounts.set(e.data[by], { amount: entry.amount + e.data.quantity, requests: entry.requests + 1 });
+  }
+  return [...amounts]
+    .map(([id, { amount, requests }]) => ({ id, amount, share: roundedRatio(BigInt(amount), BigInt(total), 4), requests }))
+    .sort((a, b) => b.amount - a.amount || (a.id < b.id ? -1 : 1));
 }
 
 /** Each workspace's use in its own current cycle. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { allowanceBar, bucketLabel, chartRows, cycleCards, formatAmount, runOutDate, runOutWarning } from '../../dashboard/src/cards';
-import type { SeriesBucket, SummaryEntry } from '../../dashboard/src/types';
+import { allowanceBar, bucketLabel, chartRows, creditFigures, cycleCards, formatAmount, formatMoney, runOutDate, runOutWarning } from '../../dashboard/src/cards';
+import type { CreditUsage, SeriesBucket, SummaryEntry } from '../../dashboard/src/types';
 
 /** The dashboard's card module: every expected value is worked out in the comments from the summary entry. */
 
@@ -139,5 +139,71 @@ describe('chart rows', () => {
 
   test('amounts are grouped and keep their decimals', () => {
     expect([formatAmount(1234567), formatAmount(0.000000001), formatAmount(40468.2)]).toEqual(['1,234,567', '0.000000001', '40,468.2']);
+  });
+});
+
+describe('credits', () => {
+  /** The balance docs/api.md shows: 31 purchased and 30 bonus credits left, none of the allowance, at 5 cents a credit. */
+  const usage: CreditUsage = {
+    period_start: '2026-12-01T00:00:00.000Z',
+    requests: 3,
+    billable_units: 29,
+    credits: {
+      balance: 61,
+      balance_cents: 305,
+      currency: 'USD',
+      included: 0,
+      included_cents: 0,
+      purchased: 31,
+      purchased_cents: 155,
+      bonus: 30,
+      bonus_cents: 150,
+      estimated_requests_remaining: 6,
+      auto_reload_enabled: false,
+    },
+  };
+
+  test("money is minor units in the currency's own places", () => {
+    // USD and EUR have 2 places (305 cents = 3.05), JPY none (12,345 yen).
+    expect([formatMoney(305, 'USD'), formatMoney(0, 'USD'), formatMoney(123_456_789, 'USD'), formatMoney(305, 'EUR'), formatMoney(12_345, 'JPY')]).toEqual([
+      '$3.05',
+      '$0.00',
+      '$1,234,567.89',
+      '€3.05',
+      '¥12,345',
+    ]);
+  });
+
+  test('the card shows the balance and its three parts in credits and money, requests, credits billed and the estimate', () => {
+    expect(creditFigures(usage)).toEqual({
+      balance: '61',
+      balanceMoney: '$3.05',
+      parts: [
+        { id: 'included', label: 'Included', detail: "Left of this period's monthly allowance", credits: '0', money: '$0.00' },
+        { id: 'purchased', label: 'Purchased', detail: 'Left of top-ups you bought', credits: '31', money: '$1.55' },
+        { id: 'bonus', label: 'Bonus', detail: 'Bonus credits, which never expire', credits: '30', money: '$1.50' },
+      ],
+      requests: '3',
+      billed: '29',
+      estimate: '6',
+      periodStart: '2026-12-01T00:00:00.000Z',
+    });
+  });
+
+  test('no estimate before a request bills credits; no money without a price of a credit; no card without a rate card', () => {
+    const empty = { ...usage, requests: 0, billable_units: 0, credits: { ...(usage.credits as NonNullable<CreditUsage['credits']>), estimated_requests_remaining: null } };
+    expect(creditFigures(empty)).toMatchObject({ requests: '0', billed: '0', estimate: '—' });
+    const unpriced = {
+      ...usage,
+      credits: { ...(usage.credits as NonNullable<CreditUsage['credits']>), currency: null, balance_cents: null, included_cents: null, purchased_cents: null, bonus_cents: null },
+    };
+    expect(creditFigures(unpriced)?.balanceMoney).toBeNull();
+    expect(creditFigures(unpriced)?.parts.map((p) => p.money)).toEqual([null, null, null]);
+    expect(creditFigures({ period_start: usage.period_start, requests: 12, billable_units: null, credits: null })).toBeNull();
+  });
+
+  test('fractional credits keep their decimals', () => {
+    const fractional = { ...usage, billable_units: 0.0375, credits: { ...(usage.credits as NonNullable<CreditUsage['credits']>), balance: 60.9625, bonus: 29.9625 } };
+    expect(creditFigures(fractional)).toMatchObject({ balance: '60.9625', billed: '0.0375', parts: [{ credits: '0' }, { credits: '31' }, { credits: '29.9625' }] });
   });
 });
