@@ -25,7 +25,10 @@ const SUITES = [
   'test/integration/api.test.ts',
   'test/integration/replay-cli.test.ts',
   'test/integration/cli.test.ts',
+  'test/integration/credits.test.ts',
+  'test/integration/activity.test.ts',
   'test/browser/dashboard.test.ts',
+  'test/browser/credits-dashboard.test.ts',
 ];
 
 const requested = process.argv.slice(2);

@@ -262,6 +262,24 @@ describe('credits priced by the rate card, counted beside quantities', () => {
     expect(buckets.map((b) => [b.usageType, b.quantity])).toEqual([['credits', Number(decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits))]]);
   });
 
+  test('recent activity lists the last events with their feature and credits, the correction as corrected', async () => {
+    // Act
+    const { status, body } = await client.get('/v1/workspaces/ws_studio/activity?limit=100');
+
+    // Assert: one entry per event sent (the duplicate once, the unpriced one never), newest first
+    expect(status).toBe(200);
+    const events = (body as { events: { time: string; usageType: string; feature?: string; quantity: number; credits?: number }[] }).events;
+    const byFeature = (feature: string) => events.filter((e) => e.feature === feature).map((e) => [e.usageType, e.quantity, e.credits]);
+    expect(byFeature('upscale')).toEqual([['images', 3, Number(decimal(3 * (credits(PRICE_LIST.upscale8x) + credits(PRICE_LIST.transparent))))]]);
+    expect(byFeature('remove_background')).toEqual([
+      ['images', sent.removalAfterChange.quantity, Number(decimal(sent.removalAfterChange.credits))],
+      ['images', sent.removal.quantity, Number(decimal(sent.removal.credits))],
+    ]);
+    expect(events.filter((e) => e.usageType === 'agent_tokens').map((e) => e.credits)).toEqual(expect.arrayContaining([36, 45, 15, 3.75]));
+    expect(events.some((e) => e.feature === 'colorize')).toBe(false);
+    expect(events.map((e) => e.time)).toEqual([...events.map((e) => e.time)].sort().reverse());
+  });
+
   test('the audit counts credits from the ledger as the rollups do, and a repair restores a damaged credits total from it', async () => {
     // Arrange: the credits cycle item's total off by 1,000
     const expected = await quota('credits');
