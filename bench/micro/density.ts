@@ -6,7 +6,8 @@
  * per event (its items stay under 1 KB; `npm run bench` measures it end to end).
  *
  * Run on its own, it also measures the same batches with every event priced in credits (the credit rate
- * card: each event counts its credits under the credits usage type too), side by side with the unpriced ones,
+ * card: each event counts its credits under the credits usage type too), and pooled by enterprise accounts of 10
+ * workspaces in 2 groups (the credits count under the account too), side by side with the unpriced ones,
  * and what the aggregate's recent-activity items cost beside them (one plain PutItem per workspace and batch,
  * one write unit per started KB: core/metering/activity.ts).
  *
@@ -17,6 +18,7 @@ import { marshall } from '@aws-sdk/util-dynamodb';
 import { DynamoActivity } from '../../functions/adapters/activity-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
+import type { EventCredits } from '../../functions/core/billing/credits';
 import { activityItems } from '../../functions/core/metering/activity';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
 import type { LedgerChange } from '../../functions/core/metering/rollups';
@@ -80,7 +82,12 @@ function asProduced(batch: readonly LedgerChange[], seed: number): LedgerChange[
 }
 
 /** One batch of `BATCH` records: `density` events for each of `BATCH / density` subjects, shuffled, in the last hour. */
-function batchOf(density: number, now: number, seed: number, priced: boolean): LedgerChange[] {
+/** How the batch's events are priced: not at all, in credits, or in credits pooled by accounts of 10 workspaces in 2 groups. */
+type Pricing = 'unpriced' | 'priced' | 'pooled';
+/** Workspaces per account in the pooled batches. */
+const WORKSPACES_PER_ACCOUNT = 10;
+
+function batchOf(density: number, now: number, seed: number, pricing: Pricing): LedgerChange[] {
   const random = new Random(seed);
   const subjects = BATCH / density;
   const subjectOfRecord = Array.from({ length: BATCH }, (_, i) => i % subjects);
@@ -96,7 +103,7 @@ function batchOf(density: number, now: number, seed: number, priced: boolean): L
       sequenceNumber: String(1_000_000 + i),
       newImage: {
         eventKey: JSON.stringify(['bench/density', `${density}-${i}`]),
-        subject: `ws_d${density}${priced ? 'p' : ''}_${subjectIndex}`,
+        subject: `ws_d${density}${pricing === 'unpriced' ? '' : pricing[1]}_${subjectIndex}`,
         usageType: 'tokens',
         quantity: String(1 + random.int(100)),
         hour: time.slice(0, 13),
@@ -104,14 +111,20 @@ function batchOf(density: number, now: number, seed: number, priced: boolean): L
         time,
         cycleStart,
         channel: CHANNELS[random.int(CHANNELS.length)] as string,
-        ...(priced ? { credits: { usageType: 'credits', quantity: String(1 + random.int(9)) } } : {}),
+        ...(pricing === 'unpriced' ? {} : { credits: creditsOf(pricing, density, subjectIndex, day, cycleStart, String(1 + random.int(9))) }),
       },
     };
   });
 }
 
-export async function densityCurve(log: (line: string) => void = console.log, options: { priced?: boolean; activity?: boolean } = {}): Promise<DensityPoint[]> {
-  const withCredits = options.priced ?? false;
+function creditsOf(pricing: Exclude<Pricing, 'unpriced'>, density: number, subjectIndex: number, day: string, cycleStart: string, quantity: string): EventCredits {
+  if (pricing === 'priced') return { usageType: 'credits', quantity };
+  const account = `acct_d${density}_${Math.floor(subjectIndex / WORKSPACES_PER_ACCOUNT)}`;
+  return { usageType: 'credits', quantity, pool: { subject: account, day, cycleStart, group: `group_${subjectIndex % 2}` } };
+}
+
+export async function densityCurve(log: (line: string) => void = console.log, options: { pricing?: Pricing; activity?: boolean } = {}): Promise<DensityPoint[]> {
+  const pricing = options.pricing ?? 'unpriced';
   const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
   const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
   try {
@@ -124,7 +137,7 @@ export async function densityCurve(log: (line: string) => void = console.log, op
     const now = Date.now();
     for (const density of DENSITIES) {
       meter.startPhase(String(density));
-      const batch = batchOf(density, now, density, withCredits);
+      const batch = batchOf(density, now, density, pricing);
       const result = await aggregateChanges(`shard-density-${density}`, batch, { rollups });
       if (result.failedSequenceNumber) throw new Error(`density ${density}: the batch failed at ${result.failedSequenceNumber}: ${String(result.error)}`);
       log(`  density ${density}: ${result.chunks} transactions`);
@@ -173,14 +186,16 @@ export function densityTable(points: readonly DensityPoint[]): string {
   return lines.join('\n');
 }
 
-/** The unpriced and the priced curve side by side. */
-export function pricedTable(unpriced: readonly DensityPoint[], priced: readonly DensityPoint[]): string {
+/** The unpriced, priced and pooled curves side by side. */
+export function pricedTable(unpriced: readonly DensityPoint[], priced: readonly DensityPoint[], pooled: readonly DensityPoint[]): string {
   return [
-    '| events per subject per batch | items written, unpriced | items written, priced in credits | write units per event, unpriced | write units per event, priced in credits |',
+    '| events per subject per batch | items written: unpriced / priced / pooled | write units per event, unpriced | priced in credits | priced, pooled by accounts of 10 |',
     '|---:|---:|---:|---:|---:|',
     ...unpriced.map((u, i) => {
       const p = priced[i] as DensityPoint;
-      return `| ${u.eventsPerSubject.toLocaleString('en-US')} | ${u.rollupItems.toLocaleString('en-US')} | ${p.rollupItems.toLocaleString('en-US')} | ${u.writeUnitsPerEvent.toFixed(2)} | ${p.writeUnitsPerEvent.toFixed(2)} |`;
+      const o = pooled[i] as DensityPoint;
+      const items = [u, p, o].map((x) => x.rollupItems.toLocaleString('en-US')).join(' / ');
+      return `| ${u.eventsPerSubject.toLocaleString('en-US')} | ${items} | ${u.writeUnitsPerEvent.toFixed(2)} | ${p.writeUnitsPerEvent.toFixed(2)} | ${o.writeUnitsPerEvent.toFixed(2)} |`;
     }),
   ].join('\n');
 }
@@ -204,7 +219,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(densityTable(points));
   console.log('\nRecent activity (one item per workspace and batch, its newest 20 events; PutItem, 1 unit per started KB), beside the ledger and rollups:');
   console.log(activityTable(points));
-  console.log('\nThe same batches, every event priced in credits:');
-  const priced = await densityCurve(console.log, { priced: true });
-  console.log(pricedTable(points, priced));
+  console.log('\nThe same batches, every event priced in credits, then also pooled by accounts of 10 workspaces in 2 groups:');
+  const priced = await densityCurve(console.log, { pricing: 'priced' });
+  const pooled = await densityCurve(console.log, { pricing: 'pooled' });
+  console.log(pricedTable(points, priced, pooled));
 }

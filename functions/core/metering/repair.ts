@@ -150,8 +150,10 @@ async function planRepair(
   deps: RepairDeps,
   sleep: (ms: number) => Promise<void>,
 ): Promise<RepairPlan> {
-  // 1. Snapshot, between two equal reads of the subject's lane checkpoints.
+  // 1. Snapshot, between two equal reads of the subject's lane checkpoints (and its account's lane: a pooled
+  // workspace's priced records are applied there, `laneOf`).
   const lane = checkpointLaneOf(subject.id);
+  const lanes = [...new Set([lane, ...(subject.account === undefined ? [] : [checkpointLaneOf(subject.account)])])];
   const range = rangeOf(subject, only, now, deps.config.ingest.retentionDays);
   let rows: RollupRow[] | undefined;
   let checkpoints = new Map<string, string>();
@@ -160,9 +162,9 @@ async function planRepair(
     if (attempt === MAX_ATTEMPTS) throw new Error(`the checkpoints of "${subject.id}" kept moving under ${MAX_ATTEMPTS} snapshots; try again`);
     if (attempt > 0) await sleep(20 * attempt);
     shards = await deps.stream.shards();
-    const before = await readOwnCheckpoints(shards, lane, deps.rollups);
+    const before = await readOwnCheckpoints(shards, lanes, deps.rollups);
     const read = await deps.rollups.readSubjectRollups(subject.id, range);
-    const after = await readOwnCheckpoints(shards, lane, deps.rollups);
+    const after = await readOwnCheckpoints(shards, lanes, deps.rollups);
     if (sameCheckpoints(before, after)) {
       rows = read;
       checkpoints = after;
@@ -183,7 +185,7 @@ async function planRepair(
   const listed = new Set(shards);
   const otherCheckpoints = new Map<string, Map<string, string>>();
   const checkpointOf = async (shardId: string, recordLane: string): Promise<string | undefined> => {
-    if (recordLane === lane && listed.has(shardId)) return checkpoints.get(shardId);
+    if (lanes.includes(recordLane) && listed.has(shardId)) return checkpoints.get(laneCheckpointKey(shardId, recordLane));
     let known = otherCheckpoints.get(shardId);
     if (!known) otherCheckpoints.set(shardId, (known = new Map()));
     if (!known.has(recordLane)) known.set(recordLane, (await deps.rollups.readCheckpoints(shardId, [recordLane])).get(recordLane) ?? '');
@@ -195,7 +197,10 @@ async function planRepair(
   };
   const pending = new Map<string, StreamedChange[]>();
   for (const shardId of shards) {
-    for await (const streamed of deps.stream.changesAfter(shardId, unpad(checkpoints.get(shardId)))) {
+    // From the lowest of the lanes' checkpoints: records above any of them may be in flight.
+    const from = lanes.map((l) => checkpoints.get(laneCheckpointKey(shardId, l)));
+    const lowest = from.includes(undefined) ? undefined : (from as string[]).sort()[0];
+    for await (const streamed of deps.stream.changesAfter(shardId, unpad(lowest))) {
       const { change } = streamed;
       if (!changesCounters(change) || ![change.oldImage, change.newImage].some((i) => i?.subject === subject.id)) continue;
       if (await isApplied(shardId, change)) continue;
@@ -443,10 +448,18 @@ function rangeOf(subject: Subject, only: Cycle | undefined, now: Date, retention
   return { fromDay: localDate(from, subject.timeZone), toDay: '\uffff', fromCycle: from.toISOString(), toCycle: '\uffff' };
 }
 
-async function readOwnCheckpoints(shards: readonly string[], lane: string, rollups: Pick<RepairStore, 'readCheckpoints'>): Promise<Map<string, string>> {
+/** The key of one lane's checkpoint on one shard in a snapshot's map. */
+const laneCheckpointKey = (shardId: string, lane: string) => `${shardId}\u0000${lane}`;
+
+async function readOwnCheckpoints(shards: readonly string[], lanes: readonly string[], rollups: Pick<RepairStore, 'readCheckpoints'>): Promise<Map<string, string>> {
   // Every shard's at once: the fewer round trips between the two reads, the likelier they agree.
-  const read = await Promise.all(shards.map(async (shardId) => [shardId, (await rollups.readCheckpoints(shardId, [lane])).get(lane)] as const));
-  return new Map(read.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
+  const read = await Promise.all(
+    shards.map(async (shardId) => {
+      const stored = await rollups.readCheckpoints(shardId, lanes);
+      return lanes.map((lane) => [laneCheckpointKey(shardId, lane), stored.get(lane)] as const);
+    }),
+  );
+  return new Map(read.flat().filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
 }
 
 function sameCheckpoints(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {

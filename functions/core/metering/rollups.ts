@@ -35,8 +35,7 @@ export interface LedgerImage extends Buckets {
   feature?: string;
   /** What the credit rate card charged for the event, counted under its credits usage type beside the quantity (and under its account's pool). */
   credits?: EventCredits;
-  /** Of a pooled credits image (`meteredImages`): the workspace the event is of, ranked within its account. */
-  workspace?: string /** The event's time (UTC ISO with milliseconds): what recent activity shows (activity.ts); no rollup reads it. */;
+  /** The event's time (UTC ISO with milliseconds): what recent activity shows (activity.ts); no rollup reads it. */
   time?: string;
 }
 
@@ -52,9 +51,9 @@ export interface LedgerChange {
   expired?: boolean;
 }
 
-export type RollupKind = 'day' | 'cycle' | 'user' | 'group' | 'workspace' | 'late';
-/** Items per user, group or (of an account) workspace of a cycle, beside the subject's day and cycle items. */
-export type MemberKind = Extract<RollupKind, 'user' | 'group' | 'workspace'>;
+export type RollupKind = 'day' | 'cycle' | 'user' | 'group' | 'late';
+/** Items per user or group of a cycle, beside the subject's day and cycle items. */
+export type MemberKind = Extract<RollupKind, 'user' | 'group'>;
 
 export interface RollupUpdate {
   subject: string;
@@ -228,7 +227,7 @@ export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}
 export const channelCounter = (channel: string) => `c#${channel}`;
 export const featureCounter = (feature: string) => `f#${feature}`;
 
-export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', workspace: 'W', late: 'L' };
+export const ROLLUP_PREFIX: Record<RollupKind, string> = { day: 'D', cycle: 'C', user: 'U', group: 'G', late: 'L' };
 /** D#day#usageType, C#cycleStart#usageType, U#cycleStart#usageType#userId, G#cycleStart#usageType#groupId, L#cycleStart#usageType#… (see the store). */
 export const rollupSortKey = (kind: RollupKind, period: string, usageType: string, member?: string) => `${ROLLUP_PREFIX[kind]}#${period}#${usageType}${member === undefined ? '' : `#${member}`}`;
 
@@ -251,7 +250,7 @@ export function changeDeltas(change: LedgerChange): { image: LedgerImage; sign: 
 /**
  * What a ledger image counts: itself; for a priced event its credits as an image of the credits usage type;
  * and for a pooled workspace's priced event the same credits under its account, in the account's day and
- * cycle, with its workspace group as the group and the workspace as a member the account ranks.
+ * cycle, with its workspace group as the group (an account ranks its workspaces by their own items).
  */
 export function meteredImages(image: LedgerImage): LedgerImage[] {
   if (!image.credits) return [image];
@@ -261,7 +260,7 @@ export function meteredImages(image: LedgerImage): LedgerImage[] {
   const { pool } = credits;
   // The account's groups are workspace groups, not the event's own group.
   const { groupId: _eventGroup, ...base } = own;
-  const pooled: LedgerImage = { ...base, subject: pool.subject, day: pool.day, cycleStart: pool.cycleStart, workspace: image.subject };
+  const pooled: LedgerImage = { ...base, subject: pool.subject, day: pool.day, cycleStart: pool.cycleStart };
   if (pool.group !== undefined) pooled.groupId = pool.group;
   return [image, own, pooled];
 }
@@ -290,10 +289,15 @@ export function checkpointLaneOf(subject: string): string {
 
 /**
  * The checkpoint a record is applied under: its subject's lane, of the new image's subject, else the
- * old image's. A change that moves an event to another subject touches both, but counts under one: any
- * fixed choice works, since the record is applied once.
+ * old image's; a pooled workspace's priced record goes in its account's lane, so that an account's records
+ * fold together and its items are written once per batch rather than once per lane of its workspaces. A change
+ * that moves an event to another subject touches both, but counts under one: any fixed choice works, since the
+ * record is applied once, and the choice is read from the record itself, so a retried batch makes it again.
  */
-export const laneOf = (change: LedgerChange): string => checkpointLaneOf((change.newImage ?? change.oldImage)?.subject ?? '');
+export const laneOf = (change: LedgerChange): string => {
+  const image = change.newImage ?? change.oldImage;
+  return checkpointLaneOf(image?.credits?.pool?.subject ?? image?.subject ?? '');
+};
 
 /** Whether a change moves any counter; a TTL expiry (or a record without images) never does. */
 export const changesCounters = (change: LedgerChange): boolean => !change.expired && (change.oldImage !== undefined || change.newImage !== undefined);
@@ -306,9 +310,8 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
  * and an lane too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
- * event. One change touches at most 32 rollup items (day, cycle, user, group and late of its old and its new
- * image and of their credits, and those and a workspace item of their account's) and one checkpoint, so
- * `maxItems` must be at least 33.
+ * event. One change touches at most 30 rollup items (day, cycle, user, group and late, of its old and its new
+ * image, of their credits and of their account's credits) and one checkpoint, so `maxItems` must be at least 31.
  */
 export function planChunks(
   changes: readonly LedgerChange[],
@@ -404,7 +407,7 @@ export function planChunks(
       for (const { image, sign, closed, keys } of deltas) {
         const quantity = quantityOf(image.quantity);
         const delta = sign === 1n ? quantity : -quantity;
-        // keys: day, cycle, then late, user, group and workspace as the image has them (itemKeys).
+        // keys: day, cycle, then late, user and group as the image has them (itemKeys).
         let next = 2;
         const day = add(current, keys[0] as string, image, 'day', image.day, delta, sign);
         const cycle = add(current, keys[1] as string, image, 'cycle', image.cycleStart, delta, sign);
@@ -420,8 +423,7 @@ export function planChunks(
         if (channel !== undefined) bump(cycle, channelCounter(channel), delta);
         if (feature !== undefined) bump(cycle, featureCounter(feature), delta);
         if (image.userId !== undefined) add(current, keys[next++] as string, image, 'user', image.cycleStart, delta, sign, image.userId);
-        if (image.groupId !== undefined) add(current, keys[next++] as string, image, 'group', image.cycleStart, delta, sign, image.groupId);
-        if (image.workspace !== undefined) add(current, keys[next] as string, image, 'workspace', image.cycleStart, delta, sign, image.workspace);
+        if (image.groupId !== undefined) add(current, keys[next] as string, image, 'group', image.cycleStart, delta, sign, image.groupId);
       }
     }
   }
@@ -444,13 +446,12 @@ function quantityOf(text: string): NanoUnits {
   return quantity;
 }
 
-/** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group, workspace. */
+/** Keys of the items an image touches, in the order the fold visits them: day, cycle, then late, user, group. */
 function itemKeys(image: LedgerImage, closed: boolean): string[] {
   const keys = [itemKey(image, 'day', image.day), itemKey(image, 'cycle', image.cycleStart)];
   if (closed) keys.push(itemKey(image, 'late', image.cycleStart, image.eventKey));
   if (image.userId !== undefined) keys.push(itemKey(image, 'user', image.cycleStart, image.userId));
   if (image.groupId !== undefined) keys.push(itemKey(image, 'group', image.cycleStart, image.groupId));
-  if (image.workspace !== undefined) keys.push(itemKey(image, 'workspace', image.cycleStart, image.workspace));
   return keys;
 }
 

@@ -6,7 +6,6 @@ import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay 
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/metering-ports';
-import type { MemberKind } from '../metering/rollups';
 import type { Subject, SubjectDirectory, SubjectStore } from '../ports';
 import { type Amount, type NanoUnits, toAmount } from '../quantity';
 
@@ -265,14 +264,40 @@ export async function topMembers(
 ) {
   const subject = await knownSubject(subjectId, deps.subjects);
   const usageType = pickUsageType(query.usageType, deps.usageTypes);
-  const cycle = resolveCycle(query.cycle, subject, deps.clock.now());
-  const kind: MemberKind = query.by;
-  const [members, cycleRows] = await Promise.all([deps.rollups.members(subject.id, kind, cycle.start, usageType), deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start)]);
+  const now = deps.clock.now();
+  const cycle = resolveCycle(query.cycle, subject, now);
+  const { by } = query;
+  if (by === 'workspace' && subject.kind !== 'account') throw new InvalidRequestError('invalid_parameter', `by: workspace ranks the workspaces of an account; "${subject.id}" is not one`);
+  // An account's workspaces are ranked by their own items (their cycle containing the same instant), which
+  // the fold writes anyway: the account holds no item per workspace.
+  const readMembers = async (): Promise<Ranked[]> => {
+    if (by !== 'workspace')
+      return (await deps.rollups.members(subject.id, by, cycle.start, usageType)).map((row) => ({ id: row.member ?? '', amount: units(row.total), requests: Number(row.requests ?? '0') }));
+    const pooled = (await deps.subjects.list()).filter((s) => s.account === subject.id);
+    return (await ownCycleEntries(pooled, query.cycle, usageType, now, deps.rollups)).entries;
+  };
+  const [entries, cycleRows] = await Promise.all([readMembers(), deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start)]);
   const total = units(cycleRows.find((r) => r.usageType === usageType)?.total ?? '0');
-  const entries = members.map((row) => ({ id: row.member ?? '', amount: units(row.total), requests: Number(row.requests ?? '0') }));
-  const context = `${subject.id}|${kind}|${usageType}|${cycle.start}`;
+  const context = `${subject.id}|${by}|${usageType}|${cycle.start}`;
   const page = rankPage(entries, total, query.limit, query.cursor, context);
   return { subject: subject.id, by: query.by, usageType, cycleStart: cycle.start, cycleEnd: cycle.end, totalAmount: toAmount(total), ...page };
+}
+
+/** Each workspace's use of a usage type in its own cycle that `cycle` names: one cycle item each. */
+async function ownCycleEntries(subjects: readonly Subject[], cycleParam: string, usageType: string, now: Date, rollups: RollupReader): Promise<{ cycles: Map<string, Cycle>; entries: Ranked[] }> {
+  const cycles = new Map(subjects.map((s) => [s.id, resolveCycle(cycleParam, s, now)]));
+  const entries: Ranked[] = [];
+  const PARALLEL_READS = 16;
+  for (let i = 0; i < subjects.length; i += PARALLEL_READS) {
+    await Promise.all(
+      subjects.slice(i, i + PARALLEL_READS).map(async (s) => {
+        const cycle = cycles.get(s.id) as Cycle;
+        const row = (await rollups.query(s.id, 'cycle', cycle.start, cycle.start)).find((r) => r.usageType === usageType);
+        entries.push({ id: s.id, amount: units(row?.total ?? '0'), requests: Number(row?.requests ?? '0') });
+      }),
+    );
+  }
+  return { cycles, entries };
 }
 
 /** Workspaces ranked by their use in their own cycle (current, previous, or containing a date): one cycle item each. */
@@ -281,18 +306,7 @@ export async function topWorkspaces(query: z.infer<typeof workspaceTopQuerySchem
   const now = deps.clock.now();
   // Accounts count their workspaces' credits again: ranked apart (…/usage/top of the account), not among workspaces.
   const subjects = (await deps.subjects.list()).filter((s) => s.kind !== 'account');
-  const cycles = new Map(subjects.map((s) => [s.id, resolveCycle(query.cycle, s, now)]));
-  const entries: Ranked[] = [];
-  const PARALLEL_READS = 16;
-  for (let i = 0; i < subjects.length; i += PARALLEL_READS) {
-    await Promise.all(
-      subjects.slice(i, i + PARALLEL_READS).map(async (s) => {
-        const cycle = cycles.get(s.id) as Cycle;
-        const row = (await deps.rollups.query(s.id, 'cycle', cycle.start, cycle.start)).find((r) => r.usageType === usageType);
-        entries.push({ id: s.id, amount: units(row?.total ?? '0'), requests: Number(row?.requests ?? '0') });
-      }),
-    );
-  }
+  const { cycles, entries } = await ownCycleEntries(subjects, query.cycle, usageType, now, deps.rollups);
   const total = entries.reduce((sum, e) => sum + e.amount, 0n);
   // The cursor belongs to the cycles `cycle` named when the first page was read: after a rollover it is refused.
   const resolved = createHash('sha256')

@@ -8,8 +8,8 @@ import { plain } from './plain-chunks';
 
 /**
  * Pools: a pooled workspace's priced event counts its credits under its account too, in the account's own day
- * and cycle (its time zone and anchor, not the workspace's), with the workspace's group as the group and the
- * workspace as a member. Days and cycle starts are worked out by hand in the comments.
+ * and cycle (its time zone and anchor, not the workspace's), with the workspace's group as the group. Days
+ * and cycle starts are worked out by hand in the comments.
  */
 
 const NANO = 1_000_000_000n;
@@ -75,15 +75,15 @@ describe('the fold of a pooled event', () => {
     // Act
     const images = meteredImages(image());
 
-    // Assert: the account's image has the workspace's group, not the event's, and names the workspace
-    expect(images.map((i) => [i.subject, i.usageType, i.quantity, i.day, i.cycleStart, i.userId, i.groupId, i.workspace])).toEqual([
-      ['ws_tokyo', 'images', '3', '2026-11-22', '2026-10-31T15:00:00.000Z', 'u1', 'team-red', undefined],
-      ['ws_tokyo', 'credits', '6', '2026-11-22', '2026-10-31T15:00:00.000Z', 'u1', 'team-red', undefined],
-      ['acct', 'credits', '6', '2026-11-21', '2026-11-15T05:00:00.000Z', 'u1', 'design', 'ws_tokyo'],
+    // Assert: the account's image has the workspace's group, not the event's
+    expect(images.map((i) => [i.subject, i.usageType, i.quantity, i.day, i.cycleStart, i.userId, i.groupId])).toEqual([
+      ['ws_tokyo', 'images', '3', '2026-11-22', '2026-10-31T15:00:00.000Z', 'u1', 'team-red'],
+      ['ws_tokyo', 'credits', '6', '2026-11-22', '2026-10-31T15:00:00.000Z', 'u1', 'team-red'],
+      ['acct', 'credits', '6', '2026-11-21', '2026-11-15T05:00:00.000Z', 'u1', 'design'],
     ]);
   });
 
-  test("one chunk writes the account's day, cycle, user, workspace-group and workspace items, each counting one request", () => {
+  test("one chunk writes the account's day, cycle, user and workspace-group items, each counting one request", () => {
     // Act
     const [chunk] = planChunks([{ sequenceNumber: '1', newImage: image() }], 100);
 
@@ -94,9 +94,8 @@ describe('the fold of a pooled event', () => {
       ['acct credits day 2026-11-21', 6n * NANO],
       ['acct credits group 2026-11-15T05:00:00.000Z design', 6n * NANO],
       ['acct credits user 2026-11-15T05:00:00.000Z u1', 6n * NANO],
-      ['acct credits workspace 2026-11-15T05:00:00.000Z ws_tokyo', 6n * NANO],
     ]);
-    expect(chunk?.updates.filter((u) => u.subject === 'acct').map((u) => u.requests)).toEqual([1n, 1n, 1n, 1n, 1n]);
+    expect(chunk?.updates.filter((u) => u.subject === 'acct').map((u) => u.requests)).toEqual([1n, 1n, 1n, 1n]);
   });
 
   test('a correction moves the account by the difference, and its requests not at all', () => {
