@@ -523,6 +523,38 @@ describe("an enterprise account pools its workspaces' credits", () => {
     expect(ids).toEqual(expect.arrayContaining(Object.keys(GROUPS)));
   });
 
+  test("a repair of a pooled workspace restores its own items and leaves its account's alone; an account is not repaired", async () => {
+    // Arrange: ws_ent_a's credits cycle item off by 500
+    const raw = new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    const streams = new DynamoDBStreamsClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+    const cycleStart = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1));
+    const accountBefore = await client.get('/v1/workspaces/acct_ent/quotas');
+    try {
+      await createDocumentClient(raw).send(
+        new UpdateCommand({
+          TableName: stack.tables.rollups,
+          Key: { pk: 'ws_ent_a', sk: rollupSortKey('cycle', cycleStart, 'credits') },
+          UpdateExpression: 'ADD #t :d',
+          ExpressionAttributeNames: { '#t': 'total' },
+          ExpressionAttributeValues: { ':d': 500 },
+        }),
+      );
+
+      // Act
+      const repaired = await repairSubject({ subject: 'ws_ent_a' }, localRepairDeps(stack, raw, streams, appContext.rollups()));
+      const refused = await repairSubject({ subject: 'acct_ent' }, localRepairDeps(stack, raw, streams, appContext.rollups())).catch((error: Error) => error);
+
+      // Assert
+      expect(repaired.items.map((i) => [i.item, i.total])).toEqual([[rollupSortKey('cycle', cycleStart, 'credits'), '-500']]);
+      expect((await client.get('/v1/workspaces/acct_ent/quotas')).body).toEqual(accountBefore.body);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as Error).message).toContain('is an account');
+    } finally {
+      streams.destroy();
+      raw.destroy();
+    }
+  });
+
   test('thresholds are on the pool: its contacts get the email of the highest threshold crossed', async () => {
     // Act
     const response = await fetch(stack.ready.ses.store);
