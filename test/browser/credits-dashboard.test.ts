@@ -1,11 +1,9 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { type LocalStack, startLocal } from '../../local/runtime';
+import type { Page } from 'playwright-core';
+import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
-import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
+import { ADMIN_KEY, bearer, StackClient, startLocalWithConfig } from '../support/local-stack';
+import { DashboardBrowser, problemsOf, shot } from './pages';
 
 /**
  * The dashboard of a product that sells credits, in a real browser (Debian's Chromium, driven by playwright-core),
@@ -14,8 +12,6 @@ import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
  * figure is worked out here from the events sent, the grants made and the price list below, never read from the code.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOTS = 'test-artifacts/screenshots';
 const HOUR = 3_600_000;
 
 /** Noon UTC of the suite's date; every event falls three hours before it, inside a cycle anchored on the 1st. */
@@ -138,28 +134,8 @@ function ranking(events: readonly Sent[], idOf: (e: Sent) => string, amountOf: (
 
 let stack: LocalStack;
 let client: StackClient;
-let browser: Browser;
-const contexts: BrowserContext[] = [];
+let dashboard: DashboardBrowser;
 
-async function newPage(): Promise<Page> {
-  const context = await browser.newContext({ timezoneId: 'UTC', locale: 'en-US', reducedMotion: 'reduce', viewport: { width: 1280, height: 900 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
-  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
-  (page as Page & { problems: string[] }).problems = problems;
-  return page;
-}
-const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
-
-async function signIn(page: Page, key: string): Promise<void> {
-  await page.goto(`${stack.ready.api}/`);
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
-const shot = (page: Page, name: string) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
 const text = async (page: Page, selector: string) => ((await page.locator(selector).textContent()) ?? '').trim();
 /** A number as the page prints it ("1,234.5 credits" → 1234.5). */
 const numberIn = (value: string | null) => Number((value ?? '').replace(/[^0-9.-]/g, ''));
@@ -191,11 +167,7 @@ async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: st
 }
 
 beforeAll(async () => {
-  mkdirSync(SCREENSHOTS, { recursive: true });
-  const dir = mkdtempSync(join(tmpdir(), 'credits-dashboard-'));
-  const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(CONFIG));
-  stack = await startLocal({ clockStart: new Date(START), configPath, onError: () => undefined });
+  stack = await startLocalWithConfig(CONFIG, new Date(START));
   client = new StackClient(stack);
   for (const grant of [
     { id: 'promo', kind: 'bonus', usageType: 'credits', amount: BONUS },
@@ -210,12 +182,11 @@ beforeAll(async () => {
     ),
   );
   await stack.settle();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  dashboard = await DashboardBrowser.launch(stack.ready.api);
 }, 300_000);
 
 afterAll(async () => {
-  for (const context of contexts) await context.close().catch(() => undefined);
-  await browser?.close();
+  await dashboard?.close();
   client?.close();
   await stack?.stop();
 });
@@ -229,10 +200,10 @@ describe('a workspace key of a product that sells credits', () => {
     const purchased = TOPUP - Math.min(TOPUP, overflow);
     const bonus = BONUS - Math.max(0, overflow - TOPUP);
     const balance = included + purchased + bonus;
-    const page = await newPage();
+    const page = await dashboard.newPage();
 
     // Act
-    await signIn(page, BURN_KEY);
+    await dashboard.signIn(page, BURN_KEY);
     await page.locator('#credits [data-card="credits-estimate"]').waitFor();
     await page.locator('[data-card="run-out"]').waitFor();
     await shot(page, '09-credits-card');
@@ -262,10 +233,10 @@ describe('a workspace key of a product that sells credits', () => {
     // Arrange
     const pooled = sum(ENTERPRISE.map((e) => e.credits));
     const balance = ENTERPRISE_MONTHLY - pooled;
-    const page = await newPage();
+    const page = await dashboard.newPage();
 
     // Act
-    await signIn(page, ENT_C_KEY);
+    await dashboard.signIn(page, ENT_C_KEY);
     await page.locator('#credits [data-card="credits-estimate"]').waitFor();
 
     // Assert
@@ -286,8 +257,8 @@ describe('a workspace key of a product that sells credits', () => {
 
 describe('a finance key', () => {
   test('the workspaces ranking counts requests beside amounts', async () => {
-    const page = await newPage();
-    await signIn(page, FINANCE_KEY);
+    const page = await dashboard.newPage();
+    await dashboard.signIn(page, FINANCE_KEY);
     const expected = ranking(
       [...BURN, ...ENTERPRISE],
       (e) => e.workspace,
@@ -303,8 +274,8 @@ describe('a finance key', () => {
 
   test('the enterprise section ranks an account\'s workspaces, workspace groups and users, five at a time with "Show more"', async () => {
     // Arrange
-    const page = await newPage();
-    await signIn(page, FINANCE_KEY);
+    const page = await dashboard.newPage();
+    await dashboard.signIn(page, FINANCE_KEY);
     const expected = {
       '#account-workspaces': ranking(
         ENTERPRISE,
@@ -361,8 +332,8 @@ describe('a finance key', () => {
   });
 
   test("an unknown account shows the API's reason in each table", async () => {
-    const page = await newPage();
-    await signIn(page, FINANCE_KEY);
+    const page = await dashboard.newPage();
+    await dashboard.signIn(page, FINANCE_KEY);
     await page.locator('#account-id').fill('acct_nobody');
     await page.getByRole('button', { name: 'Show rankings' }).click();
     await page.locator('#account-workspaces-status', { hasText: 'acct_nobody' }).waitFor();

@@ -1,10 +1,11 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { type DashboardEvent, loadDashboardUsage } from '../../local/demo';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
+import { DashboardBrowser, problemsOf, shot } from './pages';
 import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
 
 /**
@@ -13,16 +14,13 @@ import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, wor
  * compared with the API's own answer, fetched here, and with what the test computes from the events it sent.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOTS = 'test-artifacts/screenshots';
 const KEYS = { acme: 'local_acme_key_for_this_laptop_only', globex: 'local_globex_key_for_this_laptop_only', finance: 'local_finance_key_for_this_laptop_only' };
 const ANCHORS: Record<string, number> = { ws_acme: 15, ws_globex: 1, ws_initech: 31 };
 const TOKEN_LIMIT: Record<string, number> = { ws_acme: 1_000_000, ws_globex: 1_000_000 };
 
 let stack: LocalStack;
-let browser: Browser;
+let dashboard: DashboardBrowser;
 let sent: DashboardEvent[];
-const contexts: BrowserContext[] = [];
 
 type Body = Record<string, unknown>;
 
@@ -34,38 +32,17 @@ async function api<T = Body>(path: string, key: string): Promise<T> {
   return body;
 }
 
-async function newPage(): Promise<Page> {
-  const context = await browser.newContext({ acceptDownloads: true, timezoneId: 'UTC', locale: 'en-US', reducedMotion: 'reduce', viewport: { width: 1280, height: 900 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
-  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
-  (page as Page & { problems: string[] }).problems = problems;
-  return page;
-}
-const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
-
-async function signIn(page: Page, key: string): Promise<void> {
-  await page.goto(`${stack.ready.api}/`);
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
-const shot = (page: Page, name: string) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
 /** A number as the page prints it ("1,234.5 days" → 1234.5). */
 const numberIn = (text: string | null) => Number((text ?? '').replace(/[^0-9.-]/g, ''));
 
 beforeAll(async () => {
-  mkdirSync(SCREENSHOTS, { recursive: true });
   stack = await startLocal({ clockStart: suiteClockStart(), onError: () => undefined });
   sent = await loadDashboardUsage(stack);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  dashboard = await DashboardBrowser.launch(stack.ready.api);
 }, 300_000);
 
 afterAll(async () => {
-  for (const context of contexts) await context.close().catch(() => undefined);
-  await browser?.close();
+  await dashboard?.close();
   await stack?.stop();
 });
 
@@ -105,7 +82,7 @@ describe('serving', () => {
 describe('a workspace key', () => {
   let page: Page;
   beforeAll(async () => {
-    page = await newPage();
+    page = await dashboard.newPage({ acceptDownloads: true });
   });
 
   test('a wrong key gets a clear message and stays on the sign-in form; an empty one is asked for', async () => {
@@ -124,7 +101,7 @@ describe('a workspace key', () => {
   });
 
   test("signs in with the key (kept for the tab only) and shows each card with the API's number, which is the ground truth's", async () => {
-    await signIn(page, KEYS.acme);
+    await dashboard.signIn(page, KEYS.acme);
     await page.locator('[data-card="run-out"]').waitFor();
     await page.locator('#top-users tbody tr').first().waitFor();
     await page.locator('table.data tbody tr').first().waitFor({ state: 'attached' });
@@ -182,8 +159,8 @@ describe('a workspace key', () => {
   test('a reload keeps the session; another workspace with room to spare has no warning', async () => {
     await page.reload();
     await page.locator('[data-card="days-elapsed"]').waitFor();
-    const other = await newPage();
-    await signIn(other, KEYS.globex);
+    const other = await dashboard.newPage({ acceptDownloads: true });
+    await dashboard.signIn(other, KEYS.globex);
     await other.locator('[data-card="run-out"]').waitFor();
     const { summary, asOf } = await api<{ asOf: string; summary: Body[] }>('/v1/workspaces/ws_globex/usage/summary?usageType=tokens', KEYS.globex);
     const truth = cardTruth(sent, 'ws_globex', 'tokens', ANCHORS.ws_globex ?? 0, TOKEN_LIMIT.ws_globex ?? 0, new Date(asOf));
@@ -295,8 +272,8 @@ describe('a workspace key', () => {
 
 describe('a finance key', () => {
   test('shows the workspaces ranked by use in their own cycle, as the API and the ground truth have them', async () => {
-    const page = await newPage();
-    await signIn(page, KEYS.finance);
+    const page = await dashboard.newPage({ acceptDownloads: true });
+    await dashboard.signIn(page, KEYS.finance);
     await page.locator('#top-workspaces tbody tr').nth(2).waitFor();
     const shown = await rowsOf(page, '#top-workspaces');
     const ranking = await api<{ entries: { rank: number; id: string; amount: number; share: number; requests: number }[] }>('/v1/usage/top?by=workspace&usageType=tokens&limit=10', KEYS.finance);
@@ -314,8 +291,8 @@ describe('a finance key', () => {
   });
 
   test("the export form starts an export and links the file, which holds the ground truth's daily buckets", async () => {
-    const page = await newPage();
-    await signIn(page, KEYS.finance);
+    const page = await dashboard.newPage({ acceptDownloads: true });
+    await dashboard.signIn(page, KEYS.finance);
     const asOf = stack.clock.now().getTime();
     const from = new Date(asOf - 6 * 86_400_000).toISOString().slice(0, 10);
     const to = new Date(asOf + 86_400_000).toISOString().slice(0, 10);
@@ -339,8 +316,8 @@ describe('a finance key', () => {
   });
 
   test("a bad export request shows the API's reason", async () => {
-    const page = await newPage();
-    await signIn(page, KEYS.finance);
+    const page = await dashboard.newPage({ acceptDownloads: true });
+    await dashboard.signIn(page, KEYS.finance);
     await page.getByLabel('From (UTC, inclusive)').fill('2026-03-01');
     await page.getByLabel('To (UTC, exclusive)').fill('2026-02-01');
     await page.getByRole('button', { name: 'Start export' }).click();

@@ -1,10 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { type LocalStack, startLocal } from '../../local/runtime';
+import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
-import { ADMIN_KEY, StackClient } from '../support/local-stack';
+import { ADMIN_KEY, StackClient, startLocalWithConfig } from '../support/local-stack';
 
 /**
  * Recent activity end to end: events sent over SQS (a duplicate among them, one priced in credits, one corrected
@@ -87,10 +84,7 @@ async function activity(subject: string, query = '', key = ADMIN_KEY): Promise<{
 }
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'activity-'));
-  const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(CONFIG));
-  stack = await startLocal({ clockStart: new Date(START), configPath, onError: () => undefined });
+  stack = await startLocalWithConfig(CONFIG, new Date(START));
   client = new StackClient(stack);
 }, 180_000);
 

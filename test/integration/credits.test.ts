@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -11,10 +8,10 @@ import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { repairSubject } from '../../functions/core/metering/repair';
 import { rollupSortKey } from '../../functions/core/metering/rollups';
 import { runAudit } from '../../functions/core/reporting/audit';
-import { type LocalStack, startLocal } from '../../local/runtime';
+import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { ADMIN_KEY, bearer, StackClient } from '../support/local-stack';
+import { ADMIN_KEY, bearer, StackClient, startLocalWithConfig } from '../support/local-stack';
 import { localRepairDeps } from '../support/repair-deps';
 
 /**
@@ -152,11 +149,21 @@ async function quota(usageType: string, subject = 'ws_studio'): Promise<{ usedAm
   return { usedAmount: isLosslessNumber(used) ? used.toString() : String(used) };
 }
 
+/** Adds `delta` to a workspace's credits cycle total behind the pipeline's back: damage a repair must undo. */
+function damageCreditsTotal(documents: ReturnType<typeof createDocumentClient>, subject: string, cycleStart: string, delta: number) {
+  return documents.send(
+    new UpdateCommand({
+      TableName: stack.tables.rollups,
+      Key: { pk: subject, sk: rollupSortKey('cycle', cycleStart, 'credits') },
+      UpdateExpression: 'ADD #t :d',
+      ExpressionAttributeNames: { '#t': 'total' },
+      ExpressionAttributeValues: { ':d': delta },
+    }),
+  );
+}
+
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'credits-'));
-  const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify(CONFIG));
-  stack = await startLocal({ clockStart: new Date(START), configPath, onError: () => undefined });
+  stack = await startLocalWithConfig(CONFIG, new Date(START));
   client = new StackClient(stack);
 }, 180_000);
 
@@ -294,15 +301,7 @@ describe('credits priced by the rate card, counted beside quantities', () => {
     const cycleStart = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1));
     try {
       expect((await audit()).differences).toBe(0);
-      await documents.send(
-        new UpdateCommand({
-          TableName: stack.tables.rollups,
-          Key: { pk: 'ws_studio', sk: rollupSortKey('cycle', cycleStart, 'credits') },
-          UpdateExpression: 'ADD #t :d',
-          ExpressionAttributeNames: { '#t': 'total' },
-          ExpressionAttributeValues: { ':d': 1000 },
-        }),
-      );
+      await damageCreditsTotal(documents, 'ws_studio', cycleStart, 1000);
       expect((await audit()).differences).toBeGreaterThan(0);
 
       // Act
@@ -530,15 +529,7 @@ describe("an enterprise account pools its workspaces' credits", () => {
     const cycleStart = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1));
     const accountBefore = await client.get('/v1/workspaces/acct_ent/quotas');
     try {
-      await createDocumentClient(raw).send(
-        new UpdateCommand({
-          TableName: stack.tables.rollups,
-          Key: { pk: 'ws_ent_a', sk: rollupSortKey('cycle', cycleStart, 'credits') },
-          UpdateExpression: 'ADD #t :d',
-          ExpressionAttributeNames: { '#t': 'total' },
-          ExpressionAttributeValues: { ':d': 500 },
-        }),
-      );
+      await damageCreditsTotal(createDocumentClient(raw), 'ws_ent_a', cycleStart, 500);
 
       // Act
       const repaired = await repairSubject({ subject: 'ws_ent_a' }, localRepairDeps(stack, raw, streams, appContext.rollups()));

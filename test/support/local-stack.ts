@@ -1,11 +1,21 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import type { LocalStack } from '../../local/runtime';
+import { type LocalStack, startLocal } from '../../local/runtime';
 import type { Bucket, Granularity } from '../../testkit/ground-truth';
 import { checkResponse } from './api-contract';
 
 /** The admin key every test fixture config declares. */
 export const ADMIN_KEY = 'test-admin-key-000000000000';
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** Starts a local stack on a suite's own config (written to a fresh temporary file), its clock at `clockStart`. */
+export function startLocalWithConfig(config: unknown, clockStart: Date): Promise<LocalStack> {
+  const configPath = join(mkdtempSync(join(tmpdir(), 'usage-config-')), 'config.json');
+  writeFileSync(configPath, JSON.stringify(config));
+  return startLocal({ clockStart, configPath, onError: () => undefined });
+}
 
 /** Talks to a running local stack the way a producer and a reader would: SQS in, HTTP out. */
 export class StackClient {
