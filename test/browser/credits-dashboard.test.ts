@@ -3,7 +3,8 @@ import type { Page } from 'playwright-core';
 import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { ADMIN_KEY, bearer, StackClient, startLocalWithConfig } from '../support/local-stack';
-import { DashboardBrowser, problemsOf, shot } from './pages';
+import { imageRates, PRICE_LIST } from '../support/price-list';
+import { DashboardBrowser, numberIn, problemsOf, rowsOf, shot } from './pages';
 
 /**
  * The dashboard of a product that sells credits, in a real browser (Debian's Chromium, driven by playwright-core),
@@ -23,7 +24,6 @@ const SENT_AT = new Date(START - 3 * HOUR).toISOString();
 const PERIOD_START = new Date(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), 1)).toISOString();
 
 /** The price list, in credits per image. */
-const PRICE_LIST = { generate: 1, generateHighQuality: 2, generateHighResolution: 9, removeBackground: 2, ocr: 1, upscale2x: 1, upscale4x: 4, upscale8x: 9, transparent: 1 };
 const CENTS_PER_CREDIT = 5;
 /** The starter plan's monthly credits, and ws_burn's bonus and top-up. */
 const MONTHLY = 50;
@@ -60,17 +60,7 @@ const CONFIG = {
       images: [
         {
           from: '2020-01-01T00:00:00Z',
-          rules: [
-            { when: { feature: 'generate', resolution: 'high' }, credits: PRICE_LIST.generateHighResolution },
-            { when: { feature: 'generate', quality: 'high' }, credits: PRICE_LIST.generateHighQuality },
-            { when: { feature: 'generate' }, credits: PRICE_LIST.generate },
-            { when: { feature: 'remove_background' }, credits: PRICE_LIST.removeBackground },
-            { when: { feature: 'ocr' }, credits: PRICE_LIST.ocr },
-            { when: { feature: 'upscale', output: '8x' }, credits: PRICE_LIST.upscale8x },
-            { when: { feature: 'upscale', output: '4x' }, credits: PRICE_LIST.upscale4x },
-            { when: { feature: 'upscale' }, credits: PRICE_LIST.upscale2x },
-          ],
-          surcharges: [{ when: { transparent: true }, credits: PRICE_LIST.transparent }],
+          ...imageRates(),
         },
       ],
     },
@@ -137,8 +127,6 @@ let client: StackClient;
 let dashboard: DashboardBrowser;
 
 const text = async (page: Page, selector: string) => ((await page.locator(selector).textContent()) ?? '').trim();
-/** A number as the page prints it ("1,234.5 credits" → 1234.5). */
-const numberIn = (value: string | null) => Number((value ?? '').replace(/[^0-9.-]/g, ''));
 
 /** What the Credits card shows, read off the page. */
 async function creditsCard(page: Page) {
@@ -153,17 +141,6 @@ async function creditsCard(page: Page) {
     billed: numberIn(await text(page, '[data-card="credits-billed"] .number')),
     estimate: await text(page, '[data-card="credits-estimate"] .number'),
   };
-}
-
-async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: string; amount: number; share: string; requests: number }[]> {
-  const rows = await page.locator(`${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.children].map((cell) => cell.querySelector('.id')?.textContent ?? cell.textContent ?? '')));
-  return rows.map(([rank, id, amount, share, requests]) => ({
-    rank: numberIn(rank ?? ''),
-    id: id ?? '',
-    amount: numberIn(amount ?? ''),
-    share: /[\d.]+%/.exec(share ?? '')?.[0] ?? '',
-    requests: numberIn(requests ?? ''),
-  }));
 }
 
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import { type DashboardEvent, loadDashboardUsage } from '../../local/demo';
 import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
-import { DashboardBrowser, problemsOf, shot } from './pages';
+import { DashboardBrowser, numberIn, problemsOf, rowsOf, shot } from './pages';
 import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
 
 /**
@@ -31,9 +31,6 @@ async function api<T = Body>(path: string, key: string): Promise<T> {
   expect(response.status).toBe(200);
   return body;
 }
-
-/** A number as the page prints it ("1,234.5 days" → 1234.5). */
-const numberIn = (text: string | null) => Number((text ?? '').replace(/[^0-9.-]/g, ''));
 
 beforeAll(async () => {
   stack = await startLocal({ clockStart: suiteClockStart(), onError: () => undefined });
@@ -342,17 +339,6 @@ async function chartTable(page: Page): Promise<BucketTruth[]> {
     });
     return { start, byChannel, total: numberIn(cells.at(-1) ?? '0') };
   });
-}
-
-async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: string; amount: number; share: string; requests: number }[]> {
-  const rows = await page.locator(`${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.children].map((cell) => cell.querySelector('.id')?.textContent ?? cell.textContent ?? '')));
-  return rows.map(([rank, id, amount, share, requests]) => ({
-    rank: numberIn(rank ?? ''),
-    id: id ?? '',
-    amount: numberIn(amount ?? ''),
-    share: /[\d.]+%/.exec(share ?? '')?.[0] ?? '',
-    requests: numberIn(requests ?? ''),
-  }));
 }
 
 /** A GET with the path exactly as written (fetch would resolve "." and ".." first). */

@@ -48,3 +48,18 @@ export class DashboardBrowser {
 export const problemsOf = (page: Page) => (page as CheckedPage).problems;
 
 export const shot = (page: Page, name: string) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
+
+/** A number as the page prints it ("1,234.5 days" → 1234.5). */
+export const numberIn = (text: string | null) => Number((text ?? '').replace(/[^0-9.-]/g, ''));
+
+/** The rows of a ranking table as the page shows them. */
+export async function rowsOf(page: Page, table: string): Promise<{ rank: number; id: string; amount: number; share: string; requests: number }[]> {
+  const rows = await page.locator(`${table} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.children].map((cell) => cell.querySelector('.id')?.textContent ?? cell.textContent ?? '')));
+  return rows.map(([rank, id, amount, share, requests]) => ({
+    rank: numberIn(rank ?? ''),
+    id: id ?? '',
+    amount: numberIn(amount ?? ''),
+    share: /[\d.]+%/.exec(share ?? '')?.[0] ?? '',
+    requests: numberIn(requests ?? ''),
+  }));
+}

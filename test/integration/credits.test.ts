@@ -12,6 +12,7 @@ import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
 import { ADMIN_KEY, bearer, StackClient, startLocalWithConfig } from '../support/local-stack';
+import { imageRates, PRICE_LIST } from '../support/price-list';
 import { localRepairDeps } from '../support/repair-deps';
 
 /**
@@ -34,44 +35,12 @@ const PRICE_CHANGE = START - 2 * HOUR;
 const BEFORE = iso(START - 3 * HOUR);
 const AFTER = iso(START - HOUR);
 
-/** The price list, as the product publishes it. */
-const PRICE_LIST = {
-  generate: 1,
-  generateHighQuality: 2,
-  generateHighResolution: 9,
-  removeBackground: 2,
-  removeBackgroundFromPriceChange: 3,
-  ocr: 1,
-  upscale2x: 1,
-  upscale4x: 4,
-  upscale8x: 9,
-  transparent: 1,
-  /** Credits per token of the large model, by token kind. */
-  large: { input: '0.003', output: '0.015', cache_read: '0.0003', cache_write: '0.00375' },
-} as const;
-
 const CENTS_PER_CREDIT = 5;
 const BURN_KEY = 'burn-workspace-key-000000000000';
 const EMPTY_KEY = 'empty-workspace-key-00000000000';
 const FINANCE_KEY = 'finance-key-000000000000000000';
 const ENT_C_KEY = 'ent-c-workspace-key-0000000000';
 const ENTERPRISE_MONTHLY = 60;
-
-function rules(removeBackground: number) {
-  return {
-    rules: [
-      { when: { feature: 'generate', resolution: 'high' }, credits: PRICE_LIST.generateHighResolution },
-      { when: { feature: 'generate', quality: 'high' }, credits: PRICE_LIST.generateHighQuality },
-      { when: { feature: 'generate' }, credits: PRICE_LIST.generate },
-      { when: { feature: 'remove_background' }, credits: removeBackground },
-      { when: { feature: 'ocr' }, credits: PRICE_LIST.ocr },
-      { when: { feature: 'upscale', output: '8x' }, credits: PRICE_LIST.upscale8x },
-      { when: { feature: 'upscale', output: '4x' }, credits: PRICE_LIST.upscale4x },
-      { when: { feature: 'upscale' }, credits: PRICE_LIST.upscale2x },
-    ],
-    surcharges: [{ when: { transparent: true }, credits: PRICE_LIST.transparent }],
-  };
-}
 
 const CONFIG = {
   usageTypes: [
@@ -100,8 +69,8 @@ const CONFIG = {
     usageType: 'credits',
     rates: {
       images: [
-        { from: '2020-01-01T00:00:00Z', ...rules(PRICE_LIST.removeBackground) },
-        { from: iso(PRICE_CHANGE), ...rules(PRICE_LIST.removeBackgroundFromPriceChange) },
+        { from: '2020-01-01T00:00:00Z', ...imageRates(PRICE_LIST.removeBackground) },
+        { from: iso(PRICE_CHANGE), ...imageRates(PRICE_LIST.removeBackgroundFromPriceChange) },
       ],
       agent_tokens: [
         {
