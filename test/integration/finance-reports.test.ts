@@ -381,6 +381,7 @@ function expectedReport(subject: Subject, cycle: Cycle, now: number, generatedAt
       unit: UNITS[usageType],
       total: dec(total),
       closedTotal: snapshot ? dec(snapshot.usage[usageType].used) : null,
+      requests: events.length,
       daily: [...daily].sort(([a], [b]) => cmp(a, b)).map(([day, amount]) => ({ day, amount: dec(amount) })),
       byChannel: breakdown(byChannel, total).map(([channel, amount]) => ({ channel, amount })),
       byFeature: breakdown(byFeature, total).map(([feature, amount]) => ({ feature, amount })),

@@ -44,6 +44,8 @@ export const usageReportSchema = z.strictObject({
   total: quantity,
   /** What the close froze; null while the cycle is open. total = closedTotal + adjustments.total. */
   closedTotal: quantity.nullable(),
+  /** Events counted in the cycle, late ones included (a priced event counts under its usage type and its credits'). */
+  requests: z.number().int().nonnegative(),
   /** Every local day of the cycle (up to today for an open cycle); sums to total. */
   daily: z.array(z.strictObject({ day: date, amount: quantity })),
   /** Sums to total; `null` holds events that named no channel. */

@@ -64,6 +64,7 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
       unit: deps.config.usageTypes.find((u) => u.id === usageType)?.unit ?? usageType,
       total: toDecimalString(total),
       closedTotal: frozen === undefined ? null : toDecimalString(frozen),
+      requests: Number(row?.requests ?? '0'),
       daily: dailyAmounts(row, days),
       byChannel: breakdown(counters(row, 'c#'), total).map(([channel, amount]) => ({ channel, amount })),
       byFeature: breakdown(byFeature, total).map(([feature, amount]) => ({ feature, amount })),

@@ -95,6 +95,7 @@ function cycleReport(usage: { usageType: string; closedTotal: string; total: str
     unit: usageType,
     total,
     closedTotal,
+    requests: 0,
     daily: [],
     byChannel: [],
     byFeature: [],
