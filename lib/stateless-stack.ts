@@ -79,8 +79,9 @@ export class StatelessStack extends Stack {
       .bindTable(tables.accounts, TABLES.accounts, 'read');
     const api = new UsageFunction(this, 'Api', { name: 'api', configFile })
       .bindTable(tables.rollups, TABLES.rollups, 'read')
-      // PUT /v1/workspaces/{id} creates and changes workspaces.
+      // PUT /v1/workspaces/{id} creates and changes workspaces; an account's rankings find its workspaces in the account index.
       .bindTable(tables.subjects, TABLES.subjects, 'readWrite')
+      .bindIndex(tables.subjects, TABLES.subjects, TABLES.subjects.indexes[1].name)
       .bindTable(tables.quarantine, TABLES.quarantine, 'read')
       // Grants are read and added through the API.
       .bindTable(tables.accounts, TABLES.accounts, 'readWrite')

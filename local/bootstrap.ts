@@ -1,4 +1,13 @@
-import { CreateTableCommand, type CreateTableCommandInput, DescribeTableCommand, DynamoDBClient, ResourceInUseException, UpdateTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  DynamoDBClient,
+  type GlobalSecondaryIndex,
+  ResourceInUseException,
+  UpdateTableCommand,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BUCKETS, QUEUES, TABLES, type TableDefinition } from '../functions/contract/resources';
@@ -20,18 +29,7 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
       BillingMode: 'PAY_PER_REQUEST',
       AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({ AttributeName, AttributeType })),
       KeySchema: keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
-      ...(indexes.length > 0
-        ? {
-            GlobalSecondaryIndexes: indexes.map((index) => ({
-              IndexName: index.name,
-              KeySchema: [
-                { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
-                { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
-              ],
-              Projection: { ProjectionType: 'KEYS_ONLY' },
-            })),
-          }
-        : {}),
+      ...(indexes.length > 0 ? { GlobalSecondaryIndexes: indexes.map(globalIndex) } : {}),
       ...(definition.stream ? { StreamSpecification: { StreamEnabled: true, StreamViewType: definition.stream } } : {}),
     };
     try {
@@ -40,7 +38,13 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
         await client.send(new UpdateTimeToLiveCommand({ TableName, TimeToLiveSpecification: { Enabled: true, AttributeName: definition.timeToLiveAttribute } }));
       }
     } catch (error) {
-      if (!(error instanceof ResourceInUseException)) throw error; // kept from a persisted run
+      if (!(error instanceof ResourceInUseException)) throw error;
+      // Kept from a persisted run: it gains the indexes added since (one per update, as DynamoDB allows).
+      const existing = (await client.send(new DescribeTableCommand({ TableName }))).Table?.GlobalSecondaryIndexes ?? [];
+      for (const index of indexes.filter((i) => !existing.some((e) => e.IndexName === i.name))) {
+        await client.send(new UpdateTableCommand({ TableName, AttributeDefinitions: input.AttributeDefinitions, GlobalSecondaryIndexUpdates: [{ Create: globalIndex(index) }] }));
+        await indexActive(client, TableName, index.name);
+      }
     }
   }
   const streamArn = async (table: 'ledger' | 'alerts' | 'exports') => {
@@ -49,6 +53,28 @@ export async function createTables(client: DynamoDBClient): Promise<{ names: Rec
     return arn;
   };
   return { names, streamArns: { ledger: await streamArn('ledger'), alerts: await streamArn('alerts'), exports: await streamArn('exports') } };
+}
+
+/** DynamoDB Local answers queries on an index (and writes to its table) only once the index is ACTIVE, about a second. */
+async function indexActive(client: DynamoDBClient, TableName: string, IndexName: string): Promise<void> {
+  for (let attempt = 0; attempt < 120; attempt++) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName }));
+    if (Table?.GlobalSecondaryIndexes?.find((i) => i.IndexName === IndexName)?.IndexStatus === 'ACTIVE') return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`index ${IndexName} of table ${TableName} did not become active in 30 s`);
+}
+
+/** Keys only, as in the CDK stack: what an index finds is read from the table itself. */
+function globalIndex(index: NonNullable<TableDefinition['indexes']>[number]): GlobalSecondaryIndex {
+  return {
+    IndexName: index.name,
+    KeySchema: [
+      { AttributeName: index.partitionKey.name, KeyType: 'HASH' },
+      { AttributeName: index.sortKey.name, KeyType: 'RANGE' },
+    ],
+    Projection: { ProjectionType: 'KEYS_ONLY' },
+  };
 }
 
 export const localBucketName = `usage-pipeline-${BUCKETS.reports.name.toLowerCase()}`;

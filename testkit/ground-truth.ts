@@ -17,6 +17,8 @@ export interface Bucket {
   start: string;
   usageType: string;
   quantity: number;
+  /** Events in the bucket: a copy or a correction is the same event, counted where its latest version falls. */
+  requests: number;
 }
 
 export type Granularity = 'hour' | 'day' | 'cycle';
@@ -32,19 +34,22 @@ export class GroundTruth {
   }
 
   buckets(subject: string, granularity: Granularity): Bucket[] {
-    const thousandths = new Map<string, number>();
+    const sums = new Map<string, { thousandths: number; requests: number }>();
     for (const event of this.events.values()) {
       if (event.subject !== subject) continue;
       const start = this.bucketStart(subject, event.time, granularity);
       const key = `${start}|${event.data.usageType}`;
+      const sum = sums.get(key) ?? { thousandths: 0, requests: 0 };
       // Quantities in tests have at most three decimals: integer thousandths add exactly.
-      thousandths.set(key, (thousandths.get(key) ?? 0) + Math.round(event.data.quantity * 1000));
+      sum.thousandths += Math.round(event.data.quantity * 1000);
+      sum.requests += 1;
+      sums.set(key, sum);
     }
-    return [...thousandths]
-      .filter(([, q]) => q !== 0)
-      .map(([key, q]) => {
+    return [...sums]
+      .map(([key, { thousandths, requests }]) => {
         const [start = '', usageType = ''] = key.split('|');
-        return { start, usageType, quantity: q / 1000 };
+        // Keys in the API's order (start, usageType, quantity, requests): some suites compare JSON text.
+        return { start, usageType, quantity: thousandths / 1000, requests };
       })
       .sort((a, b) => (a.start === b.start ? a.usageType.localeCompare(b.usageType) : a.start < b.start ? -1 : 1));
   }

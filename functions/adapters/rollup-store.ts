@@ -43,7 +43,7 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
 
 /** One checkpoint per shard and lane (a fixed group of subjects, `laneOf`): that lane's records from that shard are applied up to it. */
 const checkpointKey = (shardId: string, lane: string) => ({ pk: `shard#${shardId}`, sk: `owner#${lane}` });
-const COUNTER = /^(h|d|ch|c|f)#/;
+const COUNTER = /^(h|r|d|ch|c|f)#/;
 /** Of a cycle item: how many values of each breakdown it has admitted (rollups BREAKDOWN_LIMITS). */
 const ADMITTED: Record<Breakdown, string> = { channel: 'channelsAdmitted', feature: 'featuresAdmitted' };
 const MAX_CONFLICT_RETRIES = 6;

@@ -9,6 +9,7 @@ import { batchGet } from './batch';
 const CACHE_TTL_MS = 60_000;
 
 const DUE_INDEX = TABLES.subjects.indexes[0].name;
+const ACCOUNT_INDEX = TABLES.subjects.indexes[1].name;
 /** A new workspace is due at once: the next run works out what of it is due, and when it is next. */
 const DUE_AT_ONCE = '1970-01-01T00:00:00.000Z';
 /** The workspace's own attributes; the rest of its item is the closes' (`dueShard`, `nextDueAt`, the claim). */
@@ -52,6 +53,25 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
       this.cache.set(subject.id, { subject, until: now + CACHE_TTL_MS });
     }
     return found;
+  }
+
+  /** The workspaces that name `account`, from the account index (keys only), then their items. */
+  async pooledIn(account: string): Promise<Subject[]> {
+    const ids: string[] = [];
+    let ExclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({ TableName: this.tableName, IndexName: ACCOUNT_INDEX, KeyConditionExpression: 'account = :account', ExpressionAttributeValues: { ':account': account }, ExclusiveStartKey }),
+      );
+      for (const item of page.Items ?? []) ids.push(String(item.id));
+      ExclusiveStartKey = page.LastEvaluatedKey;
+    } while (ExclusiveStartKey);
+    const found = await this.getMany(ids);
+    // The index lags its table a little: a workspace that has left the account since is left out.
+    return ids.flatMap((id) => {
+      const subject = found.get(id);
+      return subject?.account === account ? [subject] : [];
+    });
   }
 
   /** Sets the workspace's own attributes only, so that a change made while it is being closed keeps the claim and the next-due instant. */

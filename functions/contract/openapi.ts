@@ -111,7 +111,13 @@ const summaryEntrySchema = z.object({
   projectedToRunOut: z.boolean(),
 });
 
-const seriesBucketSchema = z.object({ start: instant, end: instant, total: amount, byChannel: z.record(z.string(), amount) });
+const seriesBucketSchema = z.object({
+  start: instant,
+  end: instant,
+  total: amount,
+  requests: z.number().int().nonnegative().describe('events in the bucket'),
+  byChannel: z.record(z.string(), amount),
+});
 const rankedEntrySchema = z.object({ rank: z.number().int(), id: z.string(), amount, share: z.number(), requests: z.number().int().describe('events counted for the entry this cycle') });
 
 const apiKeyViewSchema = z.object({
@@ -176,7 +182,11 @@ export const ROUTE_DOCS = {
     responses: {
       200: {
         description: 'buckets',
-        schema: z.object({ subject: z.string(), granularity: z.enum(['hour', 'day', 'cycle']), buckets: z.array(z.object({ start: instant, usageType: z.string(), quantity: amount })) }),
+        schema: z.object({
+          subject: z.string(),
+          granularity: z.enum(['hour', 'day', 'cycle']),
+          buckets: z.array(z.object({ start: instant, usageType: z.string(), quantity: amount, requests: z.number().int().nonnegative().describe('events in the bucket') })),
+        }),
       },
     },
   },

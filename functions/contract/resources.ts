@@ -61,8 +61,12 @@ export const TABLES = {
     envVar: 'SUBJECTS_TABLE',
     partitionKey: { name: 'id', type: 'S' },
     pointInTimeRecovery: true,
-    /** The scheduler's query: per shard (0 to DUE_SHARDS - 1), the workspaces whose next day has ended. */
-    indexes: [{ name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } }],
+    indexes: [
+      /** The scheduler's query: per shard (0 to DUE_SHARDS - 1), the workspaces whose next day has ended. */
+      { name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } },
+      /** An account's pooled workspaces, for its rankings: sparse, only workspaces that name an `account` are in it. */
+      { name: 'account', partitionKey: { name: 'account', type: 'S' }, sortKey: { name: 'id', type: 'S' } },
+    ],
   },
   /**
    * Per workspace, beside the counters: grants (G#id), cycle snapshots (C#cycleStart), day snapshots

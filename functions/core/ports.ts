@@ -29,6 +29,8 @@ export interface SubjectStore extends SubjectDirectory {
   get(id: string): Promise<Subject | undefined>;
   put(subject: Subject): Promise<void>;
   list(): Promise<Subject[]>;
+  /** The workspaces pooled in an account (those that name it as their `account`), by id. */
+  pooledIn(account: string): Promise<Subject[]>;
 }
 
 export interface Clock {

@@ -296,7 +296,8 @@ describe('the synthesized functions on Node.js 22', () => {
     const first = (await invoke('Aggregate', batch)).result as { state?: unknown; batchItemFailures: unknown[] };
     expect(first.batchItemFailures).toEqual([]);
     expect(typeof first.state).toBe('object');
-    const expected = [{ start: dayStart.toISOString(), usageType: 'tokens', quantity: USED }];
+    // The one valid event the ingest test sent: its quantity, and one request (a retried batch must not add another).
+    const expected = [{ start: dayStart.toISOString(), usageType: 'tokens', quantity: USED, requests: 1 }];
     expect(await dayUsage()).toEqual(expected);
     const alerts = (await scan(tables.alerts)).map((a) => unmarshall(a));
     expect(alerts.map((a) => [a.pk, String(a.sk).split('#').at(-1), a.notify])).toEqual([[WORKSPACE, '0080', true]]);
@@ -339,7 +340,7 @@ describe('the synthesized functions on Node.js 22', () => {
     const file = await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${BUCKETS.reports.exportsPrefix}${id}.json` }))).Body?.transformToString();
     const dayEnd = new Date(dayStart.getTime() + DAY_MS).toISOString();
     expect((JSON.parse(file ?? 'null') as { buckets: unknown }).buckets).toEqual([
-      { subject: WORKSPACE, usageType: 'tokens', start: dayStart.toISOString(), end: dayEnd, day: dayStart.toISOString().slice(0, 10), quantity: String(USED), byChannel: {} },
+      { subject: WORKSPACE, usageType: 'tokens', start: dayStart.toISOString(), end: dayEnd, day: dayStart.toISOString().slice(0, 10), quantity: String(USED), requests: 1, byChannel: {} },
     ]);
     const answered = await api('GET', '/v1/exports/{exportId}', `/v1/exports/${id}`);
     expect(answered).toMatchObject({ status: 200, body: { id, status: 'ready' } });

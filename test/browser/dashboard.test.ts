@@ -6,7 +6,7 @@ import { type LocalStack, startLocal } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { checkResponse } from '../support/api-contract';
 import { DashboardBrowser, numberIn, problemsOf, rowsOf, shot } from './pages';
-import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesTruth, workspaceTotals } from './truth';
+import { type BucketTruth, cardTruth, dailyTruth, rankingTruth, seriesRequestsTruth, seriesTruth, workspaceTotals } from './truth';
 
 /**
  * The dashboard in a real browser (Debian's Chromium, driven by playwright-core), served by the local
@@ -187,7 +187,7 @@ describe('a workspace key', () => {
       await page.locator(`table.data[data-window="${window}"]`).waitFor();
       await expect(button.getAttribute('aria-pressed')).resolves.toBe('true');
       const shown = await chartTable(page);
-      const series = await api<{ asOf: string; series: { buckets: { start: string; total: number; byChannel: Record<string, number> }[] }[] }>(
+      const series = await api<{ asOf: string; series: { buckets: { start: string; total: number; requests: number; byChannel: Record<string, number> }[] }[] }>(
         `/v1/workspaces/ws_acme/usage/series?window=${window}&usageType=tokens`,
         KEYS.acme,
       );
@@ -199,6 +199,8 @@ describe('a workspace key', () => {
       expect(shown).toHaveLength(rows);
       expect(shown).toEqual(fromApi);
       expect(shown).toEqual(seriesTruth(sent, 'ws_acme', 'tokens', window, new Date(series.asOf)));
+      // The chart does not show requests; the API's series has them, one per event sent.
+      expect(buckets.map((b) => ({ start: b.start, requests: b.requests }))).toEqual(seriesRequestsTruth(sent, 'ws_acme', 'tokens', window, new Date(series.asOf)));
       // The chart itself was redrawn with the new buckets.
       const image = await canvas.screenshot();
       expect(previous === undefined || !image.equals(previous)).toBe(true);
@@ -306,10 +308,11 @@ describe('a finance key', () => {
     const href = (await link.getAttribute('href')) ?? '';
     const view = await api<{ status: string; bucketCount: number; url: string }>(`/v1/exports/${(await link.getAttribute('data-export-id')) ?? ''}`, KEYS.finance);
     expect(new URL(href).pathname).toBe(new URL(view.url).pathname);
-    const file = (await (await fetch(href)).json()) as { kind: string; subjects: string[]; buckets: { subject: string; usageType: string; day: string; quantity: string }[] };
+    const file = (await (await fetch(href)).json()) as { kind: string; subjects: string[]; buckets: { subject: string; usageType: string; day: string; quantity: string; requests: number }[] };
     expect([file.kind, file.subjects, view.status, view.bucketCount]).toEqual(['usage-export', ['ws_acme'], 'ready', file.buckets.length]);
     const shown = new Map(file.buckets.map((b) => [`${b.usageType}|${b.day}`, Number(b.quantity)]));
     expect(shown).toEqual(dailyTruth(sent, 'ws_acme', Date.parse(`${from}T00:00:00Z`), Date.parse(`${to}T00:00:00Z`)));
+    expect(new Map(file.buckets.map((b) => [`${b.usageType}|${b.day}`, b.requests]))).toEqual(dailyTruth(sent, 'ws_acme', Date.parse(`${from}T00:00:00Z`), Date.parse(`${to}T00:00:00Z`), 'requests'));
   });
 
   test("a bad export request shows the API's reason", async () => {

@@ -69,8 +69,8 @@ export interface BucketTruth {
   total: number;
 }
 
-/** The buckets of a chart window: 24 UTC hours ending with the current one, 7 UTC days ending today, or 30 days in weeks counted back from today. */
-export function seriesTruth(events: readonly DashboardEvent[], subject: string, usageType: string, window: '24h' | '7d' | '30d', asOf: Date): BucketTruth[] {
+/** The [from, to) bounds of a chart window: 24 UTC hours ending with the current one, 7 UTC days ending today, or 30 days in weeks counted back from today. */
+function seriesBounds(window: '24h' | '7d' | '30d', asOf: Date): [number, number][] {
   const bounds: [number, number][] = [];
   if (window === '24h') {
     const end = Math.floor(asOf.getTime() / HOUR_MS) * HOUR_MS + HOUR_MS;
@@ -82,11 +82,21 @@ export function seriesTruth(events: readonly DashboardEvent[], subject: string, 
     const first = tomorrow - days * DAY_MS;
     for (let end = tomorrow; end > first; end -= width * DAY_MS) bounds.unshift([Math.max(first, end - width * DAY_MS), end]);
   }
-  return bounds.map(([from, to]) => {
+  return bounds;
+}
+
+/** The buckets of a chart window (seriesBounds). */
+export function seriesTruth(events: readonly DashboardEvent[], subject: string, usageType: string, window: '24h' | '7d' | '30d', asOf: Date): BucketTruth[] {
+  return seriesBounds(window, asOf).map(([from, to]) => {
     const byChannel: Record<string, number> = {};
     for (const e of of(events, subject, usageType, from, to)) byChannel[e.data.channel ?? 'other'] = (byChannel[e.data.channel ?? 'other'] ?? 0) + e.data.quantity;
     return { start: new Date(from).toISOString(), byChannel, total: Object.values(byChannel).reduce((a, b) => a + b, 0) };
   });
+}
+
+/** Events per bucket of a chart window (seriesBounds), each bucket's start with how many events were sent in it. */
+export function seriesRequestsTruth(events: readonly DashboardEvent[], subject: string, usageType: string, window: '24h' | '7d' | '30d', asOf: Date): { start: string; requests: number }[] {
+  return seriesBounds(window, asOf).map(([from, to]) => ({ start: new Date(from).toISOString(), requests: of(events, subject, usageType, from, to).length }));
 }
 
 /** Members (users or groups) of a workspace ranked by use in the current cycle (with the events each counts): amount descending, then id. */
@@ -121,14 +131,14 @@ export function workspaceTotals(events: readonly DashboardEvent[], usageType: st
   return totals;
 }
 
-/** Daily use per workspace, usage type and UTC day in [from, to). */
-export function dailyTruth(events: readonly DashboardEvent[], subject: string, from: number, to: number): Map<string, number> {
+/** Daily use (or, with `count`, events) per workspace, usage type and UTC day in [from, to). */
+export function dailyTruth(events: readonly DashboardEvent[], subject: string, from: number, to: number, count: 'quantity' | 'requests' = 'quantity'): Map<string, number> {
   const days = new Map<string, number>();
   for (const e of events) {
     const t = Date.parse(e.time);
     if (e.subject !== subject || t < from || t >= to) continue;
     const key = `${e.data.usageType}|${e.time.slice(0, 10)}`;
-    days.set(key, (days.get(key) ?? 0) + e.data.quantity);
+    days.set(key, (days.get(key) ?? 0) + (count === 'quantity' ? e.data.quantity : 1));
   }
   return days;
 }

@@ -88,6 +88,8 @@ const EXPECTED: Record<FunctionName, Grants> = {
     '*': XRAY,
     'table:rollups': READ,
     'table:subjects': READ_WRITE,
+    // An account's rankings find its workspaces in the account index.
+    'table:subjects/index/account': ['dynamodb:Query'],
     'table:quarantine': READ,
     'table:accounts': READ_WRITE,
     'table:apiKeys': READ_WRITE,

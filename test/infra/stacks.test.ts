@@ -123,7 +123,7 @@ describe('stateful stack', () => {
     const keys = [definition.partitionKey, ...('sortKey' in definition ? [definition.sortKey] : [])];
     const indexes = 'indexes' in definition ? definition.indexes : [];
     // Every key attribute once: the table's, then its indexes' (CDK declares each attribute it is first given).
-    const attributes = [...keys, ...indexes.flatMap((index) => [index.partitionKey, index.sortKey])];
+    const attributes = [...new Map([...keys, ...indexes.flatMap((index) => [index.partitionKey, index.sortKey])].map((key) => [key.name, key])).values()];
     stateful.templateMatches({
       Resources: {
         [logicalId]: {
@@ -195,8 +195,11 @@ describe('stateful stack', () => {
     });
   });
 
-  it('indexes the subjects by due shard and next-due instant, keys only, for the scheduler', () => {
-    expect(TABLES.subjects.indexes).toEqual([{ name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } }]);
+  it("indexes the subjects by due shard and next-due instant for the scheduler, and by account for an account's rankings, keys only", () => {
+    expect(TABLES.subjects.indexes).toEqual([
+      { name: 'due', partitionKey: { name: 'dueShard', type: 'N' }, sortKey: { name: 'nextDueAt', type: 'S' } },
+      { name: 'account', partitionKey: { name: 'account', type: 'S' }, sortKey: { name: 'id', type: 'S' } },
+    ]);
     const indexed = Object.entries(TABLES).filter(([, definition]) => 'indexes' in definition);
     expect(indexed.map(([name]) => name)).toEqual(['subjects']);
   });
@@ -553,6 +556,18 @@ describe('least privilege', () => {
     expect(variablesOf('scheduler')[QUEUES.closes.envVar]).toEqual({ Ref: resourceOf(built.stateless.closesQueue).logicalId });
   });
 
+  it("the api function queries the account index of the subjects (an account's rankings), and no other index", () => {
+    const statements = policyStatements('api');
+    const indexes = statements.filter((s) => JSON.stringify(s.Resource).includes('/index/'));
+    expect(indexes).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:Query',
+        Resource: { 'Fn::Join': ['', [{ 'Fn::ImportValue': expect.stringContaining(`${tableId('subjects')}Arn`) }, `/index/${TABLES.subjects.indexes[1].name}`]] },
+      },
+    ]);
+  });
+
   it('the closes function updates subject items without reading them, writes rollups and accounts, and consumes only the closes queue', () => {
     const statements = policyStatements('closes');
     const writes = JSON.stringify(allowing(statements, TABLE_WRITES).map((s) => s.Resource));
@@ -568,8 +583,8 @@ describe('least privilege', () => {
     expect(allowing(statements, ['sqs:SendMessage'])).toEqual([]);
   });
 
-  it('only the scheduler reaches an index of a table', () => {
-    for (const name of FUNCTION_NAMES) expect([name, JSON.stringify(policyStatements(name)).includes('/index/')]).toEqual([name, name === 'scheduler']);
+  it('only the scheduler and the api reach an index of a table', () => {
+    for (const name of FUNCTION_NAMES) expect([name, JSON.stringify(policyStatements(name)).includes('/index/')]).toEqual([name, name === 'scheduler' || name === 'api']);
   });
 
   it('the schedule role can only invoke the scheduler function and dead-letter into its queue', () => {

@@ -29,7 +29,7 @@ const CONFIG = {
     { id: 'credits', unit: 'credit', allowFractions: true },
   ],
   plans: [{ id: 'pro', quotas: { tokens: { monthlyLimit: 1_000_000, overage: 'allow' }, credits: { monthlyLimit: 500, overage: 'allow' } } }],
-  subjects: ['ws_feed', 'ws_burst', 'ws_other'].map((id) => ({ id, plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC' })),
+  subjects: ['ws_feed', 'ws_burst', 'ws_wide', 'ws_other'].map((id) => ({ id, plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC' })),
   credits: { usageType: 'credits', rates: { images: [{ from: '2020-01-01T00:00:00Z', rules: [{ when: { feature: 'generate' }, credits: GENERATE_CREDITS }] }] } },
   apiKeys: [
     { key: ADMIN_KEY, scope: 'admin', name: 'tests' },
@@ -39,6 +39,7 @@ const CONFIG = {
 
 interface Sent {
   id: string;
+  source?: string;
   subject: string;
   time: string;
   usageType: string;
@@ -60,7 +61,7 @@ const body = (e: Sent) =>
   JSON.stringify({
     specversion: '1.0',
     id: e.id,
-    source: '//activity-test',
+    source: e.source ?? '//activity-test',
     type: 'com.example.usage',
     subject: e.subject,
     time: e.time,
@@ -146,6 +147,32 @@ describe('GET /v1/workspaces/{id}/activity', () => {
     expect(events.slice(0, 20)).toEqual(expected.slice(0, 20));
     expect(expected).toEqual(expect.arrayContaining(events));
     expect(new Set(events.map((e) => e.time)).size).toBe(events.length);
+  });
+
+  test('at the field limits, 21 events of one batch fit its item: the newest 20 are shown byte for byte', async () => {
+    // Arrange: every field an item keeps at its limit (FIELD_BYTE_LIMITS: source 1,024 bytes, id 256, feature 256),
+    // in two- and three-byte characters, and quantities of 16 digits; one event more than an item keeps
+    const wide: Sent[] = Array.from({ length: 21 }, (_, i) => ({
+      source: `//${'ş'.repeat(511)}`,
+      id: `${String(i).padStart(2, '0')}${'€'.repeat(84)}`,
+      subject: 'ws_wide',
+      time: iso(START - (30 - i) * MINUTE),
+      usageType: 'tokens',
+      quantity: 1_000_000_000_000_000 + i,
+      feature: 'ü'.repeat(128),
+    }));
+    expect(wide.map((e) => [Buffer.byteLength(e.source ?? '', 'utf8'), Buffer.byteLength(e.id, 'utf8'), Buffer.byteLength(e.feature ?? '', 'utf8')])).toEqual(wide.map(() => [1024, 254, 256]));
+
+    // Act
+    await client.send(wide.map(body));
+    await stack.settle();
+    const all = await activity('ws_wide', '?limit=100');
+
+    // Assert: the batch's item keeps the newest 20 (the oldest may show only if it landed in a batch of its own)
+    const expected = newestFirst(wide).map(shown);
+    expect(all.status).toBe(200);
+    expect(all.body.events?.slice(0, 20)).toEqual(expected.slice(0, 20));
+    expect(expected).toEqual(expect.arrayContaining(all.body.events ?? []));
   });
 
   test("another workspace's key is refused (403), an unknown workspace is 404, a workspace with no events has none, and the limit is 1 to 100", async () => {

@@ -208,12 +208,75 @@ describe('usage series', () => {
         const inBucket = sent.filter((e) => e.subject === subject && e.usageType === usageType && within(e, start, end));
         const byChannel: Record<string, number> = {};
         for (const e of inBucket) if (e.channel) byChannel[e.channel] = (byChannel[e.channel] ?? 0) + e.quantity;
-        return { start: new Date(start).toISOString(), end: new Date(end).toISOString(), total: sum(inBucket), byChannel };
+        // requests: the events in the bucket, each once however many copies of it were sent.
+        return { start: new Date(start).toISOString(), end: new Date(end).toISOString(), total: sum(inBucket), requests: inBucket.length, byChannel };
       }),
     }));
     expect(body.series).toEqual(expected);
     // The window is not empty: the comparison above is not between two sets of zeros.
     expect(expected.flatMap((s) => s.buckets).some((b) => b.total > 0)).toBe(true);
+  });
+});
+
+describe('usage buckets', () => {
+  /** Where an event's bucket starts: its UTC hour, its local day (luxon), or its billing cycle. */
+  function bucketStart(subject: string, time: string, granularity: 'hour' | 'day' | 'cycle'): string {
+    if (granularity === 'hour') return `${new Date(time).toISOString().slice(0, 13)}:00:00.000Z`;
+    if (granularity === 'day') return new Date(DateTime.fromISO(time, { zone: ZONES[subject] }).startOf('day').toMillis()).toISOString();
+    return new Date(cycleOf(subject, new Date(time)).start).toISOString();
+  }
+
+  /** The client's buckets: use and events per (start, usage type) whose start is in [from, to), by start then usage type. */
+  function expectedUsage(subject: string, granularity: 'hour' | 'day' | 'cycle', from: number, to: number, usageType?: string) {
+    const buckets = new Map<string, { start: string; usageType: string; quantity: number; requests: number }>();
+    for (const e of sent) {
+      if (e.subject !== subject || (usageType !== undefined && e.usageType !== usageType)) continue;
+      const start = bucketStart(subject, e.time, granularity);
+      if (Date.parse(start) < from || Date.parse(start) >= to) continue;
+      const bucket = buckets.get(`${start}|${e.usageType}`) ?? { start, usageType: e.usageType, quantity: 0, requests: 0 };
+      bucket.quantity += e.quantity;
+      bucket.requests += 1;
+      buckets.set(`${start}|${e.usageType}`, bucket);
+    }
+    return [...buckets.values()].sort((a, b) => (a.start === b.start ? (a.usageType < b.usageType ? -1 : 1) : a.start < b.start ? -1 : 1));
+  }
+
+  const cases = ['ws_one', 'ws_two'].flatMap((subject) => (['hour', 'day', 'cycle'] as const).map((granularity) => ({ subject, granularity })));
+
+  test.each(cases)("$subject by $granularity: each bucket's quantity and requests equal the client's own counts of the events it sent", async ({ subject, granularity }) => {
+    // Arrange: 92 days back (every event sent, and the start of every cycle they fall in) to an hour ahead
+    const now = stack.clock.now().getTime();
+    const from = Math.floor((now - 92 * DAY_MS) / HOUR_MS) * HOUR_MS;
+    const to = Math.floor(now / HOUR_MS) * HOUR_MS + HOUR_MS;
+
+    // Act
+    const path = `/v1/workspaces/${subject}/usage?granularity=${granularity}&from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`;
+    const { status, body } = await call('GET', path, { key: subject === 'ws_one' ? KEYS.wsOne[0] : KEYS.wsTwo });
+
+    // Assert
+    expect(status).toBe(200);
+    const expected = expectedUsage(subject, granularity, from, to);
+    expect(body).toEqual({ subject, granularity, buckets: expected });
+    // Copies of every tenth message were sent: a bucket counting them would show more requests than events.
+    expect(expected.reduce((n, b) => n + b.requests, 0)).toBe(sent.filter((e) => e.subject === subject).length);
+    expect(expected.some((b) => b.requests > 1)).toBe(true);
+  });
+
+  test("ws_two by day for one usage type, cut mid-range: only that usage type's buckets starting in the range, with the client's counts", async () => {
+    // Arrange: from the middle of a New York day 20 days back, to the middle of one 3 days back
+    const now = stack.clock.now().getTime();
+    const from = now - 20 * DAY_MS;
+    const to = now - 3 * DAY_MS;
+
+    // Act
+    const path = `/v1/workspaces/ws_two/usage?granularity=day&usageType=images&from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`;
+    const { status, body } = await call('GET', path, { key: KEYS.admin });
+
+    // Assert
+    expect(status).toBe(200);
+    const expected = expectedUsage('ws_two', 'day', from, to, 'images');
+    expect(body).toEqual({ subject: 'ws_two', granularity: 'day', buckets: expected });
+    expect(expected.length).toBeGreaterThan(5);
   });
 });
 

@@ -76,6 +76,13 @@ function sums(images: readonly LedgerImage[], key: (image: LedgerImage) => strin
   return Object.fromEntries([...out].map(([k, v]) => [k, String(v)]));
 }
 
+/** How many images there are by `key(image)`, as decimal text. */
+function counts(images: readonly LedgerImage[], key: (image: LedgerImage) => string): Record<string, string> {
+  const out = new Map<string, number>();
+  for (const i of images) out.set(key(i), (out.get(key(i)) ?? 0) + 1);
+  return Object.fromEntries([...out].map(([k, v]) => [k, String(v)]));
+}
+
 const pick = (counters: Record<string, string>, prefix: string) => Object.fromEntries(Object.entries(counters).filter(([name]) => name.startsWith(prefix)));
 const prefixed = (prefix: string, values: Record<string, string>) => Object.fromEntries(Object.entries(values).map(([k, v]) => [`${prefix}${k}`, v]));
 
@@ -116,11 +123,17 @@ async function expectBreakdowns(subject: string, images: readonly LedgerImage[],
       sums(images, (i) => (i.feature === undefined ? undefined : features.get(i.feature))),
     ),
   });
-  expect({ total: day.total, hours: pick(day.counters, 'h#'), hourChannels: pick(day.counters, 'ch#') }).toEqual({
+  expect({ total: day.total, requests: day.requests, hours: pick(day.counters, 'h#'), hourRequests: pick(day.counters, 'r#'), hourChannels: pick(day.counters, 'ch#') }).toEqual({
     total,
+    requests: String(images.length),
     hours: prefixed(
       'h#',
       sums(images, (i) => i.hour),
+    ),
+    // One event each, in the counters' decimal units: "1" per event.
+    hourRequests: prefixed(
+      'r#',
+      counts(images, (i) => i.hour),
     ),
     hourChannels: prefixed(
       'ch#',
@@ -226,4 +239,6 @@ test("through SQS: a backfill of one day over 16 channels (384 events in two mes
     expect(shown).toEqual(truth.buckets(subject, 'hour'));
   }
   expect(truth.buckets('ws_b01', 'hour')).toHaveLength(24);
+  // 16 channels a hour: each hour bucket counts its 16 events.
+  expect(truth.buckets('ws_b01', 'hour').map((b) => b.requests)).toEqual(Array.from({ length: 24 }, () => 16));
 });

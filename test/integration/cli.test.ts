@@ -113,7 +113,7 @@ describe('usage-pipeline local, as a separate process', () => {
     }
     sqs.destroy();
 
-    // Assert: every daily bucket of every subject converges to the ground truth.
+    // Assert: every daily bucket of every subject converges to the ground truth, its use and its events (the copies not counted).
     const from = new Date(now - 60 * DAY).toISOString();
     const to = new Date(now + DAY).toISOString();
     for (const subject of truth.subjects()) {

@@ -234,8 +234,17 @@ describe('credits priced by the rate card, counted beside quantities', () => {
     expect(await quota('images')).toEqual({ usedAmount: String(imageCount - sent.upscale.quantity + 3) });
     const day = iso(Date.UTC(new Date(START).getUTCFullYear(), new Date(START).getUTCMonth(), new Date(START).getUTCDate()));
     const { body } = await client.get(`/v1/workspaces/ws_studio/usage?granularity=day&from=${day}&to=${iso(Date.parse(day) + 24 * HOUR)}&usageType=credits`);
-    const buckets = (body as { buckets: { usageType: string; quantity: number }[] }).buckets;
-    expect(buckets.map((b) => [b.usageType, b.quantity])).toEqual([['credits', Number(decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits))]]);
+    const buckets = (body as { buckets: { usageType: string; quantity: number; requests: number }[] }).buckets;
+    // Every priced event once under credits: the copy, the correction (the same event) and the unpriced one add none.
+    const pricedEvents = Object.keys(sent).length + Object.keys(tokens).length;
+    expect(buckets.map((b) => [b.usageType, b.quantity, b.requests])).toEqual([['credits', Number(decimal(imageCredits - sent.upscale.credits + corrected + tokenCredits)), pricedEvents]]);
+    // ... and once under its own usage type.
+    const all = await client.buckets('ws_studio', 'day', new Date(day), new Date(Date.parse(day) + 24 * HOUR));
+    expect(all.map((b) => [b.usageType, b.requests])).toEqual([
+      ['agent_tokens', Object.keys(tokens).length],
+      ['credits', pricedEvents],
+      ['images', Object.keys(sent).length],
+    ]);
   });
 
   test('recent activity lists the last events with their feature and credits, the correction as corrected', async () => {
@@ -466,8 +475,9 @@ describe("an enterprise account pools its workspaces' credits", () => {
       const buckets = await client.buckets(workspace, 'cycle', new Date(from), new Date(Date.parse(from) + 32 * 24 * HOUR));
 
       // Assert
-      const own = sent.filter((e) => e.workspace === workspace).reduce((sum, e) => sum + e.credits, 0);
-      expect({ workspace, credits: buckets.filter((b) => b.usageType === 'credits').map((b) => b.quantity) }).toEqual({ workspace, credits: [own] });
+      const mine = sent.filter((e) => e.workspace === workspace);
+      const own = mine.reduce((sum, e) => sum + e.credits, 0);
+      expect({ workspace, credits: buckets.filter((b) => b.usageType === 'credits').map((b) => [b.quantity, b.requests]) }).toEqual({ workspace, credits: [[own, mine.length]] });
     }
   });
 

@@ -132,15 +132,16 @@ describe('amounts past what a double holds, from the JSON text in to the JSON te
       const used = Object.fromEntries(entries.filter((q) => EXPECTED[subject][q.usageType as string] !== undefined).map((q) => [q.usageType, literal(q.usedAmount)]));
       expect({ subject, used }).toEqual({ subject, used: EXPECTED[subject] });
       const buckets = usage.body.buckets as Tree[];
-      expect({ subject, buckets: buckets.map((b) => ({ start: b.start, usageType: b.usageType, quantity: literal(b.quantity) })) }).toEqual({
+      // requests: one per event sent, whatever its amount.
+      expect({ subject, buckets: buckets.map((b) => ({ start: b.start, usageType: b.usageType, quantity: literal(b.quantity), requests: literal(b.requests) })) }).toEqual({
         subject,
         buckets: Object.entries(EXPECTED[subject])
           .sort(([a], [b]) => (a < b ? -1 : 1))
-          .map(([usageType, quantity]) => ({ start: cycle.start, usageType, quantity })),
+          .map(([usageType, quantity]) => ({ start: cycle.start, usageType, quantity, requests: String(SENT[subject][usageType]?.length) })),
       });
-      for (const amount of Object.values(EXPECTED[subject])) {
+      for (const [usageType, amount] of Object.entries(EXPECTED[subject])) {
         expect(quotas.text).toContain(`"usedAmount":${amount},`);
-        expect(usage.text).toContain(`"quantity":${amount}}`);
+        expect(usage.text).toContain(`"quantity":${amount},"requests":${SENT[subject][usageType]?.length}}`);
       }
     }
     // Over the allowance with nothing left: the rest of the entry is plain.

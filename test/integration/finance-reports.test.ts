@@ -439,6 +439,8 @@ interface ExportBucket {
   end: string;
   day: string | null;
   quantity: string;
+  /** Events in the bucket: the latest version of each event counts once, where that version falls. */
+  requests: number;
   byChannel: Record<string, string>;
 }
 
@@ -446,20 +448,21 @@ interface ExportBucket {
 function expectedBuckets(subjects: readonly Subject[], granularity: 'hour' | 'day', from: string, to: string): ExportBucket[] {
   const buckets: ExportBucket[] = [];
   for (const subject of [...subjects].sort()) {
-    const totals = new Map<string, { usageType: UsageType; period: string; quantity: bigint; channels: Map<string, bigint> }>();
+    const totals = new Map<string, { usageType: UsageType; period: string; quantity: bigint; requests: number; channels: Map<string, bigint> }>();
     for (const e of model.ledger.values()) {
       if (e.subject !== subject) continue;
       const period = granularity === 'hour' ? hourOf(e.time) : localDay(subject, Date.parse(e.time));
       const key = `${period}|${e.usageType}`;
-      const entry = totals.get(key) ?? { usageType: e.usageType, period, quantity: 0n, channels: new Map<string, bigint>() };
+      const entry = totals.get(key) ?? { usageType: e.usageType, period, quantity: 0n, requests: 0, channels: new Map<string, bigint>() };
       entry.quantity += e.q;
+      entry.requests += 1;
       addTo(entry.channels, e.channel, e.q);
       totals.set(key, entry);
     }
     const mine: ExportBucket[] = [];
-    for (const { usageType, period, quantity, channels } of totals.values()) {
+    for (const { usageType, period, quantity, requests, channels } of totals.values()) {
       const start = granularity === 'hour' ? period : dayStart(subject, period);
-      if (quantity === 0n || start < from || start >= to) continue;
+      if ((quantity === 0n && requests === 0) || start < from || start >= to) continue;
       mine.push({
         subject,
         usageType,
@@ -467,6 +470,7 @@ function expectedBuckets(subjects: readonly Subject[], granularity: 'hour' | 'da
         end: granularity === 'hour' ? iso(Date.parse(period) + HOUR) : dayStart(subject, addDays(period, 1)),
         day: granularity === 'hour' ? null : period,
         quantity: dec(quantity),
+        requests,
         byChannel: Object.fromEntries(
           [...channels]
             .filter(([, v]) => v !== 0n)
@@ -1042,8 +1046,15 @@ describe('finance reports across two cycle closes on the local stack', () => {
     // Every bucket sums back to the ledger: nothing lost, nothing twice
     for (const subject of SUBJECTS) {
       const inRange = [...model.ledger.values()].filter((e) => e.subject === subject && hourOf(e.time) >= from);
-      expect({ subject, total: dec(sumOf(document.buckets.filter((b) => b.subject === subject).map((b) => th(Number(b.quantity))))) }).toEqual({ subject, total: dec(sumOf(inRange.map((e) => e.q))) });
+      const mine = document.buckets.filter((b) => b.subject === subject);
+      expect({ subject, total: dec(sumOf(mine.map((b) => th(Number(b.quantity))))), requests: mine.reduce((n, b) => n + b.requests, 0) }).toEqual({
+        subject,
+        total: dec(sumOf(inRange.map((e) => e.q))),
+        // Each event once: copies and corrections (the same event) add none, an event moved to another hour or usage type counts there alone.
+        requests: inRange.length,
+      });
     }
+    expect(buckets.some((b) => b.requests > 1)).toBe(true);
   });
 
   test("a daily JSON-lines export with a New York workspace's own key has its local days; its key sees only its own exports", async () => {

@@ -351,6 +351,10 @@ export class InMemorySubjectStore implements SubjectStore {
   async list(): Promise<Subject[]> {
     return [...this.all.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
+
+  async pooledIn(account: string): Promise<Subject[]> {
+    return (await this.list()).filter((s) => s.account === account);
+  }
 }
 
 /** Rollup items by subject and kind; `query` returns those whose period is in [from, to] in string order, like a key range. */

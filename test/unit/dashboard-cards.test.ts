@@ -106,8 +106,8 @@ describe('allowance bar', () => {
 
 describe('chart rows', () => {
   const buckets: SeriesBucket[] = [
-    { start: '2026-11-23T00:00:00.000Z', end: '2026-11-24T00:00:00.000Z', total: 100, byChannel: { api: 60, ui: 30 } },
-    { start: '2026-11-24T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 7, byChannel: { zapier: 2, mcp: 5 } },
+    { start: '2026-11-23T00:00:00.000Z', end: '2026-11-24T00:00:00.000Z', total: 100, requests: 12, byChannel: { api: 60, ui: 30 } },
+    { start: '2026-11-24T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 7, requests: 3, byChannel: { zapier: 2, mcp: 5 } },
   ];
 
   test('one row per channel in a fixed order (unknown channels after, sorted), the rest of each total as "other"', () => {
@@ -125,16 +125,16 @@ describe('chart rows', () => {
   });
 
   test('fractional amounts leave no float dust in "other"', () => {
-    const rows = chartRows([{ start: buckets[0]?.start ?? '', end: buckets[0]?.end ?? '', total: 0.3, byChannel: { api: 0.1, ui: 0.2 } }], '7d', 'UTC');
+    const rows = chartRows([{ start: buckets[0]?.start ?? '', end: buckets[0]?.end ?? '', total: 0.3, requests: 2, byChannel: { api: 0.1, ui: 0.2 } }], '7d', 'UTC');
     expect(rows.channels.map((c) => c.channel)).toEqual(['ui', 'api']);
   });
 
   test('labels: hours, days, and weeks named by their first and last day', () => {
-    expect(bucketLabel({ start: '2026-11-24T07:00:00.000Z', end: '2026-11-24T08:00:00.000Z', total: 0, byChannel: {} }, '24h', 'UTC')).toBe('07:00');
-    expect(bucketLabel({ start: '2026-11-18T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 0, byChannel: {} }, '30d', 'UTC')).toBe('Nov 18 – Nov 24');
+    expect(bucketLabel({ start: '2026-11-24T07:00:00.000Z', end: '2026-11-24T08:00:00.000Z', total: 0, requests: 0, byChannel: {} }, '24h', 'UTC')).toBe('07:00');
+    expect(bucketLabel({ start: '2026-11-18T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 0, requests: 0, byChannel: {} }, '30d', 'UTC')).toBe('Nov 18 – Nov 24');
     // The oldest bucket of 30 days holds the two days left over.
-    expect(bucketLabel({ start: '2026-10-26T00:00:00.000Z', end: '2026-10-28T00:00:00.000Z', total: 0, byChannel: {} }, '30d', 'UTC')).toBe('Oct 26 – Oct 27');
-    expect(bucketLabel({ start: '2026-11-24T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 0, byChannel: {} }, '30d', 'UTC')).toBe('Nov 24');
+    expect(bucketLabel({ start: '2026-10-26T00:00:00.000Z', end: '2026-10-28T00:00:00.000Z', total: 0, requests: 0, byChannel: {} }, '30d', 'UTC')).toBe('Oct 26 – Oct 27');
+    expect(bucketLabel({ start: '2026-11-24T00:00:00.000Z', end: '2026-11-25T00:00:00.000Z', total: 0, requests: 0, byChannel: {} }, '30d', 'UTC')).toBe('Nov 24');
   });
 
   test('amounts are grouped and keep their decimals', () => {

@@ -2,7 +2,7 @@ import type { Config } from '../config';
 import { cycleContaining, localDate, previousCycle } from '../cycles';
 import { NotFoundError } from '../errors';
 import type { RollupReader } from '../metering/metering-ports';
-import { dayCounter } from '../metering/rollups';
+import { dayCounter, requestCount } from '../metering/rollups';
 import type { Clock, SubjectDirectory } from '../ports';
 import { type Amount, toAmount } from '../quantity';
 import { type CycleSnapshot, cycleBalance, heldCredits, spilloverInto, units } from './balance';
@@ -99,7 +99,7 @@ export async function quotaView(subjectId: string, deps: QuotaDeps): Promise<{ s
       bonusAmount: toAmount(bonus),
       topupAmount: toAmount(topup),
       spilloverAmount: toAmount(balance.spilloverIn),
-      requests: Number(row?.requests ?? '0'),
+      requests: requestCount(row?.requests),
       fairUseLimitReached: quota?.fairUseLimit !== undefined && balance.used >= units(quota.fairUseLimit),
       // A usage type the plan leaves out is never usable, whatever credits the workspace holds.
       canUse: !blocked && !overDaily && !excluded.has(usageType),

@@ -74,7 +74,8 @@ export interface RollupUpdate {
   /** Of a closed cycle item: what to add to its `late` counter when that is not the whole change (a repair's). */
   late?: NanoUnits;
   /**
-   * Of a day item: hour counters ('h#YYYY-MM-DDTHH') and hour × channel counters ('ch#YYYY-MM-DDTHH#channel');
+   * Of a day item: hour counters ('h#YYYY-MM-DDTHH'), hour requests counters ('r#YYYY-MM-DDTHH', events) and hour × channel
+   * counters ('ch#YYYY-MM-DDTHH#channel');
    * of a cycle item: day counters ('d#YYYY-MM-DD'), channel totals ('c#channel') and feature totals ('f#feature').
    */
   counters: Map<string, NanoUnits>;
@@ -152,7 +153,7 @@ export function breakdownPolicy(rateCard: { prices: Record<string, { features: R
 export const MAX_COUNTERS_PER_UPDATE = 250;
 export const MAX_COUNTER_BYTES_PER_CHUNK = 1_000_000;
 /**
- * One change adds at most 2 counters to a day item and 3 to a cycle item per image, of two images of a usage
+ * One change adds at most 3 counters to a day item (hour, hour requests, hour × channel) and 3 to a cycle item per image, of two images of a usage
  * type (its old and new image; credits count under items of their own usage type).
  */
 const MAX_COUNTERS_PER_CHANGE = 6;
@@ -222,6 +223,15 @@ export class CyclesClosedError extends CycleItemsChangedError {
 }
 
 export const hourCounter = (hour: string) => `h#${hour}`;
+/** Events per hour, kept as a counter (1 per event, in the same decimal units as quantities) beside the hour's use. */
+export const hourRequestsCounter = (hour: string) => `r#${hour}`;
+/**
+ * A stored request count as readers show it. Items written before requests were counted start at none, so taking
+ * back an event they hold can leave them below zero: shown as 0 until `usage-pipeline repair` writes the ledger's count.
+ */
+export const requestCount = (stored: string | undefined): number => Math.max(0, Number(stored ?? 0));
+/** An hour requests counter's step: one event, so that the stored counter reads as the count. */
+const ONE_REQUEST = toNanoUnits(1) as NanoUnits;
 export const dayCounter = (day: string) => `d#${day}`;
 export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}#${channel}`;
 export const channelCounter = (channel: string) => `c#${channel}`;
@@ -414,6 +424,7 @@ export function planChunks(
         const channel = image.channel === undefined ? undefined : placeOf(keys[1] as string, 'channel', image.channel, undefined);
         const feature = image.feature === undefined ? undefined : placeOf(keys[1] as string, 'feature', image.feature, breakdowns.kept(image.usageType));
         bump(day, hourCounter(image.hour), delta);
+        bump(day, hourRequestsCounter(image.hour), sign * ONE_REQUEST);
         if (channel !== undefined) bump(day, hourChannelCounter(image.hour, channel), delta);
         if (closed) {
           cycle.closed = true;

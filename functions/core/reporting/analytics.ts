@@ -6,6 +6,7 @@ import { type Cycle, cycleContaining, localDate, previousCycle, startOfLocalDay 
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/metering-ports';
+import { requestCount } from '../metering/rollups';
 import type { Subject, SubjectDirectory, SubjectStore } from '../ports';
 import { type Amount, type NanoUnits, toAmount } from '../quantity';
 
@@ -116,6 +117,8 @@ export interface SeriesBucket {
   start: string;
   end: string;
   total: Amount;
+  /** Events in the bucket. */
+  requests: number;
   /** Use per channel; use without a channel is in `total` only. */
   byChannel: Record<string, Amount>;
 }
@@ -130,6 +133,7 @@ export interface SeriesResponse {
 
 interface Sum {
   total: NanoUnits;
+  requests: number;
   byChannel: Map<string, NanoUnits>;
 }
 
@@ -152,15 +156,16 @@ export async function usageSeries(
 
   // Buckets as [start, end) instants, plus a function placing a day item's counters in them.
   let bounds: { start: string; end: string }[];
-  let place: (row: RollupRow, add: (instant: string, channel: string | undefined, amount: string) => void) => void;
+  let place: (row: RollupRow, add: (instant: string, channel: string | undefined, amount: string) => void, count: (instant: string, requests: string | undefined) => void) => void;
   if (query.window === '24h') {
     const end = Math.floor(now.getTime() / HOUR_MS) * HOUR_MS + HOUR_MS;
     bounds = Array.from({ length: 24 }, (_, i) => ({ start: iso(end - (24 - i) * HOUR_MS), end: iso(end - (23 - i) * HOUR_MS) }));
-    place = (row, add) => {
+    place = (row, add, count) => {
       for (const [counter, amount] of Object.entries(row.counters)) {
         const [prefix, hour, channel] = splitCounter(counter);
         if (prefix === 'h') add(`${hour}:00:00.000Z`, undefined, amount);
         else if (prefix === 'ch') add(`${hour}:00:00.000Z`, channel, amount);
+        else if (prefix === 'r') count(`${hour}:00:00.000Z`, amount);
       }
     };
   } else {
@@ -172,9 +177,10 @@ export async function usageSeries(
       const first = addDays(last, -(width - 1)) < firstDay ? firstDay : addDays(last, -(width - 1));
       bounds.unshift({ start: startOfLocalDay(first, zone), end: startOfLocalDay(addDays(last, 1), zone) });
     }
-    place = (row, add) => {
+    place = (row, add, count) => {
       const dayStart = startOfLocalDay(row.period, zone);
       add(dayStart, undefined, row.total);
+      count(dayStart, row.requests);
       for (const [counter, amount] of Object.entries(row.counters)) {
         const [prefix, , channel] = splitCounter(counter);
         if (prefix === 'ch') add(dayStart, channel, amount);
@@ -187,16 +193,23 @@ export async function usageSeries(
   const rows = await deps.rollups.query(subject.id, 'day', localDate(new Date(Date.parse(from) - DAY_MS), zone), localDate(new Date(Date.parse(to) + DAY_MS), zone));
 
   const series = usageTypes.map((usageType) => {
-    const sums: Sum[] = bounds.map(() => ({ total: 0n, byChannel: new Map() }));
-    const add = (instant: string, channel: string | undefined, amount: string) => {
+    const sums: Sum[] = bounds.map(() => ({ total: 0n, requests: 0, byChannel: new Map() }));
+    const sumAt = (instant: string) => {
       const index = bucketIndex(bounds, instant);
-      const sum = index === undefined ? undefined : sums[index];
+      return index === undefined ? undefined : sums[index];
+    };
+    const add = (instant: string, channel: string | undefined, amount: string) => {
+      const sum = sumAt(instant);
       if (!sum) return;
       const value = units(amount);
       if (channel === undefined) sum.total += value;
       else sum.byChannel.set(channel, (sum.byChannel.get(channel) ?? 0n) + value);
     };
-    for (const row of rows) if (row.usageType === usageType) place(row, add);
+    const count = (instant: string, requests: string | undefined) => {
+      const sum = sumAt(instant);
+      if (sum) sum.requests += requestCount(requests);
+    };
+    for (const row of rows) if (row.usageType === usageType) place(row, add, count);
     const buckets = bounds.map(({ start, end }, i): SeriesBucket => {
       const sum = sums[i] as Sum;
       const byChannel = Object.fromEntries(
@@ -205,7 +218,7 @@ export async function usageSeries(
           .sort(([a], [b]) => (a < b ? -1 : 1))
           .map(([c, v]) => [c, toAmount(v)]),
       );
-      return { start, end, total: toAmount(sum.total), byChannel };
+      return { start, end, total: toAmount(sum.total), requests: sum.requests, byChannel };
     });
     return { usageType, buckets };
   });
@@ -272,8 +285,8 @@ export async function topMembers(
   // the fold writes anyway: the account holds no item per workspace.
   const readMembers = async (): Promise<Ranked[]> => {
     if (by !== 'workspace')
-      return (await deps.rollups.members(subject.id, by, cycle.start, usageType)).map((row) => ({ id: row.member ?? '', amount: units(row.total), requests: Number(row.requests ?? '0') }));
-    const pooled = (await deps.subjects.list()).filter((s) => s.account === subject.id);
+      return (await deps.rollups.members(subject.id, by, cycle.start, usageType)).map((row) => ({ id: row.member ?? '', amount: units(row.total), requests: requestCount(row.requests) }));
+    const pooled = await deps.subjects.pooledIn(subject.id);
     return (await ownCycleEntries(pooled, query.cycle, usageType, now, deps.rollups)).entries;
   };
   const [entries, cycleRows] = await Promise.all([readMembers(), deps.rollups.query(subject.id, 'cycle', cycle.start, cycle.start)]);
@@ -293,7 +306,7 @@ async function ownCycleEntries(subjects: readonly Subject[], cycleParam: string,
       subjects.slice(i, i + PARALLEL_READS).map(async (s) => {
         const cycle = cycles.get(s.id) as Cycle;
         const row = (await rollups.query(s.id, 'cycle', cycle.start, cycle.start)).find((r) => r.usageType === usageType);
-        entries.push({ id: s.id, amount: units(row?.total ?? '0'), requests: Number(row?.requests ?? '0') });
+        entries.push({ id: s.id, amount: units(row?.total ?? '0'), requests: requestCount(row?.requests) });
       }),
     );
   }

@@ -6,6 +6,7 @@ import { localDate, startOfLocalDay } from '../cycles';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/metering-ports';
+import { hourCounter, hourRequestsCounter, requestCount } from '../metering/rollups';
 import type { Clock, Subject, SubjectStore } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { type ExportBucket, REPORT_SCHEMA_VERSION } from './report-schema';
@@ -229,30 +230,43 @@ function inOrder(buckets: ExportBucket[]): ExportBucket[] {
 function merged(a: ExportBucket, b: ExportBucket): ExportBucket {
   const byChannel = new Map<string, NanoUnits>();
   for (const part of [a.byChannel, b.byChannel]) for (const [channel, amount] of Object.entries(part)) byChannel.set(channel, (byChannel.get(channel) ?? 0n) + units(amount));
-  return { ...a, quantity: toDecimalString(units(a.quantity) + units(b.quantity)), byChannel: channels(byChannel) };
+  return { ...a, quantity: toDecimalString(units(a.quantity) + units(b.quantity)), requests: a.requests + b.requests, byChannel: channels(byChannel) };
 }
 
 function dayBucket(subject: Subject, day: string, row: RollupRow, range: Pick<ExportRequest, 'from' | 'to'>): ExportBucket[] {
   const start = startOfLocalDay(day, subject.timeZone);
   const quantity = units(row.total);
-  if (start < range.from || start >= range.to || quantity === 0n) return [];
+  const requests = requestCount(row.requests);
+  if (start < range.from || start >= range.to || (quantity === 0n && requests === 0)) return [];
   const byChannel = new Map<string, NanoUnits>();
   for (const [name, value] of Object.entries(row.counters)) {
     if (!name.startsWith('ch#')) continue;
     const channel = name.slice(name.indexOf('#', 3) + 1);
     byChannel.set(channel, (byChannel.get(channel) ?? 0n) + units(value));
   }
-  return [{ subject: subject.id, usageType: row.usageType, start, end: startOfLocalDay(addDays(day, 1), subject.timeZone), day, quantity: toDecimalString(quantity), byChannel: channels(byChannel) }];
+  return [
+    {
+      subject: subject.id,
+      usageType: row.usageType,
+      start,
+      end: startOfLocalDay(addDays(day, 1), subject.timeZone),
+      day,
+      quantity: toDecimalString(quantity),
+      requests,
+      byChannel: channels(byChannel),
+    },
+  ];
 }
 
 function hourBuckets(subject: Subject, row: RollupRow, range: Pick<ExportRequest, 'from' | 'to'>): ExportBucket[] {
   const buckets: ExportBucket[] = [];
-  for (const [name, value] of Object.entries(row.counters)) {
-    if (!name.startsWith('h#')) continue;
-    const hour = name.slice(2);
+  // An hour of events priced at nothing (0 credits) has a requests counter and no use counter.
+  const hours = new Set(Object.keys(row.counters).flatMap((name) => (name.startsWith('h#') || name.startsWith('r#') ? [name.slice(2)] : [])));
+  for (const hour of hours) {
     const start = `${hour}:00:00.000Z`;
-    const quantity = units(value);
-    if (start < range.from || start >= range.to || quantity === 0n) continue;
+    const quantity = units(row.counters[hourCounter(hour)] ?? '0');
+    const requests = requestCount(row.counters[hourRequestsCounter(hour)]);
+    if (start < range.from || start >= range.to || (quantity === 0n && requests === 0)) continue;
     const byChannel = new Map<string, NanoUnits>();
     const prefix = `ch#${hour}#`;
     for (const [counter, amount] of Object.entries(row.counters)) if (counter.startsWith(prefix)) byChannel.set(counter.slice(prefix.length), units(amount));
@@ -263,6 +277,7 @@ function hourBuckets(subject: Subject, row: RollupRow, range: Pick<ExportRequest
       end: new Date(Date.parse(start) + HOUR_MS).toISOString(),
       day: null,
       quantity: toDecimalString(quantity),
+      requests,
       byChannel: channels(byChannel),
     });
   }

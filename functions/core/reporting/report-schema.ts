@@ -97,6 +97,8 @@ export const exportBucketSchema = z.strictObject({
   /** The subject's local date for a day bucket; null for an hour bucket. */
   day: date.nullable(),
   quantity,
+  /** Events in the bucket (a correction is the same event). */
+  requests: z.number().int().nonnegative(),
   byChannel: z.record(z.string(), quantity),
 });
 

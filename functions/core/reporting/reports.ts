@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { type Cycle, localDate } from '../cycles';
 import { identityOfKey } from '../metering/envelope';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/metering-ports';
+import { requestCount } from '../metering/rollups';
 import type { Clock, Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import { type CycleReport, type CycleSummary, REPORT_SCHEMA_VERSION, type UsageReport } from './report-schema';
@@ -64,7 +65,7 @@ export async function buildCycleReport(subject: Subject, cycle: Cycle, deps: Rep
       unit: deps.config.usageTypes.find((u) => u.id === usageType)?.unit ?? usageType,
       total: toDecimalString(total),
       closedTotal: frozen === undefined ? null : toDecimalString(frozen),
-      requests: Number(row?.requests ?? '0'),
+      requests: requestCount(row?.requests),
       daily: dailyAmounts(row, days),
       byChannel: breakdown(counters(row, 'c#'), total).map(([channel, amount]) => ({ channel, amount })),
       byFeature: breakdown(byFeature, total).map(([feature, amount]) => ({ feature, amount })),

@@ -4,6 +4,7 @@ import { localDate, startOfLocalDay } from '../cycles';
 import { InvalidRequestError, NotFoundError } from '../errors';
 import { EARLIEST_INSTANT, KEY_RANGE_MESSAGE, LATEST_INSTANT, withinKeyRange } from '../instants';
 import type { RollupReader, RollupRow } from '../metering/metering-ports';
+import { requestCount } from '../metering/rollups';
 import type { SubjectDirectory } from '../ports';
 import { type Amount, toAmount, toNanoUnits } from '../quantity';
 
@@ -39,6 +40,8 @@ export interface UsageBucket {
   start: string;
   usageType: string;
   quantity: Amount;
+  /** Events in the bucket (a correction is the same event). */
+  requests: number;
 }
 
 export interface UsageResponse {
@@ -63,19 +66,20 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
   const to = query.to.toISOString();
   const wanted = (row: RollupRow) => !query.usageType || row.usageType === query.usageType;
   // Summed by (start, usage type): in a zone with a half-hour offset, one UTC hour spans two local days.
-  const sums = new Map<string, { start: string; usageType: string; units: bigint }>();
-  const push = (start: string, usageType: string, quantity: string) => {
+  const sums = new Map<string, { start: string; usageType: string; units: bigint; requests: number }>();
+  const push = (start: string, usageType: string, quantity: string | undefined, requests: string | undefined) => {
     if (start < from || start >= to) return;
     const key = `${start}|${usageType}`;
-    const bucket = sums.get(key) ?? { start, usageType, units: 0n };
-    bucket.units += toNanoUnits(quantity) ?? 0n;
+    const bucket = sums.get(key) ?? { start, usageType, units: 0n, requests: 0 };
+    bucket.units += toNanoUnits(quantity ?? '0') ?? 0n;
+    bucket.requests += requests === undefined ? 0 : requestCount(requests);
     sums.set(key, bucket);
   };
 
   if (query.granularity === 'cycle') {
     // A cycle item's period is its start instant; cycles are at most 31 days long.
     const rows = await deps.rollups.query(subject.id, 'cycle', from, to);
-    for (const row of rows.filter(wanted)) push(row.period, row.usageType, row.total);
+    for (const row of rows.filter(wanted)) push(row.period, row.usageType, row.total, row.requests);
   } else {
     // Day items are keyed by local date; widen by a day on each side for time-zone offsets.
     const firstDay = localDate(new Date(query.from.getTime() - 86_400_000), subject.timeZone);
@@ -83,15 +87,18 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
     const rows = await deps.rollups.query(subject.id, 'day', firstDay, lastDay);
     for (const row of rows.filter(wanted)) {
       if (query.granularity === 'day') {
-        push(startOfLocalDay(row.period, subject.timeZone), row.usageType, row.total);
+        push(startOfLocalDay(row.period, subject.timeZone), row.usageType, row.total, row.requests);
         continue;
       }
-      for (const [counter, quantity] of Object.entries(row.counters)) {
-        if (counter.startsWith('h#')) push(`${counter.slice(2)}:00:00.000Z`, row.usageType, quantity);
+      for (const [counter, value] of Object.entries(row.counters)) {
+        if (counter.startsWith('h#')) push(`${counter.slice(2)}:00:00.000Z`, row.usageType, value, undefined);
+        else if (counter.startsWith('r#')) push(`${counter.slice(2)}:00:00.000Z`, row.usageType, undefined, value);
       }
     }
   }
-  const buckets: UsageBucket[] = [...sums.values()].filter((b) => b.units !== 0n).map((b) => ({ start: b.start, usageType: b.usageType, quantity: toAmount(b.units) }));
+  const buckets: UsageBucket[] = [...sums.values()]
+    .filter((b) => b.units !== 0n || b.requests !== 0)
+    .map((b) => ({ start: b.start, usageType: b.usageType, quantity: toAmount(b.units), requests: b.requests }));
   buckets.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.usageType < b.usageType ? -1 : a.usageType > b.usageType ? 1 : 0));
   return { subject: subject.id, granularity: query.granularity, buckets };
 }

@@ -9,6 +9,8 @@ import { closedKey, plain } from './plain-chunks';
  */
 
 const NANO = 1_000_000_000n;
+/** An hour requests counter ('r#…') of `n` events: one event is stored as 1, in the nano-units of a quantity. */
+const events = (n: bigint) => n * NANO;
 const NOV = '2026-11-15T00:00:00.000Z';
 const OCT = '2026-10-15T00:00:00.000Z';
 const EVENT = '["//studio","variations"]';
@@ -77,15 +79,15 @@ describe('planChunks with credits', () => {
     // Act
     const chunks = planChunks([{ sequenceNumber: '1', newImage: image() }], 99);
 
-    // Assert: 4 images, 8 credits, on the same hour and day counters
+    // Assert: 4 images, 8 credits, on the same hour and day counters; the event counts once in each usage type's hour
     expect(chunks).toHaveLength(1);
     expect(chunks[0]?.sequenceNumbers).toEqual(['1']);
     expect(chunks[0]?.runs).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: 8_000_000_000n, counters: { 'd#2026-11-22': 8_000_000_000n } },
-      { item: 'ws_a credits day 2026-11-22', total: 8_000_000_000n, counters: { 'h#2026-11-22T10': 8_000_000_000n } },
+      { item: 'ws_a credits day 2026-11-22', total: 8_000_000_000n, counters: { 'h#2026-11-22T10': 8_000_000_000n, 'r#2026-11-22T10': events(1n) } },
       { item: `ws_a images cycle ${NOV}`, total: 4_000_000_000n, counters: { 'd#2026-11-22': 4_000_000_000n } },
-      { item: 'ws_a images day 2026-11-22', total: 4_000_000_000n, counters: { 'h#2026-11-22T10': 4_000_000_000n } },
+      { item: 'ws_a images day 2026-11-22', total: 4_000_000_000n, counters: { 'h#2026-11-22T10': 4_000_000_000n, 'r#2026-11-22T10': events(1n) } },
     ]);
   });
 
@@ -97,10 +99,10 @@ describe('planChunks with credits', () => {
     expect(chunks).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: 8n * NANO, counters: { 'd#2026-11-22': 8n * NANO, 'c#web': 8n * NANO, 'f#generate': 8n * NANO } },
-      { item: 'ws_a credits day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO, 'ch#2026-11-22T10#web': 8n * NANO } },
+      { item: 'ws_a credits day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO, 'r#2026-11-22T10': events(1n), 'ch#2026-11-22T10#web': 8n * NANO } },
       { item: `ws_a credits user ${NOV} u1`, total: 8n * NANO, counters: {} },
       { item: `ws_a images cycle ${NOV}`, total: 4n * NANO, counters: { 'd#2026-11-22': 4n * NANO, 'c#web': 4n * NANO, 'f#generate': 4n * NANO } },
-      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO, 'ch#2026-11-22T10#web': 4n * NANO } },
+      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO, 'r#2026-11-22T10': events(1n), 'ch#2026-11-22T10#web': 4n * NANO } },
       { item: `ws_a images user ${NOV} u1`, total: 4n * NANO, counters: {} },
     ]);
   });
@@ -138,13 +140,13 @@ describe('planChunks with credits', () => {
       99,
     );
 
-    // Assert: +4 images, +17 credits
+    // Assert: +4 images, +17 credits; the same event in the same hour, so no event more on either
     expect(chunks).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: 17n * NANO, counters: { 'd#2026-11-22': 17n * NANO } },
-      { item: 'ws_a credits day 2026-11-22', total: 17n * NANO, counters: { 'h#2026-11-22T10': 17n * NANO } },
+      { item: 'ws_a credits day 2026-11-22', total: 17n * NANO, counters: { 'h#2026-11-22T10': 17n * NANO, 'r#2026-11-22T10': 0n } },
       { item: `ws_a images cycle ${NOV}`, total: 4n * NANO, counters: { 'd#2026-11-22': 4n * NANO } },
-      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO } },
+      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO, 'r#2026-11-22T10': 0n } },
     ]);
   });
 
@@ -153,10 +155,10 @@ describe('planChunks with credits', () => {
     const { credits: _, ...unpriced } = image();
     const chunks = planChunks([{ sequenceNumber: '1', oldImage: image(), newImage: unpriced }], 99);
 
-    // Assert: the images net to nothing and drop out; −8 credits
+    // Assert: the images net to nothing (quantity and event) and drop out; −8 credits, and the event taken back from the credits
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: -8n * NANO, counters: { 'd#2026-11-22': -8n * NANO } },
-      { item: 'ws_a credits day 2026-11-22', total: -8n * NANO, counters: { 'h#2026-11-22T10': -8n * NANO } },
+      { item: 'ws_a credits day 2026-11-22', total: -8n * NANO, counters: { 'h#2026-11-22T10': -8n * NANO, 'r#2026-11-22T10': events(-1n) } },
     ]);
   });
 
@@ -180,10 +182,10 @@ describe('planChunks with credits', () => {
     expect(chunks).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: 8n * NANO, closed: true, counters: { 'd#2026-11-22': 8n * NANO } },
-      { item: 'ws_a credits day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO } },
+      { item: 'ws_a credits day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO, 'r#2026-11-22T10': events(1n) } },
       { item: `ws_a credits late ${NOV} ${EVENT}`, total: 8n * NANO, counters: {} },
       { item: `ws_a images cycle ${NOV}`, total: 4n * NANO, closed: true, counters: { 'd#2026-11-22': 4n * NANO } },
-      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO } },
+      { item: 'ws_a images day 2026-11-22', total: 4n * NANO, counters: { 'h#2026-11-22T10': 4n * NANO, 'r#2026-11-22T10': events(1n) } },
       { item: `ws_a images late ${NOV} ${EVENT}`, total: 4n * NANO, counters: {} },
     ]);
     const late = chunks[0]?.updates.filter((u) => u.kind === 'late');
@@ -268,12 +270,12 @@ describe('planChunks with credits', () => {
       99,
     );
 
-    // Assert: 44 credits
+    // Assert: 44 credits, of two events in the same hour
     expect(chunks).toHaveLength(1);
     const credits = plain(chunks[0]).filter((u) => u.item.startsWith('ws_a credits '));
     expect(credits).toEqual([
       { item: `ws_a credits cycle ${NOV}`, total: 44n * NANO, counters: { 'd#2026-11-22': 44n * NANO } },
-      { item: 'ws_a credits day 2026-11-22', total: 44n * NANO, counters: { 'h#2026-11-22T10': 44n * NANO } },
+      { item: 'ws_a credits day 2026-11-22', total: 44n * NANO, counters: { 'h#2026-11-22T10': 44n * NANO, 'r#2026-11-22T10': events(2n) } },
     ]);
   });
 });

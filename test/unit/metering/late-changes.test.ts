@@ -12,6 +12,8 @@ import { chunkTotals, generateChanges, hadToClose, modelTotals, nano, sorted } f
  */
 
 const NANO = 1_000_000_000n;
+/** An hour requests counter ('r#…') of `n` events: one event is stored as 1, in the nano-units of a quantity. */
+const events = (n: bigint) => n * NANO;
 const SHARD = 'shardId-00000001700000000000-late0001';
 const OCT = '2026-10-15T00:00:00.000Z';
 const NOV = '2026-11-15T00:00:00.000Z';
@@ -53,7 +55,7 @@ describe('planChunks with closed cycles', () => {
     expect(chunks).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT}`, total: 5n * NANO, closed: true, counters: { 'd#2026-11-10': 5n * NANO, 'c#api': 5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-10', total: 5n * NANO, counters: { 'h#2026-11-10T09': 5n * NANO, 'ch#2026-11-10T09#api': 5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-10', total: 5n * NANO, counters: { 'h#2026-11-10T09': 5n * NANO, 'r#2026-11-10T09': events(1n), 'ch#2026-11-10T09#api': 5n * NANO } },
       { item: `ws_a tokens late ${OCT} ${key('e1')}`, total: 5n * NANO, counters: {} },
       { item: `ws_a tokens user ${OCT} u1`, total: 5n * NANO, counters: {} },
     ]);
@@ -66,7 +68,8 @@ describe('planChunks with closed cycles', () => {
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT}`, total: 3n * NANO, closed: true, counters: { 'd#2026-11-10': 3n * NANO } },
-      { item: 'ws_a tokens day 2026-11-10', total: 3n * NANO, counters: { 'h#2026-11-10T09': 3n * NANO } },
+      // the same event, in the same hour: no event more
+      { item: 'ws_a tokens day 2026-11-10', total: 3n * NANO, counters: { 'h#2026-11-10T09': 3n * NANO, 'r#2026-11-10T09': 0n } },
       { item: `ws_a tokens late ${OCT} ${key('e1')}`, total: 3n * NANO, counters: {} },
     ]);
   });
@@ -93,12 +96,12 @@ describe('planChunks with closed cycles', () => {
     // Act
     const chunks = planChunks(changes, 99, closed);
 
-    // Assert: e1 2, e2 3, e3 0; cycle 5 (day 10: 2, day 11: 3)
+    // Assert: e1 2, e2 3, e3 0; cycle 5 (day 10: 2, day 11: 3); events: day 10 one (e1 +1, corrected −1 +1; e3 +1 −1), day 11 one (e2)
     expect(chunks).toHaveLength(1);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT}`, total: 5n * NANO, closed: true, counters: { 'd#2026-11-10': 2n * NANO, 'd#2026-11-11': 3n * NANO } },
-      { item: 'ws_a tokens day 2026-11-10', total: 2n * NANO, counters: { 'h#2026-11-10T09': 2n * NANO } },
-      { item: 'ws_a tokens day 2026-11-11', total: 3n * NANO, counters: { 'h#2026-11-11T00': 3n * NANO } },
+      { item: 'ws_a tokens day 2026-11-10', total: 2n * NANO, counters: { 'h#2026-11-10T09': 2n * NANO, 'r#2026-11-10T09': events(1n) } },
+      { item: 'ws_a tokens day 2026-11-11', total: 3n * NANO, counters: { 'h#2026-11-11T00': 3n * NANO, 'r#2026-11-11T00': events(1n) } },
       { item: `ws_a tokens late ${OCT} ${key('e1')}`, total: 2n * NANO, counters: {} },
       { item: `ws_a tokens late ${OCT} ${key('e2')}`, total: 3n * NANO, counters: {} },
       { item: `ws_a tokens late ${OCT} ${key('e3')}`, total: 0n, counters: {} },
@@ -112,8 +115,8 @@ describe('planChunks with closed cycles', () => {
     // Assert: the late item nets to 0 but names the event (the closed cycle changed); the cycle update stays, so its commit checks the close
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT}`, total: 0n, closed: true, counters: { 'd#2026-11-10': -5n * NANO, 'd#2026-11-12': 5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-10', total: -5n * NANO, counters: { 'h#2026-11-10T09': -5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-12', total: 5n * NANO, counters: { 'h#2026-11-12T09': 5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-10', total: -5n * NANO, counters: { 'h#2026-11-10T09': -5n * NANO, 'r#2026-11-10T09': events(-1n) } },
+      { item: 'ws_a tokens day 2026-11-12', total: 5n * NANO, counters: { 'h#2026-11-12T09': 5n * NANO, 'r#2026-11-12T09': events(1n) } },
       { item: `ws_a tokens late ${OCT} ${key('e1')}`, total: 0n, counters: {} },
     ]);
   });
@@ -126,8 +129,8 @@ describe('planChunks with closed cycles', () => {
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT}`, total: -5n * NANO, closed: true, counters: { 'd#2026-11-10': -5n * NANO } },
       { item: `ws_a tokens cycle ${NOV}`, total: 6n * NANO, counters: { 'd#2026-11-16': 6n * NANO } },
-      { item: 'ws_a tokens day 2026-11-10', total: -5n * NANO, counters: { 'h#2026-11-10T09': -5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-16', total: 6n * NANO, counters: { 'h#2026-11-16T09': 6n * NANO } },
+      { item: 'ws_a tokens day 2026-11-10', total: -5n * NANO, counters: { 'h#2026-11-10T09': -5n * NANO, 'r#2026-11-10T09': events(-1n) } },
+      { item: 'ws_a tokens day 2026-11-16', total: 6n * NANO, counters: { 'h#2026-11-16T09': 6n * NANO, 'r#2026-11-16T09': events(1n) } },
       { item: `ws_a tokens late ${OCT} ${key('e1')}`, total: -5n * NANO, counters: {} },
     ]);
   });
@@ -224,7 +227,7 @@ describe('planChunks with closed cycles', () => {
     }
     expect(chunks.flatMap((c) => c.sequenceNumbers).sort()).toEqual(changes.map((c) => c.sequenceNumber).sort());
     const totals = chunkTotals(chunks);
-    // Day, cycle, user and group totals are those of the model; the late items are the per-event model
+    // Day, cycle, user and group totals (and the day items' hour requests counters) are those of the model; the late items are the per-event model
     expect(withoutLate(totals)).toEqual(sorted(modelTotals(changes)));
     expect(sorted(new Map([...totals].filter(([flat]) => flat.split('|')[2] === 'late')))).toEqual(sorted(modelLate(changes, generatedClosed)));
   });

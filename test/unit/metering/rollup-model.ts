@@ -17,6 +17,8 @@ function applyImage(totals: Map<string, bigint>, image: LedgerImage, sign: bigin
   const delta = sign * nano(image.quantity);
   addTo(totals, flatKey(image.subject, image.usageType, 'day', image.day), delta);
   addTo(totals, flatKey(image.subject, image.usageType, 'day', image.day, `h#${image.hour}`), delta);
+  // The hour's events: one per image counted, stored as 1 in the nano-units of a quantity.
+  addTo(totals, flatKey(image.subject, image.usageType, 'day', image.day, `r#${image.hour}`), sign * 1_000_000_000n);
   addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart), delta);
   addTo(totals, flatKey(image.subject, image.usageType, 'cycle', image.cycleStart, `d#${image.day}`), delta);
   if (image.channel !== undefined) {

@@ -2,6 +2,8 @@ import { CHECKPOINT_LANES, type Chunk, changeDeltas, checkpointLaneOf, type Ledg
 import { chunkTotals, generateChanges, hadToClose, laneOfChange, modelTotals, sorted } from './rollup-model';
 
 const NANO = 1_000_000_000n;
+/** An hour requests counter ('r#…') of `n` events: one event is stored as 1, in the nano-units of a quantity. */
+const events = (n: bigint) => n * NANO;
 const NOV_CYCLE = '2026-11-15T00:00:00.000Z';
 const OCT_CYCLE = '2026-10-15T00:00:00.000Z';
 
@@ -76,7 +78,7 @@ describe('changeDeltas', () => {
 });
 
 describe('planChunks folds each change into day and cycle items', () => {
-  test('an INSERT adds its quantity to the day total and hour counter, and to the cycle total and day counter', () => {
+  test('an INSERT adds its quantity to the day total and hour counter, one event to the hour requests counter, and its quantity to the cycle total and day counter', () => {
     // Act
     const chunks = planChunks([{ sequenceNumber: '7', newImage: image({ quantity: '5' }) }], 99);
 
@@ -85,7 +87,7 @@ describe('planChunks folds each change into day and cycle items', () => {
     expect(chunks[0]).toMatchObject({ sequenceNumbers: ['7'], runs: [{ lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '7', lastSequenceNumber: '7' }] });
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
   });
 
@@ -102,27 +104,33 @@ describe('planChunks folds each change into day and cycle items', () => {
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a credits cycle ${NOV_CYCLE}`, total: 300_000_000n, counters: { 'd#2026-11-22': 300_000_000n } },
-      { item: 'ws_a credits day 2026-11-22', total: 300_000_000n, counters: { 'h#2026-11-22T10': 300_000_000n } },
+      { item: 'ws_a credits day 2026-11-22', total: 300_000_000n, counters: { 'h#2026-11-22T10': 300_000_000n, 'r#2026-11-22T10': events(2n) } },
     ]);
   });
 
-  test('a MODIFY of the quantity in the same buckets adds the difference', () => {
+  test('a MODIFY of the quantity in the same buckets adds the difference, and no event: its old image takes back the one its new image adds', () => {
     // Act
     const chunks = planChunks([{ sequenceNumber: '1', oldImage: image({ quantity: '5' }), newImage: image({ quantity: '8' }) }], 99);
 
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 3n * NANO, counters: { 'd#2026-11-22': 3n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: 3n * NANO, counters: { 'h#2026-11-22T10': 3n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: 3n * NANO, counters: { 'h#2026-11-22T10': 3n * NANO, 'r#2026-11-22T10': 0n } },
     ]);
   });
 
-  test('a correction that moves an event to another hour of the same day moves the hour counter; the cycle item cancels out and is dropped', () => {
+  test('a correction that moves an event to another hour of the same day moves the hour and hour requests counters; the cycle item cancels out and is dropped', () => {
     // Act
     const chunks = planChunks([{ sequenceNumber: '1', oldImage: image({ hour: '2026-11-22T10' }), newImage: image({ hour: '2026-11-22T11' }) }], 99);
 
     // Assert
-    expect(plain(chunks[0])).toEqual([{ item: 'ws_a tokens day 2026-11-22', total: 0n, counters: { 'h#2026-11-22T10': -5n * NANO, 'h#2026-11-22T11': 5n * NANO } }]);
+    expect(plain(chunks[0])).toEqual([
+      {
+        item: 'ws_a tokens day 2026-11-22',
+        total: 0n,
+        counters: { 'h#2026-11-22T10': -5n * NANO, 'h#2026-11-22T11': 5n * NANO, 'r#2026-11-22T10': events(-1n), 'r#2026-11-22T11': events(1n) },
+      },
+    ]);
   });
 
   test('a correction that moves an event to another day of the same cycle moves both day items and the cycle day counter', () => {
@@ -132,8 +140,8 @@ describe('planChunks folds each change into day and cycle items', () => {
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 0n, counters: { 'd#2026-11-22': -5n * NANO, 'd#2026-11-23': 5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-23', total: 5n * NANO, counters: { 'h#2026-11-23T10': 5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO, 'r#2026-11-22T10': events(-1n) } },
+      { item: 'ws_a tokens day 2026-11-23', total: 5n * NANO, counters: { 'h#2026-11-23T10': 5n * NANO, 'r#2026-11-23T10': events(1n) } },
     ]);
   });
 
@@ -145,8 +153,8 @@ describe('planChunks folds each change into day and cycle items', () => {
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${OCT_CYCLE}`, total: 2n * NANO, counters: { 'd#2026-11-14': 2n * NANO } },
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: -5n * NANO, counters: { 'd#2026-11-22': -5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-14', total: 2n * NANO, counters: { 'h#2026-11-14T23': 2n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-14', total: 2n * NANO, counters: { 'h#2026-11-14T23': 2n * NANO, 'r#2026-11-14T23': events(1n) } },
+      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO, 'r#2026-11-22T10': events(-1n) } },
     ]);
   });
 
@@ -157,20 +165,20 @@ describe('planChunks folds each change into day and cycle items', () => {
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: -5n * NANO, counters: { 'd#2026-11-22': -5n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO, 'r#2026-11-22T10': events(-1n) } },
       { item: `ws_b tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
-      { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
+      { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
   });
 
-  test('a user REMOVE subtracts the quantity', () => {
+  test('a user REMOVE subtracts the quantity and takes back its event', () => {
     // Act
     const chunks = planChunks([{ sequenceNumber: '1', oldImage: image({ quantity: '4' }) }], 99);
 
     // Assert
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: -4n * NANO, counters: { 'd#2026-11-22': -4n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: -4n * NANO, counters: { 'h#2026-11-22T10': -4n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: -4n * NANO, counters: { 'h#2026-11-22T10': -4n * NANO, 'r#2026-11-22T10': events(-1n) } },
     ]);
   });
 
@@ -273,14 +281,15 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
     ]);
     expect(plain(chunks[0])).toEqual([
       { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 8n * NANO, counters: { 'd#2026-11-22': 8n * NANO } },
-      { item: 'ws_a tokens day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO } },
+      // ws_a: three events (98, 100, 104) in the same hour
+      { item: 'ws_a tokens day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO, 'r#2026-11-22T10': events(3n) } },
       { item: `ws_b tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
-      { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
+      { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
-    // ws_c's insert and its move to ws_d cancel for ws_c: only ws_d's items remain.
+    // ws_c's insert and its move to ws_d cancel for ws_c (its event too): only ws_d's items remain.
     expect(plain(chunks[1])).toEqual([
       { item: `ws_d tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
-      { item: 'ws_d tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO } },
+      { item: 'ws_d tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
   });
 
@@ -363,12 +372,19 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
       const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}${u.member ? `#${u.member}` : ''}`);
       expect(new Set(written).size).toBe(written.length);
       expect(written.every((item) => touched.has(item))).toBe(true);
+      // A day update's hour requests counters add up to the events it gains.
+      for (const u of chunk.updates.filter((x) => x.kind === 'day')) {
+        const hourRequests = [...u.counters].filter(([counter]) => counter.startsWith('r#')).reduce((sum, [, value]) => sum + value, 0n);
+        expect(hourRequests).toBe(events(u.requests ?? 0n));
+      }
       // Greedy: a chunk closes only when the next record, or the next bucket kept whole, would not fit.
       const next = chunks[i + 1]?.sequenceNumbers[0];
       if (next !== undefined) expect(hadToClose(chunk, bySequence.get(next) as LedgerChange, changes, itemsOf, maxItems)).toBe(true);
     }
-    // The sum over chunks equals the independent model.
-    expect(sorted(chunkTotals(chunks))).toEqual(sorted(modelTotals(changes)));
+    // The sum over chunks equals the independent model, hour requests counters included (and the stream has some).
+    const model = modelTotals(changes);
+    expect([...model.keys()].some((flat) => flat.includes('|r#'))).toBe(true);
+    expect(sorted(chunkTotals(chunks))).toEqual(sorted(model));
   });
 });
 

@@ -27,7 +27,15 @@ import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../su
  */
 
 const subject = (id: string, timeZone: string, billingAnchorDay: number, name?: string): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [], ...(name ? { name } : {}) });
-const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}): RollupRow => ({ kind: 'day', period, usageType, total, counters });
+/** `requests`: the item's event count (absent on items written before it was kept); 'r#' counters: its events per UTC hour. */
+const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}, requests?: string): RollupRow => ({
+  kind: 'day',
+  period,
+  usageType,
+  total,
+  ...(requests === undefined ? {} : { requests }),
+  counters,
+});
 const cycleRow = (period: string, usageType: string, total: string): RollupRow => ({ kind: 'cycle', period, usageType, total, counters: {} });
 const memberRow = (kind: 'user' | 'group', period: string, usageType: string, member: string, total: string): RollupRow => ({ kind, period, usageType, member, total, counters: {} });
 const USAGE_TYPES = ['tokens', 'credits'] as const;
@@ -301,12 +309,27 @@ describe('usageSeries', () => {
 
   test('24h: the 24 UTC hours ending with the current one, totals from h# and channels from ch#', async () => {
     // Arrange: now 2026-11-24T10:30Z → buckets 2026-11-23T11:00Z … 2026-11-24T10:00Z (the current hour).
+    // Requests from r#: tokens 10h 2, 00h 7 (item 9); 11h on the 23rd 1, 10h 50 (item 51); credits 10h 4.
     const rollups = new InMemoryRollupReader().add(
       'ws_utc',
-      dayRow('2026-11-24', 'tokens', '8', { 'h#2026-11-24T10': '3', 'ch#2026-11-24T10#web': '1', 'ch#2026-11-24T10#api': '2', 'h#2026-11-24T00': '5', 'ch#2026-11-24T00#api': '5' }),
+      dayRow(
+        '2026-11-24',
+        'tokens',
+        '8',
+        {
+          'h#2026-11-24T10': '3',
+          'r#2026-11-24T10': '2',
+          'ch#2026-11-24T10#web': '1',
+          'ch#2026-11-24T10#api': '2',
+          'h#2026-11-24T00': '5',
+          'r#2026-11-24T00': '7',
+          'ch#2026-11-24T00#api': '5',
+        },
+        '9',
+      ),
       // 11:00 on the 23rd is the oldest bucket; 10:00 is one hour too old.
-      dayRow('2026-11-23', 'tokens', '104', { 'h#2026-11-23T11': '4', 'h#2026-11-23T10': '100', 'ch#2026-11-23T10#api': '100' }),
-      dayRow('2026-11-24', 'credits', '0.5', { 'h#2026-11-24T10': '0.5' }),
+      dayRow('2026-11-23', 'tokens', '104', { 'h#2026-11-23T11': '4', 'r#2026-11-23T11': '1', 'h#2026-11-23T10': '100', 'r#2026-11-23T10': '50', 'ch#2026-11-23T10#api': '100' }, '51'),
+      dayRow('2026-11-24', 'credits', '0.5', { 'h#2026-11-24T10': '0.5', 'r#2026-11-24T10': '4' }, '4'),
     );
 
     // Act
@@ -317,19 +340,22 @@ describe('usageSeries', () => {
     expect(response.series.map((s) => s.usageType)).toEqual(['tokens', 'credits']);
     const tokens = response.series[0]?.buckets ?? [];
     expect(tokens).toHaveLength(24);
-    expect(tokens[0]).toEqual({ start: '2026-11-23T11:00:00.000Z', end: '2026-11-23T12:00:00.000Z', total: 4, byChannel: {} });
+    expect(tokens[0]).toEqual({ start: '2026-11-23T11:00:00.000Z', end: '2026-11-23T12:00:00.000Z', total: 4, requests: 1, byChannel: {} });
     // 2026-11-24T00 is 13 hours after 2026-11-23T11.
-    expect(tokens[13]).toEqual({ start: '2026-11-24T00:00:00.000Z', end: '2026-11-24T01:00:00.000Z', total: 5, byChannel: { api: 5 } });
-    expect(tokens[23]).toEqual({ start: '2026-11-24T10:00:00.000Z', end: '2026-11-24T11:00:00.000Z', total: 3, byChannel: { api: 2, web: 1 } });
+    expect(tokens[13]).toEqual({ start: '2026-11-24T00:00:00.000Z', end: '2026-11-24T01:00:00.000Z', total: 5, requests: 7, byChannel: { api: 5 } });
+    expect(tokens[23]).toEqual({ start: '2026-11-24T10:00:00.000Z', end: '2026-11-24T11:00:00.000Z', total: 3, requests: 2, byChannel: { api: 2, web: 1 } });
     expect(Object.keys(tokens[23]?.byChannel ?? {})).toEqual(['api', 'web']); // channels sorted
     expect(tokens.map((b) => b.total)).toEqual([4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
     for (let i = 1; i < 24; i++) expect(tokens[i]?.start).toBe(tokens[i - 1]?.end); // contiguous hours
     expect(response.series[1]?.buckets.map((b) => b.total)).toEqual([...Array<number>(23).fill(0), 0.5]);
+    // Requests per hour from the r# counters, not from the items' `requests` nor their use.
+    expect(tokens.map((b) => b.requests)).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    expect(response.series[1]?.buckets.map((b) => b.requests)).toEqual([...Array<number>(23).fill(0), 4]);
   });
 
   test('24h in a zone behind UTC reads the UTC hours stored under the neighbouring local date', async () => {
     // Arrange: New York (UTC−5). UTC hour 2026-11-24T03 is Nov 23 22:00 local: it is in the day item 2026-11-23.
-    const rollups = new InMemoryRollupReader().add('ws_ny', dayRow('2026-11-23', 'tokens', '2', { 'h#2026-11-24T03': '2', 'ch#2026-11-24T03#api': '2' }));
+    const rollups = new InMemoryRollupReader().add('ws_ny', dayRow('2026-11-23', 'tokens', '2', { 'h#2026-11-24T03': '2', 'r#2026-11-24T03': '1', 'ch#2026-11-24T03#api': '2' }, '1'));
 
     // Act
     const response = await usageSeries('ws_ny', { window: '24h', usageType: 'tokens' }, deps(rollups, '2026-11-24T10:30:00.000Z'));
@@ -337,8 +363,9 @@ describe('usageSeries', () => {
     // Assert: 03:00 on the 24th is 16 hours after the oldest bucket (11:00 on the 23rd).
     const buckets = response.series[0]?.buckets ?? [];
     expect(response.series.map((s) => s.usageType)).toEqual(['tokens']);
-    expect(buckets[16]).toEqual({ start: '2026-11-24T03:00:00.000Z', end: '2026-11-24T04:00:00.000Z', total: 2, byChannel: { api: 2 } });
+    expect(buckets[16]).toEqual({ start: '2026-11-24T03:00:00.000Z', end: '2026-11-24T04:00:00.000Z', total: 2, requests: 1, byChannel: { api: 2 } });
     expect(buckets.reduce((sum, b) => sum + Number(b.total), 0)).toBe(2);
+    expect(buckets.reduce((sum, b) => sum + b.requests, 0)).toBe(1);
   });
 
   test('7d in Europe/Berlin: 7 local days ending today, bounded by local midnights (23:00Z in winter)', async () => {
@@ -346,9 +373,16 @@ describe('usageSeries', () => {
     const rollups = new InMemoryRollupReader().add(
       'ws_berlin',
       // UTC hour 2026-11-23T23 is local Nov 24 00:00–01:00, so it is part of the Nov 24 item.
-      dayRow('2026-11-24', 'tokens', '10', { 'h#2026-11-23T23': '1', 'h#2026-11-24T09': '9', 'ch#2026-11-23T23#web': '1', 'ch#2026-11-24T09#api': '6' }),
-      dayRow('2026-11-18', 'tokens', '2'),
-      dayRow('2026-11-17', 'tokens', '50'), // the day before the window
+      // Events: 1 at 23h and 3 at 09h, so the item counts 4; Nov 18 counts 5.
+      dayRow(
+        '2026-11-24',
+        'tokens',
+        '10',
+        { 'h#2026-11-23T23': '1', 'r#2026-11-23T23': '1', 'h#2026-11-24T09': '9', 'r#2026-11-24T09': '3', 'ch#2026-11-23T23#web': '1', 'ch#2026-11-24T09#api': '6' },
+        '4',
+      ),
+      dayRow('2026-11-18', 'tokens', '2', {}, '5'),
+      dayRow('2026-11-17', 'tokens', '50', {}, '20'), // the day before the window
     );
 
     // Act
@@ -369,24 +403,26 @@ describe('usageSeries', () => {
     expect(buckets.at(-1)?.end).toBe('2026-11-24T23:00:00.000Z');
     expect(buckets.map((b) => b.total)).toEqual([2, 0, 0, 0, 0, 0, 10]);
     expect(buckets.at(-1)?.byChannel).toEqual({ api: 6, web: 1 });
+    // Requests from the day items' `requests`: Nov 18 5, Nov 24 4.
+    expect(buckets.map((b) => b.requests)).toEqual([5, 0, 0, 0, 0, 0, 4]);
   });
 
   test('7d in America/New_York across the end of summer time: the Nov 1 bucket is 25 hours long', async () => {
     // Arrange: 2026-11-04T12:00Z is Nov 4 07:00 EST → days Oct 29..Nov 4. Midnights: EDT (04:00Z) up to Nov 1, EST (05:00Z) after.
-    const rollups = new InMemoryRollupReader().add('ws_ny', dayRow('2026-11-01', 'tokens', '25'), dayRow('2026-11-04', 'tokens', '4'));
+    const rollups = new InMemoryRollupReader().add('ws_ny', dayRow('2026-11-01', 'tokens', '25', {}, '6'), dayRow('2026-11-04', 'tokens', '4', {}, '1'));
 
     // Act
     const response = await usageSeries('ws_ny', { window: '7d', usageType: 'tokens' }, deps(rollups, '2026-11-04T12:00:00.000Z'));
 
     // Assert
     expect(response.series[0]?.buckets).toEqual([
-      { start: '2026-10-29T04:00:00.000Z', end: '2026-10-30T04:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-10-30T04:00:00.000Z', end: '2026-10-31T04:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-10-31T04:00:00.000Z', end: '2026-11-01T04:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-11-01T04:00:00.000Z', end: '2026-11-02T05:00:00.000Z', total: 25, byChannel: {} },
-      { start: '2026-11-02T05:00:00.000Z', end: '2026-11-03T05:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-11-03T05:00:00.000Z', end: '2026-11-04T05:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-11-04T05:00:00.000Z', end: '2026-11-05T05:00:00.000Z', total: 4, byChannel: {} },
+      { start: '2026-10-29T04:00:00.000Z', end: '2026-10-30T04:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-10-30T04:00:00.000Z', end: '2026-10-31T04:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-10-31T04:00:00.000Z', end: '2026-11-01T04:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-11-01T04:00:00.000Z', end: '2026-11-02T05:00:00.000Z', total: 25, requests: 6, byChannel: {} },
+      { start: '2026-11-02T05:00:00.000Z', end: '2026-11-03T05:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-11-03T05:00:00.000Z', end: '2026-11-04T05:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-11-04T05:00:00.000Z', end: '2026-11-05T05:00:00.000Z', total: 4, requests: 1, byChannel: {} },
     ]);
   });
 
@@ -395,27 +431,28 @@ describe('usageSeries', () => {
     // [Oct 24–25] [Oct 26–Nov 1] [Nov 2–8] [Nov 9–15] [Nov 16–22]. Oct 24 midnight is CEST (22:00Z), the rest CET (23:00Z).
     const rollups = new InMemoryRollupReader().add(
       'ws_berlin',
-      dayRow('2026-10-23', 'tokens', '100'), // the day before the window: queried, but in no bucket
-      dayRow('2026-10-24', 'tokens', '1'),
+      // Requests: Oct 25 was written before items kept them (0); credits are another series.
+      dayRow('2026-10-23', 'tokens', '100', {}, '40'), // the day before the window: queried, but in no bucket
+      dayRow('2026-10-24', 'tokens', '1', {}, '4'),
       dayRow('2026-10-25', 'tokens', '2'),
-      dayRow('2026-10-26', 'tokens', '4', { 'ch#2026-10-26T08#api': '4' }),
-      dayRow('2026-11-01', 'tokens', '8', { 'ch#2026-11-01T08#api': '1' }),
-      dayRow('2026-11-02', 'tokens', '16'),
-      dayRow('2026-11-22', 'tokens', '32', { 'ch#2026-11-22T09#web': '30' }),
-      dayRow('2026-11-22', 'credits', '64'),
+      dayRow('2026-10-26', 'tokens', '4', { 'ch#2026-10-26T08#api': '4' }, '2'),
+      dayRow('2026-11-01', 'tokens', '8', { 'ch#2026-11-01T08#api': '1' }, '5'),
+      dayRow('2026-11-02', 'tokens', '16', {}, '9'),
+      dayRow('2026-11-22', 'tokens', '32', { 'ch#2026-11-22T09#web': '30' }, '11'),
+      dayRow('2026-11-22', 'credits', '64', {}, '13'),
     );
 
     // Act
     const response = await usageSeries('ws_berlin', { window: '30d', usageType: 'tokens' }, deps(rollups, '2026-11-22T12:00:00.000Z'));
 
-    // Assert: [1 + 2, 4 + 8, 16, 0, 32]; api 4 + 1 in the second bucket.
+    // Assert: [1 + 2, 4 + 8, 16, 0, 32]; api 4 + 1 in the second bucket; requests [4 + 0, 2 + 5, 9, 0, 11].
     expect(response.granularity).toBe('week');
     expect(response.series[0]?.buckets).toEqual([
-      { start: '2026-10-23T22:00:00.000Z', end: '2026-10-25T23:00:00.000Z', total: 3, byChannel: {} },
-      { start: '2026-10-25T23:00:00.000Z', end: '2026-11-01T23:00:00.000Z', total: 12, byChannel: { api: 5 } },
-      { start: '2026-11-01T23:00:00.000Z', end: '2026-11-08T23:00:00.000Z', total: 16, byChannel: {} },
-      { start: '2026-11-08T23:00:00.000Z', end: '2026-11-15T23:00:00.000Z', total: 0, byChannel: {} },
-      { start: '2026-11-15T23:00:00.000Z', end: '2026-11-22T23:00:00.000Z', total: 32, byChannel: { web: 30 } },
+      { start: '2026-10-23T22:00:00.000Z', end: '2026-10-25T23:00:00.000Z', total: 3, requests: 4, byChannel: {} },
+      { start: '2026-10-25T23:00:00.000Z', end: '2026-11-01T23:00:00.000Z', total: 12, requests: 7, byChannel: { api: 5 } },
+      { start: '2026-11-01T23:00:00.000Z', end: '2026-11-08T23:00:00.000Z', total: 16, requests: 9, byChannel: {} },
+      { start: '2026-11-08T23:00:00.000Z', end: '2026-11-15T23:00:00.000Z', total: 0, requests: 0, byChannel: {} },
+      { start: '2026-11-15T23:00:00.000Z', end: '2026-11-22T23:00:00.000Z', total: 32, requests: 11, byChannel: { web: 30 } },
     ]);
   });
 

@@ -103,7 +103,15 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
 }
 
 const HOUR_MS = 3_600_000;
-const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}): RollupRow => ({ usageType, kind: 'day', period, total, counters });
+/** `requests`: the item's event count (absent on items written before it was kept); 'r#' counters: its events per UTC hour. */
+const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}, requests?: string): RollupRow => ({
+  usageType,
+  kind: 'day',
+  period,
+  total,
+  ...(requests === undefined ? {} : { requests }),
+  counters,
+});
 
 const utc: Subject = { id: 'ws_utc', plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC', contacts: [] };
 const ny: Subject = { id: 'ws_ny', plan: 'pro', billingAnchorDay: 1, timeZone: 'America/New_York', contacts: [] };
@@ -113,48 +121,71 @@ const ny: Subject = { id: 'ws_ny', plan: 'pro', billingAnchorDay: 1, timeZone: '
  * ws_ny (clocks go forward at 02:00 on Mar 8, a day of 23 hours: 05:00Z Mar 8 → 04:00Z Mar 9):
  * Mar 6 tokens 9; Mar 7 tokens 10 (api); Mar 8 tokens 12 (06Z 2 api, 20Z 5 = api 1 + ui 4, 02Z of Mar 9 5), images 3;
  * Mar 9 tokens 4 (04Z); Mar 10 tokens 0.
+ * Requests (events; r# per hour, `requests` per item), unlike the use:
+ * ws_utc Mar 1 tokens 7 (00h 2, 10h 1, 11h 0, 23h 4), images 2 (10h); Mar 2 tokens 4 (00h 1, 05h 3).
+ * ws_ny Mar 6 tokens 2; Mar 7 tokens 3; Mar 8 tokens 9 (06Z 1, 20Z 2, 02Z of Mar 9 6), images 1; Mar 9 tokens 2; Mar 10 tokens 0.
  */
 function rollups(): InMemoryRollupReader {
   return new InMemoryRollupReader()
     .add(
       'ws_utc',
-      dayRow('2026-03-01', 'tokens', '6', {
-        'h#2026-03-01T00': '1',
-        'h#2026-03-01T10': '3',
-        'h#2026-03-01T11': '0',
-        'h#2026-03-01T23': '2',
-        'ch#2026-03-01T10#api': '2',
-        'ch#2026-03-01T10#ui': '1',
-        'ch#2026-03-01T23#mcp': '0',
-      }),
-      dayRow('2026-03-01', 'images', '5', { 'h#2026-03-01T10': '5', 'ch#2026-03-01T10#ui': '5' }),
-      dayRow('2026-03-02', 'tokens', '5', { 'h#2026-03-02T00': '4', 'h#2026-03-02T05': '1' }),
+      dayRow(
+        '2026-03-01',
+        'tokens',
+        '6',
+        {
+          'h#2026-03-01T00': '1',
+          'h#2026-03-01T10': '3',
+          'h#2026-03-01T11': '0',
+          'h#2026-03-01T23': '2',
+          'r#2026-03-01T00': '2',
+          'r#2026-03-01T10': '1',
+          'r#2026-03-01T11': '0',
+          'r#2026-03-01T23': '4',
+          'ch#2026-03-01T10#api': '2',
+          'ch#2026-03-01T10#ui': '1',
+          'ch#2026-03-01T23#mcp': '0',
+        },
+        '7',
+      ),
+      dayRow('2026-03-01', 'images', '5', { 'h#2026-03-01T10': '5', 'r#2026-03-01T10': '2', 'ch#2026-03-01T10#ui': '5' }, '2'),
+      dayRow('2026-03-02', 'tokens', '5', { 'h#2026-03-02T00': '4', 'h#2026-03-02T05': '1', 'r#2026-03-02T00': '1', 'r#2026-03-02T05': '3' }, '4'),
     )
     .add(
       'ws_ny',
-      dayRow('2026-03-06', 'tokens', '9', { 'h#2026-03-06T15': '9' }),
-      dayRow('2026-03-07', 'tokens', '10', { 'h#2026-03-07T15': '10', 'ch#2026-03-07T15#api': '10' }),
-      dayRow('2026-03-08', 'tokens', '12', {
-        'h#2026-03-08T06': '2',
-        'h#2026-03-08T20': '5',
-        'h#2026-03-09T02': '5',
-        'ch#2026-03-08T06#api': '2',
-        'ch#2026-03-08T20#api': '1',
-        'ch#2026-03-08T20#ui': '4',
-      }),
-      dayRow('2026-03-08', 'images', '3', { 'h#2026-03-08T12': '3' }),
-      dayRow('2026-03-09', 'tokens', '4', { 'h#2026-03-09T04': '4' }),
-      dayRow('2026-03-10', 'tokens', '0', { 'h#2026-03-10T04': '0' }),
+      dayRow('2026-03-06', 'tokens', '9', { 'h#2026-03-06T15': '9', 'r#2026-03-06T15': '2' }, '2'),
+      dayRow('2026-03-07', 'tokens', '10', { 'h#2026-03-07T15': '10', 'r#2026-03-07T15': '3', 'ch#2026-03-07T15#api': '10' }, '3'),
+      dayRow(
+        '2026-03-08',
+        'tokens',
+        '12',
+        {
+          'h#2026-03-08T06': '2',
+          'h#2026-03-08T20': '5',
+          'h#2026-03-09T02': '5',
+          'r#2026-03-08T06': '1',
+          'r#2026-03-08T20': '2',
+          'r#2026-03-09T02': '6',
+          'ch#2026-03-08T06#api': '2',
+          'ch#2026-03-08T20#api': '1',
+          'ch#2026-03-08T20#ui': '4',
+        },
+        '9',
+      ),
+      dayRow('2026-03-08', 'images', '3', { 'h#2026-03-08T12': '3', 'r#2026-03-08T12': '1' }, '1'),
+      dayRow('2026-03-09', 'tokens', '4', { 'h#2026-03-09T04': '4', 'r#2026-03-09T04': '2' }, '2'),
+      dayRow('2026-03-10', 'tokens', '0', { 'h#2026-03-10T04': '0', 'r#2026-03-10T04': '0' }, '0'),
     );
 }
 
-const hourBucket = (subject: string, usageType: string, start: string, quantity: string, byChannel: Record<string, string> = {}): ExportBucket => ({
+const hourBucket = (subject: string, usageType: string, start: string, quantity: string, requests: number, byChannel: Record<string, string> = {}): ExportBucket => ({
   subject,
   usageType,
   start,
   end: new Date(Date.parse(start) + HOUR_MS).toISOString(),
   day: null,
   quantity,
+  requests,
   byChannel,
 });
 
@@ -346,9 +377,9 @@ describe('subjectBuckets by hour', () => {
 
     // Assert
     expect(buckets).toEqual([
-      hourBucket('ws_utc', 'images', '2026-03-01T10:00:00.000Z', '5', { ui: '5' }),
-      hourBucket('ws_utc', 'tokens', '2026-03-01T10:00:00.000Z', '3', { api: '2', ui: '1' }),
-      hourBucket('ws_utc', 'tokens', '2026-03-01T23:00:00.000Z', '2'),
+      hourBucket('ws_utc', 'images', '2026-03-01T10:00:00.000Z', '5', 2, { ui: '5' }),
+      hourBucket('ws_utc', 'tokens', '2026-03-01T10:00:00.000Z', '3', 1, { api: '2', ui: '1' }),
+      hourBucket('ws_utc', 'tokens', '2026-03-01T23:00:00.000Z', '2', 4),
     ]);
     for (const bucket of buckets) expectValid('exportBucket', bucket);
   });
@@ -365,6 +396,7 @@ describe('subjectBuckets by hour', () => {
       ['2026-03-01T23:00:00.000Z', 'tokens', '2'],
       ['2026-03-02T00:00:00.000Z', 'tokens', '4'],
     ]);
+    expect(buckets.map((b) => b.requests)).toEqual([2, 2, 1, 4, 1]);
   });
 
   test('in New York, UTC hours of a local day that fall on the next UTC date are found', async () => {
@@ -372,31 +404,33 @@ describe('subjectBuckets by hour', () => {
     const buckets = await collect(subjectBuckets(ny, { from: '2026-03-09T00:00:00.000Z', to: '2026-03-09T05:00:00.000Z', granularity: 'hour' }, rollups()));
 
     // Assert
-    expect(buckets).toEqual([hourBucket('ws_ny', 'tokens', '2026-03-09T02:00:00.000Z', '5'), hourBucket('ws_ny', 'tokens', '2026-03-09T04:00:00.000Z', '4')]);
+    expect(buckets).toEqual([hourBucket('ws_ny', 'tokens', '2026-03-09T02:00:00.000Z', '5', 6), hourBucket('ws_ny', 'tokens', '2026-03-09T04:00:00.000Z', '4', 2)]);
   });
 });
 
 describe('subjectBuckets by hour in a zone with a half-hour offset', () => {
   test("a UTC hour split between two local days is one bucket with both days' counts and channels", async () => {
     // Arrange: Kolkata is UTC+05:30, so 18:00Z–19:00Z is 23:30 on Mar 1 and 00:30 on Mar 2 local time;
-    // events at 18:10Z and 18:40Z land in different day items, both under h#2026-03-01T18.
+    // events at 18:10Z and 18:40Z land in different day items, both under h#2026-03-01T18 (and r#2026-03-01T18):
+    // tokens 1 event on Mar 1 and 2 on Mar 2 in that hour, 3 more at 01Z on Mar 2; images 4 events.
     const kolkata: Subject = { id: 'ws_in', plan: 'pro', billingAnchorDay: 1, timeZone: 'Asia/Kolkata', contacts: [] };
     const reader = new InMemoryRollupReader().add(
       'ws_in',
-      dayRow('2026-03-01', 'tokens', '2', { 'h#2026-03-01T18': '2', 'ch#2026-03-01T18#ui': '2' }),
-      dayRow('2026-03-02', 'tokens', '4', { 'h#2026-03-01T18': '3', 'ch#2026-03-01T18#api': '3', 'h#2026-03-02T01': '1' }),
-      dayRow('2026-03-02', 'images', '7', { 'h#2026-03-01T18': '7' }),
+      dayRow('2026-03-01', 'tokens', '2', { 'h#2026-03-01T18': '2', 'r#2026-03-01T18': '1', 'ch#2026-03-01T18#ui': '2' }, '1'),
+      dayRow('2026-03-02', 'tokens', '4', { 'h#2026-03-01T18': '3', 'r#2026-03-01T18': '2', 'ch#2026-03-01T18#api': '3', 'h#2026-03-02T01': '1', 'r#2026-03-02T01': '3' }, '5'),
+      dayRow('2026-03-02', 'images', '7', { 'h#2026-03-01T18': '7', 'r#2026-03-01T18': '4' }, '4'),
     );
 
     // Act
     const buckets = await collect(subjectBuckets(kolkata, { from: '2026-03-01T00:00:00.000Z', to: '2026-03-03T00:00:00.000Z', granularity: 'hour' }, reader));
 
-    // Assert: 2 + 3 in one bucket, ordered by start then usage type
+    // Assert: 2 + 3 in one bucket with 1 + 2 requests, ordered by start then usage type
     expect(buckets).toEqual([
-      hourBucket('ws_in', 'images', '2026-03-01T18:00:00.000Z', '7'),
-      hourBucket('ws_in', 'tokens', '2026-03-01T18:00:00.000Z', '5', { api: '3', ui: '2' }),
-      hourBucket('ws_in', 'tokens', '2026-03-02T01:00:00.000Z', '1'),
+      hourBucket('ws_in', 'images', '2026-03-01T18:00:00.000Z', '7', 4),
+      hourBucket('ws_in', 'tokens', '2026-03-01T18:00:00.000Z', '5', 3, { api: '3', ui: '2' }),
+      hourBucket('ws_in', 'tokens', '2026-03-02T01:00:00.000Z', '1', 3),
     ]);
+    for (const bucket of buckets) expectValid('exportBucket', bucket);
   });
 });
 
@@ -408,8 +442,8 @@ describe('subjectBuckets by day', () => {
     // Assert
     const day = { subject: 'ws_utc', start: '2026-03-01T00:00:00.000Z', end: '2026-03-02T00:00:00.000Z', day: '2026-03-01' };
     expect(buckets).toEqual([
-      { ...day, usageType: 'images', quantity: '5', byChannel: { ui: '5' } },
-      { ...day, usageType: 'tokens', quantity: '6', byChannel: { api: '2', ui: '1' } },
+      { ...day, usageType: 'images', quantity: '5', requests: 2, byChannel: { ui: '5' } },
+      { ...day, usageType: 'tokens', quantity: '6', requests: 7, byChannel: { api: '2', ui: '1' } },
     ]);
   });
 
@@ -421,9 +455,9 @@ describe('subjectBuckets by day', () => {
     const mar7 = { subject: 'ws_ny', start: '2026-03-07T05:00:00.000Z', end: '2026-03-08T05:00:00.000Z', day: '2026-03-07' };
     const mar8 = { subject: 'ws_ny', start: '2026-03-08T05:00:00.000Z', end: '2026-03-09T04:00:00.000Z', day: '2026-03-08' };
     expect(buckets).toEqual([
-      { ...mar7, usageType: 'tokens', quantity: '10', byChannel: { api: '10' } },
-      { ...mar8, usageType: 'images', quantity: '3', byChannel: {} },
-      { ...mar8, usageType: 'tokens', quantity: '12', byChannel: { api: '3', ui: '4' } },
+      { ...mar7, usageType: 'tokens', quantity: '10', requests: 3, byChannel: { api: '10' } },
+      { ...mar8, usageType: 'images', quantity: '3', requests: 1, byChannel: {} },
+      { ...mar8, usageType: 'tokens', quantity: '12', requests: 9, byChannel: { api: '3', ui: '4' } },
     ]);
     expect(Date.parse(mar7.end) - Date.parse(mar7.start)).toBe(24 * HOUR_MS);
     expect(Date.parse(mar8.end) - Date.parse(mar8.start)).toBe(23 * HOUR_MS);
@@ -440,6 +474,25 @@ describe('subjectBuckets by day', () => {
       ['2026-03-08', 'tokens', '2026-03-08T05:00:00.000Z', '2026-03-09T04:00:00.000Z', '12'],
       ['2026-03-09', 'tokens', '2026-03-09T04:00:00.000Z', '2026-03-10T04:00:00.000Z', '4'],
     ]);
+    expect(buckets.map((b) => b.requests)).toEqual([1, 9, 2]);
+  });
+
+  test('a bucket of events that add up to no use is kept: its requests are not zero', async () => {
+    // Arrange: two events of 0 credits at 05h on Mar 3 (a rule may price at 0): the store never writes a counter that
+    // does not move, so the day item has r# 2 and no h# at all.
+    const reader = new InMemoryRollupReader().add('ws_utc', dayRow('2026-03-03', 'tokens', '0', { 'r#2026-03-03T05': '2' }, '2'));
+    const range = { from: '2026-03-03T00:00:00.000Z', to: '2026-03-04T00:00:00.000Z' };
+
+    // Act
+    const hours = await collect(subjectBuckets(utc, { ...range, granularity: 'hour' }, reader));
+    const days = await collect(subjectBuckets(utc, { ...range, granularity: 'day' }, reader));
+
+    // Assert
+    expect(hours).toEqual([hourBucket('ws_utc', 'tokens', '2026-03-03T05:00:00.000Z', '0', 2)]);
+    expect(days).toEqual([
+      { subject: 'ws_utc', usageType: 'tokens', start: '2026-03-03T00:00:00.000Z', end: '2026-03-04T00:00:00.000Z', day: '2026-03-03', quantity: '0', requests: 2, byChannel: {} },
+    ]);
+    for (const bucket of [...hours, ...days]) expectValid('exportBucket', bucket);
   });
 });
 
@@ -453,7 +506,7 @@ describe('subjectBuckets over more than 31 days', () => {
   ] as const)
     for (let d = 1; d <= last; d++) days.push(`2026-${month}-${String(d).padStart(2, '0')}`);
 
-  /** tokens 1 every day at 12h; images 2 every tenth day at 08h. */
+  /** tokens 1 every day at 12h; images 2 every tenth day at 08h. Items written before they kept requests: no `requests`, no r#. */
   function longRollups(): InMemoryRollupReader {
     const reader = new InMemoryRollupReader();
     days.forEach((day, i) => {
@@ -475,6 +528,7 @@ describe('subjectBuckets over more than 31 days', () => {
     const expected = days.flatMap((day, i) => [...(i % 10 === 0 ? [[day, 'images', '2']] : []), [day, 'tokens', '1']]);
     expect(buckets.map((b) => [b.day, b.usageType, b.quantity])).toEqual(expected);
     expect(buckets).toHaveLength(73 + 8);
+    expect(buckets.every((b) => b.requests === 0)).toBe(true); // no `requests` on the items: 0
     // The windows: contiguous, no overlap, none longer than 31 days, from Jan 1 to Mar 14
     const windows = reader.queries.map((q) => [q.fromPeriod, q.toPeriod] as const);
     expect(windows.length).toBeGreaterThan(1);
@@ -510,9 +564,9 @@ describe('jsonDocument and jsonLines', () => {
     subjects: ['ws_utc'],
   };
   const buckets = [
-    hourBucket('ws_utc', 'tokens', '2026-03-01T00:00:00.000Z', '1'),
-    hourBucket('ws_utc', 'images', '2026-03-01T10:00:00.000Z', '5', { ui: '5' }),
-    hourBucket('ws_utc', 'tokens', '2026-03-01T10:00:00.000Z', '0.000000001', { api: '0.000000001' }),
+    hourBucket('ws_utc', 'tokens', '2026-03-01T00:00:00.000Z', '1', 2),
+    hourBucket('ws_utc', 'images', '2026-03-01T10:00:00.000Z', '5', 3, { ui: '5' }),
+    hourBucket('ws_utc', 'tokens', '2026-03-01T10:00:00.000Z', '0.000000001', 1, { api: '0.000000001' }),
   ];
   async function* stream(items: readonly ExportBucket[]): AsyncGenerator<ExportBucket> {
     yield* items;
@@ -564,6 +618,18 @@ describe('jsonDocument and jsonLines', () => {
     expect(validate({ ...bucket, quantity: 5 })).toBe(false);
     expect(validate({ ...bucket, extra: 1 })).toBe(false);
   });
+
+  test('the schema requires requests, a whole number of at least 0', () => {
+    const validate = ajv.getSchema(`${schemaDocument.$id}#/$defs/exportBucket`) as ValidateFunction;
+    const [bucket] = buckets;
+    if (!bucket) throw new Error('no bucket');
+    const { requests: _requests, ...withoutRequests } = bucket;
+    expect(validate({ ...bucket, requests: 0 })).toBe(true);
+    expect(validate(withoutRequests)).toBe(false);
+    expect(validate({ ...bucket, requests: -1 })).toBe(false);
+    expect(validate({ ...bucket, requests: 1.5 })).toBe(false);
+    expect(validate({ ...bucket, requests: '2' })).toBe(false);
+  });
 });
 
 describe('runExport', () => {
@@ -599,6 +665,8 @@ describe('runExport', () => {
     ['ws_utc', '2026-03-01', 'tokens', '6'],
     ['ws_utc', '2026-03-02', 'tokens', '5'],
   ];
+  /** The same buckets' requests, from the items' `requests`. */
+  const expectedRequests = [2, 3, 1, 9, 2, 2, 7, 4];
 
   test('a queued json job is written and becomes ready, counting the buckets in its file', async () => {
     // Arrange
@@ -617,6 +685,7 @@ describe('runExport', () => {
     expect(document).toMatchObject({ schemaVersion: 1, kind: 'usage-export', id: 'exp_1', generatedAt: NOW, from: '2026-03-01T00:00:00.000Z', to: '2026-03-10T00:00:00.000Z', granularity: 'day' });
     expect(document.subjects).toEqual(['ws_ny', 'ws_utc']); // the deleted workspace is left out
     expect(document.buckets.map((b) => [b.subject, b.day, b.usageType, b.quantity])).toEqual(expectedRows);
+    expect(document.buckets.map((b) => b.requests)).toEqual(expectedRequests);
     expect(done).toEqual({
       ...job('exp_1'),
       status: 'ready',
@@ -648,6 +717,7 @@ describe('runExport', () => {
     expectValid('exportHeaderLine', lines[0]);
     for (const line of lines.slice(1)) expectValid('exportBucket', line);
     expect(lines.slice(1).map((b) => [b.subject, b.day, b.usageType, b.quantity])).toEqual(expectedRows.filter(([subject]) => subject === 'ws_utc'));
+    expect(lines.slice(1).map((b) => b.requests)).toEqual(expectedRequests.slice(5)); // ws_utc's: the last three
     expect(done).toMatchObject({ status: 'ready', key: 'exports/exp_2.jsonl', bucketCount: lines.length - 1, bytes: Buffer.byteLength(file.body, 'utf8') });
   });
 
