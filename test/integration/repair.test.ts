@@ -112,10 +112,10 @@ type Items = Record<string, { total: string; counters: Record<string, string> }>
 /** What the subject's day, cycle and user items must hold, computed from the events sent (UTC workspaces, integer quantities). */
 function expectedItems(subject: string): Items {
   const items: Record<string, { total: bigint; counters: Record<string, bigint> }> = {};
-  const add = (sk: string, quantity: bigint, counters: string[]) => {
+  const add = (sk: string, quantity: bigint, counters: Record<string, bigint>) => {
     const item = (items[sk] ??= { total: 0n, counters: {} });
     item.total += quantity;
-    for (const c of counters) item.counters[c] = (item.counters[c] ?? 0n) + quantity;
+    for (const [c, amount] of Object.entries(counters)) item.counters[c] = (item.counters[c] ?? 0n) + amount;
   };
   for (const event of sent.values()) {
     if (event.subject !== subject) continue;
@@ -124,9 +124,10 @@ function expectedItems(subject: string): Items {
     const day = event.time.slice(0, 10);
     const cycle = utcCycleStart(new Date(event.time), ANCHORS[subject] as number).toISOString();
     const channel = event.data.channel;
-    add(`D#${day}#tokens`, quantity, [`h#${hour}`, ...(channel === undefined ? [] : [`ch#${hour}#${channel}`])]);
-    add(`C#${cycle}#tokens`, quantity, [`d#${day}`, ...(channel === undefined ? [] : [`c#${channel}`])]);
-    add(`U#${cycle}#tokens#${event.data.userId}`, quantity, []);
+    // The day item also counts the hour's events (r#): one each, whatever the quantity.
+    add(`D#${day}#tokens`, quantity, { [`h#${hour}`]: quantity, [`r#${hour}`]: 1n, ...(channel === undefined ? {} : { [`ch#${hour}#${channel}`]: quantity }) });
+    add(`C#${cycle}#tokens`, quantity, { [`d#${day}`]: quantity, ...(channel === undefined ? {} : { [`c#${channel}`]: quantity }) });
+    add(`U#${cycle}#tokens#${event.data.userId}`, quantity, {});
   }
   return Object.fromEntries(
     Object.entries(items).map(([sk, item]) => [

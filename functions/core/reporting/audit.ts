@@ -9,8 +9,8 @@ import type { LedgerScanner, ReportStore } from './reporting-ports';
 
 /**
  * Recomputes every cycle's totals from the ledger (the events themselves) and compares them with what
- * was derived from it: the cycle and day rollups, the closed cycle's snapshot plus its late changes,
- * and the cycle report written at the close. Any difference is a finding; none means the numbers
+ * was derived from it: the cycle and day rollups and their request counts, the closed cycle's snapshot
+ * plus its late changes, and the cycle report written at the close. Any difference is a finding; none means the numbers
  * finance reads are the events' own.
  *
  * The ledger keeps events for the retention window (config `ingest.retentionDays`); cycles older than
@@ -54,8 +54,8 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
   if (filter.subject && subjects.length === 0) throw new Error(`unknown workspace "${filter.subject}"`);
   const known = new Map(subjects.map((s) => [s.id, s]));
 
-  // Ledger totals per subject, cycle and usage type, and per local day.
-  const ledger = new Map<string, { total: NanoUnits; days: Map<string, NanoUnits> }>();
+  // Ledger totals and events per subject, cycle and usage type, and per local day.
+  const ledger = new Map<string, LedgerCycle>();
   let events = 0;
   for await (const stored of deps.ledger.scan(filter.subject)) {
     // A priced event counts its credits under their usage type too, and a pooled workspace's under its account.
@@ -63,10 +63,12 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
     if (images.length > 0) events += 1;
     for (const event of images) {
       const key = cycleKey(event.subject, event.cycleStart, event.usageType);
-      const entry = ledger.get(key) ?? { total: 0n, days: new Map<string, NanoUnits>() };
+      const entry = ledger.get(key) ?? emptyLedgerCycle();
       const quantity = units(event.quantity);
       entry.total += quantity;
       entry.days.set(event.day, (entry.days.get(event.day) ?? 0n) + quantity);
+      entry.requests += 1;
+      entry.dayRequests.set(event.day, (entry.dayRequests.get(event.day) ?? 0) + 1);
       ledger.set(key, entry);
     }
   }
@@ -93,7 +95,7 @@ export async function runAudit(filter: AuditFilter, deps: AuditDeps): Promise<Au
 async function auditCycle(
   subject: Subject,
   cycleStart: string,
-  found: { ledger: Map<string, { total: NanoUnits; days: Map<string, NanoUnits> }>; cycleRows: RollupRow[]; snapshot: CycleSnapshot | undefined },
+  found: { ledger: Map<string, LedgerCycle>; cycleRows: RollupRow[]; snapshot: CycleSnapshot | undefined },
   deps: AuditDeps,
 ): Promise<AuditRow[]> {
   const cycle = cycleContaining(cycleStart, subject);
@@ -109,7 +111,7 @@ async function auditCycle(
   const dayRows = await deps.rollups.query(subject.id, 'day', localDate(cycle.start, subject.timeZone), localDate(new Date(Date.parse(cycle.end) - 1), subject.timeZone));
   const rows: AuditRow[] = [];
   for (const usageType of [...usageTypes].sort()) {
-    const truth = found.ledger.get(cycleKey(subject.id, cycleStart, usageType)) ?? { total: 0n, days: new Map<string, NanoUnits>() };
+    const truth = found.ledger.get(cycleKey(subject.id, cycleStart, usageType)) ?? emptyLedgerCycle();
     const row = found.cycleRows.find((r) => r.usageType === usageType);
     const check = (name: string, expected: NanoUnits, actual: NanoUnits) =>
       rows.push({ subject: subject.id, cycleStart, usageType, check: name, expected: toDecimalString(expected), actual: toDecimalString(actual), ok: expected === actual });
@@ -126,6 +128,23 @@ async function auditCycle(
       expected: 'every day equal',
       actual: mismatchedDays.length === 0 ? 'every day equal' : `differ on ${mismatchedDays.join(', ')}`,
       ok: mismatchedDays.length === 0,
+    });
+    // Events: the cycle item's count, each day item's count and the sum of its hour counts (r#), all the ledger's.
+    const counted = Number(row?.requests ?? 0);
+    const miscountedDays = [...new Set([...truth.dayRequests.keys(), ...days.map((d) => d.period)])].filter((day) => {
+      const want = truth.dayRequests.get(day) ?? 0;
+      const item = days.find((d) => d.period === day);
+      return Number(item?.requests ?? 0) !== want || Number(sumCounters(item, 'r#') / ONE) !== want;
+    });
+    const requestsOk = counted === truth.requests && miscountedDays.length === 0;
+    rows.push({
+      subject: subject.id,
+      cycleStart,
+      usageType,
+      check: 'requests',
+      expected: `${truth.requests}, every day and hour equal`,
+      actual: `${counted}, ${miscountedDays.length === 0 ? 'every day and hour equal' : `differ on ${miscountedDays.join(', ')}`}`,
+      ok: requestsOk,
     });
     if (!snapshot) continue;
     const frozen = units(snapshot.usage[usageType]?.used ?? '0');
@@ -164,6 +183,17 @@ export function reportTable(result: AuditResult): string {
 }
 
 const cycleKey = (subject: string, cycleStart: string, usageType: string) => `${subject}|${cycleStart}|${usageType}`;
+
+/** What the ledger holds of one subject's cycle and usage type: use and events, in all and per local day. */
+interface LedgerCycle {
+  total: NanoUnits;
+  days: Map<string, NanoUnits>;
+  requests: number;
+  dayRequests: Map<string, number>;
+}
+const emptyLedgerCycle = (): LedgerCycle => ({ total: 0n, days: new Map(), requests: 0, dayRequests: new Map() });
+/** An hour requests counter holds one per event, in the nano-units of a quantity. */
+const ONE = units('1');
 
 function sumCounters(row: RollupRow | undefined, prefix: string): NanoUnits {
   return Object.entries(row?.counters ?? {}).reduce((sum, [name, value]) => (name.startsWith(prefix) ? sum + units(value) : sum), 0n);

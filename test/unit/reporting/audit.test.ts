@@ -1,6 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import type { CycleSnapshot, UsageSnapshot } from '../../../functions/core/billing/balance';
 import { configSchema } from '../../../functions/core/config';
+import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { LedgerImage } from '../../../functions/core/metering/rollups';
 import type { Subject } from '../../../functions/core/ports';
 import { type AuditRow, reportTable, runAudit } from '../../../functions/core/reporting/audit';
@@ -48,6 +49,9 @@ const image = (subject: string, id: string, usageType: string, quantity: string,
   cycleStart,
 });
 
+/** e1 and e2, at 08h and 09h. */
+const NOV_3_TOKENS: RollupRow = { usageType: 'tokens', kind: 'day', period: '2026-11-03', total: '30', requests: '2', counters: { 'r#2026-11-03T08': '1', 'r#2026-11-03T09': '1' } };
+
 const NOV_EVENTS = [
   image('ws_a', 'e1', 'tokens', '10', '2026-11-03T08:00:00.000Z', '2026-11-03', NOV),
   image('ws_a', 'e2', 'tokens', '20', '2026-11-03T09:00:00.000Z', '2026-11-03', NOV),
@@ -55,15 +59,18 @@ const NOV_EVENTS = [
   image('ws_a', 'e4', 'credits', '0.25', '2026-11-04T11:00:00.000Z', '2026-11-04', NOV),
 ];
 
-/** Rollups that match NOV_EVENTS: cycle items with their day counters (and a channel counter, which is no day), and day items. */
+/**
+ * Rollups that match NOV_EVENTS: cycle items with their day counters (and a channel counter, which is no day) and
+ * events (tokens e1–e3, credits e4), and day items with their events and one hour requests counter per event's hour.
+ */
 function matchingRollups(): InMemoryRollupReader {
   return new InMemoryRollupReader().add(
     'ws_a',
-    { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } },
-    { usageType: 'credits', kind: 'cycle', period: NOV, total: '0.25', counters: { 'd#2026-11-04': '0.25' } },
-    { usageType: 'tokens', kind: 'day', period: '2026-11-03', total: '30', counters: {} },
-    { usageType: 'tokens', kind: 'day', period: '2026-11-04', total: '7', counters: {} },
-    { usageType: 'credits', kind: 'day', period: '2026-11-04', total: '0.25', counters: {} },
+    { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', requests: '3', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } },
+    { usageType: 'credits', kind: 'cycle', period: NOV, total: '0.25', requests: '1', counters: { 'd#2026-11-04': '0.25' } },
+    NOV_3_TOKENS,
+    { usageType: 'tokens', kind: 'day', period: '2026-11-04', total: '7', requests: '1', counters: { 'r#2026-11-04T10': '1' } },
+    { usageType: 'credits', kind: 'day', period: '2026-11-04', total: '0.25', requests: '1', counters: { 'r#2026-11-04T11': '1' } },
   );
 }
 
@@ -121,7 +128,7 @@ function cycleReport(usage: { usageType: string; closedTotal: string; total: str
 }
 
 describe('runAudit on an open cycle', () => {
-  test('rollups that match the ledger: three checks per usage type, no difference', async () => {
+  test('rollups that match the ledger: four checks per usage type, no difference', async () => {
     const { deps } = world();
 
     const result = await runAudit({}, deps);
@@ -132,15 +139,24 @@ describe('runAudit on an open cycle', () => {
       ['credits', 'cycle rollup total', '0.25', '0.25', true],
       ['credits', 'cycle rollup day counters', '0.25', '0.25', true],
       ['credits', 'day rollups', 'every day equal', 'every day equal', true],
+      ['credits', 'requests', '1, every day and hour equal', '1, every day and hour equal', true],
       ['tokens', 'cycle rollup total', '37', '37', true],
       ['tokens', 'cycle rollup day counters', '37', '37', true],
       ['tokens', 'day rollups', 'every day equal', 'every day equal', true],
+      ['tokens', 'requests', '3, every day and hour equal', '3, every day and hour equal', true],
     ]);
   });
 
   test('a damaged day counter of the cycle item is exactly that difference', async () => {
     // 4 Nov's counter lost one token: the counters sum to 30 + 6 = 36; the total and the day items are intact
-    const rollups = matchingRollups().set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '6', 'c#web': '37' } });
+    const rollups = matchingRollups().set('ws_a', {
+      usageType: 'tokens',
+      kind: 'cycle',
+      period: NOV,
+      total: '37',
+      requests: '3',
+      counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '6', 'c#web': '37' },
+    });
     const { deps } = world(NOV_EVENTS, rollups);
 
     const result = await runAudit({}, deps);
@@ -151,7 +167,7 @@ describe('runAudit on an open cycle', () => {
 
   test('a cycle total that missed an event is exactly that difference', async () => {
     // e1 (10) never reached the total: 37 − 10 = 27
-    const rollups = matchingRollups().set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '27', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' } });
+    const rollups = matchingRollups().set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '27', requests: '3', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' } });
     const { deps } = world(NOV_EVENTS, rollups);
 
     expect(differences((await runAudit({}, deps)).rows)).toEqual([{ subject: 'ws_a', cycleStart: NOV, usageType: 'tokens', check: 'cycle rollup total', expected: '37', actual: '27' }]);
@@ -160,7 +176,7 @@ describe('runAudit on an open cycle', () => {
   test('day items that differ, or exist without events, are named by day', async () => {
     // 3 Nov holds 31 instead of 30; 5 Nov has an item of 2 and no event
     const rollups = matchingRollups()
-      .set('ws_a', { usageType: 'tokens', kind: 'day', period: '2026-11-03', total: '31', counters: {} })
+      .set('ws_a', { ...NOV_3_TOKENS, total: '31' })
       .add('ws_a', { usageType: 'tokens', kind: 'day', period: '2026-11-05', total: '2', counters: {} });
     const { deps } = world(NOV_EVENTS, rollups);
 
@@ -181,6 +197,21 @@ describe('runAudit on an open cycle', () => {
       ['credits', 'cycle rollup total', '0.250000001', '0.25'],
       ['credits', 'cycle rollup day counters', '0.250000001', '0.25'],
       ['credits', 'day rollups', 'every day equal', 'differ on 2026-11-04'],
+      ['credits', 'requests', '2, every day and hour equal', '1, differ on 2026-11-04'],
+    ]);
+  });
+
+  test('request counts that differ from the ledger: the cycle item, a day item or its hour counters, each named', async () => {
+    // The tokens cycle item counts 4 events, not 3; the credits day item of 4 Nov holds 1 but its hour counter 2
+    const rollups = matchingRollups()
+      .set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', requests: '4', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } })
+      .set('ws_a', { usageType: 'credits', kind: 'day', period: '2026-11-04', total: '0.25', requests: '1', counters: { 'r#2026-11-04T11': '2' } })
+      .set('ws_a', { ...NOV_3_TOKENS, requests: '1' });
+    const { deps } = world(NOV_EVENTS, rollups);
+
+    expect(differences((await runAudit({}, deps)).rows).map((d) => [d.usageType, d.check, d.expected, d.actual])).toEqual([
+      ['credits', 'requests', '1, every day and hour equal', '1, differ on 2026-11-04'],
+      ['tokens', 'requests', '3, every day and hour equal', '4, differ on 2026-11-03'],
     ]);
   });
 });
@@ -196,6 +227,7 @@ describe('runAudit on a closed cycle', () => {
       kind: 'cycle',
       period: NOV,
       total: '37',
+      requests: '3',
       late: '7',
       closedAt: '2026-12-01T01:00:00.000Z',
       counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' },
@@ -212,7 +244,7 @@ describe('runAudit on a closed cycle', () => {
     return w;
   }
 
-  test('snapshot, late changes and written report that agree: eight checks per usage type, no difference', async () => {
+  test('snapshot, late changes and written report that agree: nine checks per usage type, no difference', async () => {
     const { deps } = await closedWorld();
 
     const result = await runAudit({}, deps);
@@ -222,13 +254,14 @@ describe('runAudit on a closed cycle', () => {
       ['cycle rollup total', '37', '37'],
       ['cycle rollup day counters', '37', '37'],
       ['day rollups', 'every day equal', 'every day equal'],
+      ['requests', '3, every day and hour equal', '3, every day and hour equal'],
       ['snapshot + late changes', '37', '37'], // 30 frozen + 7 late
       ['late items', '7', '7'],
       ['written report closed total', '30', '30'],
       ['written report total', '37', '37'],
       ['written report adjustment events', '7', '7'],
     ]);
-    expect(result.rows).toHaveLength(16);
+    expect(result.rows).toHaveLength(18);
   });
 
   test('a late change that was counted but not itemized is exactly that difference', async () => {
@@ -272,7 +305,7 @@ describe('runAudit on a closed cycle', () => {
 
     expect(result.differences).toBe(0);
     expect(result.rows.map((r) => r.check).filter((c) => c.startsWith('written report'))).toEqual([]);
-    expect(result.rows).toHaveLength(10); // five checks per usage type
+    expect(result.rows).toHaveLength(12); // six checks per usage type
   });
 });
 
@@ -305,6 +338,7 @@ describe('runAudit: which workspaces and cycles', () => {
       [OCT, 'cycle rollup total'],
       [OCT, 'cycle rollup day counters'],
       [OCT, 'day rollups'],
+      [OCT, 'requests'],
     ]);
     expect(november.differences).toBe(0);
     expect(new Set(november.rows.map((r) => r.cycleStart))).toEqual(new Set([NOV]));
@@ -324,15 +358,18 @@ describe('runAudit: which workspaces and cycles', () => {
     const rollups = () =>
       new InMemoryRollupReader().add(
         'ws_ny',
-        { usageType: 'tokens', kind: 'cycle', period: NY_NOV, total: '7', counters: { 'd#2026-11-01': '3', 'd#2026-11-30': '4' } },
-        { usageType: 'tokens', kind: 'cycle', period: NY_DEC, total: '50', counters: { 'd#2026-12-01': '50' } },
-        { usageType: 'tokens', kind: 'day', period: '2026-11-01', total: '3', counters: {} },
-        { usageType: 'tokens', kind: 'day', period: '2026-11-30', total: '4', counters: {} },
-        { usageType: 'tokens', kind: 'day', period: '2026-12-01', total: '50', counters: {} },
+        { usageType: 'tokens', kind: 'cycle', period: NY_NOV, total: '7', requests: '2', counters: { 'd#2026-11-01': '3', 'd#2026-11-30': '4' } },
+        { usageType: 'tokens', kind: 'cycle', period: NY_DEC, total: '50', requests: '1', counters: { 'd#2026-12-01': '50' } },
+        { usageType: 'tokens', kind: 'day', period: '2026-11-01', total: '3', requests: '1', counters: { 'r#2026-11-01T04': '1' } },
+        { usageType: 'tokens', kind: 'day', period: '2026-11-30', total: '4', requests: '1', counters: { 'r#2026-12-01T04': '1' } },
+        { usageType: 'tokens', kind: 'day', period: '2026-12-01', total: '50', requests: '1', counters: { 'r#2026-12-01T05': '1' } },
       );
 
     const intact = await runAudit({}, world(events, rollups(), [ny]).deps);
-    const damaged = await runAudit({}, world(events, rollups().set('ws_ny', { usageType: 'tokens', kind: 'day', period: '2026-11-30', total: '5', counters: {} }), [ny]).deps);
+    const damaged = await runAudit(
+      {},
+      world(events, rollups().set('ws_ny', { usageType: 'tokens', kind: 'day', period: '2026-11-30', total: '5', requests: '1', counters: { 'r#2026-12-01T04': '1' } }), [ny]).deps,
+    );
 
     expect([intact.events, intact.differences]).toEqual([3, 0]);
     expect(differences(damaged.rows)).toEqual([{ subject: 'ws_ny', cycleStart: NY_NOV, usageType: 'tokens', check: 'day rollups', expected: 'every day equal', actual: 'differ on 2026-11-30' }]);
@@ -341,19 +378,19 @@ describe('runAudit: which workspaces and cycles', () => {
 
 describe('reportTable', () => {
   test('marks each difference and sums up', async () => {
-    const rollups = matchingRollups().set('ws_a', { usageType: 'credits', kind: 'cycle', period: NOV, total: '0.5', counters: { 'd#2026-11-04': '0.25' } });
+    const rollups = matchingRollups().set('ws_a', { usageType: 'credits', kind: 'cycle', period: NOV, total: '0.5', requests: '1', counters: { 'd#2026-11-04': '0.25' } });
     const result = await runAudit({}, world(NOV_EVENTS, rollups).deps);
 
     const lines = reportTable(result).split('\n');
 
     expect(lines.filter((l) => l.endsWith('DIFFERENT'))).toHaveLength(1);
     expect(lines.find((l) => l.endsWith('DIFFERENT'))).toMatch(/^ws_a +2026-11-01T00:00:00\.000Z +credits +cycle rollup total +0\.25 +0\.5 +DIFFERENT$/);
-    expect(lines.at(-1)).toBe('4 events in the ledger, 6 checks, 1 difference(s)');
+    expect(lines.at(-1)).toBe('4 events in the ledger, 8 checks, 1 difference(s)');
   });
 
   test('says "no difference" when there is none', async () => {
     const result = await runAudit({}, world().deps);
 
-    expect(reportTable(result).split('\n').at(-1)).toBe('4 events in the ledger, 6 checks, no difference');
+    expect(reportTable(result).split('\n').at(-1)).toBe('4 events in the ledger, 8 checks, no difference');
   });
 });
