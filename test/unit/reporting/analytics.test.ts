@@ -19,6 +19,7 @@ import {
 } from '../../../functions/core/reporting/analytics';
 import { caught } from '../../support/caught';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
+import { dayRow } from '../../support/rollup-rows';
 
 /**
  * The dashboard reads (projection, series, rankings) against expectations worked out by hand in the comments.
@@ -27,15 +28,6 @@ import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../su
  */
 
 const subject = (id: string, timeZone: string, billingAnchorDay: number, name?: string): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [], ...(name ? { name } : {}) });
-/** `requests`: the item's event count (absent on items written before it was kept); 'r#' counters: its events per UTC hour. */
-const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}, requests?: string): RollupRow => ({
-  kind: 'day',
-  period,
-  usageType,
-  total,
-  ...(requests === undefined ? {} : { requests }),
-  counters,
-});
 const cycleRow = (period: string, usageType: string, total: string): RollupRow => ({ kind: 'cycle', period, usageType, total, counters: {} });
 const memberRow = (kind: 'user' | 'group', period: string, usageType: string, member: string, total: string): RollupRow => ({ kind, period, usageType, member, total, counters: {} });
 const USAGE_TYPES = ['tokens', 'credits'] as const;

@@ -49,6 +49,8 @@ const image = (subject: string, id: string, usageType: string, quantity: string,
   cycleStart,
 });
 
+/** e1, e2 and e3: 30 on 3 Nov, 7 on 4 Nov, all on the web channel. */
+const NOV_TOKENS_CYCLE: RollupRow = { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', requests: '3', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } };
 /** e1 and e2, at 08h and 09h. */
 const NOV_3_TOKENS: RollupRow = { usageType: 'tokens', kind: 'day', period: '2026-11-03', total: '30', requests: '2', counters: { 'r#2026-11-03T08': '1', 'r#2026-11-03T09': '1' } };
 
@@ -66,7 +68,7 @@ const NOV_EVENTS = [
 function matchingRollups(): InMemoryRollupReader {
   return new InMemoryRollupReader().add(
     'ws_a',
-    { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', requests: '3', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } },
+    NOV_TOKENS_CYCLE,
     { usageType: 'credits', kind: 'cycle', period: NOV, total: '0.25', requests: '1', counters: { 'd#2026-11-04': '0.25' } },
     NOV_3_TOKENS,
     { usageType: 'tokens', kind: 'day', period: '2026-11-04', total: '7', requests: '1', counters: { 'r#2026-11-04T10': '1' } },
@@ -150,11 +152,7 @@ describe('runAudit on an open cycle', () => {
   test('a damaged day counter of the cycle item is exactly that difference', async () => {
     // 4 Nov's counter lost one token: the counters sum to 30 + 6 = 36; the total and the day items are intact
     const rollups = matchingRollups().set('ws_a', {
-      usageType: 'tokens',
-      kind: 'cycle',
-      period: NOV,
-      total: '37',
-      requests: '3',
+      ...NOV_TOKENS_CYCLE,
       counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '6', 'c#web': '37' },
     });
     const { deps } = world(NOV_EVENTS, rollups);
@@ -167,7 +165,7 @@ describe('runAudit on an open cycle', () => {
 
   test('a cycle total that missed an event is exactly that difference', async () => {
     // e1 (10) never reached the total: 37 − 10 = 27
-    const rollups = matchingRollups().set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '27', requests: '3', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' } });
+    const rollups = matchingRollups().set('ws_a', { ...NOV_TOKENS_CYCLE, total: '27', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' } });
     const { deps } = world(NOV_EVENTS, rollups);
 
     expect(differences((await runAudit({}, deps)).rows)).toEqual([{ subject: 'ws_a', cycleStart: NOV, usageType: 'tokens', check: 'cycle rollup total', expected: '37', actual: '27' }]);
@@ -204,7 +202,7 @@ describe('runAudit on an open cycle', () => {
   test('request counts that differ from the ledger: the cycle item, a day item or its hour counters, each named', async () => {
     // The tokens cycle item counts 4 events, not 3; the credits day item of 4 Nov holds 1 but its hour counter 2
     const rollups = matchingRollups()
-      .set('ws_a', { usageType: 'tokens', kind: 'cycle', period: NOV, total: '37', requests: '4', counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7', 'c#web': '37' } })
+      .set('ws_a', { ...NOV_TOKENS_CYCLE, requests: '4' })
       .set('ws_a', { usageType: 'credits', kind: 'day', period: '2026-11-04', total: '0.25', requests: '1', counters: { 'r#2026-11-04T11': '2' } })
       .set('ws_a', { ...NOV_3_TOKENS, requests: '1' });
     const { deps } = world(NOV_EVENTS, rollups);
@@ -223,11 +221,7 @@ describe('runAudit on a closed cycle', () => {
    */
   async function closedWorld() {
     const rollups = matchingRollups().set('ws_a', {
-      usageType: 'tokens',
-      kind: 'cycle',
-      period: NOV,
-      total: '37',
-      requests: '3',
+      ...NOV_TOKENS_CYCLE,
       late: '7',
       closedAt: '2026-12-01T01:00:00.000Z',
       counters: { 'd#2026-11-03': '30', 'd#2026-11-04': '7' },

@@ -4,7 +4,6 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { Principal } from '../../../functions/core/access/api-keys';
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../../../functions/core/errors';
-import type { RollupRow } from '../../../functions/core/metering/metering-ports';
 import type { Subject } from '../../../functions/core/ports';
 import {
   type ExportJob,
@@ -23,6 +22,7 @@ import type { ExportBucket } from '../../../functions/core/reporting/report-sche
 import type { FileWriter } from '../../../functions/core/reporting/reporting-ports';
 import { caught } from '../../support/caught';
 import { FixedClock, InMemoryRollupReader, InMemorySubjectStore } from '../../support/fakes';
+import { dayRow } from '../../support/rollup-rows';
 
 /**
  * Exports: the request schema, who may ask for and see which export, the buckets read from day items
@@ -103,15 +103,6 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
 }
 
 const HOUR_MS = 3_600_000;
-/** `requests`: the item's event count (absent on items written before it was kept); 'r#' counters: its events per UTC hour. */
-const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}, requests?: string): RollupRow => ({
-  usageType,
-  kind: 'day',
-  period,
-  total,
-  ...(requests === undefined ? {} : { requests }),
-  counters,
-});
 
 const utc: Subject = { id: 'ws_utc', plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC', contacts: [] };
 const ny: Subject = { id: 'ws_ny', plan: 'pro', billingAnchorDay: 1, timeZone: 'America/New_York', contacts: [] };

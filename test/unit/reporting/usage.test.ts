@@ -3,23 +3,12 @@ import type { RollupRow } from '../../../functions/core/metering/metering-ports'
 import type { Subject } from '../../../functions/core/ports';
 import { parseUsageQuery, queryUsage, type UsageQuery } from '../../../functions/core/reporting/usage';
 import { InMemoryRollupReader, InMemorySubjectDirectory } from '../../support/fakes';
+import { dayRow } from '../../support/rollup-rows';
 
 const subject = (id: string, timeZone = 'UTC', billingAnchorDay = 15): Subject => ({ id, plan: 'pro', billingAnchorDay, timeZone, contacts: [] });
 const directory = new InMemorySubjectDirectory([subject('ws_utc'), subject('ws_berlin', 'Europe/Berlin'), subject('ws_kolkata', 'Asia/Kolkata')]);
 
-/**
- * `requests` is the item's event count (absent on items written before it was kept); a day item's 'r#' counters
- * are its events per UTC hour, beside the 'h#' use. Counts are chosen unlike the quantities, so that use
- * reported as requests would show.
- */
-const dayRow = (period: string, usageType: string, total: string, counters: Record<string, string> = {}, requests?: string): RollupRow => ({
-  kind: 'day',
-  period,
-  usageType,
-  total,
-  ...(requests === undefined ? {} : { requests }),
-  counters,
-});
+/** Request counts in these rows are chosen unlike the quantities, so that use reported as requests would show. */
 const cycleRow = (period: string, usageType: string, total: string, requests?: string): RollupRow => ({
   kind: 'cycle',
   period,
