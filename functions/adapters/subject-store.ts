@@ -55,7 +55,7 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
     return found;
   }
 
-  /** The workspaces that name `account`, from the account index (keys only), then their items. */
+  /** The workspaces that name `account`, from the account index (keys only), then their items as stored now (not cached). */
   async pooledIn(account: string): Promise<Subject[]> {
     const ids: string[] = [];
     let ExclusiveStartKey: Record<string, unknown> | undefined;
@@ -66,12 +66,16 @@ export class DynamoSubjects implements SubjectStore, CloseClaims {
       for (const item of page.Items ?? []) ids.push(String(item.id));
       ExclusiveStartKey = page.LastEvaluatedKey;
     } while (ExclusiveStartKey);
-    const found = await this.getMany(ids);
+    const items = await batchGet(
+      this.client,
+      this.tableName,
+      ids.map((id) => ({ id })),
+    );
     // The index lags its table a little: a workspace that has left the account since is left out.
-    return ids.flatMap((id) => {
-      const subject = found.get(id);
-      return subject?.account === account ? [subject] : [];
-    });
+    return items
+      .map(toSubject)
+      .filter((subject) => subject.account === account)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Sets the workspace's own attributes only, so that a change made while it is being closed keeps the claim and the next-due instant. */
