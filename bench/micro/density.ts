@@ -81,12 +81,14 @@ function asProduced(batch: readonly LedgerChange[], seed: number): LedgerChange[
   );
 }
 
-/** One batch of `BATCH` records: `density` events for each of `BATCH / density` subjects, shuffled, in the last hour. */
 /** How the batch's events are priced: not at all, in credits, or in credits pooled by accounts of 10 workspaces in 2 groups. */
 type Pricing = 'unpriced' | 'priced' | 'pooled';
 /** Workspaces per account in the pooled batches. */
 const WORKSPACES_PER_ACCOUNT = 10;
+/** Each pricing's workspaces have ids of their own, so that one curve's items never meet another's. */
+const SUBJECT_SUFFIX: Record<Pricing, string> = { unpriced: '', priced: 'r', pooled: 'o' };
 
+/** One batch of `BATCH` records: `density` events for each of `BATCH / density` subjects, shuffled, in the last hour. */
 function batchOf(density: number, now: number, seed: number, pricing: Pricing): LedgerChange[] {
   const random = new Random(seed);
   const subjects = BATCH / density;
@@ -103,7 +105,7 @@ function batchOf(density: number, now: number, seed: number, pricing: Pricing): 
       sequenceNumber: String(1_000_000 + i),
       newImage: {
         eventKey: JSON.stringify(['bench/density', `${density}-${i}`]),
-        subject: `ws_d${density}${pricing === 'unpriced' ? '' : pricing[1]}_${subjectIndex}`,
+        subject: `ws_d${density}${SUBJECT_SUFFIX[pricing]}_${subjectIndex}`,
         usageType: 'tokens',
         quantity: String(1 + random.int(100)),
         hour: time.slice(0, 13),

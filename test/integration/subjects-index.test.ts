@@ -5,7 +5,7 @@ import { DynamoSubjects } from '../../functions/adapters/subject-store';
 import { TABLES } from '../../functions/contract/resources';
 import type { Subject } from '../../functions/core/ports';
 import { createTables, localTableName } from '../../local/bootstrap';
-import { type StandIn, startDynamoDbLocal } from '../../local/stand-ins';
+import { LOCAL_CREDENTIALS, type StandIn, startDynamoDbLocal } from '../../local/stand-ins';
 
 /**
  * The account index of the subjects table on DynamoDB Local: an account's pooled workspaces are found by query, not
@@ -21,7 +21,7 @@ const workspace = (id: string, account?: string): Subject => ({ id, plan: 'pro',
 
 beforeAll(async () => {
   dynamodb = await startDynamoDbLocal({ region: REGION });
-  base = new DynamoDBClient({ region: REGION, endpoint: dynamodb.endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  base = new DynamoDBClient({ region: REGION, endpoint: dynamodb.endpoint, credentials: LOCAL_CREDENTIALS });
 }, 60_000);
 
 afterAll(async () => {

@@ -231,7 +231,7 @@ export const hourRequestsCounter = (hour: string) => `r#${hour}`;
  */
 export const requestCount = (stored: string | undefined): number => Math.max(0, Number(stored ?? 0));
 /** An hour requests counter's step: one event, so that the stored counter reads as the count. */
-const ONE_REQUEST = toNanoUnits(1) as NanoUnits;
+export const ONE_REQUEST = toNanoUnits(1) as NanoUnits;
 export const dayCounter = (day: string) => `d#${day}`;
 export const hourChannelCounter = (hour: string, channel: string) => `ch#${hour}#${channel}`;
 export const channelCounter = (channel: string) => `c#${channel}`;

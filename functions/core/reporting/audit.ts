@@ -2,7 +2,7 @@ import { type CycleSnapshot, units } from '../billing/balance';
 import type { Config } from '../config';
 import { type Cycle, cycleContaining, localDate } from '../cycles';
 import type { LateChange, RollupCloser, RollupReader, RollupRow } from '../metering/metering-ports';
-import { meteredImages } from '../metering/rollups';
+import { meteredImages, ONE_REQUEST } from '../metering/rollups';
 import type { Subject } from '../ports';
 import { type NanoUnits, toDecimalString } from '../quantity';
 import type { LedgerScanner, ReportStore } from './reporting-ports';
@@ -134,7 +134,7 @@ async function auditCycle(
     const miscountedDays = [...new Set([...truth.dayRequests.keys(), ...days.map((d) => d.period)])].filter((day) => {
       const want = truth.dayRequests.get(day) ?? 0;
       const item = days.find((d) => d.period === day);
-      return Number(item?.requests ?? 0) !== want || Number(sumCounters(item, 'r#') / ONE) !== want;
+      return Number(item?.requests ?? 0) !== want || Number(sumCounters(item, 'r#') / ONE_REQUEST) !== want;
     });
     const requestsOk = counted === truth.requests && miscountedDays.length === 0;
     rows.push({
@@ -192,8 +192,6 @@ interface LedgerCycle {
   dayRequests: Map<string, number>;
 }
 const emptyLedgerCycle = (): LedgerCycle => ({ total: 0n, days: new Map(), requests: 0, dayRequests: new Map() });
-/** An hour requests counter holds one per event, in the nano-units of a quantity. */
-const ONE = units('1');
 
 function sumCounters(row: RollupRow | undefined, prefix: string): NanoUnits {
   return Object.entries(row?.counters ?? {}).reduce((sum, [name, value]) => (name.startsWith(prefix) ? sum + units(value) : sum), 0n);

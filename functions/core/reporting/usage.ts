@@ -72,7 +72,7 @@ export async function queryUsage(subjectId: string, query: UsageQuery, deps: { s
     const key = `${start}|${usageType}`;
     const bucket = sums.get(key) ?? { start, usageType, units: 0n, requests: 0 };
     bucket.units += toNanoUnits(quantity ?? '0') ?? 0n;
-    bucket.requests += requests === undefined ? 0 : requestCount(requests);
+    bucket.requests += requestCount(requests);
     sums.set(key, bucket);
   };
 
