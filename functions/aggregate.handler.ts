@@ -8,7 +8,7 @@ import { type LedgerStreamRecord, ledgerChangeFromRecord } from './adapters/ledg
 import { logger, metrics } from './adapters/observability';
 import { evaluateThresholds, touchedCycles } from './core/alerts/alerts';
 import type { Config } from './core/config';
-import { activityItems } from './core/metering/activity';
+import { recordActivity } from './core/metering/activity';
 import { aggregateChanges } from './core/metering/aggregate';
 import { type BreakdownPolicy, breakdownPolicy, type CycleState, type LedgerChange, meteredImages } from './core/metering/rollups';
 
@@ -83,20 +83,26 @@ async function aggregate(event: LedgerStreamEvent): Promise<LedgerStreamResponse
 }
 
 /**
- * Writes the batch's recent activity (one item per workspace, core/metering/activity.ts) from the records applied,
- * parked ones aside. Best effort: a failure is logged as a warning and the batch goes on; a retried batch rewrites
- * the same items.
+ * Writes the batch's recent activity (lane items, and the roll-ups that fall due: core/metering/activity.ts) from the
+ * records applied, parked ones aside. Best effort: a failure is logged as a warning and the batch goes on; a retried
+ * batch writes the same events again, which readers show once.
  */
 async function writeActivity(shardId: string, applied: readonly LedgerChange[], parked: readonly { sequenceNumber: string }[]): Promise<void> {
   try {
     const refused = new Set(parked.map((p) => p.sequenceNumber));
-    const items = activityItems(
+    const written = await recordActivity(
       shardId,
       applied.filter((c) => !refused.has(c.sequenceNumber)),
-      appContext.clock().now(),
+      { activity: appContext.activity(), clock: appContext.clock() },
     );
-    const { failed, error } = await appContext.activity().putAll(items);
-    if (failed.length > 0) logger.warn('recent activity was not written for some workspaces; the batch goes on', { error: error as Error, failed: failed.length, items: items.length });
+    if (written.failedLaneItems > 0 || written.failedRolls.length > 0) {
+      logger.warn('recent activity was not fully written; the batch goes on', {
+        error: written.error as Error,
+        failedLaneItems: written.failedLaneItems,
+        laneItems: written.laneItems,
+        failedRolls: written.failedRolls,
+      });
+    }
   } catch (error) {
     logger.warn('recent activity was not written; the batch goes on', { error: error as Error });
   }

@@ -19,8 +19,9 @@ import { DynamoActivity } from '../../functions/adapters/activity-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import type { EventCredits } from '../../functions/core/billing/credits';
-import { activityItems } from '../../functions/core/metering/activity';
+import { activityLaneItems, activityLanePk } from '../../functions/core/metering/activity';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
+import { PENDING_LIMITS } from '../../functions/core/metering/pending';
 import type { LedgerChange } from '../../functions/core/metering/rollups';
 import { createTables } from '../../local/bootstrap';
 import { LOCAL_CREDENTIALS, startDynamoDbLocal } from '../../local/stand-ins';
@@ -125,55 +126,59 @@ function creditsOf(pricing: Exclude<Pricing, 'unpriced'>, density: number, subje
   return { usageType: 'credits', quantity, pool: { subject: account, day, cycleStart, group: `group_${subjectIndex % 2}` } };
 }
 
-export async function densityCurve(log: (line: string) => void = console.log, options: { pricing?: Pricing; activity?: boolean } = {}): Promise<DensityPoint[]> {
+export async function densityCurve(log: (line: string) => void = console.log, options: { pricing?: Pricing; activity?: boolean; pending?: boolean } = {}): Promise<DensityPoint[]> {
   const pricing = options.pricing ?? 'unpriced';
-  const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
-  const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
-  try {
-    const { names } = await createTables(client);
-    const meter = new DynamoMeter();
-    meter.attach(client.middlewareStack);
-    const rollups = new DynamoRollups(createDocumentClient(client), names.rollups);
-    const activity = new DynamoActivity(createDocumentClient(client), names.rollups);
-    const activityCosts = new Map<number, Omit<ActivityCost, 'reportedUnits'>>();
-    const now = Date.now();
-    for (const density of DENSITIES) {
-      meter.startPhase(String(density));
+  const points: DensityPoint[] = [];
+  const now = Date.now();
+  // Each density on a DynamoDB Local of its own: deltas one batch leaves waiting in its lanes must not meet the next's.
+  for (const density of DENSITIES) {
+    const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
+    const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
+    try {
+      const { names } = await createTables(client);
+      const meter = new DynamoMeter();
+      meter.attach(client.middlewareStack);
+      // Without pending deltas every commit folds at once: what a batch costs when nothing waits for a later one.
+      const rollups = new DynamoRollups(createDocumentClient(client), names.rollups, undefined, undefined, options.pending ? PENDING_LIMITS : { ...PENDING_LIMITS, maxPendingBytes: 0 });
+      meter.startPhase('batch');
       const batch = batchOf(density, now, density, pricing);
       const result = await aggregateChanges(`shard-density-${density}`, batch, { rollups });
       if (result.failedSequenceNumber) throw new Error(`density ${density}: the batch failed at ${result.failedSequenceNumber}: ${String(result.error)}`);
-      log(`  density ${density}: ${result.chunks} transactions`);
-      if (!options.activity) continue;
-      // What the aggregate handler writes after the batch: one activity item per workspace.
-      meter.startPhase(`activity ${density}`);
-      const items = activityItems(`shard-density-${density}`, asProduced(batch, density), new Date(now));
-      const { failed, error } = await activity.putAll(items);
-      if (failed.length > 0) throw new Error(`density ${density}: ${failed.length} activity items failed: ${String(error)}`);
-      const sizes = items.map((item) => itemSize(marshall({ pk: item.subject, sk: item.sk, events: item.events, expiresAt: item.expiresAt }, { removeUndefinedValues: true })));
-      const sizedUnits = sizes.reduce((sum, bytes) => sum + Math.max(1, Math.ceil(bytes / 1024)), 0);
-      activityCosts.set(density, { items: items.length, averageBytes: sizes.reduce((a, b) => a + b, 0) / sizes.length, sizedUnits, unitsPerEvent: sizedUnits / BATCH });
-      log(`  density ${density}: ${items.length} activity items`);
-    }
-    const priced = await meter.transactionUnits(client);
-    return DENSITIES.map((density) => {
-      const units = priced.get(String(density)) ?? { transactions: 0, items: 0, sizedUnits: 0 };
-      const cost = activityCosts.get(density);
-      const reportedUnits = Object.values(meter.tables(`activity ${density}`)).reduce((sum, use) => sum + use.writeUnits, 0);
-      return {
+      log(`  density ${density}: ${result.chunks} commits`);
+      let cost: ActivityCost | undefined;
+      if (options.activity) {
+        // What the aggregate handler writes after the batch: one activity item per lane of workspaces (roll-ups, every
+        // 10 minutes per lane, are left out: one put per workspace of the lane per 10 minutes).
+        meter.startPhase('activity');
+        const items = activityLaneItems(`shard-density-${density}`, asProduced(batch, density), new Date(now));
+        const { failed, error } = await new DynamoActivity(createDocumentClient(client), names.rollups).putLaneItems(items);
+        if (failed.length > 0) throw new Error(`density ${density}: ${failed.length} activity items failed: ${String(error)}`);
+        const sizes = items.map((item) => itemSize(marshall({ pk: activityLanePk(item.lane), sk: item.sk, events: item.events, expiresAt: item.expiresAt }, { removeUndefinedValues: true })));
+        const sizedUnits = sizes.reduce((sum, bytes) => sum + Math.max(1, Math.ceil(bytes / 1024)), 0);
+        const reportedUnits = Object.values(meter.tables('activity')).reduce((sum, use) => sum + use.writeUnits, 0);
+        cost = { items: items.length, averageBytes: sizes.reduce((a, b) => a + b, 0) / sizes.length, sizedUnits, reportedUnits, unitsPerEvent: sizedUnits / BATCH };
+        log(`  density ${density}: ${items.length} activity items`);
+      }
+      const transactions = (await meter.transactionUnits(client)).get('batch') ?? { transactions: 0, items: 0, sizedUnits: 0 };
+      // A lane whose commit only adds pending deltas writes its lane item with a plain put, metered as reported; so
+      // are the admissions of breakdown values written apart.
+      const plain = Object.values(meter.tables('batch')).reduce((sum, use) => ({ requests: sum.requests + use.writeRequests, units: sum.units + use.writeUnits }), { requests: 0, units: 0 });
+      points.push({
         eventsPerSubject: density,
         subjects: BATCH / density,
         events: BATCH,
-        transactions: units.transactions,
-        rollupItems: units.items,
-        rollupUnits: units.sizedUnits,
-        writeUnitsPerEvent: (BATCH + units.sizedUnits) / BATCH,
-        ...(cost ? { activity: { ...cost, reportedUnits } } : {}),
-      };
-    });
-  } finally {
-    client.destroy();
-    await dynamo.stop();
+        transactions: transactions.transactions,
+        rollupItems: transactions.items + plain.requests,
+        rollupUnits: transactions.sizedUnits + plain.units,
+        writeUnitsPerEvent: (BATCH + transactions.sizedUnits + plain.units) / BATCH,
+        ...(cost ? { activity: cost } : {}),
+      });
+    } finally {
+      client.destroy();
+      await dynamo.stop();
+    }
   }
+  return points;
 }
 
 export function densityTable(points: readonly DensityPoint[]): string {
@@ -216,10 +221,16 @@ export function activityTable(points: readonly DensityPoint[]): string {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(`Write units per event against events per subject in one batch of ${BATCH.toLocaleString('en-US')} records (ledger 1 + rollups and checkpoints, sized):`);
+  console.log(`Write units per event against events per subject in one batch of ${BATCH.toLocaleString('en-US')} records, every commit folded at once (ledger 1 + rollups and lane items, sized):`);
   const points = await densityCurve(console.log, { activity: true });
   console.log(densityTable(points));
-  console.log('\nRecent activity (one item per workspace and batch, its newest 20 events; PutItem, 1 unit per started KB), beside the ledger and rollups:');
+  console.log(
+    '\nThe same batches with deltas waiting in their lane items (core/metering/pending.ts): what the batch itself writes; folding what waits comes later, once per lane and 5 minutes (npm run bench measures it, "low rate"):',
+  );
+  console.log(densityTable(await densityCurve(console.log, { pending: true })));
+  console.log(
+    '\nRecent activity (one item per lane of workspaces and batch, the newest 20 events of each workspace; PutItem, 1 unit per started KB; the roll-ups every 10 minutes left out), beside the ledger and rollups:',
+  );
   console.log(activityTable(points));
   console.log('\nThe same batches, every event priced in credits, then also pooled by accounts of 10 workspaces in 2 groups:');
   const priced = await densityCurve(console.log, { pricing: 'priced' });

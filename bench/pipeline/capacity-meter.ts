@@ -22,7 +22,7 @@ interface Consumed {
 export class DynamoMeter {
   private phase = 'setup';
   private readonly use = new Map<string, Map<string, TableUse>>();
-  private readonly transactions: { phase: string; items: string[]; cancelled: boolean }[] = [];
+  private readonly transactions: { phase: string; items: string[]; puts: number; putUnits: number; cancelled: boolean }[] = [];
   /** Every item a transaction wrote, by `itemId`. */
   private readonly items = new Map<string, { table: string; key: Record<string, AttributeValue> }>();
 
@@ -62,14 +62,23 @@ export class DynamoMeter {
 
   private record(command: string, input: Record<string, unknown>, consumed: Consumed | Consumed[] | undefined, outcome: 'done' | 'refused' | 'cancelled'): void {
     if (command === TRANSACT_WRITE) {
-      // The rollup store's transactions are all Updates: each entry names its item by Key.
-      const items = (input.TransactItems as Record<string, { TableName: string; Key: Record<string, AttributeValue> }>[]).map((entry) => {
-        const { TableName: table, Key: key } = Object.values(entry)[0] ?? { TableName: '?', Key: {} };
-        const id = itemId(table, key);
-        this.items.set(id, { table, key });
-        return id;
-      });
-      this.transactions.push({ phase: this.phase, items, cancelled: outcome === 'cancelled' });
+      // Updates name their item by Key and are priced by its size after the run; a Put (a lane item, rewritten whole
+      // and shrinking when its deltas fold) carries its item, priced as sent.
+      const items: string[] = [];
+      let putUnits = 0;
+      let puts = 0;
+      for (const entry of input.TransactItems as Record<string, { TableName: string; Key?: Record<string, AttributeValue>; Item?: Record<string, AttributeValue> }>[]) {
+        const { TableName: table, Key: key, Item: item } = Object.values(entry)[0] ?? { TableName: '?' };
+        if (item) {
+          putUnits += transactionalWriteUnits(itemSize(item));
+          puts += 1;
+          continue;
+        }
+        const id = itemId(table, key ?? {});
+        this.items.set(id, { table, key: key ?? {} });
+        items.push(id);
+      }
+      this.transactions.push({ phase: this.phase, items, puts, putUnits, cancelled: outcome === 'cancelled' });
       return;
     }
     const write = WRITES.has(command);
@@ -106,13 +115,13 @@ export class DynamoMeter {
   async transactionUnits(client: DynamoDBClient): Promise<Map<string, TransactionUnits>> {
     const sizes = await this.readSizes(client);
     const byPhase = new Map<string, TransactionUnits>();
-    for (const { phase, items, cancelled } of this.transactions) {
+    for (const { phase, items, puts, putUnits, cancelled } of this.transactions) {
       const units = byPhase.get(phase) ?? { transactions: 0, cancelled: 0, items: 0, sizedUnits: 0, minimumUnits: 0 };
       units.transactions += 1;
       units.cancelled += cancelled ? 1 : 0;
-      units.items += items.length;
-      units.minimumUnits += 2 * items.length;
-      units.sizedUnits += items.reduce((sum, id) => sum + transactionalWriteUnits(sizes.get(id) ?? 0), 0);
+      units.items += items.length + puts;
+      units.minimumUnits += 2 * items.length + putUnits;
+      units.sizedUnits += items.reduce((sum, id) => sum + transactionalWriteUnits(sizes.get(id) ?? 0), 0) + putUnits;
       byPhase.set(phase, units);
     }
     return byPhase;

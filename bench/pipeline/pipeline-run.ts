@@ -13,6 +13,8 @@ import { writeFileSync } from 'node:fs';
 import { type AttributeValue, BatchGetItemCommand, type BatchGetItemCommandOutput, DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { loadConfigFile } from '../../functions/adapters/app-context';
+import { createDocumentClient } from '../../functions/adapters/dynamodb';
+import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { eventKey } from '../../functions/core/metering/envelope';
 import { sleep } from '../../local/sqs-poller';
 import { LOCAL_CREDENTIALS } from '../../local/stand-ins';
@@ -245,9 +247,22 @@ async function untilCounted({ targets, reports }: { targets: Map<string, number>
   }
 }
 
-/** The `total` of cycle items, both layouts keying them `C#cycleStart#usageType`. */
+/** The `total` of cycle items, both layouts keying them `C#cycleStart#usageType`; ours' read as its API reads them, pending deltas included. */
 async function cycleTotals(keys: string[]): Promise<Map<string, number>> {
   const totals = new Map<string, number>();
+  if (stack.counters.layout === 'rollups') {
+    for (let i = 0; i < keys.length; i += 100) {
+      const batch = keys.slice(i, i + 100).map((key) => {
+        const [subject = '', cycleStart = ''] = key.split('\u0000');
+        return { subject, cycleStart, usageType: USAGE_TYPE };
+      });
+      for (const row of (await rollups().cycleItems(batch)).entries()) {
+        const [id, item] = row;
+        totals.set(cycleKey(id.split('\u0000')[0] ?? '', item.period), Number(item.total));
+      }
+    }
+    return totals;
+  }
   const table = stack.counters.table;
   for (let i = 0; i < keys.length; i += 100) {
     let request: Record<string, AttributeValue>[] | undefined = keys.slice(i, i + 100).map((key) => {
@@ -275,6 +290,16 @@ async function readBuckets(subjects: readonly string[]): Promise<CountedBuckets>
   const worker = async () => {
     for (let subject = queue.shift(); subject !== undefined; subject = queue.shift()) {
       const buckets = (counted[subject] = { hour: {}, day: {}, cycle: {} } as CountedBuckets[string]);
+      if (stack.counters.layout === 'rollups') {
+        // Ours through its own reader: the items plus the deltas still pending in their lane (core/metering/pending.ts).
+        const [days, cycles] = await Promise.all([rollups().query(subject, 'day', '0', '9'), rollups().query(subject, 'cycle', '0', '9')]);
+        for (const row of cycles) buckets.cycle[row.period] = Number(row.total);
+        for (const row of days) {
+          buckets.day[`${row.period}T00:00:00.000Z`] = Number(row.total);
+          for (const [name, value] of Object.entries(row.counters)) if (name.startsWith('h#')) buckets.hour[`${name.slice(2)}:00:00.000Z`] = Number(value);
+        }
+        continue;
+      }
       let ExclusiveStartKey: Record<string, AttributeValue> | undefined;
       do {
         const page = await dynamodb.send(
@@ -295,10 +320,6 @@ function addBuckets(buckets: CountedBuckets[string], item: Record<string, Attrib
   if (kind === 'C') buckets.cycle[period] = total;
   if (kind === 'D') buckets.day[`${period}T00:00:00.000Z`] = total;
   if (kind === 'H') buckets.hour[`${period}:00:00.000Z`] = total;
-  // The project's day items carry their hours as counters h#YYYY-MM-DDTHH.
-  if (kind === 'D' && stack.counters.layout === 'rollups') {
-    for (const [name, value] of Object.entries(item)) if (name.startsWith('h#')) buckets.hour[`${name.slice(2)}:00:00.000Z`] = Number(value.N ?? 0);
-  }
 }
 
 // ── run (last, so that every declaration above is initialized) ─────────────────────────────────
@@ -326,6 +347,8 @@ const clientConfig = { region: REGION, credentials: LOCAL_CREDENTIALS };
 const sqs = new SQSClient({ ...clientConfig, endpoint: stack.sqs.endpoint });
 // The harness's own client: what it reads is not metered against the contender.
 const dynamodb = new DynamoDBClient({ ...clientConfig, endpoint: stack.dynamodb.endpoint, maxAttempts: 8 });
+let ownReader: DynamoRollups | undefined;
+const rollups = () => (ownReader ??= new DynamoRollups(createDocumentClient(dynamodb), stack.counters.table));
 
 try {
   const report = await run();

@@ -1,4 +1,11 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { DynamoActivity } from '../../functions/adapters/activity-store';
+import { createDocumentClient } from '../../functions/adapters/dynamodb';
+import { ACTIVITY_ITEM_BYTES, ACTIVITY_ROLL_SECONDS, activityLaneItems, activityReadFrom, recentActivity } from '../../functions/core/metering/activity';
+import { FIELD_BYTE_LIMITS } from '../../functions/core/metering/envelope';
+import { checkpointLaneOf, type LedgerChange } from '../../functions/core/metering/rollups';
+import type { Subject } from '../../functions/core/ports';
 import type { LocalStack } from '../../local/runtime';
 import { suiteClockStart } from '../../testkit/clock-start';
 import { ADMIN_KEY, StackClient, startLocalWithConfig } from '../support/local-stack';
@@ -6,7 +13,9 @@ import { ADMIN_KEY, StackClient, startLocalWithConfig } from '../support/local-s
 /**
  * Recent activity end to end: events sent over SQS (a duplicate among them, one priced in credits, one corrected
  * later) reach GET /v1/workspaces/{id}/activity through ingest, the ledger stream and the aggregate on the local
- * stack. Every expected event is worked out here from what the test sent, never read from the code.
+ * stack, whose batches write lane items shared by the workspaces of a lane and roll them up into each workspace's
+ * rolling item as the stack's clock moves on. Every expected event is worked out here from what the test sent,
+ * never read from the code.
  */
 
 const MINUTE = 60_000;
@@ -22,6 +31,21 @@ const START = (() => {
 const GENERATE_CREDITS = 2;
 const OTHER_KEY = 'other-workspace-key-000000000000';
 
+/** The first `n` ids `${prefix}<i>` in one checkpoint lane, and a lane none of `avoid` is in. */
+function sameLane(n: number, prefix: string, avoid: readonly string[] = []): string[] {
+  const taken = new Set(avoid.map(checkpointLaneOf));
+  const ids: string[] = [];
+  for (let i = 0; ids.length < n; i++) {
+    const id = `${prefix}${i}`;
+    const lane = checkpointLaneOf(id);
+    if (ids.length === 0 ? !taken.has(lane) : lane === checkpointLaneOf(ids[0] as string)) ids.push(id);
+  }
+  return ids;
+}
+/** Two workspaces sharing a lane, so their events share lane items. */
+const [NEIGHBOUR_A, NEIGHBOUR_B] = sameLane(2, 'ws_lane_') as [string, string];
+const ROLLED = 'ws_rolled';
+
 const CONFIG = {
   usageTypes: [
     { id: 'tokens', unit: 'token' },
@@ -29,7 +53,7 @@ const CONFIG = {
     { id: 'credits', unit: 'credit', allowFractions: true },
   ],
   plans: [{ id: 'pro', quotas: { tokens: { monthlyLimit: 1_000_000, overage: 'allow' }, credits: { monthlyLimit: 500, overage: 'allow' } } }],
-  subjects: ['ws_feed', 'ws_burst', 'ws_wide', 'ws_other'].map((id) => ({ id, plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC' })),
+  subjects: ['ws_feed', 'ws_burst', 'ws_wide', 'ws_other', NEIGHBOUR_A, NEIGHBOUR_B, ROLLED].map((id) => ({ id, plan: 'pro', billingAnchorDay: 1, timeZone: 'UTC' })),
   credits: { usageType: 'credits', rates: { images: [{ from: '2020-01-01T00:00:00Z', rules: [{ when: { feature: 'generate' }, credits: GENERATE_CREDITS }] }] } },
   apiKeys: [
     { key: ADMIN_KEY, scope: 'admin', name: 'tests' },
@@ -56,6 +80,9 @@ interface Shown {
 
 let stack: LocalStack;
 let client: StackClient;
+let raw: DynamoDBClient;
+/** The activity adapter on the stack's rollups table, to look at what the aggregate stored. */
+let store: DynamoActivity;
 
 const body = (e: Sent) =>
   JSON.stringify({
@@ -87,10 +114,13 @@ async function activity(subject: string, query = '', key = ADMIN_KEY): Promise<{
 beforeAll(async () => {
   stack = await startLocalWithConfig(CONFIG, new Date(START));
   client = new StackClient(stack);
+  raw = new DynamoDBClient({ region: stack.ready.region, endpoint: stack.ready.dynamodb.endpoint, credentials: { accessKeyId: 't', secretAccessKey: 't' } });
+  store = new DynamoActivity(createDocumentClient(raw), stack.tables.rollups);
 }, 180_000);
 
 afterAll(async () => {
   client?.close();
+  raw?.destroy();
   await stack?.stop();
 });
 
@@ -190,4 +220,110 @@ describe('GET /v1/workspaces/{id}/activity', () => {
     expect([unknown.status, unknown.body.error?.code]).toEqual([404, 'unknown_workspace']);
     for (const refused of [zero, tooMany, unknownParameter]) expect([refused.status, refused.body.error?.code]).toEqual([400, 'invalid_parameter']);
   });
+  test('two workspaces of the same lane share its items, and each sees only its own events', async () => {
+    // Arrange: their events interleaved in one send, at the same minutes
+    expect(checkpointLaneOf(NEIGHBOUR_A)).toBe(checkpointLaneOf(NEIGHBOUR_B));
+    const events: Sent[] = Array.from({ length: 12 }, (_, i) => ({
+      id: `neighbour-${String(i).padStart(2, '0')}`,
+      subject: i % 2 === 0 ? NEIGHBOUR_A : NEIGHBOUR_B,
+      time: iso(START - (40 - Math.floor(i / 2)) * MINUTE),
+      usageType: 'tokens',
+      quantity: 10 + i,
+    }));
+
+    // Act
+    await client.send(events.map(body));
+    await stack.settle();
+    const a = await activity(NEIGHBOUR_A, '?limit=100');
+    const b = await activity(NEIGHBOUR_B, '?limit=100');
+
+    // Assert
+    expect(a).toEqual({ status: 200, body: { subject: NEIGHBOUR_A, events: newestFirst(events.filter((e) => e.subject === NEIGHBOUR_A)).map(shown) } });
+    expect(b).toEqual({ status: 200, body: { subject: NEIGHBOUR_B, events: newestFirst(events.filter((e) => e.subject === NEIGHBOUR_B)).map(shown) } });
+  });
+
+  test('lane items at the field limits past the size bound are stored in parts under 400 KB, and read back whole', async () => {
+    // Arrange: 11 workspaces of a lane no other test uses, 21 events each with every field at its byte limit
+    // (~35 KB a workspace, so ~385 KB in one item), built as the aggregate builds them and put through the adapter
+    const subjects = sameLane(11, `ws_${'w'.repeat(FIELD_BYTE_LIMITS.subject - 8)}`, ['ws_feed', 'ws_burst', 'ws_wide', 'ws_other', NEIGHBOUR_A, ROLLED]);
+    const now = stack.clock.now();
+    const changes: LedgerChange[] = subjects.flatMap((subject, w) =>
+      Array.from({ length: 21 }, (_, n) => {
+        const time = iso(START - (30 - n) * MINUTE);
+        const eventKey = JSON.stringify([`//${'ş'.repeat((FIELD_BYTE_LIMITS.source - 2) / 2)}`, `${String(n).padStart(2, '0')}${'€'.repeat((FIELD_BYTE_LIMITS.id - 4) / 3)}`]);
+        const image = { eventKey, subject, usageType: 'ü'.repeat(FIELD_BYTE_LIMITS.usageType / 2), feature: 'ü'.repeat(FIELD_BYTE_LIMITS.feature / 2), quantity: String(1_000_000_000_000_000 + n) };
+        return { sequenceNumber: String(1_000 * w + n + 1), newImage: { ...image, time, hour: time.slice(0, 13), day: time.slice(0, 10), cycleStart: `${time.slice(0, 8)}01T00:00:00.000Z` } };
+      }),
+    );
+    const items = activityLaneItems('shard-limits', changes, now);
+
+    // Act
+    const { failed, error } = await store.putLaneItems(items);
+    const stored = [];
+    for await (const item of store.laneItemsSince(checkpointLaneOf(subjects[0] as string), 'A#')) stored.push(item);
+    const directory = { getMany: async (ids: readonly string[]) => new Map(ids.map((id) => [id, { id } as Subject])) };
+    const last = await recentActivity(subjects[10] as string, { limit: 100 }, { subjects: directory, activity: store, clock: stack.clock });
+
+    // Assert: parts, each accepted by DynamoDB (400 KB at most) and under the bound, together every workspace's newest 20
+    expect([failed, error]).toEqual([[], undefined]);
+    expect(items.length).toBeGreaterThan(1);
+    const jsonBytes = items.map((item) => Buffer.byteLength(JSON.stringify(item.events), 'utf8'));
+    expect(jsonBytes.reduce((sum, bytes) => sum + bytes, 0)).toBeGreaterThan(ACTIVITY_ITEM_BYTES);
+    for (const bytes of jsonBytes) expect(bytes).toBeLessThan(400 * 1024);
+    expect(stored.sort((x, y) => (x.sk < y.sk ? -1 : 1))).toEqual(items);
+    expect(items.flatMap((i) => Object.keys(i.events)).sort()).toEqual([...subjects].sort());
+    expect(last.events.map((e) => e.time)).toEqual(Array.from({ length: 20 }, (_, i) => iso(START - (30 - (20 - i)) * MINUTE)));
+    const { quantity, ...newest } = last.events[0] ?? { quantity: undefined };
+    expect([newest, String(quantity)]).toEqual([{ time: iso(START - 10 * MINUTE), usageType: 'ü'.repeat(64), feature: 'ü'.repeat(128) }, '1000000000000020']);
+  });
+
+  test('after roll-ups, events from before and after them are all shown once, the rolled ones from the rolling item', async () => {
+    // Arrange: three sends, the stack's clock moved past the roll-up period between them; the second corrects an
+    // event of the first, the third corrects one of the second and repeats one unchanged (a duplicate)
+    const lane = checkpointLaneOf(ROLLED);
+    const at = (minutesBack: number) => iso(stack.clock.now().getTime() - minutesBack * MINUTE);
+    const event = (id: string, minutesBack: number, quantity: number): Sent => ({ id, subject: ROLLED, time: at(minutesBack), usageType: 'tokens', quantity, feature: 'chat' });
+    const moveOn = () => stack.advanceClock(new Date(stack.clock.now().getTime() + (ACTIVITY_ROLL_SECONDS + 60) * 1000));
+    const first = [1, 2, 3, 4, 5, 6].map((i) => event(`first-${i}`, 20 - i, i));
+    await client.send(first.map(body));
+    await stack.settle();
+    const firstSks = await sksHolding(lane, first);
+
+    // Act
+    await moveOn();
+    const second = [...[1, 2, 3, 4, 5].map((i) => event(`second-${i}`, 10 - i, 10 + i)), { ...(first[0] as Sent), quantity: 100 }];
+    await client.send(second.map(body));
+    await stack.settle();
+    const afterOne = await activity(ROLLED, '?limit=100');
+    const rolledOnce = await store.rolled(ROLLED);
+    await moveOn();
+    const third = [...[1, 2, 3].map((i) => event(`third-${i}`, 5 - i, 20 + i)), { ...(second[1] as Sent), quantity: 200 }, second[2] as Sent];
+    await client.send(third.map(body));
+    await stack.settle();
+    const afterTwo = await activity(ROLLED, '?limit=100');
+    const five = await activity(ROLLED, '?limit=5');
+    const rolledTwice = await store.rolled(ROLLED);
+    const marker = await store.marker(lane);
+
+    // Assert: the first roll-up took the first send's events; the second, the second's too, and readers now start
+    // after the first send's lane items, so its events come from the rolling item alone
+    const latest = (events: readonly Sent[]) => [...new Map(events.map((e) => [e.id, e])).values()];
+    const once = latest([...first, ...second]);
+    const all = latest([...first, ...second, ...third]);
+    expect(rolledOnce?.events.map((e) => e.q).sort()).toEqual(first.map((e) => String(e.quantity)).sort());
+    expect(rolledTwice?.events.map((e) => e.q).sort()).toEqual(once.map((e) => String(e.quantity)).sort());
+    expect(firstSks.length).toBeGreaterThan(0);
+    for (const sk of firstSks) expect(sk < activityReadFrom(marker?.through)).toBe(true);
+    expect(afterOne).toEqual({ status: 200, body: { subject: ROLLED, events: newestFirst(once).map(shown) } });
+    expect(afterTwo).toEqual({ status: 200, body: { subject: ROLLED, events: newestFirst(all).map(shown) } });
+    expect(five.body.events).toEqual(newestFirst(all).slice(0, 5).map(shown));
+  }, 120_000);
 });
+
+/** The sort keys of the lane items holding any of these events (by time), read through the adapter. */
+async function sksHolding(lane: string, events: readonly Sent[]): Promise<string[]> {
+  const times = new Set(events.map((e) => e.time));
+  const sks: string[] = [];
+  for await (const item of store.laneItemsSince(lane, 'A#')) if (Object.values(item.events).some((list) => list.some((e) => times.has(e.t)))) sks.push(item.sk);
+  return sks;
+}

@@ -1,5 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoLedger } from '../../functions/adapters/ledger-store';
@@ -64,8 +64,16 @@ function expectedDayTotals(images: readonly LedgerImage[]): Record<string, strin
 /** A document client that refuses, as DynamoDB does for an expression over its limit, every transaction updating `subject`'s rollups until fixed. */
 function refusingFor(subject: string, real: DynamoDBDocumentClient): { client: DynamoDBDocumentClient; fixed: () => void } {
   let refusing = true;
+  // Every write that would store the subject's counts: its items' updates, in a transaction or alone (an admission),
+  // and its deltas waiting in a lane item (core/metering/pending.ts).
+  const touches = (entry: { Update?: { Key?: Record<string, unknown> }; Put?: { Item?: Record<string, unknown> } } | undefined) =>
+    entry?.Update?.Key?.pk === subject || String(entry?.Put?.Item?.pending ?? '').includes(`"${subject}"`);
   const send = (command: unknown) => {
-    if (refusing && command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some((item) => item.Update?.Key?.pk === subject)) {
+    const refused =
+      (command instanceof TransactWriteCommand && (command.input.TransactItems ?? []).some(touches)) ||
+      (command instanceof UpdateCommand && touches({ Update: { Key: command.input.Key } })) ||
+      (command instanceof PutCommand && touches({ Put: { Item: command.input.Item } }));
+    if (refusing && refused) {
       return Promise.reject(Object.assign(new Error('Invalid UpdateExpression: Expression size has exceeded the maximum allowed size'), { name: 'ValidationException' }));
     }
     return real.send(command as TransactWriteCommand);

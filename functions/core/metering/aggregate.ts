@@ -26,7 +26,8 @@ import {
  * 2. Fold the rest, grouped by lane across the batch, into chunks of at most 100 transaction items
  *    (rollup items plus one checkpoint per lane), with each channel and feature placed by what its cycle
  *    item has admitted (read once for a cycle item this process has not met).
- * 3. Commit each chunk with its checkpoints in one transaction. On failure, report the first record not
+ * 3. Commit each chunk with its lane's checkpoint in one write (the store keeps sparse deltas in the lane item,
+ *    core/metering/pending.ts). On failure, report the first record not
  *    applied: Lambda redelivers from there, and step 1 skips the later records that were applied.
  *    A commit that finds a cycle item changed since it was planned (closed, or values admitted by another
  *    writer) writes nothing; the item is read again and the rest is planned anew, so that a closed cycle's

@@ -236,24 +236,63 @@ export interface ActivityEvent {
   k: string;
 }
 
-/** A workspace's newest events of one aggregate batch (core/metering/activity.ts). */
-export interface ActivityItem {
-  subject: string;
-  /** `A#<newest event time>#<shardId>#<first sequence number, padded>`: the same for the same records. */
+/** One aggregate batch's events of one checkpoint lane of workspaces (core/metering/activity.ts). */
+export interface ActivityLaneItem {
+  lane: string;
+  /** `A#<written at>#<shardId>#<first sequence number of the lane's records, padded>[#p<part>]`: sorts by write time. */
   sk: string;
-  /** Newest first (time, then event key). */
-  events: ActivityEvent[];
+  /** Each workspace's newest events of the batch, newest first (time, then event key). */
+  events: Record<string, ActivityEvent[]>;
   /** Epoch seconds (the table's TTL attribute). */
   expiresAt: number;
 }
 
+/** A rolled-up event keeps when the lane item it came from expires (epoch seconds): it is shown no longer. */
+export interface ActivityRolledEvent extends ActivityEvent {
+  x: number;
+}
+
+/** A workspace's newest events as of its lane's last roll-up (core/metering/activity.ts). */
+export interface ActivityRolled {
+  subject: string;
+  /** The sort key of the newest lane item rolled into it: a lane item after it was written later than any copy here. */
+  through: string;
+  /** Newest first (time, then event key). */
+  events: ActivityRolledEvent[];
+  /** Epoch seconds: when its last event expires. */
+  expiresAt: number;
+}
+
+/** How far a lane's items have been rolled up. */
+export interface ActivityMarker {
+  lane: string;
+  /** The newest lane item rolled; absent until one has been. */
+  through?: string;
+  /** Epoch milliseconds of the last roll-up's claim; 0 asks for the next one at once. */
+  rolledAt: number;
+}
+
 /** Recent activity, written best effort beside the rollups (never in their transaction). */
 export interface ActivityWriter {
-  /** Writes (replaces) each item; returns those that still failed after retries, and the first error. */
-  putAll(items: readonly ActivityItem[]): Promise<{ failed: ActivityItem[]; error?: unknown }>;
+  /** Writes (replaces) each lane item; returns those that still failed after retries, and the first error. */
+  putLaneItems(items: readonly ActivityLaneItem[]): Promise<{ failed: ActivityLaneItem[]; error?: unknown }>;
+  /** The markers of these lanes, read strongly consistent; a lane never rolled up has none. */
+  markers(lanes: readonly string[]): Promise<Map<string, ActivityMarker>>;
+  /** Takes the lane's next roll-up: stores `rolledAt` if its marker is still `seen` (or still missing); false if another process took it. */
+  claimRoll(lane: string, seen: ActivityMarker | undefined, rolledAt: number): Promise<boolean>;
+  /** Up to `max` of the lane's items with a sort key after `after` (all when absent) and before `before`, oldest first, read strongly consistent. */
+  laneItems(lane: string, after: string | undefined, before: string, max: number): Promise<ActivityLaneItem[]>;
+  /** These workspaces' rolling items, read strongly consistent; a workspace without one is absent. */
+  rolledMany(subjects: readonly string[]): Promise<Map<string, ActivityRolled>>;
+  /** Writes (replaces) each rolling item; returns those that still failed after retries, and the first error. */
+  putRolled(items: readonly ActivityRolled[]): Promise<{ failed: ActivityRolled[]; error?: unknown }>;
+  /** Ends the roll-up claimed at `claimedAt`: stores the marker if that claim still holds; false if it does not. */
+  finishRoll(marker: ActivityMarker, claimedAt: number): Promise<boolean>;
 }
 
 export interface ActivityReader {
-  /** The subject's activity items, greatest sort key (newest event time) first, read page by page as iterated. */
-  newest(subject: string): AsyncIterable<ActivityItem>;
+  marker(lane: string): Promise<ActivityMarker | undefined>;
+  rolled(subject: string): Promise<ActivityRolled | undefined>;
+  /** The lane's items with a sort key from `from` on, greatest (newest written) first, read page by page as iterated. */
+  laneItemsSince(lane: string, from: string): AsyncIterable<ActivityLaneItem>;
 }

@@ -314,10 +314,10 @@ export const changesCounters = (change: LedgerChange): boolean => !change.expire
 
 /**
  * Folds changes into chunks of at most `maxItems` transaction items: the rollup items the records touch,
- * plus one checkpoint item per lane (`laneOf`: a fixed group of subjects). Records are grouped by lane across
- * the whole batch, so that a subject's day and cycle items are written once per batch rather than once per
- * few records, as long as its lane's records fit one chunk; each lane's records keep their stream order,
- * and an lane too big for one chunk continues in the next. Items
+ * plus the lane's item (`laneOf`: a fixed group of subjects; it holds the checkpoint). Records are grouped by lane
+ * across the whole batch, one lane per chunk, so that a subject's day and cycle items are written once per batch
+ * rather than once per few records, as long as its lane's records fit one chunk; each lane's records keep their
+ * stream order, and a lane too big for one chunk continues in the next. Items
  * whose deltas cancel out are dropped. A change to a cycle in `closedCycles` (see `cycleItemKey`) is a
  * late event or a correction: it also counts in its cycle item's `late` total and in one late item per
  * event. One change touches at most 30 rollup items (day, cycle, user, group and late, of its old and its new
@@ -400,11 +400,9 @@ export function planChunks(
         return { image, sign, closed, keys: itemKeys(image, closed) };
       }),
     }));
-    // An lane that fits a chunk of its own starts one rather than being split, which would write its subjects' items twice.
-    const laneKeys = new Set(planned.flatMap(({ deltas }) => deltas.flatMap(({ keys }) => keys)));
-    let added = 1; // its checkpoint
-    for (const key of laneKeys) if (!current.has(key)) added++;
-    if (laneKeys.size + 1 <= maxItems && current.size + runs.size + added > maxItems) flush();
+    // Each lane starts a chunk of its own: its commit writes its lane item once, and may only add to its pending deltas
+    // (core/metering/pending.ts) when nothing else rides in the transaction.
+    flush();
     for (const { change, deltas } of planned) {
       counted.length = 0;
       for (const { keys } of deltas) for (const key of keys) if (!current.has(key) && !counted.includes(key)) counted.push(key);

@@ -40,18 +40,22 @@ describe('aggregateChanges', () => {
     expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(changes));
   });
 
-  test('with the default chunk size a small batch is one transaction', async () => {
-    // Arrange
+  test('with the default chunk size a small batch is one transaction per lane it touches, each with all of that lane’s records', async () => {
+    // Arrange: the records that move counters, grouped by lane in the order each lane's first record arrives
     const changes = generateChanges(10, 12);
+    const byLane = new Map<string, string[]>();
+    for (const change of changes.filter((c) => !c.expired)) byLane.set(laneOfChange(change), [...(byLane.get(laneOfChange(change)) ?? []), change.sequenceNumber]);
+    expect(byLane.size).toBeGreaterThan(1); // the batch spans several lanes
     const rollups = new InMemoryRollupWriter();
 
     // Act
     const result = await aggregateChanges(SHARD, changes, { rollups });
 
-    // Assert
-    expect(rollups.attempts).toHaveLength(1);
-    expect(result).toMatchObject({ applied: 10, skipped: 0, chunks: 1 });
+    // Assert: one committed transaction per lane, holding that lane's records in stream order
+    expect(rollups.attempts.map((a) => [a.sequenceNumbers, a.result])).toEqual([...byLane.values()].map((records) => [records, 'committed']));
+    expect(result).toMatchObject({ applied: 10, skipped: 0, chunks: byLane.size });
     expect(sorted(rollups.totals)).toEqual(expectedTotals(changes));
+    expect([...rollups.checkpoints].sort()).toEqual(expectedCheckpoints(changes));
   });
 
   test('a retried identical batch applies nothing more', async () => {

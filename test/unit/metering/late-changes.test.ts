@@ -3,7 +3,7 @@ import { aggregateChanges } from '../../../functions/core/metering/aggregate';
 import { type Chunk, CyclesClosedError, cycleItemKey, type LedgerChange, type LedgerImage, planChunks } from '../../../functions/core/metering/rollups';
 import { addTo, flatKey, InMemoryRollupWriter } from '../../support/fakes';
 import { closedKey, plain } from './plain-chunks';
-import { chunkTotals, generateChanges, hadToClose, modelTotals, nano, sorted } from './rollup-model';
+import { chunkTotals, generateChanges, hadToClose, laneOfChange, modelTotals, nano, sorted } from './rollup-model';
 
 /**
  * Late events and corrections: changes to a cycle after its close. planChunks marks such a cycle item closed
@@ -206,7 +206,7 @@ describe('planChunks with closed cycles', () => {
   const generatedClosed = new Set([closedKey('ws_a', OCT, 'tokens'), closedKey('ws_b', OCT, 'credits'), closedKey('ws_c', NOV, 'tokens')]);
   const cases = [1, 2, 3].flatMap((seed) => [11, 12, 13, 100].map((maxItems) => ({ seed, maxItems })));
 
-  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded chunks, late items per event, totals unchanged', ({ seed, maxItems }) => {
+  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): one lane per chunk, bounded chunks, late items per event, totals unchanged', ({ seed, maxItems }) => {
     // Arrange
     const changes = generateChanges(120, seed);
     const bySequence = new Map(changes.map((c) => [c.sequenceNumber, c]));
@@ -214,9 +214,12 @@ describe('planChunks with closed cycles', () => {
     // Act
     const chunks = planChunks(changes, maxItems, generatedClosed);
 
-    // Assert: never more than maxItems transaction items (late items and checkpoints included); greedy
+    // Assert: one lane per chunk; never more than maxItems transaction items (late items and the checkpoint included);
+    // greedy within a lane (a chunk closes only before another lane's record, or one that would not fit)
     for (const [i, chunk] of chunks.entries()) {
       const own = chunk.sequenceNumbers.map((n) => bySequence.get(n) as LedgerChange);
+      expect(chunk.runs).toHaveLength(1);
+      expect(own.every((c) => laneOfChange(c) === chunk.runs[0]?.lane)).toBe(true);
       const touched = new Set(own.flatMap((c) => itemsOf(c, generatedClosed)));
       expect(chunk.updates.length + chunk.runs.length).toBeLessThanOrEqual(maxItems);
       expect(touched.size + chunk.runs.length).toBeLessThanOrEqual(maxItems);
@@ -235,12 +238,14 @@ describe('planChunks with closed cycles', () => {
 
 describe('aggregateChanges when a cycle closes between planning and commit', () => {
   /**
-   * maxItems 10 (rollup items + one checkpoint per lane; the four subjects are in four lanes). Chunk 1: ws_b Oct
-   * e3 4 (2 items + checkpoint), ws_c Oct e4 1 (3 more). ws_a's records need 5 items + checkpoint (Oct day, cycle,
-   * user u1; Nov day, cycle), which would make 12, so they start chunk 2 whole (e1 Oct 5, e2 Nov 3, e1 corrected
-   * 5 → 8, e6 Oct 2, e7 Nov 10), with ws_d's e5 (3 more). ws_a's October cycle closes after chunk 1 commits:
-   * chunk 2 fails and is planned again with the cycle closed, so e1's 8 and e6's 2 are late (two late items: ws_a
-   * now takes 8, and ws_d moves to a chunk of its own). ws_a Oct total 8 + 2 = 10, all of it late.
+   * maxItems 10; the four subjects are in four lanes, and each lane gets chunks of its own (its rollup items + its
+   * checkpoint), in the order the lanes' first records arrive: ws_b (101), ws_c (102), ws_a (103), ws_d (105).
+   * Chunk 1: ws_b Oct e3 4 (2 items + checkpoint = 3). Chunk 2: ws_c Oct e4 1 (3). Chunk 3: all of ws_a's records
+   * (e1 Oct 5, e2 Nov 3, e1 corrected 5 → 8, e6 Oct 2, e7 Nov 10): Oct day, cycle, user u1, Nov day, cycle = 5 items
+   * + checkpoint = 6 ≤ 10. Chunk 4: ws_d's e5 (3). ws_a's October cycle closes after chunk 1 commits, before the
+   * commit of chunk 2, which does not touch it and commits. Chunk 3 fails and is planned again with the cycle
+   * closed: + late items of e1 and e6 = 8 ≤ 10, still one chunk; e1's 8 and e6's 2 are late. ws_a Oct total
+   * 8 + 2 = 10, all of it late.
    */
   const a = (overrides: Partial<LedgerImage>) => image({ subject: 'ws_a', ...overrides });
   const nov = { cycleStart: NOV, day: '2026-11-20', hour: '2026-11-20T10' };
@@ -284,12 +289,14 @@ describe('aggregateChanges when a cycle closes between planning and commit', () 
     const result = await aggregateChanges(SHARD, batch, { rollups, maxItemsPerChunk: 10, closedCycles });
 
     // Assert
-    expect(result).toMatchObject({ applied: 8, skipped: 0, chunks: 3 });
+    // Four chunks committed (the failed attempt is not counted); one transaction per lane
+    expect(result).toMatchObject({ applied: 8, skipped: 0, chunks: 4 });
     expect(result.failedSequenceNumber).toBeUndefined();
     expect(rejected).toEqual([[A_OCT]]);
     expect(rollups.attempts.map((x) => [x.sequenceNumbers.join(' '), x.result])).toEqual([
-      ['101 102', 'committed'],
-      ['103 104 106 107 108 105', 'threw'],
+      ['101', 'committed'],
+      ['102', 'committed'],
+      ['103 104 106 107 108', 'threw'],
       ['103 104 106 107 108', 'committed'],
       ['105', 'committed'],
     ]);
@@ -393,8 +400,9 @@ describe('aggregateChanges when a cycle closes between planning and commit', () 
     rollups.closed.add(A_OCT);
     const before = sorted(rollups.totals);
 
-    // Act
-    const [chunk] = planChunks(batch.slice(0, 4), 10);
+    // Act: ws_a's chunk (103, 104), planned with its October cycle open
+    const chunk = planChunks(batch.slice(0, 4), 10).find((c) => c.sequenceNumbers.includes('103'));
+    expect(chunk?.updates.some((u) => u.kind === 'cycle' && u.subject === 'ws_a' && u.period === OCT && u.closed === undefined)).toBe(true);
     const outcome = chunk && (await rollups.commitChunk(SHARD, chunk));
 
     // Assert

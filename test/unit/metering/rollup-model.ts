@@ -134,17 +134,14 @@ export function generateChanges(count: number, seed: number, firstSequenceNumber
 export const laneOfChange = (change: LedgerChange): string => checkpointLaneOf((change.newImage ?? change.oldImage)?.subject ?? '');
 
 /**
- * Whether a planner that closed `chunk` before `next` had to: the record would not have fitted, or it starts
- * a bucket that fits a chunk of its own and would not have fitted whole into this one. `itemsOf` names the
- * rollup items a record touches; `all` is the batch.
+ * Whether a planner that closed `chunk` before `next` had to, each lane having chunks of its own: `next` belongs
+ * to another lane than the chunk's, or it would not have fitted (its items and the chunk's, plus the lane's
+ * checkpoint, over `maxItems`). `itemsOf` names the rollup items a record touches; `all` is the batch.
  */
 export function hadToClose(chunk: Chunk, next: LedgerChange, all: readonly LedgerChange[], itemsOf: (change: LedgerChange) => string[], maxItems: number): boolean {
+  const lane = laneOfChange(next);
+  if (chunk.runs.some((r) => r.lane !== lane)) return true;
   const bySequence = new Map(all.map((c) => [c.sequenceNumber, c]));
   const touched = new Set(chunk.sequenceNumbers.flatMap((n) => itemsOf(bySequence.get(n) as LedgerChange)));
-  const lane = laneOfChange(next);
-  const runs = new Set([...chunk.runs.map((r) => r.lane), lane]).size;
-  if (new Set([...touched, ...itemsOf(next)]).size + runs > maxItems) return true;
-  const bucketItems = new Set(all.filter((c) => laneOfChange(c) === lane).flatMap(itemsOf));
-  const startsBucket = !chunk.runs.some((r) => r.lane === lane);
-  return startsBucket && bucketItems.size + 1 <= maxItems && new Set([...touched, ...bucketItems]).size + runs > maxItems;
+  return new Set([...touched, ...itemsOf(next)]).size + 1 > maxItems;
 }

@@ -27,7 +27,7 @@ interface PlainUpdate {
 /** A chunk's updates as sorted plain objects, so expectations can be written by hand. */
 const plain = (chunk: Chunk | undefined): PlainUpdate[] =>
   (chunk?.updates ?? [])
-    .map((u) => ({ item: `${u.subject} ${u.usageType} ${u.kind} ${u.period}`, total: u.total, counters: Object.fromEntries(u.counters) }))
+    .map((u) => ({ item: `${u.subject} ${u.usageType} ${u.kind} ${u.period}${u.member === undefined ? '' : ` ${u.member}`}`, total: u.total, counters: Object.fromEntries(u.counters) }))
     .sort((a, b) => (a.item < b.item ? -1 : 1));
 
 describe('changeDeltas', () => {
@@ -244,50 +244,59 @@ describe('checkpointLaneOf', () => {
   });
 });
 
-describe('planChunks groups records by checkpoint lane across the batch, in chunks of at most maxItems items', () => {
-  test('hand-worked split with maxItems = 6 (rollup items plus one checkpoint per lane)', () => {
-    // Arrange: each subject's event touches 2 items (its day item and its cycle item) and its lane's checkpoint;
-    // the four subjects are in four buckets.
+describe('planChunks groups records by checkpoint lane across the batch, each lane in chunks of its own of at most maxItems items', () => {
+  test('hand-worked split with maxItems = 6: each lane in chunks of its own, a lane too big continues in the next', () => {
+    // Arrange: the four subjects are in four lanes. A chunk holds one lane: its rollup items plus its checkpoint.
     expect(new Set(['ws_a', 'ws_b', 'ws_c', 'ws_d'].map(checkpointLaneOf)).size).toBe(4);
     const changes: LedgerChange[] = [
-      { sequenceNumber: '98', newImage: image({ subject: 'ws_a' }) }, // chunk 1: a-day, a-cycle, a-checkpoint
-      { sequenceNumber: '99', newImage: image({ subject: 'ws_b' }) }, // chunk 1, after all of ws_a: + 3 = 6
-      { sequenceNumber: '100', newImage: image({ subject: 'ws_a', quantity: '1' }) }, // chunk 1: no new item
-      { sequenceNumber: '101', newImage: image({ subject: 'ws_c' }) }, // 9 > 6 → chunk 2: c-day, c-cycle, c-checkpoint
-      { sequenceNumber: '102', oldImage: image({ subject: 'ws_c' }), newImage: image({ subject: 'ws_d' }) }, // owned by ws_d: + 3 = 6
-      { sequenceNumber: '103', oldImage: image({ subject: 'ws_d' }), expired: true }, // touches nothing
-      { sequenceNumber: '104', newImage: image({ subject: 'ws_a', quantity: '2' }) }, // chunk 1, with ws_a's other records
+      { sequenceNumber: '98', newImage: image({ subject: 'ws_a' }) }, // lane a, chunk 1: a-day-22, a-cycle, checkpoint = 3
+      { sequenceNumber: '99', newImage: image({ subject: 'ws_b' }) }, // lane b: would fit beside ws_a (3 + 3 = 6), but gets chunk 3 of its own
+      { sequenceNumber: '100', newImage: image({ subject: 'ws_a', quantity: '1', userId: 'u1' }) }, // chunk 1: + a-user-u1 = 4
+      { sequenceNumber: '101', newImage: image({ subject: 'ws_c' }) }, // lane c, chunk 4: c-day, c-cycle, checkpoint = 3
+      { sequenceNumber: '102', oldImage: image({ subject: 'ws_c' }), newImage: image({ subject: 'ws_d' }) }, // lane d (new image), chunk 5: c-day, c-cycle, d-day, d-cycle, checkpoint = 5
+      { sequenceNumber: '103', oldImage: image({ subject: 'ws_d' }), expired: true }, // lane d, chunk 5: touches nothing
+      // lane a: + a-day-23, a-user-u2, a-group-g1 would make 4 + 3 = 7 > 6 → chunk 2: a-day-23, a-cycle, a-user-u2, a-group-g1, checkpoint = 5
+      { sequenceNumber: '104', newImage: image({ subject: 'ws_a', quantity: '2', day: '2026-11-23', hour: '2026-11-23T10', userId: 'u2', groupId: 'g1' }) },
     ];
 
     // Act
     const chunks = planChunks(changes, 6);
 
-    // Assert
+    // Assert: lanes in the order their first records arrive (a, b, c, d), ws_a's two chunks one after the other.
+    const run = (subject: string, first: string, last: string) => [{ lane: checkpointLaneOf(subject), firstSequenceNumber: first, lastSequenceNumber: last }];
     expect(chunks.map(({ sequenceNumbers, runs }) => ({ sequenceNumbers, runs }))).toEqual([
-      {
-        sequenceNumbers: ['98', '100', '104', '99'],
-        runs: [
-          { lane: checkpointLaneOf('ws_a'), firstSequenceNumber: '98', lastSequenceNumber: '104' },
-          { lane: checkpointLaneOf('ws_b'), firstSequenceNumber: '99', lastSequenceNumber: '99' },
-        ],
-      },
-      {
-        sequenceNumbers: ['101', '102', '103'],
-        runs: [
-          { lane: checkpointLaneOf('ws_c'), firstSequenceNumber: '101', lastSequenceNumber: '101' },
-          { lane: checkpointLaneOf('ws_d'), firstSequenceNumber: '102', lastSequenceNumber: '103' },
-        ],
-      },
+      { sequenceNumbers: ['98', '100'], runs: run('ws_a', '98', '100') },
+      { sequenceNumbers: ['104'], runs: run('ws_a', '104', '104') },
+      { sequenceNumbers: ['99'], runs: run('ws_b', '99', '99') },
+      { sequenceNumbers: ['101'], runs: run('ws_c', '101', '101') },
+      { sequenceNumbers: ['102', '103'], runs: run('ws_d', '102', '103') },
     ]);
+    // ws_a, chunk 1: 98 (5) and 100 (1, user u1) in hour 22T10: 6, two events.
     expect(plain(chunks[0])).toEqual([
-      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 8n * NANO, counters: { 'd#2026-11-22': 8n * NANO } },
-      // ws_a: three events (98, 100, 104) in the same hour
-      { item: 'ws_a tokens day 2026-11-22', total: 8n * NANO, counters: { 'h#2026-11-22T10': 8n * NANO, 'r#2026-11-22T10': events(3n) } },
+      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 6n * NANO, counters: { 'd#2026-11-22': 6n * NANO } },
+      { item: 'ws_a tokens day 2026-11-22', total: 6n * NANO, counters: { 'h#2026-11-22T10': 6n * NANO, 'r#2026-11-22T10': events(2n) } },
+      { item: `ws_a tokens user ${NOV_CYCLE} u1`, total: 1n * NANO, counters: {} },
+    ]);
+    // ws_a, chunk 2: 104 (2) on day 23; the cycle item is written again, as the lane did not fit one chunk.
+    expect(plain(chunks[1])).toEqual([
+      { item: `ws_a tokens cycle ${NOV_CYCLE}`, total: 2n * NANO, counters: { 'd#2026-11-23': 2n * NANO } },
+      { item: 'ws_a tokens day 2026-11-23', total: 2n * NANO, counters: { 'h#2026-11-23T10': 2n * NANO, 'r#2026-11-23T10': events(1n) } },
+      { item: `ws_a tokens group ${NOV_CYCLE} g1`, total: 2n * NANO, counters: {} },
+      { item: `ws_a tokens user ${NOV_CYCLE} u2`, total: 2n * NANO, counters: {} },
+    ]);
+    expect(plain(chunks[2])).toEqual([
       { item: `ws_b tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_b tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
-    // ws_c's insert and its move to ws_d cancel for ws_c (its event too): only ws_d's items remain.
-    expect(plain(chunks[1])).toEqual([
+    // ws_c's insert (lane c) and its move to ws_d (lane d) are in different chunks now, so they no longer cancel
+    // inside one: +5 and one event in chunk 4, −5 and one event back in chunk 5 (net 0 over the batch).
+    expect(plain(chunks[3])).toEqual([
+      { item: `ws_c tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
+      { item: 'ws_c tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
+    ]);
+    expect(plain(chunks[4])).toEqual([
+      { item: `ws_c tokens cycle ${NOV_CYCLE}`, total: -5n * NANO, counters: { 'd#2026-11-22': -5n * NANO } },
+      { item: 'ws_c tokens day 2026-11-22', total: -5n * NANO, counters: { 'h#2026-11-22T10': -5n * NANO, 'r#2026-11-22T10': events(-1n) } },
       { item: `ws_d tokens cycle ${NOV_CYCLE}`, total: 5n * NANO, counters: { 'd#2026-11-22': 5n * NANO } },
       { item: 'ws_d tokens day 2026-11-22', total: 5n * NANO, counters: { 'h#2026-11-22T10': 5n * NANO, 'r#2026-11-22T10': events(1n) } },
     ]);
@@ -302,27 +311,39 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
     // Act
     const chunks = planChunks(changes, 100);
 
-    // Assert: every subject's day and cycle items once, every lane's checkpoint once.
+    // Assert: one chunk per lane, so every subject's day and cycle items once, every lane's checkpoint once.
+    expect(chunks).toHaveLength(buckets.size);
+    for (const chunk of chunks) expect(chunk.runs).toHaveLength(1);
     const written = chunks.flatMap((c) => c.updates.map((u) => `${u.subject} ${u.kind}`));
     expect(written).toHaveLength(1000);
     expect(new Set(written).size).toBe(1000);
-    expect(chunks.flatMap((c) => c.runs)).toHaveLength(buckets.size);
+    expect(new Set(chunks.flatMap((c) => c.runs.map((r) => r.lane)))).toEqual(buckets);
     for (const update of chunks.flatMap((c) => c.updates)) expect(update.total).toBe(4n * NANO);
   });
 
-  test('interleaved subjects: each item is written once per batch while the subjects fit', () => {
+  test('interleaved subjects: one chunk per lane, each item written once per batch while the lane fits', () => {
     // Arrange: 1,000 records round-robin over 30 subjects; each subject needs 2 items, each lane 1 checkpoint.
     const subjects = Array.from({ length: 30 }, (_, i) => `ws_${String(i).padStart(2, '0')}`);
     const changes: LedgerChange[] = Array.from({ length: 1000 }, (_, i) => ({ sequenceNumber: String(1000 + i), newImage: image({ subject: subjects[i % 30] as string, quantity: '1' }) }));
+    // Each lane's subjects and records, in order of first arrival (ws_00 is record 1000, ws_01 record 1001, …).
+    const lanes = [...new Set(subjects.map(checkpointLaneOf))];
+    const subjectsOf = (lane: string) => subjects.filter((s) => checkpointLaneOf(s) === lane);
+    const recordsOf = (lane: string) => changes.filter((c) => checkpointLaneOf(c.newImage?.subject as string) === lane).map((c) => c.sequenceNumber);
+    expect(lanes).toHaveLength(30); // these 30 subjects happen to fall in 30 lanes: 30 chunks
 
     // Act
     const chunks = planChunks(changes, 100);
 
-    // Assert: 30 × 2 items and at most 30 checkpoints fit in one transaction.
-    expect(chunks).toHaveLength(1);
-    expect(chunks[0]?.updates).toHaveLength(60);
-    expect(chunks[0]?.runs).toHaveLength(new Set(subjects.map(checkpointLaneOf)).size);
-    for (const update of chunks[0]?.updates ?? []) expect(update.total).toBe((update.subject < 'ws_10' ? 34n : 33n) * NANO);
+    // Assert: a lane holds at most 30 × 2 items and its checkpoint, so each lane is one chunk of all its records.
+    expect(chunks.map((c) => c.runs.map((r) => r.lane))).toEqual(lanes.map((lane) => [lane]));
+    expect(chunks.map((c) => c.sequenceNumbers)).toEqual(lanes.map(recordsOf));
+    expect(chunks.map((c) => c.updates.length)).toEqual(lanes.map((lane) => 2 * subjectsOf(lane).length));
+    // Each subject's day and cycle items once in the whole batch: 60 distinct updates.
+    const written = chunks.flatMap((c) => c.updates.map((u) => `${u.subject} ${u.kind}`));
+    expect(written).toHaveLength(60);
+    expect(new Set(written).size).toBe(60);
+    // 1,000 = 33 × 30 + 10: ws_00 … ws_09 get 34 records, the others 33.
+    for (const update of chunks.flatMap((c) => c.updates)) expect(update.total).toBe((update.subject < 'ws_10' ? 34n : 33n) * NANO);
   });
 
   /** The rollup items a change touches, keyed independently of rollups.ts. */
@@ -341,7 +362,7 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
         );
   const cases = [1, 2, 3].flatMap((seed) => [11, 12, 17, 100].map((maxItems) => ({ seed, maxItems })));
 
-  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): bounded, per-bucket ordered, greedy chunks that sum to the model', ({ seed, maxItems }) => {
+  test.each(cases)('generated stream (seed $seed, maxItems $maxItems): one lane per chunk, bounded, per-lane ordered, greedy chunks that sum to the model', ({ seed, maxItems }) => {
     // Arrange
     const changes = generateChanges(120, seed);
     const bySequence = new Map(changes.map((c) => [c.sequenceNumber, c]));
@@ -352,21 +373,23 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
     // Assert: every record is in exactly one chunk.
     const planned = chunks.flatMap((c) => c.sequenceNumbers);
     expect([...planned].sort()).toEqual(changes.map((c) => c.sequenceNumber).sort());
-    // Each bucket's records, read chunk after chunk, are its records in stream order.
+    // Each lane's records, read chunk after chunk, are its records in stream order.
     const lanes = [...new Set(changes.map(laneOfChange))];
     for (const lane of lanes) {
       const inPlan = planned.filter((n) => laneOfChange(bySequence.get(n) as LedgerChange) === lane);
       expect(inPlan).toEqual(changes.filter((c) => laneOfChange(c) === lane).map((c) => c.sequenceNumber));
     }
+    // A lane's chunks follow one another: a lane too big for one chunk continues in the next.
+    const chunkLanes = chunks.map((c) => c.runs.map((r) => r.lane).join(','));
+    const laneStarts = chunkLanes.filter((lane, i) => lane !== chunkLanes[i - 1]);
+    expect(laneStarts).toHaveLength(lanes.length);
     for (const [i, chunk] of chunks.entries()) {
       const own = chunk.sequenceNumbers.map((n) => bySequence.get(n) as LedgerChange);
-      // One run per lane in the chunk, from its first to its last record here.
-      const expectedRuns = [...new Set(own.map(laneOfChange))].map((lane) => {
-        const mine = own.filter((c) => laneOfChange(c) === lane);
-        return { lane, firstSequenceNumber: mine[0]?.sequenceNumber, lastSequenceNumber: mine.at(-1)?.sequenceNumber };
-      });
-      expect(chunk.runs).toEqual(expectedRuns);
-      // At most maxItems transaction items: distinct rollup items plus one checkpoint per lane.
+      // The records of one lane only, and its one run, from its first to its last record here.
+      const lane = laneOfChange(own[0] as LedgerChange);
+      expect(own.every((c) => laneOfChange(c) === lane)).toBe(true);
+      expect(chunk.runs).toEqual([{ lane, firstSequenceNumber: own[0]?.sequenceNumber, lastSequenceNumber: own.at(-1)?.sequenceNumber }]);
+      // At most maxItems transaction items: distinct rollup items plus the lane's checkpoint.
       const touched = new Set(own.flatMap(itemsOf));
       expect(touched.size + chunk.runs.length).toBeLessThanOrEqual(maxItems);
       const written = chunk.updates.map((u) => `${u.subject}|${u.usageType}|${u.kind}|${u.period}${u.member ? `#${u.member}` : ''}`);
@@ -377,7 +400,7 @@ describe('planChunks groups records by checkpoint lane across the batch, in chun
         const hourRequests = [...u.counters].filter(([counter]) => counter.startsWith('r#')).reduce((sum, [, value]) => sum + value, 0n);
         expect(hourRequests).toBe(events(u.requests ?? 0n));
       }
-      // Greedy: a chunk closes only when the next record, or the next bucket kept whole, would not fit.
+      // Greedy within a lane: a chunk closes only when the next record is of another lane, or would not fit.
       const next = chunks[i + 1]?.sequenceNumbers[0];
       if (next !== undefined) expect(hadToClose(chunk, bySequence.get(next) as LedgerChange, changes, itemsOf, maxItems)).toBe(true);
     }
