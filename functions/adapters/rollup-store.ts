@@ -3,7 +3,20 @@ import { type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, Tra
 import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
 import { MAX_ITEMS_PER_TRANSACTION } from '../core/metering/aggregate';
 import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/metering-ports';
-import { decodePending, emptyLane, encodePending, type LaneState, mayPend, PENDING_LIMITS, type PendingLimits, pendingKey, pendingOf, planLaneCommit, withPending } from '../core/metering/pending';
+import {
+  decodePending,
+  emptyLane,
+  encodePending,
+  type LaneState,
+  mayPend,
+  PENDING_LIMITS,
+  type PendingLimits,
+  pendingKey,
+  pendingOf,
+  planLaneCommit,
+  withCheckpoint,
+  withPending,
+} from '../core/metering/pending';
 import {
   type Breakdown,
   type Chunk,
@@ -151,7 +164,7 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
       const { fold, next } = planLaneCommit(only.lane, before, updates, checkpoint(only), now, this.pendingLimits);
       return this.writeLanes([{ lane: only.lane, before, after: next }], fold);
     }
-    const moved = writes.map((write, i) => ({ ...write, after: planLaneCommit(write.lane, write.before, [], checkpoint(chunk.runs[i]!), now).next }));
+    const moved = writes.map((write, i) => ({ ...write, after: withCheckpoint(write.before, checkpoint(chunk.runs[i] as LaneRun), now) }));
     return this.writeLanes(moved, chunk.updates);
   }
 
@@ -183,7 +196,7 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     const before = this.laneStates.get(run.lane) ?? (await this.readLanes([run.lane])).get(run.lane) ?? emptyLane();
     const applied = this.appliedThrough(shardId, run.lane);
     if (applied !== undefined && applied >= padSequenceNumber(run.firstSequenceNumber)) return 'already-applied';
-    const after = planLaneCommit(run.lane, before, [], { shardId, sequenceNumber: padSequenceNumber(run.lastSequenceNumber) }, this.laneClock.now()).next;
+    const after = withCheckpoint(before, { shardId, sequenceNumber: padSequenceNumber(run.lastSequenceNumber) }, this.laneClock.now());
     const record: ParkedRecord = { shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: this.clock.now().toISOString() };
     const put = { Put: { TableName: this.tableName, Item: { ...parkedKey(shardId, run.firstSequenceNumber), subject: subjectOf(change), record: JSON.stringify(record) } } };
     return this.writeLanes([{ lane: run.lane, before, after }], [], [put]);

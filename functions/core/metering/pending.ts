@@ -175,6 +175,12 @@ export function planLaneCommit(
   return { fold: [...fold.values()].filter(changesItem), next };
 }
 
+/** The lane item with only the shard's checkpoint moved (a parked record, a chunk of several lanes): its deltas stay as they are. */
+export function withCheckpoint(state: LaneState, shard: { shardId: string; sequenceNumber: string }, now: Date): LaneState {
+  const checkpoints = new Map(state.checkpoints).set(shard.shardId, { sequenceNumber: shard.sequenceNumber, at: now.toISOString() });
+  return { ...state, version: state.version + 1, checkpoints };
+}
+
 /** The lane item's deltas never pass this many bytes (DynamoDB's item limit is 400 KB). */
 export const HARD_PENDING_BYTES = 64_000;
 

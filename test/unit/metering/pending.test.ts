@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import type { RollupRow } from '../../../functions/core/metering/metering-ports';
-import { decodePending, emptyLane, encodePending, type LaneState, PENDING_LIMITS, pendingKey, planLaneCommit, withPending } from '../../../functions/core/metering/pending';
+import { decodePending, emptyLane, encodePending, type LaneState, PENDING_LIMITS, pendingKey, planLaneCommit, withCheckpoint, withPending } from '../../../functions/core/metering/pending';
 import { checkpointLaneOf, MAX_COUNTERS_PER_UPDATE, type RollupUpdate } from '../../../functions/core/metering/rollups';
 
 const NANO = 1_000_000_000n;
@@ -168,6 +168,21 @@ describe('planLaneCommit', () => {
     const folded = mustFold.fold.find((u) => u.kind === 'day');
     expect(folded?.counters.size).toBe(102);
     expect(mustFold.next.pending.get(key)?.counters.size).toBe(200);
+  });
+
+  test('a checkpoint moved alone (a parked record, a chunk of several lanes) keeps every delta, however long it waited', () => {
+    // Arrange: a delta that has waited past the fold limit.
+    const waiting = planLaneCommit(LANE, emptyLane(), [day(WS_A, 3n, 1n)], SHARD, NOW).next;
+    const later = new Date(NOW.getTime() + 2 * PENDING_LIMITS.maxPendingSeconds * 1000);
+
+    // Act
+    const moved = withCheckpoint(waiting, { shardId: 'shard-2', sequenceNumber: '9'.padStart(40, '0') }, later);
+
+    // Assert
+    expect(moved.pending).toEqual(waiting.pending);
+    expect(moved.since).toBe(waiting.since);
+    expect(moved.version).toBe(waiting.version + 1);
+    expect(Object.fromEntries(moved.checkpoints)).toEqual({ ...Object.fromEntries(waiting.checkpoints), 'shard-2': { sequenceNumber: '9'.padStart(40, '0'), at: later.toISOString() } });
   });
 
   test('deltas that cancel out (a correction moving an event back) write nothing', () => {
