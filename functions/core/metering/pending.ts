@@ -10,15 +10,17 @@ import { checkpointLaneOf, MAX_COUNTERS_PER_UPDATE, type RollupKind, type Rollup
  * lane of subjects, `checkpointLaneOf`) holds, beside each shard's checkpoint, the deltas of day and cycle items
  * that are applied but not yet folded into those items. A commit that only adds deltas writes that one item with
  * a plain conditional put (its version must be the one read), so the checkpoint and the deltas move together,
- * exactly once. The lane item holds at most `MAX_PENDING_BYTES` of deltas: an update that does not fit folds at once,
- * as it would without pending deltas. The whole lane is folded into its rollup items (in one transaction with the
- * lane item) once its oldest delta has waited `MAX_PENDING_SECONDS`; and whenever a commit is a transaction anyway
- * (something had to fold at once), every item that has gathered `FOLD_AT_REQUESTS` events folds with it. Readers add a subject's pending deltas to the items they read
- * (`withPending`), so counts are as fresh as if every delta had been folded at once.
+ * exactly once. The lane item holds at most `MAX_PENDING_BYTES` of deltas: an update that does not fit folds at
+ * once, as it would without pending deltas. The whole lane is folded into its rollup items (in one transaction with
+ * the lane item) once its oldest delta has waited `MAX_PENDING_SECONDS`; and whenever a commit is a transaction
+ * anyway (something had to fold at once), every item that has gathered `FOLD_AT_REQUESTS` events folds with it.
+ * Readers add a subject's pending deltas to the items they read (`withPending`), so counts are as fresh as if every
+ * delta had been folded at once.
  *
- * What is never pending, and folds at once: user, group and late items; a cycle item that admits breakdown values,
- * is closed, or whose cycle starts at or before the latest cycle start closed in the lane (`closedThrough`); and
- * an update whose subject is not in the lane of the records that commit it. A close folds its subject's deltas
+ * What is never pending, and folds at once: user, group and late items; a cycle item that admits breakdown values
+ * (the store admits them apart first when it can, so that the counts may wait), is closed, or whose cycle starts at
+ * or before the latest cycle start closed in the lane (`closedThrough`); and an update whose subject is not in the
+ * lane of the records that commit it. A close folds its subject's deltas
  * and raises `closedThrough` in one transaction, so a delta never meets a closed cycle.
  */
 
@@ -126,13 +128,11 @@ export function planLaneCommit(
     }
     const waiting = pending.get(key);
     if (waiting && countersOf(waiting, update) > MAX_COUNTERS_PER_UPDATE) {
-      // One update expression takes at most MAX_COUNTERS_PER_UPDATE counters: what waited folds now, this one waits alone.
-      fold.set(key, waiting);
-      pending.delete(key);
-      pendingBytes -= bytes.get(key) ?? 0;
-      bytes.delete(key);
+      // One update expression takes at most MAX_COUNTERS_PER_UPDATE counters: this one folds alone, what waited waits on.
+      foldNow(key, update);
+      continue;
     }
-    const merged = addUpdate(pending.get(key), update);
+    const merged = addUpdate(waiting, update);
     const size = deltaBytes(merged);
     const estimate = pendingBytes - (bytes.get(key) ?? 0) + size;
     // A lane without room for it folds it at once (today's cost, no more): the lane item stays small, as it is rewritten

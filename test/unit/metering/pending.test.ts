@@ -156,13 +156,13 @@ describe('planLaneCommit', () => {
     expect(waiting.pending.get(key)?.counters.size).toBe(200);
     const member: RollupUpdate = { subject: WS_A, usageType: 'tokens', kind: 'user', period: CYCLE, member: 'u1', total: NANO, requests: 1n, counters: new Map() };
 
-    // Act: once pendable; once as a day update that must fold (its subject's lane is not this one: a pooled record).
+    // Act: once as a day update that may wait; once as one that must fold (its subject's lane is not this one: a pooled record).
     const pendable = planLaneCommit(LANE, waiting, [withChannels(500, 100)], SHARD, NOW, { ...PENDING_LIMITS, maxPendingBytes: 1_000_000 });
     const mustFold = planLaneCommit(`${LANE}-other`, { ...waiting }, [withChannels(500, 100), member], SHARD, NOW, { ...PENDING_LIMITS, maxPendingBytes: 1_000_000 });
 
-    // Assert: what waited folds alone (200 counters) and the new update waits alone (102); nothing is lost.
-    expect(pendable.fold.map((u) => u.counters.size)).toEqual([200]);
-    expect(pendable.next.pending.get(key)?.counters.size).toBe(102);
+    // Assert: the new update folds alone (102 counters) and what waited waits on (200); nothing is lost.
+    expect(pendable.fold.map((u) => u.counters.size)).toEqual([102]);
+    expect(pendable.next.pending.get(key)?.counters.size).toBe(200);
     expect((pendable.fold[0]?.total ?? 0n) + (pendable.next.pending.get(key)?.total ?? 0n)).toBe(2n * NANO);
     // Folding at once, the update goes alone and what waited keeps waiting.
     const folded = mustFold.fold.find((u) => u.kind === 'day');
