@@ -2,12 +2,12 @@
  * Write cost at a low rate in steady state: what `npm run bench`'s low-rate row (20 s at 75 events/s) cannot show,
  * since deltas wait in their lane items up to 5 minutes (core/metering/pending.ts) and their folds come later.
  *
- *   npm run bench:low-rate [-- --minutes 40 --rate 75 --workspaces 1000]
+ *   npm run bench:low-rate [-- --minutes 20 --rate 75 --workspaces 1000]
  *
  * The real aggregate (core aggregateChanges with the DynamoDB adapter) and the real activity writes (recordActivity)
  * on DynamoDB Local, fed one 10 s batch after another of ledger records as the stream brings them (rate × 10 s events,
  * each of a workspace drawn at random and naming one of 4 channels, as the pipeline benchmark's do), on a simulated clock, so
- * that 40 minutes take a minute or two. The first 10 minutes are left out (every workspace's first events admit its
+ * that 20 minutes (both designs) take about two. The first 10 minutes are left out (every workspace's first events admit its
  * channels, and lanes fill). Beside it the same batches with every commit folded at once: the design before
  * pending deltas. Write units per unique event, transactions priced at 2 per started KB of each item (updates at their
  * final size, puts as sent), plain writes as DynamoDB Local reports them; the ledger adds its 1 per unique event.
@@ -130,7 +130,7 @@ export function lowRateTable(rows: readonly LowRateCost[]): string {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { minutes: { type: 'string', default: '40' }, rate: { type: 'string', default: '75' }, workspaces: { type: 'string', default: '1000' } } });
+  const { values } = parseArgs({ options: { minutes: { type: 'string', default: '20' }, rate: { type: 'string', default: '75' }, workspaces: { type: 'string', default: '1000' } } });
   const options = { minutes: Number(values.minutes), rate: Number(values.rate), workspaces: Number(values.workspaces) };
   if (!(options.minutes > WARMUP_MINUTES) || !(options.rate > 0) || !(options.workspaces > 0)) throw new Error(`--minutes must be over ${WARMUP_MINUTES}, --rate and --workspaces positive`);
   console.log(
