@@ -13,7 +13,6 @@
  *
  *   npm run bench:density            (the unpriced curve is also printed at the end of `npm run bench`)
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { marshall } from '@aws-sdk/util-dynamodb';
 import { DynamoActivity } from '../../functions/adapters/activity-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
@@ -21,13 +20,11 @@ import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import type { EventCredits } from '../../functions/core/billing/credits';
 import { activityLaneItems, activityLanePk } from '../../functions/core/metering/activity';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
-import { PENDING_LIMITS } from '../../functions/core/metering/pending';
+import { FOLD_AT_ONCE, PENDING_LIMITS } from '../../functions/core/metering/pending';
 import type { LedgerChange } from '../../functions/core/metering/rollups';
-import { createTables } from '../../local/bootstrap';
-import { LOCAL_CREDENTIALS, startDynamoDbLocal } from '../../local/stand-ins';
 import { Random } from '../../testkit/random';
-import { DynamoMeter } from '../pipeline/capacity-meter';
 import { itemSize } from './item-size';
+import { withMeteredTables } from './metered-tables';
 
 export const DENSITIES = [1, 10, 100, 1000] as const;
 const BATCH = 10_000;
@@ -132,14 +129,9 @@ export async function densityCurve(log: (line: string) => void = console.log, op
   const now = Date.now();
   // Each density on a DynamoDB Local of its own: deltas one batch leaves waiting in its lanes must not meet the next's.
   for (const density of DENSITIES) {
-    const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
-    const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
-    try {
-      const { names } = await createTables(client);
-      const meter = new DynamoMeter();
-      meter.attach(client.middlewareStack);
+    const point = await withMeteredTables(async ({ client, names, meter }) => {
       // Without pending deltas every commit folds at once: what a batch costs when nothing waits for a later one.
-      const rollups = new DynamoRollups(createDocumentClient(client), names.rollups, undefined, undefined, options.pending ? PENDING_LIMITS : { ...PENDING_LIMITS, maxPendingBytes: 0 });
+      const rollups = new DynamoRollups(createDocumentClient(client), names.rollups, undefined, undefined, options.pending ? PENDING_LIMITS : FOLD_AT_ONCE);
       meter.startPhase('batch');
       const batch = batchOf(density, now, density, pricing);
       const result = await aggregateChanges(`shard-density-${density}`, batch, { rollups });
@@ -155,15 +147,20 @@ export async function densityCurve(log: (line: string) => void = console.log, op
         if (failed.length > 0) throw new Error(`density ${density}: ${failed.length} activity items failed: ${String(error)}`);
         const sizes = items.map((item) => itemSize(marshall({ pk: activityLanePk(item.lane), sk: item.sk, events: item.events, expiresAt: item.expiresAt }, { removeUndefinedValues: true })));
         const sizedUnits = sizes.reduce((sum, bytes) => sum + Math.max(1, Math.ceil(bytes / 1024)), 0);
-        const reportedUnits = Object.values(meter.tables('activity')).reduce((sum, use) => sum + use.writeUnits, 0);
-        cost = { items: items.length, averageBytes: sizes.reduce((a, b) => a + b, 0) / sizes.length, sizedUnits, reportedUnits, unitsPerEvent: sizedUnits / BATCH };
+        cost = {
+          items: items.length,
+          averageBytes: sizes.reduce((a, b) => a + b, 0) / sizes.length,
+          sizedUnits,
+          reportedUnits: meter.plainWrites('activity').units,
+          unitsPerEvent: sizedUnits / BATCH,
+        };
         log(`  density ${density}: ${items.length} activity items`);
       }
       const transactions = (await meter.transactionUnits(client)).get('batch') ?? { transactions: 0, items: 0, sizedUnits: 0 };
       // A lane whose commit only adds pending deltas writes its lane item with a plain put, metered as reported; so
       // are the admissions of breakdown values written apart.
-      const plain = Object.values(meter.tables('batch')).reduce((sum, use) => ({ requests: sum.requests + use.writeRequests, units: sum.units + use.writeUnits }), { requests: 0, units: 0 });
-      points.push({
+      const plain = meter.plainWrites('batch');
+      return {
         eventsPerSubject: density,
         subjects: BATCH / density,
         events: BATCH,
@@ -172,11 +169,9 @@ export async function densityCurve(log: (line: string) => void = console.log, op
         rollupUnits: transactions.sizedUnits + plain.units,
         writeUnitsPerEvent: (BATCH + transactions.sizedUnits + plain.units) / BATCH,
         ...(cost ? { activity: cost } : {}),
-      });
-    } finally {
-      client.destroy();
-      await dynamo.stop();
-    }
+      };
+    });
+    points.push(point);
   }
   return points;
 }

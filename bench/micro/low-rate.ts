@@ -14,18 +14,15 @@
  */
 
 import { parseArgs } from 'node:util';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoActivity } from '../../functions/adapters/activity-store';
 import { createDocumentClient } from '../../functions/adapters/dynamodb';
 import { DynamoRollups } from '../../functions/adapters/rollup-store';
 import { recordActivity } from '../../functions/core/metering/activity';
 import { aggregateChanges } from '../../functions/core/metering/aggregate';
-import { PENDING_LIMITS } from '../../functions/core/metering/pending';
+import { FOLD_AT_ONCE, PENDING_LIMITS } from '../../functions/core/metering/pending';
 import type { LedgerChange } from '../../functions/core/metering/rollups';
-import { createTables } from '../../local/bootstrap';
-import { LOCAL_CREDENTIALS, startDynamoDbLocal } from '../../local/stand-ins';
 import { Random } from '../../testkit/random';
-import { DynamoMeter } from '../pipeline/capacity-meter';
+import { withMeteredTables } from './metered-tables';
 
 const BATCH_SECONDS = 10;
 const WARMUP_MINUTES = 10;
@@ -50,16 +47,10 @@ export async function lowRateCost(
   options: { minutes: number; rate: number; workspaces: number; pending: boolean; seed?: number },
   log: (line: string) => void = () => undefined,
 ): Promise<LowRateCost> {
-  const dynamo = await startDynamoDbLocal({ region: 'us-east-1' });
-  const client = new DynamoDBClient({ region: 'us-east-1', endpoint: dynamo.endpoint, credentials: LOCAL_CREDENTIALS });
-  try {
-    const { names } = await createTables(client);
-    const meter = new DynamoMeter();
-    meter.attach(client.middlewareStack);
+  return withMeteredTables(async ({ client, names, meter }) => {
     let now = START;
     const clock = { now: () => new Date(now) };
-    const limits = options.pending ? PENDING_LIMITS : { ...PENDING_LIMITS, maxPendingBytes: 0 };
-    const rollups = new DynamoRollups(createDocumentClient(client), names.rollups, clock, undefined, limits, clock);
+    const rollups = new DynamoRollups(createDocumentClient(client), names.rollups, clock, undefined, options.pending ? PENDING_LIMITS : FOLD_AT_ONCE, clock);
     const activity = new DynamoActivity(createDocumentClient(client), names.rollups);
     const random = new Random(options.seed ?? 1);
     const perBatch = options.rate * BATCH_SECONDS;
@@ -112,10 +103,7 @@ export async function lowRateCost(
       transactions: transactions.transactions,
       plainWrites: rollupPlain.requests,
     };
-  } finally {
-    client.destroy();
-    await dynamo.stop();
-  }
+  });
 }
 
 export function lowRateTable(rows: readonly LowRateCost[]): string {

@@ -111,6 +111,11 @@ export class DynamoMeter {
     return Object.fromEntries(this.use.get(phase) ?? []);
   }
 
+  /** A phase's standard writes over every table: requests and units as reported (transactions apart, `transactionUnits`). */
+  plainWrites(phase: string): { requests: number; units: number } {
+    return Object.values(this.tables(phase)).reduce((sum, use) => ({ requests: sum.requests + use.writeRequests, units: sum.units + use.writeUnits }), { requests: 0, units: 0 });
+  }
+
   /** Reads back every item a transaction wrote and prices each phase's transactions from their sizes. */
   async transactionUnits(client: DynamoDBClient): Promise<Map<string, TransactionUnits>> {
     const sizes = await this.readSizes(client);

@@ -1,9 +1,9 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, GetCommand, NumberValue, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, NumberValue, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { ACTIVITY_MARKER_SK, ACTIVITY_PREFIX, ACTIVITY_ROLLED_SK, activityLanePk } from '../core/metering/activity';
 import type { ActivityEvent, ActivityLaneItem, ActivityMarker, ActivityReader, ActivityRolled, ActivityRolledEvent, ActivityWriter } from '../core/metering/metering-ports';
 import { batchGet, batchPut } from './batch';
-import { mapConcurrently, writeMeter } from './dynamodb';
+import { mapConcurrently, queryItems, writeMeter } from './dynamodb';
 
 /** Puts in flight at once: activity is best effort and must not crowd out the rollups' transactions. */
 const CONCURRENCY = 16;
@@ -93,41 +93,30 @@ export class DynamoActivity implements ActivityWriter, ActivityReader {
 
   async laneItems(lane: string, after: string | undefined, before: string, max: number): Promise<ActivityLaneItem[]> {
     const items: ActivityLaneItem[] = [];
-    let ExclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-          ExpressionAttributeValues: { ':pk': activityLanePk(lane), ':from': after ?? ACTIVITY_PREFIX, ':to': before },
-          ConsistentRead: true,
-          Limit: Math.min(max - items.length + 1, 100),
-          ExclusiveStartKey,
-        }),
-      );
+    const stored = queryItems(this.client, {
+      TableName: this.tableName,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+      ExpressionAttributeValues: { ':pk': activityLanePk(lane), ':from': after ?? ACTIVITY_PREFIX, ':to': before },
+      ConsistentRead: true,
+      Limit: Math.min(max + 1, 100),
+    });
+    for await (const item of stored) {
+      if (items.length >= max) break;
       // BETWEEN includes its bounds: the item at `after` was rolled up already.
-      for (const item of page.Items ?? []) if (item.sk !== after && item.sk !== before && items.length < max) items.push(toLaneItem(lane, item));
-      ExclusiveStartKey = items.length < max ? page.LastEvaluatedKey : undefined;
-    } while (ExclusiveStartKey);
+      if (item.sk !== after && item.sk !== before) items.push(toLaneItem(lane, item));
+    }
     return items;
   }
 
   async *laneItemsSince(lane: string, from: string): AsyncIterable<ActivityLaneItem> {
-    let ExclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-          ExpressionAttributeValues: { ':pk': activityLanePk(lane), ':from': from, ':to': LANE_ITEMS_END },
-          ScanIndexForward: false,
-          Limit: PAGE_ITEMS,
-          ExclusiveStartKey,
-        }),
-      );
-      for (const item of page.Items ?? []) yield toLaneItem(lane, item);
-      ExclusiveStartKey = page.LastEvaluatedKey;
-    } while (ExclusiveStartKey);
+    const stored = queryItems(this.client, {
+      TableName: this.tableName,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+      ExpressionAttributeValues: { ':pk': activityLanePk(lane), ':from': from, ':to': LANE_ITEMS_END },
+      ScanIndexForward: false,
+      Limit: PAGE_ITEMS,
+    });
+    for await (const item of stored) yield toLaneItem(lane, item);
   }
 
   async rolledMany(subjects: readonly string[]): Promise<Map<string, ActivityRolled>> {

@@ -1,5 +1,5 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { type DynamoDBDocumentClient, NumberValue, PutCommand, QueryCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, NumberValue, PutCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
 import { MAX_ITEMS_PER_TRANSACTION } from '../core/metering/aggregate';
 import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/metering-ports';
@@ -41,7 +41,7 @@ import {
 import type { Clock } from '../core/ports';
 import { toDecimalString } from '../core/quantity';
 import { batchGet } from './batch';
-import { backoff, writeMeter } from './dynamodb';
+import { backoff, queryItems, writeMeter } from './dynamodb';
 import { leaseHeld } from './lease-store';
 
 /** Parked records share one partition: there are few, and an operator lists them all. */
@@ -58,6 +58,13 @@ function refusalOf(error: unknown, reasons: readonly { Code?: string; Message?: 
   const refused = reasons.find((r) => r.Code === 'ValidationError' || r.Code === 'ItemCollectionSizeLimitExceeded');
   return refused ? `${refused.Code ?? ''}: ${refused.Message ?? ''}` : undefined;
 }
+
+const conditionFailed = (error: unknown) => error instanceof Error && error.name === 'ConditionalCheckFailedException';
+/** A single write's error as a ChunkRefusedError when no retry changes it (then its records are narrowed down and parked), else as it is. */
+const refusedForGood = (error: unknown) => {
+  const refused = refusalOf(error, []);
+  return refused ? new ChunkRefusedError(refused, { cause: error }) : error;
+};
 
 /**
  * One item per lane (a fixed group of subjects, `laneOf`): per shard, the lane's records from that shard are applied
@@ -90,7 +97,7 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
     private readonly clock: Clock = { now: () => new Date() },
     /** Where the leases are (adapters/lease-store.ts): a repair's writes hold only while its lease does. */
     private readonly leasesTable?: string,
-    /** When deltas wait in their lane's item and when they fold (core/metering/pending.ts); `maxPendingBytes: 0` folds every commit at once. */
+    /** When deltas wait in their lane's item and when they fold (core/metering/pending.ts); `FOLD_AT_ONCE` folds every commit at once. */
     private readonly pendingLimits: PendingLimits = PENDING_LIMITS,
     /**
      * The clock of lane bookkeeping (how long deltas waited, when a shard's checkpoint was last written): the machine's,
@@ -146,26 +153,35 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
    * when nothing folds, a transaction otherwise. A chunk of several lanes folds everything.
    */
   async commitChunk(shardId: string, chunk: Chunk): Promise<CommitResult> {
-    const writes: LaneWrite[] = [];
+    const befores: LaneState[] = [];
     for (const run of chunk.runs) {
-      const before = this.laneStates.get(run.lane) ?? (await this.readLanes([run.lane])).get(run.lane) ?? emptyLane();
-      this.laneStates.set(run.lane, before);
-      const applied = this.appliedThrough(shardId, run.lane);
-      // The run was committed already, by another try of this batch or another invocation of the shard.
-      if (applied !== undefined && applied >= padSequenceNumber(run.firstSequenceNumber)) return 'already-applied';
-      writes.push({ lane: run.lane, before, after: before });
+      const before = await this.laneBefore(shardId, run);
+      if (before === 'already-applied') return before;
+      befores.push(before);
     }
     const checkpoint = (run: LaneRun) => ({ shardId, sequenceNumber: padSequenceNumber(run.lastSequenceNumber) });
     const now = this.laneClock.now();
     const [only] = chunk.runs;
-    if (chunk.runs.length === 1 && only) {
-      const before = writes[0]?.before ?? emptyLane();
+    const [before] = befores;
+    if (chunk.runs.length === 1 && only && before) {
       const updates = await this.admitApart(only.lane, before, chunk.updates);
       const { fold, next } = planLaneCommit(only.lane, before, updates, checkpoint(only), now, this.pendingLimits);
       return this.writeLanes([{ lane: only.lane, before, after: next }], fold);
     }
-    const moved = writes.map((write, i) => ({ ...write, after: withCheckpoint(write.before, checkpoint(chunk.runs[i] as LaneRun), now) }));
+    const moved = chunk.runs.map((run, i) => {
+      const state = befores[i] as LaneState;
+      return { lane: run.lane, before: state, after: withCheckpoint(state, checkpoint(run), now) };
+    });
     return this.writeLanes(moved, chunk.updates);
+  }
+
+  /** The lane item a run commits against, as this process knows it; 'already-applied' when its checkpoint has passed the run. */
+  private async laneBefore(shardId: string, run: LaneRun): Promise<LaneState | 'already-applied'> {
+    const before = this.laneStates.get(run.lane) ?? (await this.readLanes([run.lane])).get(run.lane) ?? emptyLane();
+    this.laneStates.set(run.lane, before);
+    const applied = this.appliedThrough(shardId, run.lane);
+    // The run was committed already, by another try of this batch or another invocation of the shard.
+    return applied !== undefined && applied >= padSequenceNumber(run.firstSequenceNumber) ? 'already-applied' : before;
   }
 
   /**
@@ -177,14 +193,14 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   private async admitApart(lane: string, state: LaneState, updates: readonly RollupUpdate[]): Promise<RollupUpdate[]> {
     return Promise.all(
       updates.map(async (update) => {
+        // With no room to wait in, the counts fold anyway, admission included.
         if (update.admit === undefined || this.pendingLimits.maxPendingBytes === 0 || !mayPend({ ...update, admit: undefined } as RollupUpdate, lane, state)) return update;
         try {
           const response = await this.client.send(new UpdateCommand({ TableName: this.tableName, ...admission(update), ReturnConsumedCapacity: 'TOTAL' }));
           writeMeter.record(response.ConsumedCapacity);
         } catch (error) {
-          if (error instanceof Error && error.name === 'ConditionalCheckFailedException') throw new CycleItemsChangedError([cycleItemKey(update.subject, update.period, update.usageType)]);
-          const refused = refusalOf(error, []);
-          throw refused ? new ChunkRefusedError(refused, { cause: error }) : error;
+          if (conditionFailed(error)) throw new CycleItemsChangedError([cycleItemKey(update.subject, update.period, update.usageType)]);
+          throw refusedForGood(error);
         }
         const { admit: _admitted, ...counts } = update;
         return counts;
@@ -193,9 +209,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
   }
 
   async park(shardId: string, run: LaneRun, change: LedgerChange, reason: string): Promise<CommitResult> {
-    const before = this.laneStates.get(run.lane) ?? (await this.readLanes([run.lane])).get(run.lane) ?? emptyLane();
-    const applied = this.appliedThrough(shardId, run.lane);
-    if (applied !== undefined && applied >= padSequenceNumber(run.firstSequenceNumber)) return 'already-applied';
+    const before = await this.laneBefore(shardId, run);
+    if (before === 'already-applied') return before;
     const after = withCheckpoint(before, { shardId, sequenceNumber: padSequenceNumber(run.lastSequenceNumber) }, this.laneClock.now());
     const record: ParkedRecord = { shardId, sequenceNumber: run.firstSequenceNumber, reason, change, parkedAt: this.clock.now().toISOString() };
     const put = { Put: { TableName: this.tableName, Item: { ...parkedKey(shardId, run.firstSequenceNumber), subject: subjectOf(change), record: JSON.stringify(record) } } };
@@ -235,10 +250,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
       writeMeter.record(response.ConsumedCapacity);
       return 'committed';
     } catch (error) {
-      if (error instanceof Error && error.name === 'ConditionalCheckFailedException') return 'already-applied';
-      const refused = refusalOf(error, []);
-      if (refused) throw new ChunkRefusedError(refused, { cause: error });
-      throw error;
+      if (conditionFailed(error)) return 'already-applied';
+      throw refusedForGood(error);
     }
   }
 
@@ -268,14 +281,8 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
 
   async parked(subject?: string): Promise<ParkedRecord[]> {
     const records: ParkedRecord[] = [];
-    let ExclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({ TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PARKED_PK }, ConsistentRead: true, ExclusiveStartKey }),
-      );
-      for (const item of page.Items ?? []) if (subject === undefined || item.subject === subject) records.push(JSON.parse(String(item.record)) as ParkedRecord);
-      ExclusiveStartKey = page.LastEvaluatedKey;
-    } while (ExclusiveStartKey);
+    const items = queryItems(this.client, { TableName: this.tableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': PARKED_PK }, ConsistentRead: true });
+    for await (const item of items) if (subject === undefined || item.subject === subject) records.push(JSON.parse(String(item.record)) as ParkedRecord);
     return records.sort((a, b) => (a.parkedAt < b.parkedAt ? -1 : a.parkedAt > b.parkedAt ? 1 : 0));
   }
 
@@ -321,9 +328,9 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
    */
   async closeCycle(subject: string, cycleStart: string, usageTypes: readonly string[], closedAt: string): Promise<void> {
     const lane = checkpointLaneOf(subject);
+    const closing = new Set(usageTypes.map((usageType) => rollupSortKey('cycle', cycleStart, usageType)));
     for (let attempt = 0; attempt < MAX_CLOSE_ATTEMPTS; attempt++) {
       const before = (await this.readLanes([lane])).get(lane) ?? emptyLane();
-      const closing = new Set(usageTypes.map((usageType) => rollupSortKey('cycle', cycleStart, usageType)));
       // Whatever does not fit this transaction folds in one before it (each with the lane item, as the aggregate's).
       const room = MAX_ITEMS_PER_TRANSACTION - 1 - closing.size;
       const waiting = pendingOf(before, subject);
@@ -461,20 +468,13 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
 
   private async between(subject: string, kind: RollupKind, from: string, to: string, consistent = false): Promise<RollupRow[]> {
     const rows: RollupRow[] = [];
-    let ExclusiveStartKey: Record<string, unknown> | undefined;
-    do {
-      const page = await this.client.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
-          ExpressionAttributeValues: { ':pk': subject, ':from': from, ':to': to },
-          ...(consistent ? { ConsistentRead: true } : {}),
-          ExclusiveStartKey,
-        }),
-      );
-      for (const item of page.Items ?? []) rows.push(toRow(item, kind));
-      ExclusiveStartKey = page.LastEvaluatedKey;
-    } while (ExclusiveStartKey);
+    const items = queryItems(this.client, {
+      TableName: this.tableName,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+      ExpressionAttributeValues: { ':pk': subject, ':from': from, ':to': to },
+      ...(consistent ? { ConsistentRead: true } : {}),
+    });
+    for await (const item of items) rows.push(toRow(item, kind));
     return rows;
   }
 }

@@ -86,6 +86,8 @@ export interface PendingLimits {
   maxFoldItems: number;
 }
 export const PENDING_LIMITS: PendingLimits = { foldAtRequests: FOLD_AT_REQUESTS, maxPendingSeconds: MAX_PENDING_SECONDS, maxPendingBytes: MAX_PENDING_BYTES, maxFoldItems: 99 };
+/** No room in any lane item: every commit folds at once, as before pending deltas (what benchmarks compare with). */
+export const FOLD_AT_ONCE: PendingLimits = { ...PENDING_LIMITS, maxPendingBytes: 0 };
 
 /**
  * Splits a lane's share of a commit into what waits in the lane item and what is folded now. `shard` names the
