@@ -1,6 +1,6 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { type DynamoDBDocumentClient, NumberValue, PutCommand, TransactWriteCommand, type TransactWriteCommandInput, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { CHECKPOINT_RETENTION_DAYS } from '../contract/resources';
+import { CHECKPOINT_RETENTION_HOURS } from '../contract/resources';
 import { MAX_ITEMS_PER_TRANSACTION } from '../core/metering/aggregate';
 import type { CommitResult, CycleItemKey, LateChange, ParkedRecords, RepairStore, RollupCloser, RollupRange, RollupReader, RollupRow, RollupWriter } from '../core/metering/metering-ports';
 import {
@@ -257,9 +257,9 @@ export class DynamoRollups implements RollupWriter, RollupReader, RollupCloser, 
 
   /** A lane item's state as a put that holds only if the stored item is still at the version it was computed from. */
   private lanePut({ lane, before, after }: LaneWrite) {
-    const oldest = this.laneClock.now().getTime() - CHECKPOINT_RETENTION_DAYS * 86_400_000;
+    const oldest = this.laneClock.now().getTime() - CHECKPOINT_RETENTION_HOURS * 3_600_000;
     const checkpoints: Record<string, string> = {};
-    // A shard silent for a week has no records left on the stream (24 hours): its checkpoint is dropped.
+    // A shard that wrote nothing to the lane for a day has no record left on the stream (24 hours) to apply again.
     for (const [shardId, { sequenceNumber, at }] of after.checkpoints) if (Date.parse(at) >= oldest) checkpoints[shardId] = `${sequenceNumber}|${at}`;
     return {
       Put: {

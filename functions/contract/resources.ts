@@ -255,8 +255,11 @@ export const SCHEDULES = {
   closeDue: { expression: 'rate(1 hour)', intervalMinutes: 60, job: 'close-due' },
 } as const;
 
-/** Checkpoints of closed shards outlive the stream's 24-hour retention by a few days, then expire. */
-export const CHECKPOINT_RETENTION_DAYS = 7;
+/**
+ * A shard's checkpoint in a lane item outlives the stream's 24-hour retention by an hour, then is dropped: shards roll
+ * over every few hours, and the lane item, rewritten with every commit, must not carry a week of them.
+ */
+export const CHECKPOINT_RETENTION_HOURS = 25;
 /** Quarantined events are kept this long for inspection and replay. */
 export const QUARANTINE_RETENTION_DAYS = 90;
 

@@ -174,3 +174,25 @@ test('a checkpoint kept before lane items (shard#id / owner#lane) still holds: r
   const stored = await documents().send(new GetCommand({ TableName: table, Key: { pk: `lane#${lane}`, sk: 'lane' }, ConsistentRead: true }));
   expect(String((stored.Item?.checkpoints as Record<string, string>)['shard-legacy']).split('|')[0]).toBe('502'.padStart(40, '0'));
 });
+
+test('a lane item keeps the checkpoint of a shard that wrote to it within 25 hours and drops an older one, so rolled shards do not pile up', async () => {
+  // Arrange: a lane clock this test moves; shard-a commits, then shard-b 24 hours later, then shard-c 26 hours after shard-a.
+  const [subject] = sameLane('ws_rolled', 1) as [string];
+  const lane = checkpointLaneOf(subject);
+  let now = Date.UTC(2026, 2, 4, 6);
+  const laneClock = { now: () => new Date(now) };
+  const rollups = () => new DynamoRollups(createDocumentClient(raw), table, undefined, undefined, PENDING_LIMITS, laneClock);
+  const shardsKept = async () => Object.keys(((await stored(`lane#${lane}`, 'lane'))?.checkpoints as Record<string, string>) ?? {}).sort();
+
+  // Act and assert
+  await aggregateChanges('shard-a', [record(600, subject, 1)], { rollups: rollups() });
+  now += 24 * 3_600_000;
+  await aggregateChanges('shard-b', [record(601, subject, 1)], { rollups: rollups() });
+  expect(await shardsKept()).toEqual(['shard-a', 'shard-b']);
+  now += 2 * 3_600_000;
+  await aggregateChanges('shard-c', [record(602, subject, 1)], { rollups: rollups() });
+  expect(await shardsKept()).toEqual(['shard-b', 'shard-c']);
+  // Nothing counted is lost with the checkpoint.
+  const [day] = await rollups().query(subject, 'day', '2026-03-04', '2026-03-04');
+  expect(day?.total).toBe('3');
+});
